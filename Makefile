@@ -1,0 +1,41 @@
+# uvm-emu: the two commands a newcomer types are `make run` and `make test`.
+PY      ?= python3.11
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+
+.PHONY: venv run test bench coverage lint soak clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@command -v $(PY) >/dev/null 2>&1 || { echo "need $(PY) on PATH (or: make PY=python3 ...)"; exit 2; }
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	@touch $(STAMP)
+
+run: venv
+	$(BIN)/emu run default --out runs
+
+test: venv
+	$(BIN)/python -m pytest
+
+coverage: venv
+	$(BIN)/python -m coverage erase
+	$(BIN)/python -m coverage run -m pytest tests/kernel
+	$(BIN)/python -m coverage report --include='kernel/uvm/uvm_pdaemon.py' --show-missing --fail-under=100
+
+bench: venv
+	$(BIN)/emu bench --json runs/bench.json
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+soak: venv
+	$(BIN)/emu soak --minutes 10
+
+clean:
+	rm -rf $(VENV) runs build *.egg-info .mypy_cache .ruff_cache .coverage

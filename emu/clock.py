@@ -1,0 +1,357 @@
+"""emu.clock: virtual time and the machine's scheduler.
+
+The machine runs on virtual time in nanoseconds, the way QEMU's ``-icount`` mode does. Nothing in
+``emu/``, ``devices/`` or ``kernel/`` reads the wall clock or calls ``asyncio.sleep``.
+
+State machine, in prose (asyncio ``locks.py`` style):
+
+* Every thread (a kernel thread or a user process) is an asyncio task started with
+  :meth:`Clock.spawn`. A thread is *runnable* until it blocks in :meth:`Clock.wait`, and runnable
+  again from the moment someone calls :meth:`Clock.wake` on its :class:`Waiter` (even before the
+  asyncio task actually resumes). ``runnable`` counts runnable threads exactly, because every
+  block goes through ``wait`` and every unblock through ``wake``.
+* Time stands still while any thread is runnable. When ``runnable`` drops to zero the idle loop
+  pops the earliest event from a heap of ``(time, seq, event)`` (ties broken by ``seq``, as
+  SimPy's ``eid`` does), moves ``now`` to its time and fires it. A timer wakes a waiter; an
+  I/O completion runs its callback synchronously, as an interrupt handler would.
+* An I/O event is not fired before its real I/O has finished: if it is the next event and the
+  thread pool has not reported back yet, the idle loop waits for that report. A report that
+  arrives early is only recorded, so the order of real completions never shows.
+* If no thread is runnable and no event is pending while a non-daemon thread is alive, that is
+  a deadlock: :class:`Deadlock` is raised with the name of every blocked thread and what it
+  waits on.
+* CPU time is charged as per-thread *debt* (:meth:`charge`): the fast path only adds to an
+  integer; :meth:`pay` turns the debt into a timed sleep at the next yield point. Each thread
+  thus behaves as if it had a CPU of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import heapq
+import itertools
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+__all__ = ["Clock", "Deadlock", "IoEvent", "Thread", "Waiter", "current_thread"]
+
+_current: contextvars.ContextVar[Thread | None] = contextvars.ContextVar(
+    "emu_thread", default=None
+)
+
+
+def current_thread() -> Thread | None:
+    """The emulated thread running now (None outside any thread)."""
+    return _current.get()
+
+
+class Deadlock(RuntimeError):
+    """Every thread is blocked and nothing is pending: names each sleeper and its channel."""
+
+    def __init__(self, now: int, blocked: list[tuple[str, str]]) -> None:
+        self.now = now
+        self.blocked = blocked
+        lines = ", ".join(f"{name} on {what}" for name, what in blocked)
+        super().__init__(f"deadlock at t={now} ns: every thread is blocked: {lines}")
+
+
+class Thread:
+    """One schedulable thread: a kernel thread (daemon) or a user process."""
+
+    __slots__ = ("daemon", "debt_ns", "done", "error", "name", "task", "tid", "wchan")
+
+    def __init__(self, tid: int, name: str, daemon: bool) -> None:
+        self.tid = tid
+        self.name = name
+        self.daemon = daemon
+        self.debt_ns = 0
+        self.wchan: str | None = None  # what it blocks on, None when runnable
+        self.done = False
+        self.error: BaseException | None = None
+        self.task: asyncio.Task[Any] | None = None
+
+    def __repr__(self) -> str:
+        return f"<Thread {self.tid} {self.name}{' (blocked on ' + self.wchan + ')' if self.wchan else ''}>"
+
+
+class Waiter:
+    """A thread's pending block: woken once, by :meth:`Clock.wake` or its timer."""
+
+    __slots__ = ("blocked", "fut", "thread", "timer", "value", "what", "woken")
+
+    def __init__(self, thread: Thread | None, what: str) -> None:
+        self.thread = thread
+        self.what = what
+        self.fut: asyncio.Future[Any] | None = None
+        self.blocked = False
+        self.woken = False
+        self.value: Any = None
+        self.timer: _Event | None = None
+
+
+class _Event:
+    __slots__ = ("cancelled", "fire", "seq", "time", "weak")
+
+    def __init__(self, time: int, seq: int, fire: Callable[[], None], weak: bool = False) -> None:
+        self.time = time
+        self.seq = seq
+        self.fire = fire
+        self.cancelled = False
+        self.weak = weak  # a background timer: does not keep a blocked machine alive
+
+    def __lt__(self, other: _Event) -> bool:
+        return (self.time, self.seq) < (other.time, other.seq)
+
+
+class IoEvent(_Event):
+    """An I/O completion: fires at its virtual time, but never before :meth:`real_done`."""
+
+    __slots__ = ("_done", "real")
+
+    def __init__(self, time: int, seq: int, fire: Callable[[], None]) -> None:
+        super().__init__(time, seq, fire)
+        self.real = False
+        self._done: asyncio.Event | None = None
+
+    def real_done(self) -> None:
+        """Record that the real I/O finished (call on the event loop's thread)."""
+        self.real = True
+        if self._done is not None:
+            self._done.set()
+
+
+class Clock:
+    """Virtual time, the thread table and the idle loop. See the module docstring."""
+
+    def __init__(self) -> None:
+        self.now = 0
+        self.runnable = 0
+        self.threads: list[Thread] = []
+        self._heap: list[tuple[int, int, _Event]] = []
+        self._strong = 0  # pending events that are not cancelled and not weak
+        self._seq = itertools.count()
+        self._tids = itertools.count(1)
+        self._idle: asyncio.Event | None = None
+        self._live_users = 0
+        self._finished: asyncio.Event | None = None
+        self._tg: asyncio.TaskGroup | None = None
+        self.events_fired = 0
+
+    # --- threads -----------------------------------------------------------------------------
+
+    def spawn(
+        self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any, name: str, daemon: bool = False
+    ) -> Thread:
+        """Start ``fn(*args)`` as a new thread inside the running :meth:`run`."""
+        if self._tg is None:
+            raise RuntimeError("Clock.spawn: the clock is not running (call inside Clock.run)")
+        th = Thread(next(self._tids), name, daemon)
+        self.threads.append(th)
+        self.runnable += 1
+        if not daemon:
+            self._live_users += 1
+        th.task = self._tg.create_task(self._thread_main(th, fn, args), name=name)
+        return th
+
+    async def _thread_main(
+        self, th: Thread, fn: Callable[..., Coroutine[Any, Any, Any]], args: tuple[Any, ...]
+    ) -> None:
+        _current.set(th)
+        try:
+            await fn(*args)
+        finally:
+            th.done = True
+            self.runnable -= 1
+            if not th.daemon:
+                self._live_users -= 1
+                if self._live_users == 0 and self._finished is not None:
+                    self._finished.set()
+            self._maybe_idle()
+
+    # --- blocking ------------------------------------------------------------------------------
+
+    def waiter(self, what: str) -> Waiter:
+        """A new waiter for the current thread; register it, then ``await wait(w)``."""
+        return Waiter(current_thread(), what)
+
+    async def wait(self, w: Waiter, deadline: int | None = None, weak: bool = False) -> Any:
+        """Block the current thread until ``w`` is woken or ``deadline`` (ns) passes.
+
+        Returns the value given to :meth:`wake`, or ``None`` when the deadline passed first.
+        """
+        if w.woken:
+            return w.value
+        th = w.thread
+        if th is None:
+            raise RuntimeError("Clock.wait: only an emulated thread may block")
+        if deadline is not None:
+            w.timer = self._push(
+                _Event(deadline, next(self._seq), lambda: self._timeout(w), weak)
+            )
+        loop = asyncio.get_running_loop()
+        w.fut = loop.create_future()
+        w.blocked = True
+        th.wchan = w.what
+        self.runnable -= 1
+        self._maybe_idle()
+        try:
+            return await w.fut
+        except asyncio.CancelledError:
+            if w.blocked:  # cancelled while asleep (run over): undo the block
+                w.blocked = False
+                w.woken = True
+                self.runnable += 1
+                th.wchan = None
+                if w.timer is not None:
+                    self._cancel(w.timer)
+                    w.timer = None
+            raise
+
+    def wake(self, w: Waiter, value: Any = True) -> bool:
+        """Make ``w``'s thread runnable with ``value``; False if it was already woken."""
+        if w.woken:
+            return False
+        w.woken = True
+        w.value = value
+        if w.timer is not None:
+            self._cancel(w.timer)
+            w.timer = None
+        if w.blocked:
+            w.blocked = False
+            self.runnable += 1
+            if w.thread is not None:
+                w.thread.wchan = None
+            assert w.fut is not None
+            w.fut.set_result(value)
+        return True
+
+    def _timeout(self, w: Waiter) -> None:
+        self.wake(w, None)
+
+    async def sleep_until(self, t: int, what: str = "clock", weak: bool = False) -> None:
+        """Block the current thread until virtual time ``t``.
+
+        ``weak``: a background timer (a sampler's): if every thread is blocked and only weak
+        timers are pending, the machine is deadlocked all the same.
+        """
+        if t <= self.now:
+            t = self.now
+        w = self.waiter(what)
+        await self.wait(w, deadline=t, weak=weak)
+
+    async def sleep(self, ns: int, what: str = "clock", weak: bool = False) -> None:
+        await self.sleep_until(self.now + ns, what, weak)
+
+    # --- CPU time ------------------------------------------------------------------------------
+
+    def charge(self, ns: int) -> None:
+        """Add ``ns`` of CPU time to the current thread's debt (no await: fast path)."""
+        th = _current.get()
+        if th is not None:
+            th.debt_ns += ns
+
+    async def pay(self, what: str = "cpu") -> None:
+        """Let the current thread's CPU debt pass as virtual time."""
+        th = _current.get()
+        if th is not None and th.debt_ns > 0:
+            debt = th.debt_ns
+            th.debt_ns = 0
+            await self.sleep_until(self.now + debt, what)
+
+    # --- events --------------------------------------------------------------------------------
+
+    def _push(self, ev: _Event) -> _Event:
+        heapq.heappush(self._heap, (ev.time, ev.seq, ev))
+        if not ev.weak:
+            self._strong += 1
+        return ev
+
+    def _cancel(self, ev: _Event) -> None:
+        if not ev.cancelled:
+            ev.cancelled = True
+            if not ev.weak:
+                self._strong -= 1
+
+    def call_at(self, t: int, fn: Callable[[], None]) -> _Event:
+        """Run ``fn`` (synchronously, as an interrupt) when virtual time reaches ``t``."""
+        return self._push(_Event(max(t, self.now), next(self._seq), fn))
+
+    def io_event(self, t: int, fn: Callable[[], None]) -> IoEvent:
+        """Like :meth:`call_at`, but held back until :meth:`IoEvent.real_done` is called."""
+        ev = IoEvent(max(t, self.now), next(self._seq), fn)
+        self._push(ev)
+        return ev
+
+    def pending(self) -> int:
+        return sum(1 for _, _, ev in self._heap if not ev.cancelled)
+
+    # --- the idle loop -------------------------------------------------------------------------
+
+    def _maybe_idle(self) -> None:
+        if self.runnable == 0 and self._idle is not None:
+            self._idle.set()
+
+    async def run(
+        self,
+        setup: Callable[[Clock, asyncio.TaskGroup], None] | None = None,
+    ) -> None:
+        """Run until every non-daemon thread has finished; then cancel the daemons.
+
+        ``setup(clock, taskgroup)`` spawns the first threads. Raises :class:`Deadlock` when every
+        thread is blocked with nothing pending; an exception in any thread propagates (as an
+        ``ExceptionGroup`` from the task group), after every other task is cancelled.
+        """
+        self._idle = asyncio.Event()
+        self._finished = asyncio.Event()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                self._tg = tg
+                if setup is not None:
+                    setup(self, tg)
+                idle = tg.create_task(self._idle_loop(), name="clock-idle")
+                if self._live_users > 0:
+                    await self._finished.wait()
+                idle.cancel()
+                for th in self.threads:
+                    if not th.done and th.task is not None:
+                        th.task.cancel()
+        finally:
+            self._tg = None
+
+    def start_background(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        """A helper task that is not a thread (a device's thread-pool hop). It must only record."""
+        if self._tg is None:
+            raise RuntimeError("Clock.start_background: the clock is not running")
+        return self._tg.create_task(coro, name=name)
+
+    async def _idle_loop(self) -> None:
+        assert self._idle is not None
+        while True:
+            await self._idle.wait()
+            self._idle.clear()
+            while self.runnable == 0 and self._live_users > 0:
+                ev = self._next_event()
+                if ev is None or self._strong == 0:
+                    blocked = [
+                        (th.name, th.wchan or "?") for th in self.threads if not th.done
+                    ]
+                    raise Deadlock(self.now, blocked)
+                if isinstance(ev, IoEvent) and not ev.real:
+                    ev._done = asyncio.Event()
+                    await ev._done.wait()
+                    continue  # re-check: nothing may have changed, but do not assume it
+                heapq.heappop(self._heap)
+                if not ev.weak:
+                    self._strong -= 1
+                ev.cancelled = True  # fired: a late _cancel must not count it again
+                if ev.time > self.now:
+                    self.now = ev.time
+                self.events_fired += 1
+                ev.fire()
+
+    def _next_event(self) -> _Event | None:
+        heap = self._heap
+        while heap and heap[0][2].cancelled:
+            heapq.heappop(heap)
+        return heap[0][2] if heap else None

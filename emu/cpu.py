@@ -1,0 +1,255 @@
+"""emu.cpu: the access path user code runs on: loads, stores and numpy batches through the MMU.
+
+A :class:`CpuContext` is one process's view of the CPU (its address space and counters). An
+access that the MMU cannot complete traps: the context awaits the kernel's trap handler, which
+either fixes the mapping (the access is then retried) or raises a :class:`MemoryFault`. A batch
+resumes exactly at the faulting index, so the accesses before it happen once.
+
+Time: every access charges ``access_ns`` and every trap ``fault_ns`` to the running thread's
+CPU debt (:meth:`emu.clock.Clock.charge`); when a call ends with the debt at or above
+``quantum_ns`` the thread pays it (sleeps in virtual time), letting others run. Nothing awaits
+on the fast path, where nothing faults and the debt is under the quantum.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import numpy as np
+import numpy.typing as npt
+
+from emu.clock import Clock, current_thread
+from emu.mmu import AddressSpace, Mmu, PageFault
+from emu.ram import PAGE_SHIFT, PAGE_SIZE, Ram
+
+__all__ = ["BusError", "Cpu", "CpuContext", "MemoryFault", "SegmentationFault", "TrapHandler"]
+
+_PAGE_MASK = PAGE_SIZE - 1
+
+
+class MemoryFault(Exception):
+    """An access the kernel refused: the process gets a signal. ``vaddr`` is the address."""
+
+    def __init__(self, vaddr: int, write: bool = False, reason: str = "") -> None:
+        self.vaddr = vaddr
+        self.write = write
+        self.reason = reason
+        what = f"{type(self).__name__}: {'write' if write else 'read'} at {vaddr:#x}"
+        super().__init__(f"{what}: {reason}" if reason else what)
+
+
+class SegmentationFault(MemoryFault):
+    """No mapping may exist there, or the access breaks its protection (SIGSEGV)."""
+
+
+class BusError(MemoryFault):
+    """The page exists but its backing store failed (swap read error: SIGBUS)."""
+
+
+# (context, faulting vaddr, is_write): fix the mapping and return, or raise MemoryFault.
+TrapHandler = Callable[["CpuContext", int, bool], Awaitable[None]]
+
+
+class Cpu:
+    """The processor: the installed trap handler and the cost model, shared by all contexts.
+
+    ``refault_limit`` bounds how many times in a row one access may trap with the handler
+    returning each time; beyond it the handler is broken and RuntimeError is raised.
+    """
+
+    def __init__(
+        self,
+        ram: Ram,
+        mmu: Mmu,
+        clock: Clock,
+        *,
+        access_ns: int = 10,
+        fault_ns: int = 1_000,
+        quantum_ns: int = 100_000,
+        refault_limit: int = 1_000,
+    ) -> None:
+        if access_ns < 0 or fault_ns < 0 or quantum_ns <= 0:
+            raise ValueError("Cpu: costs must be >= 0 and the quantum > 0")
+        self.ram = ram
+        self.mmu = mmu
+        self.clock = clock
+        self.access_ns = access_ns
+        self.fault_ns = fault_ns
+        self.quantum_ns = quantum_ns
+        self.refault_limit = refault_limit
+        self.trap_handler: TrapHandler | None = None
+
+    def context(self, space: AddressSpace, owner: object = None) -> CpuContext:
+        return CpuContext(self, space, owner)
+
+
+class CpuContext:
+    """One process on the CPU: its address space, its owner (the kernel's proc) and counters.
+
+    ``accesses`` counts completed accesses (a load or store counts one per page it spans);
+    ``faults`` counts traps taken.
+    """
+
+    __slots__ = ("_buf", "_translate", "accesses", "cpu", "faults", "owner", "space")
+
+    def __init__(self, cpu: Cpu, space: AddressSpace, owner: object = None) -> None:
+        self.cpu = cpu
+        self.space = space
+        self.owner = owner
+        self.accesses = 0
+        self.faults = 0
+        self._translate = cpu.mmu.translate
+        self._buf = cpu.ram.buf
+
+    def __repr__(self) -> str:
+        return f"<CpuContext asid={self.space.asid} owner={self.owner!r}>"
+
+    async def load(self, vaddr: int, n: int) -> bytes:
+        """Read ``n`` bytes at ``vaddr`` (may span pages); sets ref on each page."""
+        off = vaddr & _PAGE_MASK
+        if 0 < n and off + n <= PAGE_SIZE:  # one page: the fast path
+            try:
+                frame = self._translate(self.space, vaddr, False)
+            except PageFault:
+                frame = await self._refault(vaddr, False)
+            base = (frame << PAGE_SHIFT) | off
+            data = bytes(self._buf[base : base + n])
+            self.accesses += 1
+            self.cpu.clock.charge(self.cpu.access_ns)
+        else:
+            frames = await self._frames(vaddr, n, False)
+            data = b"".join(
+                bytes(self._buf[(f << PAGE_SHIFT) + a : (f << PAGE_SHIFT) + b])
+                for f, a, b in _pieces(vaddr, n, frames)
+            )
+        th = current_thread()
+        if th is not None and th.debt_ns >= self.cpu.quantum_ns:
+            await self.cpu.clock.pay()
+        return data
+
+    async def store(self, vaddr: int, data: bytes | bytearray | memoryview) -> None:
+        """Write ``data`` at ``vaddr`` (may span pages); sets ref and mod on each page. A store
+        spanning pages translates every page before writing any, as hardware checks both halves
+        of a split store first."""
+        if isinstance(data, memoryview):
+            data = data.cast("B")
+        n = len(data)
+        off = vaddr & _PAGE_MASK
+        if 0 < n and off + n <= PAGE_SIZE:
+            try:
+                frame = self._translate(self.space, vaddr, True)
+            except PageFault:
+                frame = await self._refault(vaddr, True)
+            base = (frame << PAGE_SHIFT) | off
+            self._buf[base : base + n] = data
+            self.accesses += 1
+            self.cpu.clock.charge(self.cpu.access_ns)
+        else:
+            frames = await self._frames(vaddr, n, True)
+            src = memoryview(data)
+            done = 0
+            for f, a, b in _pieces(vaddr, n, frames):
+                self._buf[(f << PAGE_SHIFT) + a : (f << PAGE_SHIFT) + b] = src[done : done + b - a]
+                done += b - a
+        th = current_thread()
+        if th is not None and th.debt_ns >= self.cpu.quantum_ns:
+            await self.cpu.clock.pay()
+
+    async def touch(
+        self,
+        vaddrs: npt.NDArray[np.uint64] | npt.NDArray[np.int64],
+        write: bool | npt.NDArray[np.bool_] = False,
+    ) -> None:
+        """Access every address of ``vaddrs`` in order (``write`` per access or for all),
+        setting ref/mod bits; on a fault, trap and resume at the faulting access."""
+        cpu = self.cpu
+        mmu = cpu.mmu
+        v, w = vaddrs, write
+        tries = 0
+        while (fault := mmu.touch_batch(self.space, v, w)) is not None:
+            k = fault.index
+            if k:
+                self.accesses += k
+                cpu.clock.charge(k * cpu.access_ns)
+                v = v[k:]
+                if isinstance(w, np.ndarray):
+                    w = w[k:]
+                tries = 0
+            tries += 1
+            await self._trap(fault.vaddr, fault.write, tries)
+        self.accesses += len(v)
+        cpu.clock.charge(len(v) * cpu.access_ns)
+        th = current_thread()
+        if th is not None and th.debt_ns >= cpu.quantum_ns:
+            await cpu.clock.pay()
+
+    async def compute(self, ns: int) -> None:
+        """Spend ``ns`` of CPU time (no memory access)."""
+        if ns < 0:
+            raise ValueError(f"CpuContext.compute: negative time {ns}")
+        self.cpu.clock.charge(ns)
+        th = current_thread()
+        if th is not None and th.debt_ns >= self.cpu.quantum_ns:
+            await self.cpu.clock.pay()
+
+    # --- port helpers --------------------------------------------------------------------------
+
+    async def _trap(self, vaddr: int, write: bool, tries: int) -> None:
+        """Take a page fault: charge it and run the kernel's handler."""
+        cpu = self.cpu
+        if tries > cpu.refault_limit:
+            raise RuntimeError(
+                f"Cpu: trap handler returned {tries - 1} times without resolving the "
+                f"{'write' if write else 'read'} fault at {vaddr:#x}"
+            )
+        self.faults += 1
+        cpu.clock.charge(cpu.fault_ns)
+        handler = cpu.trap_handler
+        if handler is None:
+            raise SegmentationFault(vaddr, write, "no trap handler installed")
+        await handler(self, vaddr, write)
+
+    async def _refault(self, vaddr: int, write: bool) -> int:
+        """Trap until one single-page access translates; its frame."""
+        tries = 0
+        while True:
+            tries += 1
+            await self._trap(vaddr, write, tries)
+            try:
+                return self._translate(self.space, vaddr, write)
+            except PageFault:
+                pass
+
+    async def _frames(self, vaddr: int, n: int, write: bool) -> list[int]:
+        """Translate every page of [vaddr, vaddr+n) with no await between the translations
+        that are used, trapping (and starting over) as needed; charges one access per page."""
+        if n < 0:
+            raise ValueError(f"CpuContext: negative length {n}")
+        if n == 0:
+            return []
+        first, last = vaddr >> PAGE_SHIFT, (vaddr + n - 1) >> PAGE_SHIFT
+        tries, last_va = 0, -1
+        while True:
+            try:
+                frames = [
+                    self._translate(self.space, max(vaddr, p << PAGE_SHIFT), write)
+                    for p in range(first, last + 1)
+                ]
+                break
+            except PageFault as pf:
+                tries = tries + 1 if pf.fault.vaddr == last_va else 1
+                last_va = pf.fault.vaddr
+                await self._trap(last_va, write, tries)
+        self.accesses += len(frames)
+        self.cpu.clock.charge(len(frames) * self.cpu.access_ns)
+        return frames
+
+
+def _pieces(vaddr: int, n: int, frames: list[int]) -> list[tuple[int, int, int]]:
+    """(frame, start, end) byte ranges within each frame for the span [vaddr, vaddr+n)."""
+    out = []
+    end = vaddr + n
+    for i, f in enumerate(frames):
+        page = ((vaddr >> PAGE_SHIFT) + i) << PAGE_SHIFT
+        out.append((f, max(vaddr, page) - page, min(end, page + PAGE_SIZE) - page))
+    return out
