@@ -21,8 +21,9 @@ State machine, in prose (asyncio ``locks.py`` style):
   a deadlock: :class:`Deadlock` is raised with the name of every blocked thread and what it
   waits on.
 * CPU time is charged as per-thread *debt* (:meth:`charge`): the fast path only adds to an
-  integer; :meth:`pay` turns the debt into a timed sleep at the next yield point. Each thread
-  thus behaves as if it had a CPU of its own.
+  integer; :meth:`pay` turns the debt into a timed sleep at a yield point. A thread that blocks
+  with debt left is queued at once (so it misses no wakeup) but resumes no earlier than
+  ``now + debt``: its CPU was still busy. Each thread behaves as if it had a CPU of its own.
 """
 
 from __future__ import annotations
@@ -78,11 +79,12 @@ class Thread:
 class Waiter:
     """A thread's pending block: woken once, by :meth:`Clock.wake` or its timer."""
 
-    __slots__ = ("blocked", "fut", "thread", "timer", "value", "what", "woken")
+    __slots__ = ("blocked", "fut", "not_before", "thread", "timer", "value", "what", "woken")
 
     def __init__(self, thread: Thread | None, what: str) -> None:
         self.thread = thread
         self.what = what
+        self.not_before = 0  # the thread's CPU is busy until then (its debt at blocking)
         self.fut: asyncio.Future[Any] | None = None
         self.blocked = False
         self.woken = False
@@ -189,6 +191,11 @@ class Clock:
             w.timer = self._push(
                 _Event(deadline, next(self._seq), lambda: self._timeout(w), weak)
             )
+        if th.debt_ns > 0:
+            # CPU time not yet paid: the thread is queued now (no wakeup is lost), but it
+            # cannot run again before its CPU has done that work.
+            w.not_before = self.now + th.debt_ns
+            th.debt_ns = 0
         loop = asyncio.get_running_loop()
         w.fut = loop.create_future()
         w.blocked = True
@@ -218,13 +225,23 @@ class Clock:
             self._cancel(w.timer)
             w.timer = None
         if w.blocked:
-            w.blocked = False
-            self.runnable += 1
-            if w.thread is not None:
-                w.thread.wchan = None
-            assert w.fut is not None
-            w.fut.set_result(value)
+            if w.not_before > self.now:  # woken, but its CPU is still busy: resume later
+                if w.thread is not None:
+                    w.thread.wchan = f"cpu (woken from {w.what})"
+                self._push(_Event(w.not_before, next(self._seq), lambda: self._resume(w)))
+            else:
+                self._resume(w)
         return True
+
+    def _resume(self, w: Waiter) -> None:
+        if not w.blocked:  # cancelled meanwhile
+            return
+        w.blocked = False
+        self.runnable += 1
+        if w.thread is not None:
+            w.thread.wchan = None
+        assert w.fut is not None
+        w.fut.set_result(w.value)
 
     def _timeout(self, w: Waiter) -> None:
         self.wake(w, None)
@@ -251,10 +268,13 @@ class Clock:
         if th is not None:
             th.debt_ns += ns
 
-    async def pay(self, what: str = "cpu") -> None:
-        """Let the current thread's CPU debt pass as virtual time."""
+    async def pay(self, what: str = "cpu", min_ns: int = 1) -> None:
+        """Let the current thread's CPU debt pass as virtual time, if it is ``min_ns`` or more.
+
+        A smaller debt is carried: it delays the thread's next wake-up instead (see wait).
+        """
         th = _current.get()
-        if th is not None and th.debt_ns > 0:
+        if th is not None and th.debt_ns >= min_ns:
             debt = th.debt_ns
             th.debt_ns = 0
             await self.sleep_until(self.now + debt, what)

@@ -1,0 +1,85 @@
+"""emu.eventlog: the structured event log of a run (``events.jsonl``).
+
+structlog renders every event with orjson into one JSON object per line (schema in
+docs/log-schema.md). Each event carries the virtual time ``t_ns`` of the running machine, the
+emulated thread ``proc`` (bound with ``structlog.contextvars`` when the thread starts), the
+``event`` name and the ``level``. Wall-clock fields are named ``wall_*``; everything else is a
+function of the scenario and the seed.
+
+Logging is configured when a run starts (never at import) and points at the run's log file;
+:func:`close` flushes it. Events below the run's level cost a filtered call only.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import os
+from collections.abc import MutableMapping
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+import structlog
+
+SCHEMA = "uvm-emu/events/1"
+
+_clock: contextvars.ContextVar[Any] = contextvars.ContextVar("emu_log_clock", default=None)
+
+
+def _add_time(_: Any, method: str, ev: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    clock = _clock.get()
+    ev["t_ns"] = clock.now if clock is not None else 0
+    ev["level"] = method
+    ev.setdefault("proc", "kernel")
+    return ev
+
+
+def _order(_: Any, __: str, ev: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    # t_ns, event, proc first: easier to read with `head`, same bytes on every run
+    head = {"t_ns": ev.pop("t_ns"), "event": ev.pop("event"), "proc": ev.pop("proc")}
+    head.update(ev)
+    return head
+
+
+def _drop(_: Any, __: str, ev: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    raise structlog.DropEvent
+
+
+def _dumps(ev: MutableMapping[str, Any], **_: Any) -> bytes:
+    return orjson.dumps(ev, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+class EventLog:
+    """One run's log file; :meth:`configure` makes structlog write to it (no file: discard)."""
+
+    def __init__(self, path: Path | None, level: str = "info") -> None:
+        self.path = path
+        self.level = level if path is not None else "silent"
+        target = path if path is not None else Path(os.devnull)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        self._fh: IO[bytes] | None = os.fdopen(fd, "wb", buffering=1 << 20)
+
+    def configure(self, clock: Any) -> None:
+        _clock.set(clock)
+        silent = self.level == "silent"
+        lvl = logging.CRITICAL if silent else getattr(logging, self.level.upper())
+        structlog.configure(
+            processors=[
+                *([_drop] if silent else []),
+                structlog.contextvars.merge_contextvars,
+                _add_time,
+                _order,
+                structlog.processors.JSONRenderer(serializer=_dumps),
+            ],
+            wrapper_class=structlog.make_filtering_bound_logger(lvl),
+            logger_factory=structlog.BytesLoggerFactory(self._fh),
+            cache_logger_on_first_use=False,
+        )
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.flush()
+            self._fh.close()
+            self._fh = None
+        structlog.reset_defaults()

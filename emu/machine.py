@@ -1,0 +1,521 @@
+"""emu.machine: build the emulated machine, boot the kernel, run workloads, summarise.
+
+The Python API::
+
+    from emu.machine import Machine
+
+    async def writer(p, pages=1000):
+        base = await p.mmap(pages * 4096)
+        for i in range(pages):
+            await p.store(base + i * 4096, b"hello")
+
+    m = Machine(ram="16MiB", swap="64MiB", seed=1, device="ssd", loop="uvloop")
+    m.attach(writer, name="w", pages=6000)
+    summary = m.run()          # also written to RUN_DIR/summary.json when run_dir is given
+    print(summary["outcome"], summary["uvmexp"]["pdpageouts"])
+
+A workload raising an exception ends its own process (the error is recorded in the summary);
+the other processes and the kernel run on. A kernel panic, a deadlock or a failure of the
+machine itself ends the run with ``outcome`` ``panic``, ``deadlock`` or ``error``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import os
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from devices.faults import FaultConfig
+from devices.swapdisk import SwapDisk
+from devices.timing import make_model
+from emu.clock import Clock, Deadlock
+from emu.cpu import Cpu, CpuContext
+from emu.eventlog import SCHEMA, EventLog
+from emu.mmu import Mmu
+from emu.ram import Ram, parse_size
+from emu.scenario import Scenario, ScenarioError, validate
+from kernel.arch.emu import machdep
+from kernel.kernel import Kernel, KernelConfig, KernelCosts
+from kernel.sys.systm import Panic
+
+__all__ = ["Machine", "Summary", "prepare_run_dir", "run_scenario"]
+
+SUMMARY_SCHEMA = "uvm-emu/summary/1"
+MIN_RAM_PAGES = 64  # below this the kernel's reserves and targets leave nothing to run on
+
+log = structlog.get_logger("emu.machine")
+
+Workload = Callable[..., Awaitable[None]]
+
+
+class Summary(dict[str, Any]):
+    """The run's summary (the same content as summary.json); ``s.outcome`` etc. also work."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+class _ProcStats:
+    __slots__ = ("faults", "kind", "lat_hist", "name")
+
+    def __init__(self, name: str, kind: str) -> None:
+        self.name = name
+        self.kind = kind
+        self.faults = 0
+        self.lat_hist: dict[int, int] = {}
+
+
+class Machine:
+    """An emulated machine: RAM, MMU, CPU, swap disk(s), the kernel, and workloads.
+
+    Keyword arguments mirror the scenario sections: ``kernel`` ([kernel] keys),
+    ``device_params`` (timing-model parameters), ``faults`` (fault-injection keys), and the
+    [machine] keys ``access_ns``, ``fault_ns``, ``quantum_ns``, ``sample_interval_ns``,
+    ``max_virtual_ns``, ``swap_devices``. Bad values raise :class:`ScenarioError`.
+    """
+
+    def __init__(
+        self,
+        ram: str | int = "64MiB",
+        swap: str | int = "256MiB",
+        seed: int = 1,
+        device: str = "ssd",
+        loop: str = "uvloop",
+        *,
+        run_dir: str | os.PathLike[str] | None = None,
+        force: bool = False,
+        log_level: str = "info",
+        kernel: dict[str, Any] | None = None,
+        device_params: dict[str, Any] | None = None,
+        faults: dict[str, Any] | None = None,
+        name: str = "api",
+        keep_images: bool = False,
+        **machine: Any,
+    ) -> None:
+        data: dict[str, Any] = {
+            "machine": {"ram": ram, "swap": swap, "seed": seed, "loop": loop, **machine},
+            "device": {"model": device, **(device_params or {}), **(faults or {})},
+            "kernel": dict(kernel or {}),
+        }
+        self.scenario = validate(data, "<api>", name)
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.force = force
+        self.log_level = log_level
+        self.keep_images = keep_images
+        self._attached: list[tuple[str, str, Workload, dict[str, Any]]] = []
+        self.kernel: Kernel | None = None  # the booted kernel, after run()
+        self.progress: Callable[[int, int, int], None] | None = None  # (t_ns, done, total)
+        self._check_sizes()
+
+    @classmethod
+    def from_scenario(
+        cls, sc: Scenario, run_dir: Path | None = None, log_level: str = "info", force: bool = False
+    ) -> Machine:
+        m = cls.__new__(cls)
+        m.scenario = sc
+        m.run_dir = run_dir
+        m.force = force
+        m.log_level = log_level
+        m.keep_images = False
+        m._attached = []
+        m.kernel = None
+        m.progress = None
+        m._check_sizes()
+        from emu.workloads import WORKLOADS
+
+        for w in sc.workloads:
+            fn = WORKLOADS.get(w.kind)
+            if fn is None:
+                raise ScenarioError(
+                    f"{sc.source}: workload '{w.name}': unknown kind {w.kind!r}; "
+                    f"stock kinds: {', '.join(sorted(WORKLOADS))}"
+                )
+            for i in range(w.count):
+                name = w.name if w.count == 1 else f"{w.name}.{i}"
+                m._attached.append((name, w.kind, fn, dict(w.params)))
+        return m
+
+    def _check_sizes(self) -> None:
+        mc = self.scenario.machine
+        try:
+            self.ram_pages = parse_size(mc["ram"])
+            self.swap_pages = parse_size(mc["swap"])
+        except ValueError as e:
+            raise ScenarioError(f"{self.scenario.source}: machine.ram/swap: {e}") from e
+        if self.ram_pages < MIN_RAM_PAGES:
+            raise ScenarioError(
+                f"{self.scenario.source}: machine.ram = {mc['ram']!r} is {self.ram_pages} pages;"
+                f" the kernel needs at least {MIN_RAM_PAGES} pages ({MIN_RAM_PAGES * 4} KiB)"
+            )
+        if self.swap_pages < mc["swap_devices"]:
+            raise ScenarioError(f"{self.scenario.source}: machine.swap is smaller than one page per device")
+
+    def attach(self, fn: Workload | str, name: str | None = None, **params: Any) -> None:
+        """Attach ``fn`` (``async def fn(p, **params)``, or a stock workload's kind name) as a
+        process called ``name``; it starts when :meth:`run` does."""
+        kind = "custom"
+        if isinstance(fn, str):
+            from emu.workloads import WORKLOADS
+
+            if fn not in WORKLOADS:
+                raise ScenarioError(f"attach: unknown stock workload {fn!r}; kinds: {', '.join(sorted(WORKLOADS))}")
+            kind, fn = fn, WORKLOADS[fn]
+        if not callable(fn):
+            raise TypeError(f"attach: {fn!r} is not a coroutine function")
+        name = name or getattr(fn, "__name__", "proc")
+        if any(a[0] == name for a in self._attached):
+            raise ScenarioError(f"attach: a process named {name!r} is already attached")
+        self._attached.append((name, kind, fn, params))
+
+    # --- running ---------------------------------------------------------------------------
+
+    def run(self) -> Summary:
+        """Run the machine until every process has exited; return the summary."""
+        loop = self.scenario.machine["loop"]
+        factory: Callable[[], asyncio.AbstractEventLoop] | None = None
+        if loop == "uvloop":
+            import uvloop
+
+            factory = uvloop.new_event_loop
+        with asyncio.Runner(loop_factory=factory) as runner:
+            return runner.run(self.arun())
+
+    async def arun(self) -> Summary:
+        """:meth:`run` for callers already inside an event loop."""
+        sc = self.scenario
+        mc, dc, kc = sc.machine, sc.device, sc.kernel
+        wall0 = time.perf_counter()
+        tmp: tempfile.TemporaryDirectory[str] | None = None
+        if self.run_dir is None:
+            tmp = tempfile.TemporaryDirectory(prefix="uvm-emu-")
+            workdir = Path(tmp.name)
+        else:
+            workdir = self.run_dir
+            workdir.mkdir(parents=True, exist_ok=True)
+        evlog = EventLog(workdir / "events.jsonl" if self.run_dir is not None else None, self.log_level)
+        clock = Clock()
+        evlog.configure(clock)
+        ram = Ram(self.ram_pages)
+        mmu = Mmu(ram)
+        cpu = Cpu(ram, mmu, clock, access_ns=mc["access_ns"], fault_ns=mc["fault_ns"],
+                  quantum_ns=max(1, mc["quantum_ns"]))  # fmt: skip
+        disks: list[SwapDisk] = []
+        outcome, error = "ok", None
+        k: Kernel | None = None
+        stats: dict[int, _ProcStats] = {}
+        handles: list[Any] = []
+        clusters: dict[int, int] = {}
+        passes = [0]
+        try:
+            log.info("run.start", schema=SCHEMA, scenario=sc.name, seed=mc["seed"],
+                     ram_pages=self.ram_pages, swap_pages=self.swap_pages, loop=mc["loop"],
+                     device=dc["model"],
+                     wall_start=datetime.datetime.now(datetime.UTC).isoformat())  # fmt: skip
+            disks = self._make_disks(workdir, clock)
+            config = _kernel_config(kc)
+            filedir = workdir / "files"
+            filedir.mkdir(exist_ok=True)
+            k = machdep.boot(ram, mmu, cpu, clock, disks, config, filedir=str(filedir), seed=mc["seed"])
+            self.kernel = k
+
+            def on_pass(_k: Kernel, delta: dict[str, int], cl: list[int]) -> None:
+                passes[0] += 1
+                for n in cl:
+                    clusters[n] = clusters.get(n, 0) + 1
+
+            k.hooks["pdaemon.pass"] = on_pass
+
+            def setup(c: Clock, tg: asyncio.TaskGroup) -> None:
+                assert k is not None
+                machdep.start(k)
+                _time_traps(k, cpu, clock, stats)
+                c.spawn(_sampler, k, mc["sample_interval_ns"], self, len(self._attached),
+                        handles, name="sampler", daemon=True)  # fmt: skip
+                if mc["max_virtual_ns"]:
+                    c.spawn(_watchdog, c, mc["max_virtual_ns"], name="watchdog", daemon=True)
+                for name, kind, fn, params in self._attached:
+                    h = machdep.spawn_process(k, name, _guard(fn), **params)
+                    stats[h.pid] = _ProcStats(name, kind)
+                    handles.append(h)
+                    log.info("workload.start", name=name, pid=h.pid, kind=kind)
+
+            await clock.run(setup)
+        except* Deadlock as eg:
+            outcome, error = "deadlock", str(eg.exceptions[0])
+        except* Panic as eg:
+            outcome, error = "panic", str(eg.exceptions[0])
+            _dump_state(workdir, k, eg.exceptions[0]) if self.run_dir is not None else None
+        except* _TimeLimit as eg:
+            outcome, error = "error", str(eg.exceptions[0])
+        except* ScenarioError:
+            raise
+        except* Exception as eg:
+            outcome, error = "error", f"{type(eg.exceptions[0]).__name__}: {eg.exceptions[0]}"
+        finally:
+            for d in disks:
+                d.close()
+        wall = time.perf_counter() - wall0
+        summary = self._summary(k, clock, disks, handles, stats, clusters, passes[0], outcome, error, wall)
+        for h in handles:
+            log.info("workload.exit", name=h.name, pid=h.pid,
+                     status="error" if h.proc.error else "ok",
+                     error=None if h.proc.error is None else str(h.proc.error))  # fmt: skip
+        log.info("run.end", outcome=outcome, error=error, virtual_ns=clock.now, wall_s=wall)
+        evlog.close()
+        ram.close()
+        if self.run_dir is not None:
+            _write_private(workdir / "summary.json", json.dumps(summary, indent=2).encode())
+            if not self.keep_images:
+                for d in disks:
+                    Path(d.path).unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.cleanup()
+        return summary
+
+    def _make_disks(self, workdir: Path, clock: Clock) -> list[SwapDisk]:
+        sc = self.scenario
+        dc = sc.device
+        fault_keys = ("fail_write_rate", "fail_read_rate", "fail_write_slots", "fail_read_slots",
+                      "fail_nth_io", "max_image_bytes", "extra_latency_ns")  # fmt: skip
+        model_params = {k: v for k, v in dc.items() if k not in fault_keys and k != "model"}
+        fk = {k: dc[k] for k in fault_keys}
+        fk["max_image_bytes"] = fk["max_image_bytes"] or None
+        ndev = sc.machine["swap_devices"]
+        disks = []
+        for i in range(ndev):
+            try:
+                model = make_model(dc["model"], **model_params)
+                faults = FaultConfig.from_mapping({**fk, "seed": sc.machine["seed"] * 1000 + i})
+            except ValueError as e:
+                raise ScenarioError(f"{sc.source}: [device]: {e}") from e
+            n = self.swap_pages // ndev + (1 if i < self.swap_pages % ndev else 0)
+            disk = SwapDisk(workdir / f"swap{i}.img", n, clock, model, faults, name=f"sd{i}")
+            try:
+                disk.create(force=self.force)
+            except FileExistsError as e:
+                raise ScenarioError(
+                    f"swap image {e.filename} already exists; use another run directory or --force"
+                ) from e
+            except OSError as e:
+                raise ScenarioError(f"cannot create swap image in {workdir}: {e.strerror}") from e
+            disks.append(disk)
+        return disks
+
+    def _summary(self, k: Kernel | None, clock: Clock, disks: list[SwapDisk], handles: list[Any],
+                 stats: dict[int, _ProcStats], clusters: dict[int, int], passes: int,
+                 outcome: str, error: str | None, wall: float) -> Summary:  # fmt: skip
+        sc = self.scenario
+        u = k.uvmexp.as_dict() if k is not None else {}
+        io = {"writes": 0, "write_pages": 0, "reads": 0, "read_pages": 0, "errors": 0}
+        for d in disks:
+            st = d.stats
+            io["writes"] += st.writes
+            io["write_pages"] += st.write_pages
+            io["reads"] += st.reads
+            io["read_pages"] += st.read_pages
+            io["errors"] += st.errors
+        workloads = []
+        checked = mism = 0
+        for h in handles:
+            ps = stats[h.pid]
+            pst = h.proc.stats
+            ctx: CpuContext = h.ctx
+            workloads.append({
+                "name": h.name, "pid": h.pid, "kind": ps.kind, "accesses": ctx.accesses,
+                "faults": {key: int(pst.get(ukey, 0)) for key, ukey in _FAULT_KINDS},
+                "traps": ps.faults,
+                "fault_latency_hist": {str(b): n for b, n in sorted(ps.lat_hist.items())},
+                "status": "error" if h.proc.error is not None else "ok",
+                "error": None if h.proc.error is None else f"{type(h.proc.error).__name__}: {h.proc.error}",
+                "pages_checked": h.integrity.pages_checked,
+                "mismatches": h.integrity.mismatches,
+            })  # fmt: skip
+            checked += h.integrity.pages_checked
+            mism += h.integrity.mismatches
+        return Summary({
+            "schema": SUMMARY_SCHEMA,
+            "scenario": sc.name,
+            "seed": sc.machine["seed"],
+            "loop": sc.machine["loop"],
+            "outcome": outcome,
+            "error": error,
+            "ram_pages": self.ram_pages,
+            "swap_pages": self.swap_pages,
+            "virtual_ns": clock.now,
+            "wall_s": wall,
+            "uvmexp": u,
+            "faults": {"zero_fill": u.get("flt_zero", 0), "soft": u.get("flt_soft", 0),
+                       "major": u.get("flt_major", 0), "busy_wait": u.get("flt_busywait", 0)},
+            "io": {**io, "cluster_pages": {str(n): c for n, c in sorted(clusters.items())}},
+            "integrity": {"pages_checked": checked, "mismatches": mism},
+            "workloads": workloads,
+            "daemon": {"passes": passes, "scans": u.get("pdrevs", 0)},
+        })  # fmt: skip
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+_FAULT_KINDS = (("zero_fill", "flt_zero"), ("soft", "flt_soft"), ("major", "flt_major"),
+                ("busy_wait", "flt_busywait"))  # fmt: skip
+
+
+class _TimeLimit(Exception):
+    pass
+
+
+async def _watchdog(clock: Clock, limit: int) -> None:
+    await clock.sleep_until(limit, "watchdog", weak=True)
+    raise _TimeLimit(f"machine.max_virtual_ns = {limit} reached before every process exited")
+
+
+def _guard(fn: Workload) -> Workload:
+    """Run a workload so that its own exception ends only its process (recorded as p.error)."""
+
+    async def guarded(p: Any, **params: Any) -> None:
+        try:
+            await fn(p, **params)
+        except Panic:
+            raise
+        except Exception as e:
+            if p.proc.error is None:
+                p.proc.error = e
+            log.warning("workload.error", name=p.name, pid=p.pid, error=f"{type(e).__name__}: {e}")
+
+    return guarded
+
+
+def _time_traps(k: Kernel, cpu: Cpu, clock: Clock, stats: dict[int, _ProcStats]) -> None:
+    """Wrap the kernel's trap handler to measure each fault's virtual latency per process."""
+    inner = cpu.trap_handler
+    assert inner is not None
+
+    async def timed(ctx: CpuContext, vaddr: int, is_write: bool) -> None:
+        t0 = clock.now
+        p = ctx.owner
+        st = p.stats if p is not None else {}
+        major0 = st.get("flt_major", 0)
+        ok = False
+        try:
+            await inner(ctx, vaddr, is_write)
+            ok = True
+        finally:
+            lat = clock.now - t0
+            ps = stats.get(getattr(p, "p_pid", -1))
+            if ps is not None:
+                ps.faults += 1
+                b = 1 << max(0, lat.bit_length())
+                ps.lat_hist[b] = ps.lat_hist.get(b, 0) + 1
+            if st.get("flt_major", 0) != major0:
+                log.info("uvm_fault.pagein", pid=getattr(p, "p_pid", -1), vaddr=vaddr,
+                         latency_ns=lat, ok=ok)  # fmt: skip
+
+    cpu.trap_handler = timed
+
+
+async def _sampler(k: Kernel, interval: int, m: Machine, total: int, handles: list[Any]) -> None:
+    u = k.uvmexp
+    while True:
+        log.info("uvmexp.sample", free=u.free, active=u.active, inactive=u.inactive,
+                 paging=u.paging, wired=u.wired, swpginuse=u.swpginuse, swpgonly=u.swpgonly,
+                 freemin=u.freemin, freetarg=u.freetarg, inactarg=u.inactarg,
+                 pdpageouts=u.pdpageouts, nswget=u.nswget, faults=u.faults)  # fmt: skip
+        if m.progress is not None:
+            done = sum(1 for h in handles if h.proc.p_stat == "zomb" or h.proc.thread.done)
+            m.progress(k.sched.now, done, total)
+        await k.sched.sleep(interval, "sampler", weak=True)  # type: ignore[attr-defined]
+
+
+def _kernel_config(kc: dict[str, Any]) -> KernelConfig:
+    costs = KernelCosts(scan_page_ns=kc["scan_page_ns"])
+    return KernelConfig(
+        diagnostic=kc["diagnostic"], debug=kc["debug"],
+        have_pmap_collect=kc["have_pmap_collect"], hibernate=kc["hibernate"],
+        bufcachepercent=kc["bufcachepercent"] if kc["bufcache"] else 0,
+        check_every_pass=kc["check_every_pass"], costs=costs,
+    )  # fmt: skip
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+
+
+def _dump_state(workdir: Path, k: Kernel | None, exc: BaseException) -> None:
+    """After a panic: the panic message and the kernel's queues and counters, for debugging."""
+    lines = [f"panic: {exc}"]
+    if k is not None:
+        lines.append(f"uvmexp: {json.dumps(k.uvmexp.as_dict())}")
+        for qname in ("page_active", "page_inactive"):
+            q = getattr(k.uvm, qname)
+            lines.append(f"{qname} ({len(q)}): " + " ".join(repr(p) for p in list(q)[:200]))
+        for pid, p in sorted(k.procs.items()):
+            lines.append(f"proc {pid} {p.p_comm} stat={p.p_stat} wmesg={p.p_wmesg}")
+    _write_private(workdir / "panic.txt", "\n".join(lines).encode())
+
+
+# --- CLI entry points ---------------------------------------------------------------------
+
+
+def prepare_run_dir(sc: Scenario, out: Path, exact: Path | None, force: bool) -> Path:
+    """The run directory: ``exact`` if given, else ``out/<scenario>-s<seed>-<n>``; sets
+    ``out/latest`` to point at it."""
+    try:
+        if exact is not None:
+            if exact.exists() and not force:
+                raise ScenarioError(f"run directory {exact} already exists; use --force to reuse it")
+            exact.mkdir(parents=True, exist_ok=True)
+            run_dir = exact
+        else:
+            out.mkdir(parents=True, exist_ok=True)
+            n = 1
+            while (out / f"{sc.name}-s{sc.machine['seed']}-{n}").exists():
+                n += 1
+            run_dir = out / f"{sc.name}-s{sc.machine['seed']}-{n}"
+            run_dir.mkdir()
+            latest = out / "latest"
+            if latest.is_symlink() or latest.exists():
+                latest.unlink()
+            latest.symlink_to(run_dir.name)
+        os.chmod(run_dir, 0o700)
+        probe = run_dir / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except PermissionError as e:
+        raise ScenarioError(f"cannot write the run directory: {e.filename}: permission denied; "
+                            "choose another --out") from e  # fmt: skip
+    except OSError as e:
+        raise ScenarioError(f"cannot create the run directory: {e}") from e
+    return run_dir
+
+
+def run_scenario(sc: Scenario, run_dir: Path, log_level: str = "info", progress: bool = False,
+                 force: bool = True) -> Summary:  # fmt: skip
+    """Run a validated scenario into ``run_dir`` (used by ``emu run``)."""
+    m = Machine.from_scenario(sc, run_dir, log_level, force=force)
+    if not progress:
+        return m.run()
+    from rich.progress import BarColumn, Progress, TextColumn
+
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                  TextColumn("{task.completed}/{task.total} processes done, t={task.fields[t]}")) as bar:  # fmt: skip
+        task = bar.add_task(sc.name, total=len(m._attached), t="0 ms")
+
+        def update(t_ns: int, done: int, total: int) -> None:
+            bar.update(task, completed=done, t=f"{t_ns / 1e6:,.0f} ms")
+
+        m.progress = update
+        return m.run()
+

@@ -1,0 +1,96 @@
+"""emu.workloads: the stock workloads, by kind name, and the trace readers.
+
+``WORKLOADS[kind]`` is ``async def fn(p: ProcessHandle, **params) -> None``; a scenario's
+``[[workload]]`` table names it with ``kind = "..."`` and passes the other keys as params.
+:func:`describe` lists every kind with its params and defaults (``emu scenarios --workloads``).
+docs/workloads.md is the guide.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from emu.workloads.stock import file_rmw, hog, phase_shift, seq_scan, shared_pair, uniform, zipf
+from emu.workloads.trace import trace_replay
+
+__all__ = ["WORKLOADS", "Param", "WorkloadInfo", "describe", "info"]
+
+Workload = Callable[..., Awaitable[None]]
+
+WORKLOADS: dict[str, Workload] = {
+    "seq_scan": seq_scan,
+    "uniform": uniform,
+    "zipf": zipf,
+    "phase_shift": phase_shift,
+    "hog": hog,
+    "shared_pair": shared_pair,
+    "file_rmw": file_rmw,
+    "trace_replay": trace_replay,
+}
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    default: Any  # inspect.Parameter.empty when the param is required
+    doc: str
+
+    @property
+    def required(self) -> bool:
+        return self.default is inspect.Parameter.empty
+
+
+@dataclass(frozen=True)
+class WorkloadInfo:
+    kind: str
+    summary: str
+    params: tuple[Param, ...]
+
+
+def _param_docs(doc: str) -> dict[str, str]:
+    """The ``name: text`` lines of a docstring's ``Params:`` section."""
+    out: dict[str, str] = {}
+    lines = doc.splitlines()
+    try:
+        start = next(i for i, ln in enumerate(lines) if ln.strip() == "Params:")
+    except StopIteration:
+        return out
+    last = ""
+    for ln in lines[start + 1:]:
+        s = ln.strip()
+        if not s:
+            break
+        name, sep, text = s.partition(": ")
+        if sep and name.isidentifier():
+            out[name] = text
+            last = name
+        elif last:
+            out[last] += " " + s
+    return out
+
+
+def info(kind: str) -> WorkloadInfo:
+    """Summary and params (name, default, doc) of the stock workload ``kind``."""
+    fn = WORKLOADS[kind]
+    doc = inspect.getdoc(fn) or ""
+    docs = _param_docs(doc)
+    params = tuple(
+        Param(name, prm.default, docs.get(name, ""))
+        for name, prm in list(inspect.signature(fn).parameters.items())[1:]
+    )
+    return WorkloadInfo(kind, doc.split("\n", 1)[0], params)
+
+
+def describe() -> str:
+    """A plain-text listing of every stock workload kind, its params and their defaults."""
+    out = []
+    for kind in WORKLOADS:
+        wi = info(kind)
+        out.append(f"{kind}: {wi.summary}")
+        for prm in wi.params:
+            default = "(required)" if prm.required else f"= {prm.default!r}"
+            out.append(f"    {prm.name} {default}  {prm.doc}")
+    return "\n".join(out)

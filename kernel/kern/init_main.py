@@ -1,0 +1,125 @@
+"""init_main.c: the machine-independent part of booting the kernel.
+
+Port of the parts of OpenBSD sys/kern/init_main.c (``main``) that the emulated machine needs:
+initialise the VM system (uvm_init: the page array, the free lists, the reserves), the buffer
+cache (bufinit), proc0, and the swap devices; then, once the scheduler runs, fork the kernel
+threads (the page daemon and the aiodone daemon).
+
+Deviations (PORT):
+- ``main`` is split in two. :func:`main` runs before the machine's clock starts (no thread
+  may be created yet); :func:`main_kthreads` is the part of ``main`` after
+  ``scheduler_start``, called from inside the running clock (the machine's setup callback).
+- Swap is configured at boot from the devices the machine hands over (upstream swapctl(8)
+  adds it later from userland), through the device-specific ``swap_on`` callables the
+  machine-dependent code provides.
+- The page daemon and the aiodone daemon are started only if ``kernel.uvm.uvm_pdaemon``
+  provides ``uvm_pageout`` and ``uvm_aiodone_daemon``.
+- There is no init process: the machine attaches its workloads as processes itself.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+import kernel.kern.kern_kthread as kern_kthread
+import kernel.kern.vfs_bio as vfs_bio
+import kernel.uvm.uvm_pmemrange as uvm_pmemrange
+import kernel.uvm.uvm_swap as uvm_swap
+from kernel.sys.proc import P_SYSTEM, Proc
+
+if TYPE_CHECKING:
+    from kernel.kernel import Kernel
+
+__all__ = ["main", "main_kthreads", "uvm_page_init"]
+
+log = structlog.get_logger("kern.init_main")
+
+
+def uvm_page_init(k: Kernel, npages: int) -> None:
+    """uvm_page_init: init the page system.   called from uvm_init().
+
+    => every frame of the machine is managed and starts out free
+    => sets the allocator reserves (reference §1.1)
+    """
+    k.pages = [None] * npages  # PORT: vm_page structures are created lazily
+    uvm_pmemrange.uvm_pmr_init(k, npages)
+    k.uvmexp.npages = npages
+    # init reserve thresholds
+    k.uvmexp.reserve_pagedaemon = 4
+    k.uvmexp.reserve_kernel = 8
+
+
+def main(k: Kernel, npages: int, swapdevs: list[Callable[[Kernel], int]]) -> None:
+    """main: initialise the kernel on a machine of ``npages`` frames.
+
+    => ``swapdevs``: one ``swap_on(k) -> errno`` per swap device, in priority order
+       (machine-dependent: kernel/arch/emu/machdep.py builds them)
+    => runs before the clock: no sleeping, no threads
+    """
+    # Initialize process and pgrp structures.
+    p = Proc(p_pid=0, p_comm="swapper", p_flag=P_SYSTEM)
+    k.proc0 = p
+    k.procs[0] = p
+    k.nextpid = 1
+
+    # Initialize the virtual memory system.
+    uvm_page_init(k, npages)
+
+    # Initialize the buffer cache (all memory of the machine is DMA-reachable).
+    vfs_bio.bufinit(k, npages)
+
+    # Initialize swap (the swap list and the drum).
+    uvm_swap.uvm_swap_init(k)
+
+    # PORT: configure swap (swapctl -a) on every device handed over.
+    for swap_on in swapdevs:
+        error = swap_on(k)
+        if error != 0:
+            log.error("swap_on.failed", error=error)
+
+    log.info(
+        "boot",
+        npages=npages,
+        free=k.uvmexp.free,
+        swpages=k.uvmexp.swpages,
+        bufpages=0 if k.bufcache is None else k.bufcache.bcstats.numbufpages,
+    )
+
+
+def main_kthreads(k: Kernel) -> list[Proc]:
+    """main, after scheduler_start: create the kernel threads.
+
+    => called inside the running machine (the clock's setup)
+    => starts "pagedaemon" (uvm_pageout) and "aiodoned" (uvm_aiodone_daemon) when the
+       page daemon module provides them
+    """
+    started: list[Proc] = []
+    pd = _pdaemon_module()
+    if pd is None:
+        return started
+    uvm_pageout: Any = getattr(pd, "uvm_pageout", None)
+    uvm_aiodone_daemon: Any = getattr(pd, "uvm_aiodone_daemon", None)
+    # Create the pageout daemon kernel thread.
+    if uvm_pageout is not None:
+        started.append(kern_kthread.kthread_create(k, uvm_pageout, k, name="pagedaemon"))
+    # Create the aiodone daemon kernel thread.
+    if uvm_aiodone_daemon is not None:
+        started.append(kern_kthread.kthread_create(k, uvm_aiodone_daemon, k, name="aiodoned"))
+    return started
+
+
+# --- port helpers ---------------------------------------------------------------------------
+
+
+def _pdaemon_module() -> Any:
+    """kernel.uvm.uvm_pdaemon if it can be imported, else None (it is written separately)."""
+    try:
+        return importlib.import_module("kernel.uvm.uvm_pdaemon")
+    except ModuleNotFoundError as e:
+        if e.name != "kernel.uvm.uvm_pdaemon":
+            raise
+        return None

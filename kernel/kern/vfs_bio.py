@@ -1,0 +1,223 @@
+"""vfs_bio.c: the buffer cache, as far as the page daemon sees it.
+
+Port of the sizing and back-off behaviour of OpenBSD sys/kern/vfs_bio.c,v 1.212 (bufinit,
+bufadjust, bufbackoff) and the BUFPAGES_* macros of sys/sys/buf.h (reference §1.12).
+
+The buffer cache is a *model*: no file system reads or writes through it. What the daemon can
+observe is kept exactly: the cache holds real pages taken from the allocator at boot (so they
+really occupy RAM and really come back to the free lists when the cache shrinks), the counters
+``bcstats.numbufpages`` / ``numcleanpages``, the floor ``buflowpages``, the target
+``bufpages`` and the ceiling ``bufhighpages``.
+
+Deviations (PORT):
+- No buffers, no vnodes, no cleaner: every cached page is clean, so
+  ``numcleanpages == numbufpages``. ``bufbackoff`` frees clean pages at once (upstream frees
+  clean buffers the same way; dirty ones would wait for the cleaner).
+- There is no high (above-DMA) cache: the emulated machine's memory is DMA-reachable up to
+  4 GiB and the high-memory flipper is not modelled, so a constraint range that lies above the
+  DMA limit gets -1 and one that reaches above it is treated like an unconstrained request.
+- BCACHE_MIN (128 pages upstream) is scaled down on tiny machines: at most npages/32, so a
+  256-page machine has a floor of 12 pages (5 %), not half its memory. Machines of 16 MiB
+  and more see the upstream value.
+- The cache is off (``k.bufcache is None``) when ``KernelConfig.bufcachepercent`` is 0: then
+  both macros are 0 and ``bufbackoff`` fails, as the reference suggests for a machine without
+  a buffer cache. The kernel test fixture boots with the cache off by default so free-page
+  counts in tiny tests are exact; the machine's default config has it on.
+- Upstream climbs back to ``bufhighpages`` as buffers are requested; with no file I/O here,
+  :func:`buf_refill` models that demand (tests and scenarios call it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Final
+
+import kernel.uvm.uvm_page as uvm_page
+from kernel.sys.systm import Panic
+
+if TYPE_CHECKING:
+    from kernel.kernel import Kernel
+    from kernel.uvm.uvm import UvmConstraintRange
+    from kernel.uvm.uvm_page import VmPage
+
+__all__ = [
+    "BCACHE_MIN",
+    "BUFPAGES_DEFICIT",
+    "BUFPAGES_INACT",
+    "Bcstats",
+    "BufCache",
+    "buf_refill",
+    "bufadjust",
+    "bufbackoff",
+    "bufinit",
+]
+
+BCACHE_MIN: Final = 128  # buf.h: minimum buffer cache size, in pages
+_DMA_HIGH: Final = 0xFFFFFFFF  # amd64 dma_constraint.ucr_high (bytes)
+
+
+@dataclass(eq=False, slots=True)
+class Bcstats:
+    """struct bcachestats (the page counters the daemon reads)."""
+
+    numbufpages: int = 0  # number of pages in buffer cache
+    numcleanpages: int = 0  # number of clean pages in buffer cache
+    numdirtypages: int = 0  # number of dirty free pages (always 0 here)
+    dmapages: int = 0  # dma accessible pages in the buffer cache
+
+
+@dataclass(eq=False, slots=True)
+class BufCache:
+    """The buffer cache globals of vfs_bio.c. Locks: [K] boot only, (B) splbio (no await)."""
+
+    bufcachepercent: int  # [K] configured size, percent of DMA-reachable memory
+    buflowpages: int  # [K] smallest size we will shrink to
+    bufhighpages: int  # [K] largest size we will grow to
+    bufbackpages: int  # [K] minimum number of pages we shrink when asked to
+    bufpages: int  # (B) target size
+    bcstats: Bcstats = field(default_factory=Bcstats)  # (B)
+    pages: list[VmPage] = field(default_factory=list)  # (B) PORT: the cached pages, LIFO
+    backoffs: int = 0  # PORT: bufbackoff calls
+    recovered: int = 0  # PORT: pages given back by bufbackoff since boot
+
+
+def BUFPAGES_DEFICIT(k: Kernel) -> int:
+    """BUFPAGES_DEFICIT: pages the buffer cache is below its floor ("not really free")."""
+    bc = k.bufcache
+    if bc is None:
+        return 0
+    d = bc.buflowpages - bc.bcstats.numbufpages
+    return 0 if d < 0 else d
+
+
+def BUFPAGES_INACT(k: Kernel) -> int:
+    """BUFPAGES_INACT: clean buffer pages above the floor, counted as if inactive."""
+    bc = k.bufcache
+    if bc is None:
+        return 0
+    d = bc.bcstats.numcleanpages - bc.buflowpages
+    return 0 if d < 0 else d
+
+
+def bufinit(k: Kernel, dmapages: int) -> None:
+    """bufinit: size the buffer cache and fill it to its target.
+
+    => dmapages: DMA-reachable managed pages (all of them on the emulated machine)
+    => leaves ``k.bufcache`` None when the configured percentage is 0
+    """
+    percent = k.config.bufcachepercent
+    if percent <= 0:
+        k.bufcache = None
+        return
+    # PORT: BCACHE_MIN scaled down on tiny machines (module docstring).
+    bcache_min = min(k.config.bcache_min, dmapages // 32)
+    buflowpages = dmapages * 5 // 100
+    if buflowpages < bcache_min:
+        buflowpages = bcache_min
+    bufbackpages = buflowpages * 10 // 100
+    if bufbackpages > 100:
+        bufbackpages = 100
+    bufhighpages = dmapages * percent // 100
+    if bufhighpages < buflowpages:
+        bufhighpages = buflowpages
+    k.bufcache = BufCache(
+        bufcachepercent=percent,
+        buflowpages=buflowpages,
+        bufhighpages=bufhighpages,
+        bufbackpages=bufbackpages,
+        bufpages=bufhighpages,
+    )
+    buf_refill(k, bufhighpages)
+
+
+def bufadjust(k: Kernel, newbufpages: int) -> None:
+    """bufadjust: change the buffer cache target and free clean pages above it."""
+    bc = k.bufcache
+    assert bc is not None
+    bc.bufpages = newbufpages
+    while bc.bcstats.numbufpages > bc.bufpages and bc.pages:
+        _buf_free_page(k, bc)
+
+
+def bufbackoff(k: Kernel, range: UvmConstraintRange | None, size: int) -> int:
+    """bufbackoff: back off the buffer cache to free ``size`` pages of memory.
+
+    => called by the page daemon and by allocators that cannot get memory
+    => returns 0 if at least ``size`` pages were released, -1 otherwise
+    """
+    bc = k.bufcache
+    if bc is None:
+        return -1  # PORT: no buffer cache
+    bc.backoffs += 1
+    # If we will accept high memory for this backoff
+    # try to steal it from the high memory buffer cache.
+    if range is not None and range.ucr_high > _DMA_HIGH:
+        # PORT: there is no high memory cache; nothing is recovered here.
+        # If we needed only memory above DMA, return failure
+        if range.ucr_low > _DMA_HIGH:
+            return -1
+        # Otherwise get the rest from DMA
+    # On failure back off on our desired size by the
+    # larger of our argument or bufbackpages.
+    pdelta = size if size > bc.bufbackpages else bc.bufbackpages
+    if bc.bufpages <= bc.buflowpages:
+        return -1
+    if bc.bufpages - pdelta < bc.buflowpages:
+        pdelta = bc.bufpages - bc.buflowpages
+    oldbufpages = bc.bcstats.numbufpages
+    bufadjust(k, bc.bufpages - pdelta)
+    bc.recovered += oldbufpages - bc.bcstats.numbufpages
+    if oldbufpages - bc.bcstats.numbufpages < size:
+        return -1  # we did not free what we wanted
+    return 0
+
+
+def buf_refill(k: Kernel, npages: int) -> int:
+    """PORT: model buffer demand: grow the target by ``npages`` (up to ``bufhighpages``) and
+    fill the cache to it with pages that do not wake the daemon. Returns pages added.
+
+    Upstream the cache climbs back to its high-water mark ``bufbackpages`` at a time as
+    buf_get finds it below; this is that climb, driven by the caller.
+    """
+    bc = k.bufcache
+    if bc is None:
+        return 0
+    bc.bufpages = min(bc.bufhighpages, max(bc.bufpages, bc.bcstats.numbufpages + npages))
+    added = 0
+    while bc.bcstats.numbufpages < bc.bufpages:
+        pg = _buf_alloc_page(k)
+        if pg is None:
+            break
+        bc.pages.append(pg)
+        bc.bcstats.numbufpages += 1
+        bc.bcstats.numcleanpages += 1
+        bc.bcstats.dmapages += 1
+        added += 1
+    return added
+
+
+# --- port helpers ---------------------------------------------------------------------------
+
+
+def _buf_alloc_page(k: Kernel) -> VmPage | None:
+    """buf_alloc_pages for one page: wired (wire_count 1, not counted in uvmexp.wired, as
+    vfs_biomem.c does), on no paging queue, owned by the cache."""
+    pg = uvm_page.uvm_pagealloc(k, None, 0, None, 0)
+    if pg is None:
+        return None
+    pg.pg_flags &= ~(uvm_page.PG_BUSY | uvm_page.PG_FAKE)
+    pg.wire_count = 1
+    return pg
+
+
+def _buf_free_page(k: Kernel, bc: BufCache) -> None:
+    """buf_free_pages for one page: drop the cache's wiring and free it."""
+    pg = bc.pages.pop()
+    if pg.wire_count != 1:
+        raise Panic(f"buf_free_pages: {pg!r} wire_count {pg.wire_count}")
+    pg.wire_count = 0
+    bc.bcstats.numbufpages -= 1
+    bc.bcstats.numcleanpages -= 1
+    bc.bcstats.dmapages -= 1
+    # PORT: buffer pages are on no paging queue; like buf_free_pages, no page-queue lock.
+    uvm_page.uvm_pagefree(k, pg)

@@ -1,0 +1,74 @@
+"""The per-boot Kernel record: what C keeps in globals (style C15).
+
+A plain record with no behaviour: behaviour lives in the per-C-file modules, which take
+``k: Kernel`` first and spell a C global ``uvmexp.free`` as ``k.uvmexp.free``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from kernel.uvm.uvm import Uvm
+from kernel.uvm.uvmexp import Uvmexp
+
+if TYPE_CHECKING:
+    from kernel.kern.kern_synch import Scheduler
+    from kernel.kern.vfs_bio import BufCache
+    from kernel.sys.proc import Proc
+    from kernel.uvm.uvm_pmap import Pmap
+    from kernel.uvm.uvm_swap import SwapState
+
+
+@dataclass(eq=False, slots=True)
+class KernelCosts:
+    """Virtual CPU time charged for kernel work (ns), so a spinning daemon lets time pass."""
+
+    scan_page_ns: int = 200  # per page examined by a daemon scan
+    pass_ns: int = 2_000  # per page daemon loop
+    fault_ns: int = 1_000  # per fault handled (on top of the CPU's trap cost)
+    aiodone_buf_ns: int = 1_000  # per completed buf
+    pagein_ns: int = 500  # per page read set-up
+    yield_ns: int = 1_000_000  # sched_pause yields once a thread has this much CPU time unpaid
+
+
+@dataclass(eq=False, slots=True)
+class KernelConfig:
+    """Build options and tunables: what the C takes from the kernel config."""
+
+    diagnostic: bool = True  # DIAGNOSTIC: KASSERTs and uvm_check after daemon passes
+    debug: bool = False  # DEBUG: panic on pagedaemon deadlock
+    have_pmap_collect: bool = False  # __HAVE_PMAP_COLLECT (amd64: off)
+    ndrm: int = 0  # NDRM: no DRM device
+    hibernate: bool = False  # HIBERNATE: uvmpd_drop / uvmpd_hibernate compiled in
+    bufcachepercent: int = 10  # buffer cache size, percent of DMA-reachable memory
+    bcache_min: int = 128  # BCACHE_MIN, pages (scaled down on tiny machines)
+    check_every_pass: bool = True  # PORT: run uvm_check after each daemon pass / aiodone batch
+    costs: KernelCosts = field(default_factory=KernelCosts)
+
+
+@dataclass(eq=False, slots=True)
+class Kernel:
+    """One boot of the emulated kernel."""
+
+    config: KernelConfig
+    sched: Scheduler
+    pmap: Pmap
+    uvm: Uvm = field(default_factory=Uvm)
+    uvmexp: Uvmexp = field(default_factory=Uvmexp)
+    swap: SwapState | None = None
+    bufcache: BufCache | None = None
+    slpque: dict[Hashable, list[Any]] = field(default_factory=dict)  # sleep queues by channel
+    uvm_nowait_failed: int = 0  # uvm_pdaemon.c: volatile int uvm_nowait_failed
+    pages: list[Any] = field(default_factory=list)  # vm_page array by frame (lazily filled)
+    proc0: Proc | None = None
+    syncerproc: Proc | None = None
+    procs: dict[int, Proc] = field(default_factory=dict)
+    nextpid: int = 1
+    kthreads: list[Any] = field(default_factory=list)
+    spawn: Callable[..., Any] | None = None  # PORT: machine's thread starter (kthread_create)
+    md: Any = None  # PORT: machine-dependent glue (kernel.arch.emu.machdep.EmuMachdep: cpu_fork)
+    hooks: dict[str, Callable[..., Any]] = field(default_factory=dict)  # PORT: test hooks
+    panicked: BaseException | None = None
+    pdpass: Any = None  # PORT: the page daemon's current pass record (log line)

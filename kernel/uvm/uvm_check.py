@@ -1,0 +1,365 @@
+"""uvm_check: consistency checks of the whole VM state (PORT-only module, no C counterpart).
+
+``uvm_check(k)`` walks the pages, the paging queues, the page tables, the map entries and the
+swap devices and raises :class:`Panic` naming the first invariant that does not hold and the
+page or slot concerned. DIAGNOSTIC builds run it after every page daemon pass and aiodone
+batch (``k.config.check_every_pass``); the kernel test fixture runs it after every test.
+
+Invariants checked:
+- queues: ``TailQ.check()`` on both paging queues; their lengths equal ``uvmexp.active`` /
+  ``uvmexp.inactive``; a page is on the active (inactive) queue iff it has PQ_ACTIVE
+  (PQ_INACTIVE), never both.
+- pages: PQ_FREE iff the allocator's free map has the frame; ``uvmexp.free`` equals the free
+  frames; a free page is not busy, owned, wired, queued or mapped; an allocated page is on a
+  queue (and then has an owner and no wiring), or wired, or busy (in transit), or a buffer
+  cache page; PQ_ANON iff it has an anon whose ``an_page`` is this page; an object page is in
+  its object's tree (PG_TABLED); PQ_AOBJ pages belong to aobjs; a resident, idle PG_CLEAN anon
+  page has a swap slot; ``uvmexp.wired`` equals the wired pages (buffer cache pages are wired
+  the vfs_biomem.c way and not counted).
+- page tables: every mapping in the reverse map is a live PTE for that page; each address
+  space's resident count equals its reverse-map entries; the PTE lies inside a map entry of
+  its process and maps the page that entry's amap or object has at that address; a writable
+  PTE is allowed by the entry (and not for a copy-on-write object page) and never maps a busy
+  page (the page daemon write-protects pages it busies for pageout).
+- swap: every allocated slot that is not marked bad belongs to exactly one anon or aobj
+  page index; every slot an owner names is allocated; ``swpginuse`` equals the slots in use;
+  ``swpgonly`` counts the owners whose data is only in swap (a page being read back, still
+  PG_FAKE, may be counted either way).
+
+Roots: anons are found through the amaps of every process's map entries and through the
+pages; aobjs through map entries, pages, the kernel object, the machine's named objects
+(``k.md.shared``) and the ``objs`` argument (for tests that hold an aobj of their own).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Final
+
+import numpy as np
+
+import kernel.kern.vfs_bio as vfs_bio
+import kernel.uvm.uvm_map as uvm_map
+import kernel.uvm.uvm_page as uvm_page
+from kernel.sys.mman import PROT_WRITE
+from kernel.sys.systm import Panic
+from kernel.uvm.uvm_object import UVM_OBJ_IS_AOBJ
+
+if TYPE_CHECKING:
+    from kernel.kernel import Kernel
+    from kernel.uvm.uvm_anon import VmAnon
+    from kernel.uvm.uvm_map import VmMap
+    from kernel.uvm.uvm_object import UvmObject
+    from kernel.uvm.uvm_page import VmPage
+
+__all__ = ["uvm_check"]
+
+
+PAGE_SHIFT: Final = 12  # uvm_page.PAGE_SHIFT (not imported by name: import cycle)
+
+
+def uvm_check(k: Kernel, objs: Iterable[UvmObject] = ()) -> None:
+    """uvm_check: verify every invariant of the module docstring; raise Panic on the first
+    that fails. ``objs``: extra aobjs that are alive but reachable from nothing the kernel
+    knows (held by a test)."""
+    _check_queues(k)
+    bufpages = _check_bufcache(k)
+    _check_pages(k, bufpages)
+    maps = _process_maps(k)
+    _check_mappings(k, maps)
+    _check_swap(k, maps, objs)
+
+
+# --- port helpers ---------------------------------------------------------------------------
+
+
+def _fail(invariant: str, **detail: object) -> Panic:
+    what = ", ".join(f"{key}={val!r}" for key, val in detail.items())
+    return Panic(f"uvm_check: {invariant}" + (f": {what}" if what else ""), **detail)
+
+
+def _check_queues(k: Kernel) -> None:
+    uvm = k.uvm
+    for q in (uvm.page_active, uvm.page_inactive):
+        try:
+            q.check()
+        except AssertionError as e:
+            raise _fail("paging queue links are broken", queue=q.name, error=str(e)) from e
+    if len(uvm.page_active) != k.uvmexp.active:
+        raise _fail(
+            "uvmexp.active != length of page_active",
+            active=k.uvmexp.active,
+            queued=len(uvm.page_active),
+        )
+    if len(uvm.page_inactive) != k.uvmexp.inactive:
+        raise _fail(
+            "uvmexp.inactive != length of page_inactive",
+            inactive=k.uvmexp.inactive,
+            queued=len(uvm.page_inactive),
+        )
+
+
+def _check_bufcache(k: Kernel) -> set[int]:
+    """The frames of the buffer cache's pages (checked along the way)."""
+    bc = k.bufcache
+    if bc is None:
+        return set()
+    if len(bc.pages) != bc.bcstats.numbufpages:
+        raise _fail(
+            "bcstats.numbufpages != pages in the buffer cache",
+            numbufpages=bc.bcstats.numbufpages,
+            pages=len(bc.pages),
+        )
+    frames: set[int] = set()
+    for pg in bc.pages:
+        if pg.wire_count != 1 or pg.pg_flags & (
+            uvm_page.PQ_FREE | uvm_page.PQ_ACTIVE | uvm_page.PQ_INACTIVE
+        ):
+            raise _fail("buffer cache page is not wired off the queues", pg=pg)
+        frames.add(pg.phys_addr >> PAGE_SHIFT)
+    if vfs_bio.BUFPAGES_DEFICIT(k) < 0 or vfs_bio.BUFPAGES_INACT(k) < 0:
+        raise _fail("negative BUFPAGES_* value")
+    return frames
+
+
+def _check_pages(k: Kernel, bufpages: set[int]) -> None:
+    pmr = k.uvm.pmr_control
+    assert pmr is not None
+    free_bits = pmr.free_bits
+    nfree = int(np.count_nonzero(free_bits))
+    if nfree != k.uvmexp.free:
+        raise _fail("uvmexp.free != free frames", free=k.uvmexp.free, frames=nfree)
+    uvm = k.uvm
+    wired = 0
+    for f, pg in enumerate(k.pages):
+        if pg is None:
+            if not free_bits[f]:
+                raise _fail("allocated frame has no vm_page", frame=f)
+            continue
+        flags = pg.pg_flags
+        on_act = uvm.page_active.contains(pg)
+        on_inact = uvm.page_inactive.contains(pg)
+        if bool(flags & uvm_page.PQ_ACTIVE) != on_act:
+            raise _fail("PQ_ACTIVE does not match the active queue", pg=pg, queued=on_act)
+        if bool(flags & uvm_page.PQ_INACTIVE) != on_inact:
+            raise _fail("PQ_INACTIVE does not match the inactive queue", pg=pg, queued=on_inact)
+        if on_act and on_inact:
+            raise _fail("page on both paging queues", pg=pg)
+        if bool(flags & uvm_page.PQ_FREE) != bool(free_bits[f]):
+            raise _fail("PQ_FREE does not match the free map", pg=pg, free=bool(free_bits[f]))
+        if flags & uvm_page.PQ_FREE:
+            if (
+                flags & uvm_page.PG_BUSY
+                or pg.uanon is not None
+                or pg.uobject is not None
+                or pg.wire_count
+                or on_act
+                or on_inact
+            ):
+                raise _fail("free page is busy, owned, wired or queued", pg=pg)
+            if k.pmap.pmap_page_mapped(pg):
+                raise _fail("free page is mapped", pg=pg)
+            continue
+        if f in bufpages:
+            continue
+        if pg.wire_count:
+            wired += 1
+        if on_act or on_inact:
+            if pg.wire_count:
+                raise _fail("wired page on a paging queue", pg=pg)
+            if pg.uanon is None and pg.uobject is None:
+                raise _fail("queued page has no owner", pg=pg)
+        elif not pg.wire_count and not (flags & uvm_page.PG_BUSY):
+            raise _fail("allocated page is on no queue, not wired and not busy", pg=pg)
+        anon = pg.uanon
+        if bool(flags & uvm_page.PQ_ANON) != (anon is not None):
+            raise _fail("PQ_ANON does not match uanon", pg=pg, uanon=anon)
+        if anon is not None:
+            if anon.an_page is not pg:
+                raise _fail("anon page's anon points elsewhere", pg=pg, anon=anon)
+            if flags & uvm_page.PG_CLEAN and not (flags & uvm_page.PG_BUSY) and anon.an_swslot == 0:
+                raise _fail("clean anon page without a swap slot", pg=pg, anon=anon)
+        uobj = pg.uobject
+        if uobj is not None:
+            if not (flags & uvm_page.PG_TABLED) or uobj.memt.get(pg.offset) is not pg:
+                raise _fail("object page is not in its object", pg=pg, uobj=uobj)
+        if flags & uvm_page.PQ_AOBJ and (uobj is None or not UVM_OBJ_IS_AOBJ(uobj)):
+            raise _fail("PQ_AOBJ page not in an aobj", pg=pg, uobj=uobj)
+    if wired != k.uvmexp.wired:
+        raise _fail("uvmexp.wired != wired pages", wired=k.uvmexp.wired, pages=wired)
+
+
+def _process_maps(k: Kernel) -> dict[int, VmMap]:
+    """id(pmap) -> vm_map of every process that has an address space."""
+    maps: dict[int, VmMap] = {}
+    for p in k.procs.values():
+        vm = p.p_vmspace
+        if vm is not None:
+            maps[id(vm.vm_map.pmap)] = vm.vm_map
+    return maps
+
+
+def _check_mappings(k: Kernel, maps: dict[int, VmMap]) -> None:
+    pmap: Any = k.pmap
+    mappings_of = getattr(pmap, "pmap_page_mappings", None)
+    if mappings_of is None:  # a fake pmap: nothing to ask
+        return
+    resident: dict[int, int] = {}
+    for pg in k.pages:
+        if pg is None:
+            continue
+        for pm, va in mappings_of(pg):
+            resident[id(pm)] = resident.get(id(pm), 0) + 1
+            if pmap.pmap_extract(pm, va) != pg.phys_addr:
+                raise _fail("reverse map names a PTE that does not map the page", pg=pg, va=va)
+            if pg.pg_flags & uvm_page.PQ_FREE:
+                raise _fail("free page is mapped", pg=pg, va=va)
+            writable = pmap.pmap_is_writable(pm, va)
+            if writable and pg.pg_flags & (uvm_page.PG_BUSY | uvm_page.PG_RDONLY):
+                raise _fail("busy or read-only page mapped writable", pg=pg, va=va)
+            map = maps.get(id(pm))
+            if map is None:
+                raise _fail("page mapped in a pmap of no process", pg=pg, va=va)
+            _check_mapping(map, pm, va, pg, writable)
+    for pmid, map in maps.items():
+        n = pmap.pmap_resident_count(map.pmap)
+        if n != resident.get(pmid, 0):
+            raise _fail(
+                "pmap resident count != reverse-map entries",
+                resident=n,
+                pv=resident.get(pmid, 0),
+            )
+
+
+def _check_mapping(map: VmMap, pm: Any, va: int, pg: VmPage, writable: bool) -> None:
+    entry = uvm_map.uvm_map_lookup_entry(map, va)
+    if entry is None:
+        raise _fail("PTE outside every map entry", pg=pg, va=va)
+    off = va - entry.start
+    want: VmPage | None = None
+    anon: VmAnon | None = None
+    amap = entry.aref.ar_amap
+    if amap is not None:
+        anon = amap.am_anon.get((off >> PAGE_SHIFT) + entry.aref.ar_pageoff)
+    if anon is not None:
+        want = anon.an_page
+    elif entry.uvm_obj is not None:
+        want = entry.uvm_obj.memt.get(entry.offset + off)
+    if want is not pg:
+        raise _fail("PTE maps another page than its map entry holds", pg=pg, va=va, want=want)
+    if writable:
+        if not (entry.protection & PROT_WRITE):
+            raise _fail("writable PTE in a read-only entry", pg=pg, va=va)
+        if anon is None and entry.etype & uvm_map.UVM_ET_COPYONWRITE:
+            raise _fail("writable PTE of a copy-on-write object page", pg=pg, va=va)
+
+
+def _check_swap(k: Kernel, maps: dict[int, VmMap], objs: Iterable[UvmObject]) -> None:
+    swap = k.swap
+    if swap is None:
+        return
+    # the owners: anons (amaps of every map entry, then the pages) and aobjs
+    anons: dict[int, VmAnon] = {}
+    aobjs: dict[int, UvmObject] = {}
+    for map in maps.values():
+        for entry in map.entries:
+            amap = entry.aref.ar_amap
+            if amap is not None:
+                for anon in amap.am_anon.values():
+                    anons[id(anon)] = anon
+            if entry.uvm_obj is not None and UVM_OBJ_IS_AOBJ(entry.uvm_obj):
+                aobjs[id(entry.uvm_obj)] = entry.uvm_obj
+    for pg in k.pages:
+        if pg is None:
+            continue
+        if pg.uanon is not None:
+            anons[id(pg.uanon)] = pg.uanon
+        if pg.uobject is not None and UVM_OBJ_IS_AOBJ(pg.uobject):
+            aobjs[id(pg.uobject)] = pg.uobject
+    roots: list[Any] = list(objs)
+    roots.extend(getattr(k.md, "shared", {}).values())
+    if k.uvm.kernel_object is not None:
+        roots.append(k.uvm.kernel_object)
+    for uobj in roots:
+        if UVM_OBJ_IS_AOBJ(uobj):
+            aobjs[id(uobj)] = uobj
+
+    owner: dict[int, object] = {}  # slot -> owner
+    swponly_lo = swponly_hi = 0
+    for anon in anons.values():
+        slot = anon.an_swslot
+        if slot == 0:
+            continue
+        if slot > 0:
+            _own(owner, slot, anon)
+        pg = anon.an_page
+        if pg is None:
+            swponly_lo += 1
+            swponly_hi += 1
+        elif pg.pg_flags & uvm_page.PG_FAKE:
+            swponly_hi += 1
+    for uobj in aobjs.values():
+        for pageidx, slot in _aobj_slots(uobj):
+            if slot > 0:
+                _own(owner, slot, (uobj, pageidx))
+            pg = uobj.memt.get(pageidx << PAGE_SHIFT)
+            if pg is None:
+                swponly_lo += 1
+                swponly_hi += 1
+            elif pg.pg_flags & uvm_page.PG_FAKE:
+                swponly_hi += 1
+
+    inuse = 0
+    for spp in swap.swap_priority:
+        for sdp in spp.spi_swapdev:
+            inuse += sdp.swd_npginuse
+            lo = 1 if sdp.swd_vp.dv_isblk else 0
+            used = sdp.swd_blist[lo : lo + sdp.swd_npages] == 0
+            if int(np.count_nonzero(used)) != sdp.swd_npginuse:
+                raise _fail(
+                    "swd_npginuse != allocated slots of the device",
+                    dev=sdp.swd_path,
+                    npginuse=sdp.swd_npginuse,
+                    allocated=int(np.count_nonzero(used)),
+                )
+            bad = sdp.swd_bad[lo : lo + sdp.swd_npages] != 0
+            for idx in np.flatnonzero(used & ~bad).tolist():
+                slot = sdp.swd_drumoffset + lo + idx
+                if owner.pop(slot, None) is None:
+                    raise _fail("allocated swap slot has no owner (leaked)", slot=slot)
+            for idx in np.flatnonzero(bad).tolist():
+                owner.pop(sdp.swd_drumoffset + lo + idx, None)
+    if owner:
+        slot = min(owner)
+        raise _fail("owner's swap slot is not allocated", slot=slot, owner=owner[slot])
+    if inuse != k.uvmexp.swpginuse:
+        raise _fail("uvmexp.swpginuse != slots in use", swpginuse=k.uvmexp.swpginuse, inuse=inuse)
+    if not swponly_lo <= k.uvmexp.swpgonly <= swponly_hi:
+        raise _fail(
+            "uvmexp.swpgonly does not match the owners whose data is only in swap",
+            swpgonly=k.uvmexp.swpgonly,
+            low=swponly_lo,
+            high=swponly_hi,
+        )
+
+
+def _own(owner: dict[int, object], slot: int, who: object) -> None:
+    prev = owner.get(slot)
+    if prev is not None:
+        raise _fail("swap slot has two owners", slot=slot, owner=who, other=prev)
+    owner[slot] = who
+
+
+def _aobj_slots(uobj: Any) -> list[tuple[int, int]]:
+    """(page index, slot) of every slot an aobj holds (0 excluded, SWSLOT_BAD included)."""
+    out: list[tuple[int, int]] = []
+    swslots = getattr(uobj, "u_swslots", None)
+    if swslots is not None:
+        out.extend((i, s) for i, s in enumerate(swslots) if s != 0)
+    swhash = getattr(uobj, "u_swhash", None)
+    if swhash is not None:
+        for bucket in swhash:
+            for elt in bucket:
+                base = elt.tag << 4  # UAO_SWHASH_ELT_PAGEIDX_BASE
+                out.extend((base + i, s) for i, s in enumerate(elt.slots) if s != 0)
+    return out

@@ -1,0 +1,700 @@
+"""uvm_swap.c: configuration of swap space and I/O to it.
+
+Port of the behaviour of OpenBSD sys/uvm/uvm_swap.c,v 1.166 and uvm_swap.h,v 1.19 (nearest
+readable to September 2022; reference §1.9 and §1.14). Comments are the port's own wording.
+
+Swap devices are grouped by priority (``struct swappri``, lowest value first); inside a group
+they are used round robin. Every device owns one contiguous range of the "drum", a single
+slot space that starts at 1, so slot 0 means "no slot" and ``SWSLOT_BAD`` (-1) marks a slot
+whose data could not be read back. Slot s lives at page ``s - swd_drumoffset`` of its device.
+
+Deviations:
+- No swap encryption and no bounce pages: the port behaves as a kernel with
+  ``vm.swapencrypt.enable=0`` whose disk DMA reaches all of RAM (the emulated disk reads and
+  writes the RAM arena's frames directly). The encryption keys, the decrypt bitmap and the
+  out-of-memory bounce reserve (``oompps``) do not exist; a write never cleans its pages before
+  the disk has them (reference §4 item 11 cannot happen).
+- A device's free pages are a bitmap searched first-fit from a low-water hint, not a blist
+  radix tree. ``/dev/drum`` ranges come from an append-only counter, not an extent: there is
+  no swap_off, so a range is never given back.
+- Bad slots are never reused: ``uvm_swap_markbad`` records them in a per-device bitmap and
+  ``uvm_swap_free`` leaves them allocated (counted in ``swd_npginuse`` and ``swpginuse``).
+  Upstream only counts them, and a later free would return them to the blist.
+- ``swap_on(k, dev, priority)`` is the SWAP_ON case of sys_swapctl and swap_on() in one
+  plain function: nothing in it can sleep here (no VOP_OPEN/VOP_GETATTR, malloc never waits).
+- Block numbers count pages, not DEV_BSIZE sectors (devices.buf counts pages).
+- A swap device is the :class:`BlockDev` protocol the arch glue implements
+  (kernel/arch/emu/swapdev.py turns a sys/buf.h ``Buf`` into a request of the emulated
+  disk). ``biowait`` is here because the kernel has no vfs_bio.c buffer I/O path.
+- A synchronous transfer sets B_CALL with ``biowakeup`` as its b_iodone: sys/buf.h's
+  ``biodone`` calls b_iodone for B_CALL bufs only and does not wake sync waiters itself.
+- The buffer pool is counted here, with an optional hard limit (pool_sethardlimit) so that
+  ``pool_get(&bufpool, PR_NOWAIT)`` can really fail; so is the pager map of uvm_pager.c
+  (``psegs``), since the Kernel record has no place for uvm_pager.c's globals.
+- C out-parameters are returned: ``slot, nslots = uvm_swap_alloc(k, nslots, lessok)``.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Final, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+import kernel.uvm.uvm_pager as uvm_pager
+from kernel.kern.kern_synch import (
+    INFSLP,
+    MUTEX_ASSERT_LOCKED,
+    PVM,
+    Mutex,
+    chan,
+    mtx_enter,
+    mtx_leave,
+    tsleep_nsec,
+    wakeup,
+)
+from kernel.sys.buf import (
+    B_ASYNC,
+    B_BUSY,
+    B_CALL,
+    B_DONE,
+    B_ERROR,
+    B_NOCACHE,
+    B_PDAEMON,
+    B_RAW,
+    B_READ,
+    B_WRITE,
+    Buf,
+    biodone,
+)
+from kernel.sys.errno import EBUSY, EINVAL, EIO
+from kernel.sys.proc import curproc
+from kernel.sys.queue import TailQ, TailQEntry
+from kernel.sys.systm import Panic
+
+if TYPE_CHECKING:
+    from kernel.kernel import Kernel
+    from kernel.uvm.uvm_page import VmPage
+
+__all__ = [
+    "MAXBSIZE",
+    "MAXPHYS",
+    "SWCLUSTPAGES",
+    "SWF_BUSY",
+    "SWF_ENABLE",
+    "SWF_FAKE",
+    "SWF_INUSE",
+    "SWSLOT_BAD",
+    "BlockDev",
+    "SwapState",
+    "Swapdev",
+    "Swappri",
+    "SwfFlags",
+    "biowait",
+    "biowakeup",
+    "bufpool_get",
+    "bufpool_put",
+    "swap_on",
+    "swapdrum_add",
+    "swapdrum_getsdp",
+    "swaplist_find",
+    "swaplist_insert",
+    "swaplist_trim",
+    "swstrategy",
+    "uvm_swap_alloc",
+    "uvm_swap_free",
+    "uvm_swap_get",
+    "uvm_swap_init",
+    "uvm_swap_io",
+    "uvm_swap_markbad",
+    "uvm_swap_put",
+    "uvm_swapisfull",
+]
+
+PAGE_SHIFT: Final = 12  # uvm_page.PAGE_SHIFT (not imported by name: see uvm_page's imports)
+MAXBSIZE: Final = 64 * 1024  # sys/param.h: largest file system block
+MAXPHYS: Final = 64 * 1024  # sys/param.h: largest raw I/O transfer
+SWCLUSTPAGES: Final = MAXBSIZE >> PAGE_SHIFT  # most pages in one swap pageout cluster
+SWSLOT_BAD: Final = -1  # an anon or aobj slot whose data failed to read
+
+
+class SwfFlags(enum.IntFlag):
+    """swd_flags (sys/swap.h)."""
+
+    SWF_INUSE = 0x00000001  # in use: we have swapped here
+    SWF_ENABLE = 0x00000002  # enabled: we can swap here
+    SWF_BUSY = 0x00000004  # busy: I/O happening here
+    SWF_FAKE = 0x00000008  # fake: still being built
+
+
+SWF_INUSE: Final = SwfFlags.SWF_INUSE
+SWF_ENABLE: Final = SwfFlags.SWF_ENABLE
+SWF_BUSY: Final = SwfFlags.SWF_BUSY
+SWF_FAKE: Final = SwfFlags.SWF_FAKE
+
+
+PRIBIO: Final = 16  # sys/param.h: sleep priority of disk I/O waits
+
+# pool_get flags
+PR_WAITOK: Final = 0x0001
+PR_NOWAIT: Final = 0x0002
+
+# PORT: pager map size in MAXBSIZE segments (PAGER_MAP_SIZE / MAXBSIZE on amd64: 16 psegs of
+# 16 segments); the first two are kept for the page daemon.
+UVM_PSEG_SEGS: Final = 256
+UVM_PSEG_RESERVED: Final = 2
+
+
+class BlockDev(Protocol):
+    """PORT: a disk behind kernel/arch/emu/swapdev.py (C: its vnode plus bdevsw entry).
+
+    ``dv_strategy`` starts the transfer of ``bp.b_pages`` at ``bp.b_blkno`` (a page of this
+    device; B_READ or a write) and later, from the clock's idle loop (interrupt context),
+    sets ``b_error``/B_ERROR/``b_resid`` on ``bp`` and calls sys/buf.h's ``biodone(bp)``.
+    """
+
+    @property
+    def dv_name(self) -> str: ...
+
+    @property
+    def dv_npages(self) -> int: ...
+
+    @property
+    def dv_isblk(self) -> bool: ...
+
+    def dv_strategy(self, bp: Buf) -> None: ...
+
+
+@dataclass(eq=False, slots=True)
+class Swapdev:
+    """struct swapdev: one swap partition or file. Locks: [S] uvm_swap_data_lock.
+
+    Invariants: swd_npginuse <= swd_npages; swd_npgbad <= swd_npginuse (bad slots are
+    never freed); swd_npginuse == number of clear bits of swd_blist in the usable range.
+    """
+
+    swd_vp: BlockDev  # backing device
+    swd_path: str  # saved pathname of device
+    swd_flags: SwfFlags = field(default_factory=lambda: SwfFlags(0))  # [S] flags: inuse/enable/fake
+    swd_priority: int = 0  # [S] our priority
+    swd_npages: int = 0  # [S] #pages we can use
+    swd_npginuse: int = 0  # [S] #pages in use
+    swd_npgbad: int = 0  # [S] #pages bad
+    swd_drumoffset: int = 0  # page0 offset in drum
+    swd_drumsize: int = 0  # #pages in drum
+    # PORT: the blist: 1 = free page; swd_bad: 1 = page marked bad; swd_hint: no free page
+    # below this index (first-fit search starts here)
+    swd_blist: npt.NDArray[np.uint8] = field(default_factory=lambda: np.zeros(0, np.uint8))
+    swd_bad: npt.NDArray[np.uint8] = field(default_factory=lambda: np.zeros(0, np.uint8))
+    swd_hint: int = 0
+    swd_next: TailQEntry[Swapdev] = field(default_factory=TailQEntry)  # [S] priority tailq
+
+    def __repr__(self) -> str:
+        return (
+            f"<swapdev {self.swd_path} pri={self.swd_priority} drum={self.swd_drumoffset}"
+            f"+{self.swd_drumsize} inuse={self.swd_npginuse}/{self.swd_npages}>"
+        )
+
+
+@dataclass(eq=False, slots=True)
+class Swappri:
+    """struct swappri: the swap devices of one priority."""
+
+    spi_priority: int  # priority
+    spi_swapdev: TailQ[Swapdev] = field(
+        default_factory=lambda: TailQ("swd_next", "spi_swapdev")
+    )  # [S] tailq of swapdevs at this priority
+    spi_swappri: TailQEntry[Swappri] = field(default_factory=TailQEntry)  # [S] global list
+
+
+@dataclass(eq=False, slots=True)
+class SwapState:
+    """The globals of uvm_swap.c (plus, PORT, the buffer pool and pager map counts).
+
+    Locks: [S] uvm_swap_data_lock, [K] boot only.
+    """
+
+    swap_priority: TailQ[Swappri] = field(
+        default_factory=lambda: TailQ("spi_swappri", "swap_priority")
+    )  # [S] list of all active swap devices, by priority
+    uvm_swap_data_lock: Mutex = field(default_factory=lambda: Mutex("uvm_swap_data_lock"))
+    swapmap_next: int = 1  # [S] PORT: the /dev/drum extent: next free drum page (0 = none)
+    # PORT: bufpool, as far as swap I/O uses it
+    bufpool_nout: int = 0  # bufs handed out and not yet returned
+    bufpool_hardlimit: int | None = None  # pool_sethardlimit(); None: no limit
+    # PORT: uvm_pager.c's pager map (psegs), in MAXBSIZE segments
+    uvm_pseg_use: int = 0
+    uvm_pseg_max: int = UVM_PSEG_SEGS
+
+
+def _swap(k: Kernel) -> SwapState:
+    """k.swap; PORT: set up on first use if boot did not call uvm_swap_init."""
+    swap = k.swap
+    if swap is None:
+        uvm_swap_init(k)
+        swap = k.swap
+        assert swap is not None
+    return swap
+
+
+def uvm_swap_init(k: Kernel) -> None:
+    """uvm_swap_init: set up the swap data structures (empty priority list, drum extent).
+
+    => called at boot, before any swap_on
+    """
+    k.swap = SwapState()
+    k.uvmexp.nswapdev = 0
+
+
+# --- swap list --------------------------------------------------------------------------------
+
+
+def swaplist_insert(k: Kernel, sdp: Swapdev, newspp: Swappri, priority: int) -> None:
+    """swaplist_insert: put ``sdp`` on the list at ``priority``.
+
+    => caller holds uvm_swap_data_lock
+    => ``newspp`` is used if the priority is new, otherwise dropped
+    """
+    swap = _swap(k)
+    MUTEX_ASSERT_LOCKED(swap.uvm_swap_data_lock)
+    # find the entry at or after which the new device goes
+    pspp: Swappri | None = None
+    spp = swap.swap_priority.first()
+    while spp is not None:
+        if priority <= spp.spi_priority:
+            break
+        pspp = spp
+        spp = swap.swap_priority.next(spp)
+    # a priority we have not seen yet?
+    if spp is None or spp.spi_priority != priority:
+        spp = newspp
+        spp.spi_priority = priority
+        if pspp is not None:
+            swap.swap_priority.insert_after(pspp, spp)
+        else:
+            swap.swap_priority.insert_head(spp)
+    # the priority exists now: queue the device at its tail
+    sdp.swd_priority = priority
+    spp.spi_swapdev.insert_tail(sdp)
+    k.uvmexp.nswapdev += 1
+
+
+def swaplist_find(k: Kernel, vp: BlockDev, remove: bool) -> Swapdev | None:
+    """swaplist_find: the swapdev of device ``vp``, optionally taken off the list.
+
+    => caller holds uvm_swap_data_lock
+    """
+    swap = _swap(k)
+    for spp in swap.swap_priority:
+        for sdp in spp.spi_swapdev:
+            if sdp.swd_vp is not vp:
+                continue
+            if remove:
+                spp.spi_swapdev.remove(sdp)
+                k.uvmexp.nswapdev -= 1
+            return sdp
+    return None
+
+
+def swaplist_trim(k: Kernel) -> None:
+    """swaplist_trim: drop priority entries that have no device left.
+
+    => caller holds uvm_swap_data_lock
+    """
+    swap = _swap(k)
+    for spp in swap.swap_priority:
+        if spp.spi_swapdev.empty():
+            swap.swap_priority.remove(spp)
+
+
+def swapdrum_add(k: Kernel, sdp: Swapdev, npages: int) -> None:
+    """swapdrum_add: give ``sdp`` a range of ``npages`` pages of /dev/drum."""
+    swap = _swap(k)
+    sdp.swd_drumoffset = swap.swapmap_next
+    sdp.swd_drumsize = npages
+    swap.swapmap_next += npages
+
+
+def swapdrum_getsdp(k: Kernel, pgno: int) -> Swapdev | None:
+    """swapdrum_getsdp: the swapdev whose drum range holds page ``pgno``.
+
+    => caller holds uvm_swap_data_lock
+    """
+    for spp in _swap(k).swap_priority:
+        for sdp in spp.spi_swapdev:
+            if sdp.swd_drumoffset <= pgno < sdp.swd_drumoffset + sdp.swd_drumsize:
+                return sdp
+    return None
+
+
+def swap_on(k: Kernel, dev: BlockDev, priority: int) -> int:
+    """swap_on: start swapping on ``dev`` at ``priority`` (sys_swapctl SWAP_ON + swap_on).
+
+    => a block device keeps its first page (the disklabel); a file uses all of its pages
+    => returns 0, EBUSY if ``dev`` already swaps, EINVAL if it is too small
+    """
+    swap = _swap(k)
+    # check for duplicates; if none, put a FAKE placeholder on the list so nobody else
+    # enables the same device while we work on it
+    sdp = Swapdev(swd_vp=dev, swd_path=dev.dv_name, swd_flags=SWF_FAKE)
+    spp = Swappri(spi_priority=priority)
+    mtx_enter(swap.uvm_swap_data_lock)
+    if swaplist_find(k, dev, False) is not None:
+        mtx_leave(swap.uvm_swap_data_lock)
+        return int(EBUSY)
+    swaplist_insert(k, sdp, spp, priority)
+    mtx_leave(swap.uvm_swap_data_lock)
+
+    # the size of the swap area, in pages
+    npages = dev.dv_npages
+    if dev.dv_isblk:
+        # leave the disklabel alone: use pages 1 .. npages-1
+        size = npages - 1
+        addr = 1
+    else:
+        # a file: use pages 0 .. npages-1
+        size = npages
+        addr = 0
+    if size < 1:
+        mtx_enter(swap.uvm_swap_data_lock)
+        swaplist_find(k, dev, True)  # kill the fake entry
+        swaplist_trim(k)
+        mtx_leave(swap.uvm_swap_data_lock)
+        return int(EINVAL)
+
+    # the "blist": every page free except the saved region
+    sdp.swd_blist = np.zeros(npages, np.uint8)
+    sdp.swd_blist[addr : addr + size] = 1
+    sdp.swd_bad = np.zeros(npages, np.uint8)
+    sdp.swd_hint = addr
+
+    # add the new swapdev to the drum and enable it
+    swapdrum_add(k, sdp, npages)
+    sdp.swd_npages = size
+    mtx_enter(swap.uvm_swap_data_lock)
+    sdp.swd_flags &= ~SWF_FAKE  # going live
+    sdp.swd_flags |= SWF_INUSE | SWF_ENABLE
+    k.uvmexp.swpages += size
+    mtx_leave(swap.uvm_swap_data_lock)
+    return 0
+
+
+# --- /dev/drum I/O ----------------------------------------------------------------------------
+
+
+def swstrategy(k: Kernel, bp: Buf) -> None:
+    """swstrategy: start I/O on the drum: find the device that holds the slots.
+
+    => bp.b_blkno is a drum page on entry and a page of the device when it is started
+    """
+    swap = _swap(k)
+    pageno = bp.b_blkno
+    mtx_enter(swap.uvm_swap_data_lock)
+    sdp = swapdrum_getsdp(k, pageno)
+    mtx_leave(swap.uvm_swap_data_lock)
+    if sdp is None:
+        bp.b_error = int(EINVAL)
+        bp.b_flags |= B_ERROR
+        biodone(bp)
+        return
+    # convert the drum page to a page on this swapdev
+    bp.b_blkno = pageno - sdp.swd_drumoffset
+    bp.b_dev = sdp.swd_vp
+    sdp.swd_vp.dv_strategy(bp)
+
+
+# --- allocation -------------------------------------------------------------------------------
+
+
+def uvm_swap_alloc(k: Kernel, nslots: int, lessok: bool) -> tuple[int, int]:
+    """uvm_swap_alloc: allocate ``nslots`` contiguous slots of swap.
+
+    => round robin inside a priority: a device that gave slots moves to its group's tail
+    => with ``lessok``, if nothing fits, retry the whole search for a single slot
+    => returns (first drum slot, nslots obtained); slot 0 means failure
+    => takes uvm_swap_data_lock
+    """
+    # no swap devices configured yet?  definite failure.
+    if k.uvmexp.nswapdev < 1:
+        return 0, nslots
+    swap = _swap(k)
+    mtx_enter(swap.uvm_swap_data_lock)
+    while True:  # ReTry:
+        for spp in swap.swap_priority:
+            for sdp in spp.spi_swapdev:
+                # if it's not enabled, then we can't swap from it
+                if not (sdp.swd_flags & SWF_ENABLE):
+                    continue
+                if sdp.swd_npginuse + nslots > sdp.swd_npages:
+                    continue
+                result = _blist_alloc(sdp, nslots)
+                if result < 0:
+                    continue
+                assert result < sdp.swd_drumsize
+                # got it: rotate the tailq
+                spp.spi_swapdev.remove(sdp)
+                spp.spi_swapdev.insert_tail(sdp)
+                sdp.swd_npginuse += nslots
+                k.uvmexp.swpginuse += nslots
+                mtx_leave(swap.uvm_swap_data_lock)
+                return result + sdp.swd_drumoffset, nslots
+        # nothing fits: with lessok, settle for one slot
+        if nslots > 1 and lessok:
+            nslots = 1
+            continue
+        break
+    mtx_leave(swap.uvm_swap_data_lock)
+    return 0, nslots  # failed
+
+
+def uvm_swapisfull(k: Kernel) -> bool:
+    """uvm_swapisfull: is every usable swap page holding data that exists only in swap?
+
+    => 2022 semantics: swpgonly == swpages (later revisions use a 99 % threshold)
+    """
+    swap = _swap(k)
+    mtx_enter(swap.uvm_swap_data_lock)
+    result = k.uvmexp.swpgonly == k.uvmexp.swpages
+    mtx_leave(swap.uvm_swap_data_lock)
+    return result
+
+
+def uvm_swap_markbad(k: Kernel, startslot: int, nslots: int) -> None:
+    """uvm_swap_markbad: remember that I/O on these slots failed.
+
+    => the range must lie on one device; its slots stay allocated forever
+    => takes uvm_swap_data_lock
+    """
+    swap = _swap(k)
+    mtx_enter(swap.uvm_swap_data_lock)
+    sdp = swapdrum_getsdp(k, startslot)
+    if sdp is not None:
+        # PORT: count each page once and keep it out of uvm_swap_free's reach
+        lo = startslot - sdp.swd_drumoffset
+        seg = sdp.swd_bad[lo : lo + nslots]
+        assert not sdp.swd_blist[lo : lo + nslots].any(), "uvm_swap_markbad: free slot"
+        sdp.swd_npgbad += nslots - int(seg.sum())
+        seg[:] = 1
+    mtx_leave(swap.uvm_swap_data_lock)
+
+
+def uvm_swap_free(k: Kernel, startslot: int, nslots: int) -> None:
+    """uvm_swap_free: give back slots (all or part of one uvm_swap_alloc).
+
+    => SWSLOT_BAD is ignored; slots marked bad stay allocated (PORT)
+    => takes uvm_swap_data_lock
+    """
+    # ignore attempts to free the "bad" slot
+    if startslot == SWSLOT_BAD:
+        return
+    swap = _swap(k)
+    mtx_enter(swap.uvm_swap_data_lock)
+    sdp = swapdrum_getsdp(k, startslot)
+    assert k.uvmexp.nswapdev >= 1
+    if sdp is None:
+        raise Panic(f"uvm_swap_free: slot {startslot} is on no swap device")
+    assert sdp.swd_npginuse >= nslots, "uvm_swap_free: more slots than in use"
+    nfreed = _blist_free(sdp, startslot - sdp.swd_drumoffset, nslots)
+    sdp.swd_npginuse -= nfreed
+    k.uvmexp.swpginuse -= nfreed
+    mtx_leave(swap.uvm_swap_data_lock)
+
+
+# --- I/O --------------------------------------------------------------------------------------
+
+
+async def uvm_swap_put(
+    k: Kernel, swslot: int, ppsp: Sequence[VmPage | None], npages: int, flags: int
+) -> int:
+    """uvm_swap_put: write ``npages`` pages to contiguous slots from ``swslot``.
+
+    => async (VM_PAGER_PEND, completion through uvm_aio_biodone) unless PGO_SYNCIO
+    => may sleep (only with PGO_SYNCIO)
+    """
+    result = await uvm_swap_io(
+        k, ppsp, swslot, npages, B_WRITE | (0 if flags & uvm_pager.PGO_SYNCIO else B_ASYNC)
+    )
+    return result
+
+
+async def uvm_swap_get(k: Kernel, page: VmPage, swslot: int, flags: int) -> int:
+    """uvm_swap_get: read one page from swap, synchronously.
+
+    => a SWSLOT_BAD slot fails at once with VM_PAGER_ERROR
+    => on success the page is no longer only in swap: swpgonly -1 (after the read, as
+       uvm_swap.c does; a failed read leaves the count alone)
+    => may sleep
+    """
+    k.uvmexp.nswget += 1
+    assert flags & uvm_pager.PGO_SYNCIO, "uvm_swap_get: async get"
+    if swslot == SWSLOT_BAD:
+        return uvm_pager.VM_PAGER_ERROR
+    result = await uvm_swap_io(k, [page], swslot, 1, B_READ)
+    if result == uvm_pager.VM_PAGER_OK or result == uvm_pager.VM_PAGER_PEND:
+        # this page is no longer only in swap.
+        assert k.uvmexp.swpgonly > 0, "uvm_swap_get: swpgonly underflow"
+        k.uvmexp.swpgonly -= 1
+    return result
+
+
+async def uvm_swap_io(
+    k: Kernel, pps: Sequence[VmPage | None], startslot: int, npages: int, flags: int
+) -> int:
+    """uvm_swap_io: do an I/O operation to swap.
+
+    => flags: B_READ or B_WRITE, and B_ASYNC for an asynchronous write
+    => an async write returns VM_PAGER_PEND (or VM_PAGER_AGAIN when no buf or pager map
+       space can be had without sleeping); uvm_aio_biodone takes over at completion
+    => a sync transfer waits and returns VM_PAGER_OK or VM_PAGER_ERROR
+    => may sleep
+    """
+    write = (flags & B_READ) == 0
+    async_ = (flags & B_ASYNC) != 0
+    p = curproc()
+    pdaemon = p is not None and p is k.uvm.pagedaemon_proc
+
+    # convert starting drum slot to block number
+    startblk = startslot  # PORT: blocks are pages
+
+    pflag = PR_NOWAIT if (async_ or pdaemon) else PR_WAITOK
+    if not await bufpool_get(k, pflag):
+        return uvm_pager.VM_PAGER_AGAIN
+
+    # map the pages into the kernel (the buffer system wants a mapping)
+    mapinflags = uvm_pager.UVMPAGER_MAPIN_READ if not write else uvm_pager.UVMPAGER_MAPIN_WRITE
+    if not async_:
+        mapinflags |= uvm_pager.UVMPAGER_MAPIN_WAITOK
+    kva = await uvm_pager.uvm_pagermapin(k, pps, npages, mapinflags)
+    if not kva:
+        bufpool_put(k)
+        return uvm_pager.VM_PAGER_AGAIN
+
+    # PORT: no swap encryption and no bounce pages (see the module docstring)
+
+    # reads are always synchronous (uvm_swap_get assumes it)
+    if not write:
+        flags &= ~B_ASYNC
+        async_ = False
+
+    # fill in the buf; our I/O goes through /dev/drum (swstrategy)
+    bp = Buf()
+    bp.b_flags = B_BUSY | B_NOCACHE | B_RAW | (flags & (B_READ | B_ASYNC))
+    bp.b_pages = [pg for pg in pps[:npages]]  # PORT: what the kva maps
+    bp.b_blkno = startblk
+    bp.b_bufsize = bp.b_bcount = npages << PAGE_SHIFT
+    bp.b_kernel = k
+
+    # async ops get the iodone handler
+    if async_:
+        bp.b_flags |= B_CALL | (B_PDAEMON if pdaemon else 0)
+        bp.b_iodone = uvm_pager.uvm_aio_biodone
+    else:
+        bp.b_flags |= B_CALL  # PORT: see the module docstring
+        bp.b_iodone = biowakeup
+
+    # start the I/O; if async, we are done
+    swstrategy(k, bp)
+    if async_:
+        return uvm_pager.VM_PAGER_PEND
+
+    # must be sync i/o: wait for it to finish
+    await biowait(k, bp)
+    result = uvm_pager.VM_PAGER_ERROR if bp.b_flags & B_ERROR else uvm_pager.VM_PAGER_OK
+
+    # kill the pager mapping and dispose of the buf
+    uvm_pager.uvm_pagermapout(k, npages)
+    bufpool_put(k)
+    return result
+
+
+# --- the buffer pool and waiting for bufs (vfs_bio.c) ------------------------------------------
+
+
+async def bufpool_get(k: Kernel, pflag: int) -> bool:
+    """pool_get(&bufpool, pflag), as far as the count goes (the buf is a Python object).
+
+    => False if the pool is at its hard limit and PR_NOWAIT was given
+    => may sleep (PR_WAITOK)
+    """
+    swap = _swap(k)
+    while swap.bufpool_hardlimit is not None and swap.bufpool_nout >= swap.bufpool_hardlimit:
+        if pflag & PR_NOWAIT:
+            return False
+        await tsleep_nsec(k, chan(swap, "bufpool_nout"), PVM, "bufpool", INFSLP)
+    swap.bufpool_nout += 1
+    return True
+
+
+def bufpool_put(k: Kernel) -> None:
+    """pool_put(&bufpool, bp): the buf is back; wake a PR_WAITOK sleeper."""
+    swap = _swap(k)
+    assert swap.bufpool_nout > 0
+    swap.bufpool_nout -= 1
+    wakeup(k, chan(swap, "bufpool_nout"))
+
+
+def biowakeup(bp: Buf) -> None:
+    """biodone's wakeup(bp) for a synchronous buf: the b_iodone of sync swap and vnode I/O.
+
+    => runs at completion, in interrupt context (the clock's idle loop); never sleeps
+    """
+    k = bp.b_kernel
+    assert k is not None
+    wakeup(k, bp)
+
+
+async def biowait(k: Kernel, bp: Buf) -> int:
+    """biowait: sleep until the device is done with ``bp``; returns its errno (EIO if unset).
+
+    => may sleep
+
+    No lost wakeup: B_DONE is tested and the sleep queued with no await in between, and the
+    completion sets B_DONE before it wakes us.
+    """
+    while not (bp.b_flags & B_DONE):
+        await tsleep_nsec(k, bp, PRIBIO, "biowait", INFSLP)
+    if bp.b_flags & B_ERROR:
+        return bp.b_error if bp.b_error else int(EIO)
+    return 0
+
+
+# --- port helpers -----------------------------------------------------------------------------
+
+
+def _blist_alloc(sdp: Swapdev, n: int) -> int:
+    """PORT: blist_alloc: first run of ``n`` free pages at or after the hint; -1 if none."""
+    free = sdp.swd_blist
+    lo = sdp.swd_hint
+    seg = free[lo:]
+    if n == 1:
+        i = int(seg.argmax()) if len(seg) else 0
+        if not len(seg) or not seg[i]:
+            return -1
+        start = lo + i
+    else:
+        edges = np.diff(np.concatenate(([0], seg, [0])).astype(np.int8))
+        starts = np.flatnonzero(edges == 1)
+        ends = np.flatnonzero(edges == -1)
+        fit = np.flatnonzero(ends - starts >= n)
+        if not len(fit):
+            return -1
+        start = lo + int(starts[fit[0]])
+    free[start : start + n] = 0
+    if n == 1 or start == lo:  # nothing free below start: move the hint past the run
+        sdp.swd_hint = start + n
+    return start
+
+
+def _blist_free(sdp: Swapdev, blkno: int, n: int) -> int:
+    """PORT: blist_free, except for pages marked bad; returns how many were freed."""
+    used = sdp.swd_blist[blkno : blkno + n]
+    if used.any():
+        raise Panic(f"uvm_swap_free: freeing free slots on {sdp.swd_path} at page {blkno}")
+    good = sdp.swd_bad[blkno : blkno + n] == 0
+    used[good] = 1
+    if blkno < sdp.swd_hint:
+        sdp.swd_hint = blkno
+    return int(good.sum())

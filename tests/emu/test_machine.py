@@ -1,0 +1,152 @@
+"""The Python API and the run directory (issue: make run, the workload API, logs).
+
+Each test runs the real kernel on the real emulated machine through ``emu.machine.Machine``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import orjson
+import pytest
+
+from emu.machine import Machine
+from emu.scenario import ScenarioError
+
+
+async def writer(p, pages: int = 600) -> None:  # type: ignore[no-untyped-def]
+    """Write a stamp into every page, then read every page back and verify it."""
+    base = await p.mmap(pages * 4096)
+    for i in range(pages):
+        await p.store(base + i * 4096, b"page %6d pid %4d" % (i, p.pid))
+    for i in range(pages):
+        data = await p.load(base + i * 4096, 20)
+        p.verify(base + i * 4096, (b"page %6d pid %4d" % (i, p.pid)).ljust(20, b"\0"), data)
+
+
+async def crasher(p) -> None:  # type: ignore[no-untyped-def]
+    base = await p.mmap(4 * 4096)
+    await p.store(base, b"x")
+    raise RuntimeError("workload bug")
+
+
+async def segv(p) -> None:  # type: ignore[no-untyped-def]
+    await p.load(0x7000_0000_0000, 8)  # never mapped
+
+
+def _events(run_dir: Path) -> list[dict[str, object]]:
+    return [orjson.loads(line) for line in (run_dir / "events.jsonl").read_bytes().splitlines()]
+
+
+def _strip_wall(evs: list[dict[str, object]]) -> list[dict[str, object]]:
+    out = []
+    for e in evs:
+        e = {k: v for k, v in e.items() if not k.startswith("wall")}
+        if e["event"] == "run.start":
+            e.pop("loop", None)
+        out.append(e)
+    return out
+
+
+def _small(tmp: Path | None, seed: int = 1, loop: str = "asyncio", **kw: object) -> Machine:
+    return Machine(ram=256, swap=2048, seed=seed, device="ssd", loop=loop, run_dir=tmp, **kw)  # type: ignore[arg-type]
+
+
+def test_overcommitted_writer_pages_out_and_in_and_reads_back_intact(tmp_path: Path) -> None:
+    """A 600-page writer on a 256-page machine: pageouts, page-ins, every byte intact."""
+    m = _small(tmp_path / "run")
+    m.attach(writer, name="w", pages=600)
+    s = m.run()
+    assert s["outcome"] == "ok", s["error"]
+    assert s["uvmexp"]["pdpageouts"] > 0
+    assert s["io"]["writes"] > 0 and s["io"]["reads"] > 0
+    assert s["faults"]["major"] > 0
+    assert s["integrity"] == {"pages_checked": 600, "mismatches": 0}
+    w = s["workloads"][0]
+    assert w["status"] == "ok" and w["pages_checked"] == 600 and w["accesses"] >= 1200
+    assert sum(int(n) * c for n, c in s["io"]["cluster_pages"].items()) >= s["io"]["write_pages"]
+    on_disk = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert on_disk["outcome"] == "ok" and on_disk["virtual_ns"] == s["virtual_ns"]
+
+
+def test_run_directory_files_are_private(tmp_path: Path) -> None:
+    m = _small(tmp_path / "run", keep_images=True)
+    m.attach(writer, name="w", pages=300)
+    m.run()
+    for name in ("events.jsonl", "summary.json", "swap0.img"):
+        mode = stat.S_IMODE(os.stat(tmp_path / "run" / name).st_mode)
+        assert mode == 0o600, (name, oct(mode))
+
+
+def test_event_log_schema_first_and_last_lines(tmp_path: Path) -> None:
+    m = _small(tmp_path / "run")
+    m.attach(writer, name="w", pages=400)
+    m.run()
+    evs = _events(tmp_path / "run")
+    assert evs[0]["event"] == "run.start" and evs[0]["schema"] == "uvm-emu/events/1"
+    assert evs[-1]["event"] == "run.end" and evs[-1]["outcome"] == "ok"
+    kinds = {e["event"] for e in evs}
+    for needed in ("uvm_pageout.pass", "uvmpd_scan_inactive.pageout",
+                   "uvm_aiodone_daemon.batch", "uvmexp.sample", "uvm_fault.pagein"):
+        assert needed in kinds, needed
+    for e in evs:
+        assert isinstance(e["t_ns"], int) and "proc" in e and "level" in e
+    ts = [e["t_ns"] for e in evs[1:-1]]
+    assert ts == sorted(ts), "events are written in virtual-time order"
+
+
+def test_same_seed_same_log_on_asyncio_and_uvloop(tmp_path: Path) -> None:
+    """Same scenario and seed: identical events.jsonl apart from wall_* fields, both loops."""
+    logs = []
+    for i, loop in enumerate(("asyncio", "uvloop", "asyncio")):
+        m = _small(tmp_path / f"r{i}", loop=loop)
+        m.attach(writer, name="w", pages=400)
+        m.attach("uniform", name="u", pages=100, accesses=800)
+        m.run()
+        logs.append(_strip_wall(_events(tmp_path / f"r{i}")))
+    assert logs[0] == logs[1] == logs[2]
+
+
+def test_different_seed_different_log(tmp_path: Path) -> None:
+    logs = []
+    for seed in (1, 2):
+        m = _small(tmp_path / f"s{seed}", seed=seed)
+        m.attach("uniform", name="u", pages=300, accesses=1500)
+        m.run()
+        logs.append(_strip_wall(_events(tmp_path / f"s{seed}")))
+    assert logs[0] != logs[1]
+
+
+def test_workload_exception_ends_only_that_process(tmp_path: Path) -> None:
+    m = _small(tmp_path / "run")
+    m.attach(crasher, name="bad")
+    m.attach(segv, name="segv")
+    m.attach(writer, name="good", pages=300)
+    s = m.run()
+    assert s["outcome"] == "ok"
+    by = {w["name"]: w for w in s["workloads"]}
+    assert by["bad"]["status"] == "error" and "workload bug" in by["bad"]["error"]
+    assert by["segv"]["status"] == "error" and "SegmentationFault" in by["segv"]["error"]
+    assert by["good"]["status"] == "ok" and by["good"]["mismatches"] == 0
+
+
+def test_api_without_run_dir_returns_summary_only() -> None:
+    m = _small(None)
+    m.attach(writer, name="w", pages=100)
+    s = m.run()
+    assert s.outcome == "ok" and s.integrity["pages_checked"] == 100
+
+
+def test_bad_api_input_is_refused_with_a_clear_message(tmp_path: Path) -> None:
+    with pytest.raises(ScenarioError, match="at least 64 pages"):
+        Machine(ram=8, swap=64)
+    with pytest.raises(ScenarioError, match=r"machine\.loop"):
+        Machine(loop="trio")
+    with pytest.raises(ScenarioError, match=r"unknown key kernel\.nosuch"):
+        Machine(kernel={"nosuch": 1})
+    m = _small(tmp_path)
+    with pytest.raises(ScenarioError, match="unknown stock workload"):
+        m.attach("nosuch")
