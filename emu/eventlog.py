@@ -17,7 +17,7 @@ import logging
 import os
 from collections.abc import MutableMapping
 from pathlib import Path
-from typing import IO, Any
+from typing import Any, BinaryIO
 
 import orjson
 import structlog
@@ -58,7 +58,7 @@ class EventLog:
         self.level = level if path is not None else "silent"
         target = path if path is not None else Path(os.devnull)
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        self._fh: IO[bytes] | None = os.fdopen(fd, "wb", buffering=1 << 20)
+        self._fh: BinaryIO | None = os.fdopen(fd, "wb", buffering=1 << 20)
 
     def configure(self, clock: Any) -> None:
         _clock.set(clock)

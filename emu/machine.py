@@ -173,7 +173,7 @@ class Machine:
             kind, fn = fn, WORKLOADS[fn]
         if not callable(fn):
             raise TypeError(f"attach: {fn!r} is not a coroutine function")
-        name = name or getattr(fn, "__name__", "proc")
+        name = str(name or getattr(fn, "__name__", "proc"))
         if any(a[0] == name for a in self._attached):
             raise ScenarioError(f"attach: a process named {name!r} is already attached")
         self._attached.append((name, kind, fn, params))
@@ -403,8 +403,8 @@ def _time_traps(k: Kernel, cpu: Cpu, clock: Clock, stats: dict[int, _ProcStats])
 
     async def timed(ctx: CpuContext, vaddr: int, is_write: bool) -> None:
         t0 = clock.now
-        p = ctx.owner
-        st = p.stats if p is not None else {}
+        p: Any = ctx.owner
+        st: dict[str, int] = p.stats if p is not None else {}
         major0 = st.get("flt_major", 0)
         ok = False
         try:
