@@ -961,6 +961,7 @@ class _PassSnap:
 
     t_ns: int
     counters: dict[str, int]
+    start: dict[str, int]
     clusters: list[int] = field(default_factory=list)
 
 
@@ -972,7 +973,12 @@ _PASS_COUNTERS: Final = (
 
 def _pass_begin(k: Kernel) -> _PassSnap:
     u = k.uvmexp
-    snap = _PassSnap(k.sched.now, {c: getattr(u, c) for c in _PASS_COUNTERS})
+    snap = _PassSnap(
+        k.sched.now,
+        {c: getattr(u, c) for c in _PASS_COUNTERS},
+        {"free_start": u.free, "inactive_start": u.inactive, "active_start": u.active,
+         "paging_start": u.paging},
+    )  # fmt: skip
     k.pdpass = snap
     return snap
 
@@ -1015,6 +1021,7 @@ def _pass_end(k: Kernel, snap: _PassSnap, pma: UvmPmalloc | None, constraint: Uv
         freetarg=u.freetarg,
         inactarg=u.inactarg,
         clusters=snap.clusters,
+        **snap.start,
         **delta,
     )
     hook = k.hooks.get("pdaemon.pass")

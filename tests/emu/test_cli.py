@@ -1,0 +1,84 @@
+"""The command line: scenarios, runs, bad input refused with exit status 2 and a clear message."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from emu.cli import main
+
+
+def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    rc = main(argv)
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_scenarios_lists_the_builtins(capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, _ = _run(["scenarios", "--workloads"], capsys)
+    assert rc == 0 and "default" in out and "small" in out and "zipf" in out
+
+
+def test_run_writes_run_dir_latest_link_summary_and_plots(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rc, out, _ = _run(["run", "small", "--out", str(tmp_path)], capsys)
+    assert rc == 0, out
+    latest = tmp_path / "latest"
+    assert latest.is_symlink()
+    s = json.loads((latest / "summary.json").read_text())
+    assert s["outcome"] == "ok" and s["integrity"]["mismatches"] == 0
+    assert s["uvmexp"]["pdpageouts"] > 0 and s["faults"]["major"] > 0
+    assert (latest / "events.jsonl").stat().st_size > 0
+    assert list(latest.glob("*.png")), out
+    assert "plot:" in out
+
+
+@pytest.mark.parametrize(
+    ("argv_extra", "needle"),
+    [
+        (["--set", "machine.nosuch=1"], "unknown key machine.nosuch"),
+        (["--set", "machine.ram=\"3KiB\""], "machine.ram"),
+        (["--set", "machine.ram=16"], "at least 64 pages"),
+        (["--set", "device.fail_write_rate=2.0"], "probability"),
+        (["--set", "device.model=\"tape\""], "device.model"),
+        (["--set", "kernel.diagnostic=\"yes\""], "kernel.diagnostic"),
+        (["--set", "nonsense"], "expected section.key=value"),
+        (["--trace", "lackey:/no/such/file"], "no such file"),
+    ],
+)
+def test_bad_input_exits_2_naming_the_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv_extra: list[str], needle: str
+) -> None:
+    rc, _, err = _run(["run", "small", "--out", str(tmp_path), "--quiet", *argv_extra], capsys)
+    assert rc == 2
+    assert needle in err
+    assert err.count("\n") == 1, "one message"
+    assert not list(tmp_path.glob("*/summary.json")), "nothing half-written"
+
+
+def test_malformed_toml_and_unknown_sections(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[machine\nram = 1")
+    rc, _, err = _run(["run", str(bad), "--out", str(tmp_path), "--quiet"], capsys)
+    assert rc == 2 and "bad.toml" in err and "not valid TOML" in err
+    bad.write_text("[machin]\nram = 1\n")
+    rc, _, err = _run(["run", str(bad), "--out", str(tmp_path), "--quiet"], capsys)
+    assert rc == 2 and "unknown section [machin]" in err
+    bad.write_text('[[workload]]\nkind = "nosuch"\n')
+    rc, _, err = _run(["run", str(bad), "--out", str(tmp_path), "--quiet"], capsys)
+    assert rc == 2 and "unknown kind 'nosuch'" in err
+
+
+def test_existing_run_dir_is_refused_without_force(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    d = tmp_path / "exact"
+    d.mkdir()
+    rc, _, err = _run(["run", "small", "--run-dir", str(d), "--quiet"], capsys)
+    assert rc == 2 and "--force" in err
+
+
+def test_analyze_refuses_a_directory_that_is_not_a_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, _, err = _run(["analyze", str(tmp_path)], capsys)
+    assert rc == 2 and "not a run directory" in err
