@@ -150,3 +150,35 @@ def test_bad_api_input_is_refused_with_a_clear_message(tmp_path: Path) -> None:
     m = _small(tmp_path)
     with pytest.raises(ScenarioError, match="unknown stock workload"):
         m.attach("nosuch")
+
+
+def test_a_process_cannot_read_or_write_another_process_memory(tmp_path: Path) -> None:
+    """Separate address spaces: the same virtual address in two processes is two pages, and an
+    address only the other process mapped faults (SIGSEGV) instead of reaching its frame."""
+    addr = 0x10_0000_0000
+    seen: dict[str, bytes] = {}
+
+    async def owner(p) -> None:  # type: ignore[no-untyped-def]
+        await p.mmap(4 * 4096, addr=addr)
+        await p.store(addr, b"secret of the owner")
+        await p.compute(5_000_000)  # stay alive while the other process looks
+        seen["owner"] = await p.load(addr, 19)
+
+    async def snoop(p) -> None:  # type: ignore[no-untyped-def]
+        await p.compute(1_000_000)
+        try:
+            await p.load(addr, 19)
+        except Exception as e:  # the owner's address is not mapped here
+            seen["fault"] = type(e).__name__.encode()
+        await p.mmap(4 * 4096, addr=addr)  # same address, own fresh page
+        seen["snoop"] = await p.load(addr, 19)
+        await p.store(addr, b"overwritten by snoop")
+
+    m = _small(tmp_path / "run")
+    m.attach(owner, name="owner")
+    m.attach(snoop, name="snoop")
+    s = m.run()
+    assert s["outcome"] == "ok", s["error"]
+    assert seen["fault"] == b"SegmentationFault"
+    assert seen["snoop"] == b"\0" * 19
+    assert seen["owner"] == b"secret of the owner"
