@@ -19,7 +19,9 @@ Deviations (each marked ``# PORT:`` where it happens):
   awaited, so every function that can reach them is ``async`` (style C6).
 - The PG_RELEASED path after a failed pageout does not release the anon lock before
   ``uvm_anfree`` (fixed upstream in rev 1.134: the 1.105 code unlocks, then uvm_anfree
-  asserts the lock is held, then the common exit unlocks it a second time).
+  asserts the lock is held, then the common exit unlocks it a second time), and it drops the
+  one slot the pager left the page before ``uvm_anfree`` (otherwise swpgonly underflows;
+  upstream's uvm_pager.c 1.94 no longer leaves that slot).
 - C out-parameters are returned: ``uvm_swap_alloc`` returns ``(slot, nslots)`` and
   ``uvm_pager_put`` returns ``(result, ppsp, npages)``.
 - The daemon charges virtual CPU time for each loop and each page it examines, and emits one
@@ -745,6 +747,12 @@ async def uvmpd_scan_inactive(k: Kernel, pma: UvmPmalloc | None, pglst: TailQ[Vm
                 # PORT: 1.105 has rw_exit(anon->an_lock) here; uvm_anfree() then asserts the
                 # lock is write-held (a DIAGNOSTIC panic) and the rw_exit(slock) below releases
                 # it a second time. Fixed upstream in rev 1.134 by dropping this unlock; so here.
+                # PORT: after AGAIN the pager left p exactly one slot (uvm_pager.c 1.89), so
+                # with an_page cleared uvm_anfree takes the anon for one whose data lives only
+                # in swap and decrements swpgonly, which never counted it (a KASSERT underflow,
+                # or a silent drift). Upstream's uvm_pager.c 1.94 frees pg's slot on failure,
+                # so the anon reaches here without one; drop it first to get the same state.
+                uvm_anon.uvm_anon_dropswap(k, anon)
                 uvm_anon.uvm_anfree(k, anon)  # kills anon
                 k.pmap.pmap_page_protect(p, PROT_NONE)
                 anon = None
