@@ -19,6 +19,7 @@ import structlog
 import kernel.uvm.uvm_map as uvm_map
 from kernel.kern.kern_synch import wakeup
 from kernel.sys.proc import P_WEXIT, Proc
+from kernel.sys.systm import Panic
 
 if TYPE_CHECKING:
     from kernel.kernel import Kernel
@@ -35,7 +36,7 @@ async def exit1(k: Kernel, p: Proc, rv: int) -> None:
     => may sleep
     """
     if p.p_flag & P_WEXIT:
-        raise AssertionError(f"exit1: {p!r} is already exiting")
+        raise Panic(f"exit1: {p!r} is already exiting")
     p.p_flag |= P_WEXIT
     p.stats["xstat"] = rv
     # Release the user portion of address space.

@@ -15,12 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
+from kernel.sys.flags import fast_ops
 from kernel.sys.queue import TailQEntry
 
 if TYPE_CHECKING:
     from kernel.kernel import Kernel
 
 
+@fast_ops
 class BFlags(enum.IntFlag):
     """b_flags (sys/buf.h values)."""
 

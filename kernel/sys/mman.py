@@ -5,7 +5,10 @@ from __future__ import annotations
 import enum
 from typing import Final
 
+from kernel.sys.flags import fast_ops
 
+
+@fast_ops
 class Prot(enum.IntFlag):
     PROT_NONE = 0x00  # no permissions
     PROT_READ = 0x01  # pages can be read
@@ -19,6 +22,7 @@ PROT_WRITE: Final = Prot.PROT_WRITE
 PROT_EXEC: Final = Prot.PROT_EXEC
 
 
+@fast_ops
 class MapFlags(enum.IntFlag):
     MAP_SHARED = 0x0001  # share changes
     MAP_PRIVATE = 0x0002  # changes are private

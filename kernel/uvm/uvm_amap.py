@@ -1,6 +1,6 @@
 """uvm_amap.c: amap operations.
 
-Port of the parts of OpenBSD sys/uvm/uvm_amap.c (rev 1.92) and uvm_amap.h that private
+Port of the parts of OpenBSD sys/uvm/uvm_amap.c and uvm_amap.h (as of 2022) that private
 anonymous memory needs. An amap ("anonymous map") is the upper layer of a map entry: an
 array of slots, one per page, each empty or holding an anon. All anons of an amap share the
 amap's lock (``am_lock``), as upstream does since 2021.

@@ -1,6 +1,6 @@
 """uvm_map.c: uvm map operations.
 
-Port of the parts of OpenBSD sys/uvm/uvm_map.c (rev 1.301) and uvm_map.h that a process's
+Port of the parts of OpenBSD sys/uvm/uvm_map.c and uvm_map.h (as of 2022) that a process's
 address space needs: map entries for private anonymous memory (an amap), shared anonymous
 memory (an aobj) and files (a vnode object); the map lock and its version ("timestamp") that
 uvm_fault relies on; map, unmap, clipping; vmspace create and free.
@@ -269,7 +269,7 @@ def uvm_map_findspace(map: VmMap, hint: int, length: int, align: int) -> int | N
     return addr
 
 
-def _uvm_map_isavail(map: VmMap, addr: int, sz: int) -> bool:
+def uvm_map_isavail(map: VmMap, addr: int, sz: int) -> bool:
     """uvm_map_isavail: is [addr, addr+sz) inside the map and free of entries?"""
     if addr < map.min_offset or addr + sz > map.max_offset or addr + sz <= addr:
         return False
@@ -314,7 +314,7 @@ async def uvm_map(
     if flags & UVM_FLAG_FIXED:
         if flags & UVM_FLAG_UNMAP and addr >= map.min_offset and addr + sz <= map.max_offset:
             await uvm_unmap_remove(k, map, addr, addr + sz, dead)
-        if not _uvm_map_isavail(map, addr, sz):
+        if not uvm_map_isavail(map, addr, sz):
             vm_map_unlock(map)
             await uvm_unmap_detach(k, dead)
             return int(ENOMEM), addr

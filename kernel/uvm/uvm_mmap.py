@@ -1,6 +1,6 @@
 """uvm_mmap.c: system call interface into VM system, plus kernel vm_mmap interface.
 
-Port of the parts of OpenBSD sys/uvm/uvm_mmap.c (rev 1.17x) that the emulated processes use:
+Port of the parts of OpenBSD sys/uvm/uvm_mmap.c (as of 2022) that the emulated processes use:
 ``sys_mmap`` and ``sys_munmap`` with ``uvm_mmapanon`` and ``uvm_mmapfile``.
 
 Mappings a process can make:

@@ -17,10 +17,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
-import kernel.uvm.uvm_anon as uvm_anon
-import kernel.uvm.uvm_aobj as uvm_aobj
-import kernel.uvm.uvm_pmemrange as uvm_pmemrange
 from kernel.kern.kern_synch import MUTEX_ASSERT_LOCKED, mtx_enter, mtx_leave, wakeup
+from kernel.sys.flags import fast_ops
 from kernel.sys.mman import PROT_NONE
 from kernel.sys.queue import TailQEntry
 from kernel.sys.systm import Panic
@@ -43,6 +41,7 @@ def ptoa(x: int) -> int:
     return x << PAGE_SHIFT
 
 
+@fast_ops
 class PgFlags(enum.IntFlag):
     """pg_flags (uvm_page.h): values exact."""
 
@@ -73,23 +72,26 @@ class PgFlags(enum.IntFlag):
     PG_PMAP5 = 0x20000000
 
 
-PG_BUSY: Final = PgFlags.PG_BUSY
-PG_WANTED: Final = PgFlags.PG_WANTED
-PG_TABLED: Final = PgFlags.PG_TABLED
-PG_CLEAN: Final = PgFlags.PG_CLEAN
-PG_CLEANCHK: Final = PgFlags.PG_CLEANCHK
-PG_RELEASED: Final = PgFlags.PG_RELEASED
-PG_FAKE: Final = PgFlags.PG_FAKE
-PG_RDONLY: Final = PgFlags.PG_RDONLY
-PG_ZERO: Final = PgFlags.PG_ZERO
-PG_DEV: Final = PgFlags.PG_DEV
-PQ_FREE: Final = PgFlags.PQ_FREE
-PQ_INACTIVE: Final = PgFlags.PQ_INACTIVE
-PQ_ACTIVE: Final = PgFlags.PQ_ACTIVE
-PQ_ANON: Final = PgFlags.PQ_ANON
-PQ_AOBJ: Final = PgFlags.PQ_AOBJ
-PQ_SWAPBACKED: Final = PgFlags.PQ_SWAPBACKED
-PQ_ENCRYPT: Final = PgFlags.PQ_ENCRYPT
+# PORT: the PG_*/PQ_* names are plain ints, and so is pg_flags: every operator of an
+# enum.IntFlag runs Python code in enum.py (about 1 µs), and a fault does some forty of
+# them. PgFlags names the bits when a page is printed.
+PG_BUSY: Final = int(PgFlags.PG_BUSY)
+PG_WANTED: Final = int(PgFlags.PG_WANTED)
+PG_TABLED: Final = int(PgFlags.PG_TABLED)
+PG_CLEAN: Final = int(PgFlags.PG_CLEAN)
+PG_CLEANCHK: Final = int(PgFlags.PG_CLEANCHK)
+PG_RELEASED: Final = int(PgFlags.PG_RELEASED)
+PG_FAKE: Final = int(PgFlags.PG_FAKE)
+PG_RDONLY: Final = int(PgFlags.PG_RDONLY)
+PG_ZERO: Final = int(PgFlags.PG_ZERO)
+PG_DEV: Final = int(PgFlags.PG_DEV)
+PQ_FREE: Final = int(PgFlags.PQ_FREE)
+PQ_INACTIVE: Final = int(PgFlags.PQ_INACTIVE)
+PQ_ACTIVE: Final = int(PgFlags.PQ_ACTIVE)
+PQ_ANON: Final = int(PgFlags.PQ_ANON)
+PQ_AOBJ: Final = int(PgFlags.PQ_AOBJ)
+PQ_SWAPBACKED: Final = int(PgFlags.PQ_SWAPBACKED)
+PQ_ENCRYPT: Final = int(PgFlags.PQ_ENCRYPT)
 
 # uvm_pagealloc flags (uvm_extern.h)
 UVM_PGA_USERESERVE: Final = 0x0001  # ok to use reserve pages
@@ -105,12 +107,12 @@ class VmPage:
     uanon: VmAnon | None = None  # (O,P) anon
     uobject: UvmObject | None = None  # (O,P) object
     offset: int = 0  # (O,P) offset into object (in bytes)
-    pg_flags: PgFlags = PQ_FREE  # object flags [P or O]
+    pg_flags: int = PQ_FREE  # object flags [P or O]
     wire_count: int = 0  # (P) wired down map refs
     pg_version: int = 0  # PORT: bumped on every free (uvm_check, stale-pointer tests)
 
     def __repr__(self) -> str:
-        return f"<vm_page {self.phys_addr >> PAGE_SHIFT:#x} {self.pg_flags!r}>"
+        return f"<vm_page {self.phys_addr >> PAGE_SHIFT:#x} {PgFlags(self.pg_flags)!r}>"
 
 
 def VM_PAGE_TO_PHYS(pg: VmPage) -> int:
@@ -392,3 +394,11 @@ def uvm_pagecopy(k: Kernel, src: VmPage, dst: VmPage) -> None:
 
 def UVM_PAGE_OWN(pg: VmPage, tag: str | None) -> None:
     """UVM_PAGE_OWN: debug ownership tracking (UVM_PAGE_TRKOWN); a no-op in normal kernels."""
+
+
+# PORT: the modules uvm_page calls into are imported last: they (and the page daemon, which
+# they import) take names from this module, so these must be defined first. C's headers
+# have no such order.
+import kernel.uvm.uvm_anon as uvm_anon  # noqa: E402
+import kernel.uvm.uvm_aobj as uvm_aobj  # noqa: E402
+import kernel.uvm.uvm_pmemrange as uvm_pmemrange  # noqa: E402

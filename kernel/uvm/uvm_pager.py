@@ -59,6 +59,7 @@ from kernel.kern.kern_synch import (
 )
 from kernel.sys.buf import B_ERROR, B_READ, Buf
 from kernel.sys.errno import EIO, ENOMEM
+from kernel.sys.flags import fast_ops
 from kernel.sys.mman import PROT_READ
 from kernel.sys.proc import curproc
 
@@ -132,6 +133,7 @@ VM_PAGER_UNLOCK: Final = VmPagerStatus.VM_PAGER_UNLOCK
 VM_PAGER_REFAULT: Final = VmPagerStatus.VM_PAGER_REFAULT
 
 
+@fast_ops
 class PgoFlags(enum.IntFlag):
     """Flags of the pager operations (uvm_pager.h)."""
 

@@ -25,9 +25,6 @@ from typing import TYPE_CHECKING, Final
 
 import numpy as np
 
-import kernel.kern.vfs_bio as vfs_bio
-import kernel.uvm.uvm_page as uvm_page
-import kernel.uvm.uvm_pdaemon as uvm_pdaemon
 from kernel.kern.kern_synch import (
     MSEC_TO_NSEC,
     PVM,
@@ -349,3 +346,9 @@ async def uvm_wait_pla(k: Kernel, low: int, high: int, size: int, failok: bool) 
         break
     mtx_leave(k.uvm.fpageqlock)
     return 0
+
+
+# PORT: imported last, as in uvm_page.py: the page daemon takes names from this module.
+import kernel.kern.vfs_bio as vfs_bio  # noqa: E402
+import kernel.uvm.uvm_page as uvm_page  # noqa: E402
+import kernel.uvm.uvm_pdaemon as uvm_pdaemon  # noqa: E402

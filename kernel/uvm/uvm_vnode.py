@@ -1,6 +1,6 @@
 """uvm_vnode.c: the vnode pager.
 
-Port of the behaviour of OpenBSD sys/uvm/uvm_vnode.c,v 1.130 (2022) and uvm_vnode.h, as
+Port of the behaviour of OpenBSD sys/uvm/uvm_vnode.c (1.130-1.132, 2022-2023) and uvm_vnode.h, as
 far as the page daemon and the fault path use it (reference §1.8). Comments are the port's
 own wording.
 
@@ -34,7 +34,6 @@ Deviations:
 from __future__ import annotations
 
 import enum
-import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
@@ -89,7 +88,6 @@ __all__ = [
     "uvn_flush",
     "uvn_get",
     "uvn_io",
-    "uvn_open",
     "uvn_put",
     "uvn_reference",
 ]
@@ -703,27 +701,6 @@ async def uvn_io(
         assert flags & uvm_pager.PGO_NOWAIT
         return uvm_pager.VM_PAGER_AGAIN
     return uvm_pager.VM_PAGER_ERROR
-
-
-async def uvn_open(k: Kernel, dirpath: str, name: str, size: int) -> UvmObject:
-    """PORT: open (creating it sparse at ``size`` bytes) the file ``name`` in ``dirpath`` and
-    attach its VM object: namei + VOP_CREATE + uvn_attach, for mmap of a file.
-
-    => the machine-dependent glue makes the vnode (``k.md.vnode_create(k, path, size)``,
-       backed by kernel/arch/emu/swapdev.py's ``vnode_create``): kernel/uvm may not import
-       the hardware side, even indirectly
-    => returns the object holding one reference for the caller
-    => may sleep
-    """
-    create = getattr(k.md, "vnode_create", None)
-    if create is None:
-        raise Panic("uvn_open: the machine-dependent glue has no vnode_create")
-    vp = create(k, os.path.join(dirpath, name), size)
-    assert isinstance(vp, Vnode)
-    uobj = await uvn_attach(k, vp, PROT_READ | PROT_WRITE)
-    if uobj is None:
-        raise Panic(f"uvn_open: cannot attach {vp.v_name}")
-    return uobj
 
 
 async def uvm_vnp_setsize(k: Kernel, vp: Vnode, newsize: int) -> None:

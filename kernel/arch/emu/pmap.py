@@ -18,9 +18,9 @@ Deviations from amd64 ``pmap.c`` (PORT):
   MMU sets them then.
 - Wiring is tracked by the VM (``wire_count``); the MMU has no wired bit, so ``PMAP_WIRED`` is
   accepted and ignored.
-- ``pmap_page_mapped``, ``pmap_page_mappings`` and ``pmap_resident_count`` serve DIAGNOSTIC
-  checks (``uvm_check``); the first and last exist upstream in spirit
-  (``pmap_resident_count`` is a real macro).
+- ``pmap_page_mapped``, ``pmap_page_mappings``, ``pmap_pte``, ``pmap_is_writable`` and
+  ``pmap_resident_count`` serve DIAGNOSTIC checks (``uvm_check``) and tests;
+  ``pmap_resident_count`` is a real macro upstream, the others are the port's.
 - numpy integers never leave this module: every value handed back to the kernel is an ``int``
   or a ``bool``.
 """
@@ -160,6 +160,13 @@ class EmuPmap:
     def pmap_page_mappings(self, pg: VmPage) -> list[tuple[AddressSpace, int]]:
         """PORT: (pmap, va) of every mapping of ``pg``, from the reverse map (uvm_check)."""
         return [(pm, int(va)) for pm, va in self.mmu.mappings(pg.phys_addr >> PAGE_SHIFT)]
+
+    def pmap_pte(self, pm: AddressSpace, va: int) -> tuple[int, bool] | None:
+        """PORT: (physical address of the page, writable) that ``va`` maps to, or None."""
+        r = self.mmu.lookup(pm, va)
+        if r is None:
+            return None
+        return int(r[0]) << PAGE_SHIFT, bool(r[1])
 
     def pmap_is_writable(self, pm: AddressSpace, va: int) -> bool:
         """PORT: whether ``va`` is mapped writable in ``pm`` (uvm_check, tests)."""

@@ -1,0 +1,43 @@
+"""PORT: cheaper operators for the kernel's ``enum.IntFlag`` classes (C has plain ints).
+
+``enum.Flag``'s ``&``, ``|`` and ``^`` turn their result back into a member through several
+Python calls in enum.py (``EnumType.__call__``, ``Enum.__new__``): about 1 µs each, and a page
+fault does dozens. :func:`fast_ops` replaces them with one C-level ``int`` operation and a
+look-up in the class's own cache of members, falling back to the class call for a value not
+seen yet (which caches it). The results are the very objects enum.Flag returns (same class,
+same value, same repr); only the cost changes. ``~`` is left alone: enum.Flag caches it per
+member already.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+__all__ = ["fast_ops"]
+
+F = TypeVar("F", bound=type[enum.IntFlag])
+
+
+def fast_ops(cls: F) -> F:
+    """Class decorator: C-speed ``&``, ``|``, ``^`` (and their reflections) for an IntFlag."""
+    members: dict[Any, Any] = cls._value2member_map_
+
+    def op(intop: Callable[[int, Any], Any]) -> Callable[[Any, Any], Any]:
+        def f(self: Any, other: Any) -> Any:
+            v = intop(self, other)
+            if v is NotImplemented:
+                return v
+            m = members.get(v)
+            return m if m is not None else cls(v)
+
+        return f
+
+    for names, intop in ((("__and__", "__rand__"), int.__and__),
+                         (("__or__", "__ror__"), int.__or__),
+                         (("__xor__", "__rxor__"), int.__xor__)):  # fmt: skip
+        f = op(intop)
+        for name in names:
+            setattr(cls, name, f)
+    return cls
