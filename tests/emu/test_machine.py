@@ -182,3 +182,23 @@ def test_a_process_cannot_read_or_write_another_process_memory(tmp_path: Path) -
     assert seen["fault"] == b"SegmentationFault"
     assert seen["snoop"] == b"\0" * 19
     assert seen["owner"] == b"secret of the owner"
+
+
+def test_a_mismatch_is_counted_and_logged_with_both_stamps(tmp_path: Path) -> None:
+    """The reporting path of the integrity checks: a read that differs from the stamp the
+    workload expects is counted in the summary and logged as integrity.mismatch."""
+    from emu.workloads.stamps import make_page
+
+    async def liar(p) -> None:  # type: ignore[no-untyped-def]
+        base = await p.mmap(4096)
+        await p.store(base, make_page(p.pid, 0, 1))
+        found = await p.load(base, 4096)
+        p.verify(base, make_page(p.pid, 0, 2), found)  # expects a version never written
+
+    m = _small(tmp_path / "run")
+    m.attach(liar, name="liar")
+    s = m.run()
+    assert s["integrity"] == {"pages_checked": 1, "mismatches": 1}
+    (ev,) = [e for e in _events(tmp_path / "run") if e["event"] == "integrity.mismatch"]
+    assert ev["name"] == "liar" and ev["vaddr"] > 0
+    assert ev["expected"] != ev["found"] and ev["ndiff"] > 0

@@ -32,12 +32,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import structlog
 
-# isort: off
-# PORT: the uvm modules import one another; entering through uvm_pdaemon is the order that
-# resolves (entering through uvm_page fails while uvm_pdaemon imports names from it).
-import kernel.uvm.uvm_pdaemon  # noqa: F401
-
-# isort: on
 import kernel.kern.init_main as init_main
 import kernel.kern.kern_fork as kern_fork
 import kernel.uvm.uvm_fault as uvm_fault
@@ -48,6 +42,7 @@ from emu.clock import Clock
 from emu.cpu import BusError, Cpu, CpuContext, MemoryFault, SegmentationFault
 from emu.mmu import Mmu
 from emu.ram import PAGE_SIZE, Ram
+from emu.workloads.stamps import describe_mismatch
 from kernel.arch.emu import swapdev
 from kernel.arch.emu.pmap import EmuPmap
 from kernel.kernel import Kernel, KernelConfig
@@ -284,13 +279,16 @@ class UserProcess:
         await self.ctx.compute(ns)
 
     def verify(self, vaddr: int, expected: bytes, found: bytes) -> bool:
+        """Count one page checked; on a difference count a mismatch and log
+        ``integrity.mismatch`` naming the process, the address and both stamps."""
         self.integrity.pages_checked += 1
         if expected == found:
             return True
         self.integrity.mismatches += 1
+        detail = describe_mismatch(expected, found)
         if len(self.integrity.first_mismatches) < 10:
-            self.integrity.first_mismatches.append({"vaddr": vaddr, "pid": self.pid})
-        log.error("workload.integrity_mismatch", vaddr=vaddr, pid=self.pid)
+            self.integrity.first_mismatches.append({"vaddr": vaddr, "pid": self.pid, **detail})
+        log.error("integrity.mismatch", name=self.name, pid=self.pid, vaddr=vaddr, **detail)
         return False
 
     def log(self, event: str, **kw: object) -> None:
