@@ -34,9 +34,9 @@ from typing import Any
 import structlog
 
 from devices.faults import FaultConfig
-from devices.swapdisk import SwapDisk
+from devices.swapdisk import INLINE_PAGES, SwapDisk
 from devices.timing import make_model
-from emu.clock import Clock, Deadlock
+from emu.clock import Clock, Deadlock, current_thread
 from emu.cpu import Cpu, CpuContext
 from emu.eventlog import SCHEMA, EventLog
 from emu.mmu import Mmu
@@ -263,6 +263,8 @@ class Machine:
         except* Exception as eg:
             outcome, error = "error", f"{type(eg.exceptions[0]).__name__}: {eg.exceptions[0]}"
         finally:
+            if k is not None:
+                machdep.shutdown(k)  # the files' disks: one descriptor each, per run
             for d in disks:
                 d.close()
         wall = time.perf_counter() - wall0
@@ -300,7 +302,8 @@ class Machine:
             except ValueError as e:
                 raise ScenarioError(f"{sc.source}: [device]: {e}") from e
             n = self.swap_pages // ndev + (1 if i < self.swap_pages % ndev else 0)
-            disk = SwapDisk(workdir / f"swap{i}.img", n, clock, model, faults, name=f"sd{i}")
+            disk = SwapDisk(workdir / f"swap{i}.img", n, clock, model, faults, name=f"sd{i}",
+                            inline_max_pages=INLINE_PAGES)  # fmt: skip
             try:
                 disk.create(force=self.force)
             except FileExistsError as e:
@@ -401,8 +404,12 @@ def _time_traps(k: Kernel, cpu: Cpu, clock: Clock, stats: dict[int, _ProcStats])
     inner = cpu.trap_handler
     assert inner is not None
 
+    def vnow() -> int:  # virtual time as this thread sees it: clock time plus unpaid CPU time
+        th = current_thread()
+        return clock.now + (th.debt_ns if th is not None else 0)
+
     async def timed(ctx: CpuContext, vaddr: int, is_write: bool) -> None:
-        t0 = clock.now
+        t0 = vnow()
         p: Any = ctx.owner
         st: dict[str, int] = p.stats if p is not None else {}
         major0 = st.get("flt_major", 0)
@@ -411,7 +418,7 @@ def _time_traps(k: Kernel, cpu: Cpu, clock: Clock, stats: dict[int, _ProcStats])
             await inner(ctx, vaddr, is_write)
             ok = True
         finally:
-            lat = clock.now - t0
+            lat = vnow() - t0
             ps = stats.get(getattr(p, "p_pid", -1))
             if ps is not None:
                 ps.faults += 1

@@ -39,7 +39,7 @@ _MACHINE: dict[str, tuple[Any, Any, str]] = {
     "access_ns": (int, 5, "virtual CPU time per memory access (ns)"),
     "fault_ns": (int, 2000, "virtual CPU time per trap into the kernel (ns)"),
     "quantum_ns": (int, 100_000, "CPU time a thread may run before its time passes (ns)"),
-    "sample_interval_ns": (int, 10_000_000, "period of uvmexp.sample events (ns)"),
+    "sample_interval_ns": (int, 2_000_000, "period of uvmexp.sample events (ns)"),
     "max_virtual_ns": (int, 0, "stop the run after this much virtual time (0 = no limit)"),
     "swap_devices": (int, 1, "number of swap devices the swap size is split over"),
 }

@@ -1006,10 +1006,7 @@ def _log_pageout(k: Kernel, swap_backed: bool, start: int, npages: int, result: 
 
 
 def _pager_result_name(result: int) -> str:
-    for name in ("OK", "BAD", "FAIL", "PEND", "ERROR", "AGAIN", "UNLOCK", "REFAULT"):
-        if getattr(uvm_pager, "VM_PAGER_" + name, None) == result:
-            return name
-    return str(result)
+    return uvm_pager.VmPagerStatus(result).name.removeprefix("VM_PAGER_")
 
 
 def _pass_end(k: Kernel, snap: _PassSnap, pma: UvmPmalloc | None, constraint: UvmConstraintRange) -> None:
