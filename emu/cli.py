@@ -5,6 +5,8 @@
     emu scenarios [--workloads]
     emu analyze RUN_DIR [RUN_DIR2] [--out DIR]
     emu bench [--quick] [--json FILE] [--only NAME]...
+    emu ioerr-sweep SCENARIO [--json FILE] [--stride N] [--max-runs N] [--set K=V]...
+    emu soak [--minutes M] [--seed S] [--scenario NAME] [--set K=V]...
 
 Bad input (a scenario, a key, a value, a path) exits with status 2 and one message that
 names the input and the fix. A run whose outcome is not ``ok`` exits with status 1.
@@ -13,7 +15,6 @@ names the input and the fix. A run whose outcome is not ``ok`` exits with status
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import sys
@@ -60,7 +61,22 @@ def _parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="benchmarks against same-run references")
     b.add_argument("--quick", action="store_true")
     b.add_argument("--json", dest="json_path")
-    b.add_argument("--only", action="append", default=[])
+    b.add_argument("--only", action="append", default=[], metavar="NAME",
+                   help="run only this benchmark (repeatable)")  # fmt: skip
+    b.add_argument("--quiet", action="store_true", help="no per-benchmark progress on stderr")
+
+    e = sub.add_parser("ioerr-sweep", help="fail each swap I/O of a scenario in turn (emu/reliability.py)")
+    e.add_argument("scenario")
+    e.add_argument("--json", dest="json_path", help="write one row per run to this file")
+    e.add_argument("--stride", type=int, default=1, help="fail every N-th I/O only")
+    e.add_argument("--max-runs", type=int, help="at most this many runs, evenly spread")
+    e.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+
+    k = sub.add_parser("soak", help="run a scenario back to back under faults (emu/reliability.py)")
+    k.add_argument("--minutes", type=float, default=10.0)
+    k.add_argument("--seed", type=int, default=1, help="seed of the first run (then +1 per run)")
+    k.add_argument("--scenario", default="soak")
+    k.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
     return ap
 
 
@@ -75,6 +91,10 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_analyze(args)
         if args.cmd == "bench":
             return _cmd_bench(args)
+        if args.cmd in ("ioerr-sweep", "soak"):
+            from emu import reliability
+
+            return reliability.cmd_ioerr_sweep(args) if args.cmd == "ioerr-sweep" else reliability.cmd_soak(args)
     except (ScenarioError, UsageError) as e:
         print(f"emu: {e}", file=sys.stderr)
         return 2
@@ -144,18 +164,23 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from emu.benchmarks import MODULES, BenchResult
+    import time
+
+    from emu.benchmarks import MODULES, BenchResult, load
 
     unknown = [n for n in args.only if n not in MODULES]
     if unknown:
         raise UsageError(f"bench --only {unknown[0]}: unknown; choose from {', '.join(MODULES)}")
     rows: list[BenchResult] = []
-    for name, modpath in MODULES.items():
+    t0 = time.perf_counter()
+    for name in MODULES:
         if args.only and name not in args.only:
             continue
-        mod: Any = importlib.import_module(modpath)
-        rows.extend(mod.run(args.quick))
-    _print_bench(rows)
+        t = time.perf_counter()
+        rows.extend(load(name)(args.quick))
+        if not args.quiet:
+            print(f"bench {name}: {time.perf_counter() - t:.1f} s", file=sys.stderr)
+    _print_bench(rows, time.perf_counter() - t0, args.quick)
     if args.json_path:
         path = Path(args.json_path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -164,25 +189,35 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_bench(rows: list[Any]) -> None:
+def _fmt(x: float) -> str:
+    return f"{x:,.3g}" if abs(x) < 1e5 else f"{x:,.0f}"
+
+
+def _print_bench(rows: list[Any], seconds: float = 0.0, quick: bool = False) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    t = Table(title="uvm-emu benchmarks (median of repeats; ratio = ours / same-run reference)")
-    for col in ("benchmark", "ours", "unit", "reference", "ratio", "target", "result"):
+    title = "uvm-emu benchmarks (median of repeats; ratio = ours / same-run reference)"
+    if seconds:
+        title += f", {'quick, ' if quick else ''}{seconds:.0f} s"
+    t = Table(title=title)
+    for col in ("benchmark", "ours", "unit", "reference", "ratio", "spread", "target", "result",
+                "notes"):  # fmt: skip
         t.add_column(col)
     for r in rows:
         mark = "—" if r.passed is None else ("pass" if r.passed else "SHORT")
         t.add_row(
             r.name,
-            f"{r.value:,.3g}",
+            _fmt(r.value),
             r.unit,
-            "" if r.reference is None else f"{r.reference:,.3g}",
-            "" if r.ratio is None else f"{r.ratio:.2f}x",
+            "" if r.reference is None else _fmt(r.reference),
+            "" if r.ratio is None else (f"{r.ratio:.2f}x" if r.ratio >= 0.1 else f"{r.ratio:.3g}x"),
+            f"{r.spread:.0%}" if r.spread else "",
             r.target,
             mark,
+            getattr(r, "note", ""),
         )
-    Console(width=max(100, int(os.environ.get("COLUMNS", "100")))).print(t)
+    Console(width=max(160, int(os.environ.get("COLUMNS", "160")))).print(t)
 
 
 if __name__ == "__main__":  # pragma: no cover

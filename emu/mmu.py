@@ -167,6 +167,16 @@ class Mmu:
     def translate(self, space: AddressSpace, vaddr: int, write: bool) -> int:
         """One access: the frame, with its ref (and, for a write, mod) bit set; raises
         :class:`PageFault` (index 0) if the page is not present or not writable."""
+        frame = self.access(space, vaddr, write)
+        if frame >= 0:
+            return frame
+        row = space._regions.get(vaddr >> REGION_SHIFT)
+        pte = 0 if row is None else self._ptemv[(row << LEAF_SHIFT) | ((vaddr >> PAGE_SHIFT) & LEAF_MASK)]
+        raise PageFault(Fault(0, vaddr, "protection" if pte & PTE_V else "not_present", write))
+
+    def access(self, space: AddressSpace, vaddr: int, write: bool) -> int:
+        """:meth:`translate` without the exception, for the CPU's single-access path: the
+        frame (ref/mod bits set), or -1 (no side effect) if the access would fault."""
         if space._mmu is not self:
             self._check_space(space)
         if not 0 <= vaddr < VA_LIMIT:
@@ -179,7 +189,7 @@ class Mmu:
             if write:
                 self._modmv[frame] = 1
             return frame
-        raise PageFault(Fault(0, vaddr, "protection" if pte & PTE_V else "not_present", write))
+        return -1
 
     # --- ranges --------------------------------------------------------------------------------
 

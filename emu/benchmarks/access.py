@@ -39,9 +39,9 @@ TARGET_RATE = 40e6  # accesses/s
 TARGET_US = 2.0
 
 
-def _access(quick: bool) -> BenchResult:
+def _access(quick: bool, tiny: bool = False) -> BenchResult:
     rng = np.random.default_rng(2024)
-    nbatches, repeats = (64, 5) if quick else (256, 9)
+    nbatches, repeats = (2, 1) if tiny else (64, 5) if quick else (256, 9)
     ram = Ram(NPAGES * 2)
     mmu = Mmu(ram)
     space = mmu.new_space()
@@ -122,8 +122,8 @@ def _access(quick: bool) -> BenchResult:
     )
 
 
-def _load_store(quick: bool) -> BenchResult:
-    n, repeats = (20_000, 5) if quick else (100_000, 7)
+def _load_store(quick: bool, tiny: bool = False) -> BenchResult:
+    n, repeats = (200, 1) if tiny else (20_000, 5) if quick else (100_000, 7)
     npages = 64
     ram = Ram(npages)
     mmu = Mmu(ram)
@@ -179,5 +179,13 @@ def _load_store(quick: bool) -> BenchResult:
     )
 
 
-def run(quick: bool) -> list[BenchResult]:
-    return [_access(quick), _load_store(quick)]
+def run_access(quick: bool, tiny: bool = False) -> list[BenchResult]:
+    return [_access(quick, tiny)]
+
+
+def run_load_store(quick: bool, tiny: bool = False) -> list[BenchResult]:
+    return [_load_store(quick, tiny)]
+
+
+def run(quick: bool, tiny: bool = False) -> list[BenchResult]:
+    return run_access(quick, tiny) + run_load_store(quick, tiny)

@@ -103,9 +103,9 @@ def _ours(
     return elapsed[0]
 
 
-def run(quick: bool) -> list[BenchResult]:
-    nclusters = 1024 if quick else 4096  # 64 MiB / 256 MiB per pass
-    repeats = 5 if quick else 7
+def run(quick: bool, tiny: bool = False) -> list[BenchResult]:
+    nclusters = 64 if tiny else 1024 if quick else 4096  # 64 MiB / 256 MiB per pass
+    repeats = 1 if tiny else 5 if quick else 7
     nbytes = nclusters * CLUSTER * PAGE_SIZE
     mm = mmap.mmap(-1, NFRAMES * PAGE_SIZE)
     arena = memoryview(mm)

@@ -11,7 +11,8 @@ a count so ``len()`` is O(1) (the C head has none; uvmexp keeps the counts the k
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import operator
+from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
@@ -33,7 +34,7 @@ class TailQEntry(Generic[T]):
 class TailQ(Generic[T]):
     """TAILQ_HEAD: a doubly linked queue of elements linked through ``field``."""
 
-    __slots__ = ("_count", "field", "name", "tqh_first", "tqh_last")
+    __slots__ = ("_count", "_e", "field", "name", "tqh_first", "tqh_last")
 
     def __init__(self, field: str, name: str = "") -> None:
         self.field = field
@@ -41,10 +42,9 @@ class TailQ(Generic[T]):
         self.tqh_first: T | None = None
         self.tqh_last: T | None = None
         self._count = 0
-
-    def _e(self, elm: T) -> TailQEntry[T]:
-        e: TailQEntry[T] = getattr(elm, self.field)
-        return e
+        # PORT: the element's entry, ``getattr(elm, field)``, through a C attrgetter: every
+        # link operation takes two or three, and a Python method for it cost a frame each.
+        self._e: Callable[[T], TailQEntry[T]] = operator.attrgetter(field)
 
     def init(self) -> None:
         """TAILQ_INIT. The old elements keep stale links, as in C."""

@@ -19,7 +19,9 @@ Deviations:
   no swap_off, so a range is never given back.
 - Bad slots are never reused: ``uvm_swap_markbad`` records them in a per-device bitmap and
   ``uvm_swap_free`` leaves them allocated (counted in ``swd_npginuse`` and ``swpginuse``).
-  Upstream only counts them, and a later free would return them to the blist.
+  Upstream only counts them, and a later free would return them to the blist. So
+  ``uvm_swapisfull`` counts bad pages as full: otherwise a device whose every write fails
+  makes all slots bad while ``swpgonly < swpages``, and the machine livelocks.
 - ``swap_on(k, dev, priority)`` is the SWAP_ON case of sys_swapctl and swap_on() in one
   plain function: nothing in it can sleep here (no VOP_OPEN/VOP_GETATTR, malloc never waits).
 - Block numbers count pages, not DEV_BSIZE sectors (devices.buf counts pages).
@@ -454,10 +456,16 @@ def uvm_swapisfull(k: Kernel) -> bool:
     """uvm_swapisfull: is every usable swap page holding data that exists only in swap?
 
     => 2022 semantics: swpgonly == swpages (later revisions use a 99 % threshold)
+    => PORT: pages marked bad count as full (see the module docstring)
     """
     swap = _swap(k)
     mtx_enter(swap.uvm_swap_data_lock)
-    result = k.uvmexp.swpgonly == k.uvmexp.swpages
+    # PORT: bad slots are never freed here, so they can never hold data again. Without
+    # them, a device whose writes all fail (a full host disk) turns every slot bad while
+    # swpgonly stays below swpages: the daemon finds no slot, never reactivates, and the
+    # faulting process waits in uvm_wait forever instead of being killed "out of swap".
+    npgbad = sum(sdp.swd_npgbad for spp in swap.swap_priority for sdp in spp.spi_swapdev)
+    result = k.uvmexp.swpgonly + npgbad >= k.uvmexp.swpages
     mtx_leave(swap.uvm_swap_data_lock)
     return result
 
@@ -664,31 +672,61 @@ async def biowait(k: Kernel, bp: Buf) -> int:
 
 
 def _blist_alloc(sdp: Swapdev, n: int) -> int:
-    """PORT: blist_alloc: first run of ``n`` free pages at or after the hint; -1 if none."""
+    """PORT: blist_alloc: first run of ``n`` free pages at or after the hint; -1 if none.
+
+    The search goes a chunk of the bitmap at a time from the hint, chunks doubling from 256
+    pages (each overlapping the next by n - 1 pages, so a run is seen whole from where it
+    starts): the answer is that of one search over the whole rest of the bitmap, at the cost
+    of what lies before it. When the n pages at the hint are free, that is the answer.
+    """
     free = sdp.swd_blist
     lo = sdp.swd_hint
-    seg = free[lo:]
-    if n == 1:
-        i = int(seg.argmax()) if len(seg) else 0
-        if not len(seg) or not seg[i]:
-            return -1
-        start = lo + i
-    else:
-        edges = np.diff(np.concatenate(([0], seg, [0])).astype(np.int8))
-        starts = np.flatnonzero(edges == 1)
-        ends = np.flatnonzero(edges == -1)
-        fit = np.flatnonzero(ends - starts >= n)
-        if not len(fit):
-            return -1
-        start = lo + int(starts[fit[0]])
+    size = len(free)
+    start = -1
+    if n > 1 and lo + n <= size and free[lo : lo + n].all():
+        start = lo
+    pos, chunk = lo, _BLIST_CHUNK
+    while start < 0 and pos < size:
+        seg = free[pos : min(size, pos + chunk + n - 1)]
+        if n == 1:
+            i = int(seg.view(np.bool_).argmax())  # 0/1 bytes: stops at the first free page
+            if seg[i]:
+                start = pos + i
+                break
+        else:
+            edges = np.diff(np.concatenate(([0], seg, [0])).astype(np.int8))
+            starts = np.flatnonzero(edges == 1)
+            ends = np.flatnonzero(edges == -1)
+            fit = np.flatnonzero(ends - starts >= n)
+            if len(fit):
+                start = pos + int(starts[fit[0]])
+                break
+        pos += chunk
+        chunk = min(2 * chunk, 1 << 16)
+    if start < 0:
+        return -1
     free[start : start + n] = 0
     if n == 1 or start == lo:  # nothing free below start: move the hint past the run
         sdp.swd_hint = start + n
     return start
 
 
+_BLIST_CHUNK: Final = 256  # pages of the bitmap _blist_alloc examines first
+
+
 def _blist_free(sdp: Swapdev, blkno: int, n: int) -> int:
     """PORT: blist_free, except for pages marked bad; returns how many were freed."""
+    if n == 1:  # the common case (one anon's slot), without building arrays
+        blist = sdp.swd_blist
+        if blist[blkno]:
+            raise Panic(f"uvm_swap_free: freeing free slots on {sdp.swd_path} at page {blkno}")
+        freed = 0
+        if not sdp.swd_bad[blkno]:
+            blist[blkno] = 1
+            freed = 1
+        if blkno < sdp.swd_hint:
+            sdp.swd_hint = blkno
+        return freed
     used = sdp.swd_blist[blkno : blkno + n]
     if used.any():
         raise Panic(f"uvm_swap_free: freeing free slots on {sdp.swd_path} at page {blkno}")

@@ -47,11 +47,15 @@ PMAP_CANFAIL: Final = 0x00000020  # can fail if resource shortage
 class EmuPmap:
     """The machine's pmap module: ``k.pmap``. ``pm`` arguments are address spaces."""
 
-    __slots__ = ("mmu", "ram")
+    __slots__ = ("_mod", "_ref", "mmu", "ram")
 
     def __init__(self, mmu: Mmu) -> None:
         self.mmu = mmu
         self.ram: Ram = mmu.ram
+        # byte views of the frames' ref/mod bits (fixed for the life of the Ram): an item of a
+        # memoryview is a plain int, several times cheaper than indexing the numpy array
+        self._ref = self.ram.ref.data
+        self._mod = self.ram.mod.data
 
     def __repr__(self) -> str:
         return f"<EmuPmap over {self.ram!r}>"
@@ -125,24 +129,24 @@ class EmuPmap:
 
     def pmap_is_referenced(self, pg: VmPage) -> bool:
         """pmap_is_referenced: was the page accessed since the bit was last cleared?"""
-        return bool(self.ram.ref[pg.phys_addr >> PAGE_SHIFT])
+        return bool(self._ref[pg.phys_addr >> PAGE_SHIFT])
 
     def pmap_is_modified(self, pg: VmPage) -> bool:
         """pmap_is_modified: was the page written since the bit was last cleared?"""
-        return bool(self.ram.mod[pg.phys_addr >> PAGE_SHIFT])
+        return bool(self._mod[pg.phys_addr >> PAGE_SHIFT])
 
     def pmap_clear_reference(self, pg: VmPage) -> bool:
         """pmap_clear_reference: clear the referenced bit; returns whether it was set."""
         f = pg.phys_addr >> PAGE_SHIFT
-        was = bool(self.ram.ref[f])
-        self.ram.ref[f] = 0
+        was = bool(self._ref[f])
+        self._ref[f] = 0
         return was
 
     def pmap_clear_modify(self, pg: VmPage) -> bool:
         """pmap_clear_modify: clear the modified bit; returns whether it was set."""
         f = pg.phys_addr >> PAGE_SHIFT
-        was = bool(self.ram.mod[f])
-        self.ram.mod[f] = 0
+        was = bool(self._mod[f])
+        self._mod[f] = 0
         return was
 
     def pmap_zero_page(self, pg: VmPage) -> None:

@@ -32,7 +32,7 @@ from devices.buf import B_READ as DEV_B_READ
 from devices.buf import B_WRITE as DEV_B_WRITE
 from devices.buf import Buf as DevBuf
 from devices.faults import FaultConfig
-from devices.swapdisk import SwapDisk
+from devices.swapdisk import INLINE_PAGES, SwapDisk
 from devices.timing import NoneModel, TimingModel
 from emu.clock import Clock
 from emu.ram import Ram
@@ -146,6 +146,7 @@ def vnode_create(
         model if model is not None else NoneModel(),
         faults,
         name=os.path.basename(os.fspath(path)),
+        inline_max_pages=INLINE_PAGES,
     )
     disk.create(force=True)
     vp = uvm_vnode.Vnode(v_name=disk.name, v_dev=EmuDisk(disk, ram), v_blkoff=0, v_size=size)

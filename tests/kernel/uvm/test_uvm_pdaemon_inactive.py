@@ -1079,27 +1079,34 @@ def test_I12a_a_page_whose_old_slot_went_bad_loses_it_and_gets_none(kenv: Any) -
     """I12a: "Page stays inactive and dirty, has lost its old slot (I12), and `pgswapout` was
     already counted". A good old slot would be freed and found again (lessok), so the page
     can only end up with no slot when its old slot is bad: uvm_swap_free leaves bad slots
-    allocated. Here all 16 slots went bad in one failed write of a shared region (the port
-    keeps such pages dirty, reference §4 item 10); another CPU held the aobj's lock at
-    completion, so the pages kept their (bad) slots. The next scan drops each one (I10 and
-    I12: "no-op" on the drum) and finds no slot to replace it."""
-    env = _machine(kenv, swap_pages=16, faults=FaultConfig(fail_write_slots=[(0, 15)]))
+    allocated. Here 16 of the 17 slots went bad in one failed write of a shared region (the
+    port keeps such pages dirty, reference §4 item 10); another CPU held the aobj's lock at
+    completion, so the pages kept their (bad) slots. The 17th slot belongs to a resident,
+    clean, active page, so swap is not full (uvm_swapisfull counts bad slots as full, PORT)
+    but no slot is free. The next scan drops each bad slot (I10 and I12: "no-op" on the
+    drum) and finds no slot to replace it."""
+    env = _machine(kenv, swap_pages=17, faults=FaultConfig(fail_write_slots=[(0, 15)]))
 
     async def body(k: Kernel, env: KernelEnv) -> None:
         _be_the_pagedaemon(k, env)
-        h = await _hold(env, "w", _region("shared", 16, "shm"))
+        h = await _hold(env, "w", _region("shared", 16, "shm"), _region("anon", 1))
         ballast = await _pressure(env, 20)
         pgs = _pgs(env, h)
-        _deactivate(k, pgs)
-        await _scan(k)
+        keeper = _pg(env, h, 1, 0)
+        _deactivate(k, [*pgs, keeper])
+        await _scan(k)  # the region's cluster gets slots 1..16 (fails), the keeper slot 17
         cpu = _other_cpu(k)
         lock = _lock(env, h, 0)
         await _run(env, cpu, _enter(k, lock))  # held while aiodoned completes the write
         await _until(env, lambda: not any(pg.pg_flags & PG_BUSY for pg in pgs), "completion")
         await _run(env, cpu, _exit(lock))
+        await _settle(env)
+        await _run(env, h, _load(h.vas[1]))  # the keeper is active again and keeps slot 17
         old = [_aobj_slot(k, h, 0, i) for i in range(16)]
         assert old == list(range(1, 17))  # kept, and bad: allocated for good
-        assert k.uvmexp.swpginuse == k.uvmexp.swpages == 16 and k.uvmexp.swpgonly == 0
+        assert _anon(env, h, 1, 0).an_swslot == 17
+        assert k.uvmexp.swpginuse == k.uvmexp.swpages == 17 and k.uvmexp.swpgonly == 0
+        assert not uvm_swap.uvm_swapisfull(k)
         assert not any(pg.pg_flags & PG_CLEAN for pg in pgs)
 
         d = await _scan(k)

@@ -1,0 +1,518 @@
+"""emu.reliability: the I/O-error sweep and the soak (``emu ioerr-sweep``, ``emu soak``).
+
+Both run scenarios through :class:`emu.machine.Machine` with one more process attached last,
+the *auditor*. It sleeps until every other process has exited, then until the page daemon
+and the aiodone daemon are idle with no page in transit and no request on a swap device, and
+then runs ``uvm_check`` on the whole machine. So every audited run ends with all its swap I/O
+completed (the device's request count, which ``fail_nth_io`` counts, equals the summary's
+``io.writes + io.reads``) and with the kernel checked after its processes are gone: a swap
+slot nobody owns, a bad slot back in the free map or a page on the wrong queue is reported.
+The auditor also records the kind of each request the first swap device decides (read or
+write, block, pages), so a sweep can say which I/O it failed.
+
+The sweep is SQLite's I/O-error test applied to the pager: count a scenario's swap I/Os
+once, then run it again once per k with ``device.fail_nth_io = k``. A run is clean when it
+does not hang (deadlock, or ``machine.max_virtual_ns`` reached: the guard is 20 times the
+virtual time of the fault-free run), ends ``ok``, has no integrity mismatch and a clean
+``uvm_check`` (DIAGNOSTIC and ``check_every_pass`` are forced on), and its failed processes
+are exactly what the failed I/O implies: none for a write (the pages stay dirty and go to
+other slots), and for a read the process whose page-in failed, with a BusError (SIGBUS), plus
+any process that shares the lost page and touches it later.
+
+Only the swap devices inject faults: a file mapping's vnode is a disk of its own without a
+fault injector, and its I/O is neither counted in the summary's ``io`` nor by
+``fail_nth_io``. With several swap devices each counts its own requests, so the sweep
+refuses them.
+
+The soak runs a scenario (the built-in ``soak``: every stock workload kind at about 3x
+overcommit, with a 0.1 % read and write error rate) back to back, a new seed each run, in one
+process, and watches the host: resident set size (VmRSS) and open descriptors.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Final, TextIO
+
+from devices.faults import FaultInjector
+from devices.swapdisk import SwapDisk
+from emu.machine import Machine, Summary
+from emu.scenario import Scenario, ScenarioError
+from kernel.kern.kern_synch import INFSLP, PVM, chan, tsleep_nsec
+from kernel.sys.proc import P_SYSTEM
+from kernel.sys.systm import Panic
+from kernel.uvm.uvm_check import uvm_check
+
+__all__ = [
+    "AUDITOR",
+    "Audit",
+    "SoakReport",
+    "SweepReport",
+    "SweepRow",
+    "attach_auditor",
+    "audited_run",
+    "soak",
+    "sweep",
+]
+
+AUDITOR: Final = "_audit"  # the auditor's process name (left out of every report)
+GUARD_FACTOR: Final = 20  # a swept run may take this many times the fault-free virtual time
+GUARD_MIN_NS: Final = 50_000_000
+BASELINE_GUARD_NS: Final = 600_000_000_000  # 10 virtual minutes: fault-free and soak runs
+DRAIN_NS: Final = 100_000  # the auditor's poll period while the daemons finish (virtual)
+RSS_GROWTH: Final = 0.20  # the soak fails if VmRSS grows more than this after the first run
+_FAULT_KEYS: Final = ("fail_write_rate", "fail_read_rate", "fail_write_slots",
+                      "fail_read_slots", "fail_nth_io")  # fmt: skip
+
+
+@dataclass
+class Audit:
+    """What the auditor saw: ``check`` is "ok", the panic of the final ``uvm_check``, or
+    "not run" (the run ended first); ``ios`` is (write, blkno, npages) per request of the
+    first swap device, None for one decided before the auditor started."""
+
+    check: str = "not run"
+    ios: list[tuple[bool, int, int] | None] = field(default_factory=list)
+    bad_slots: int = 0
+
+
+class _Recorder(FaultInjector):
+    """A device's fault injector that also logs each request it decides (same decisions)."""
+
+    __slots__ = ("log",)
+
+    def __init__(self, old: FaultInjector, log: list[tuple[bool, int, int] | None]) -> None:
+        super().__init__(old.cfg)
+        self.rng.setstate(old.rng.getstate())
+        self.nio = old.nio
+        self.log = log
+        log.extend([None] * old.nio)
+
+    def decide(self, write: bool, blkno: int, npages: int, image_bytes_after: int) -> int:
+        self.log.append((write, blkno, npages))
+        return super().decide(write, blkno, npages, image_bytes_after)
+
+
+async def _auditor(p: Any, audit: Audit) -> None:
+    """The auditor process: wait for the others and for the daemons, then check everything."""
+    k = p.k
+    disks: list[SwapDisk] = list(k.md.swapdevs)
+    if disks and disks[0].faults is not None:
+        disks[0].faults = _Recorder(disks[0].faults, audit.ios)
+    others = [q for q in list(k.procs.values()) if q is not p.proc and not q.p_flag & P_SYSTEM]
+    for q in others:
+        while q.p_stat != "zomb":  # exit1 sets it, then wakes whoever sleeps on the proc
+            await tsleep_nsec(k, q, PVM, "audit", INFSLP)
+    while not _idle(k, disks):
+        await tsleep_nsec(k, chan(audit, "check"), PVM, "audit_drain", DRAIN_NS)
+    audit.bad_slots = _bad_slots(k)
+    try:
+        uvm_check(k)
+    except Panic as e:
+        audit.check = str(e)
+    else:
+        audit.check = "ok"
+
+
+def _idle(k: Any, disks: list[SwapDisk]) -> bool:
+    uvm = k.uvm
+    return (
+        k.uvmexp.paging == 0
+        and len(uvm.aio_done) == 0
+        and all(d.outstanding == 0 for d in disks)
+        and (uvm.pagedaemon_proc is None or uvm.pagedaemon_proc.p_wmesg == "pgdaemon")
+        and (uvm.aiodoned_proc is None or uvm.aiodoned_proc.p_wmesg == "aiodoned")
+    )
+
+
+def _bad_slots(k: Any) -> int:
+    if k is None or k.swap is None:
+        return 0
+    return sum(int(sdp.swd_npgbad) for spp in k.swap.swap_priority for sdp in spp.spi_swapdev)
+
+
+def attach_auditor(m: Machine) -> Audit:
+    """Attach the auditor to ``m`` (after every other process); its findings fill the
+    returned Audit when ``m`` runs. It shows in the summary as process ``AUDITOR``."""
+    audit = Audit()
+    m.attach(_auditor, name=AUDITOR, audit=audit)
+    return audit
+
+
+def audited_run(sc: Scenario, **overrides: Any) -> tuple[Summary, Audit, Machine]:
+    """Run a copy of ``sc`` with the auditor; ``overrides`` are ``section__key=value``
+    (``device__fail_nth_io=3``). Returns the summary (auditor left out), the audit and the
+    machine (``m.kernel`` is the booted kernel)."""
+    sc = copy.deepcopy(sc)
+    for name, value in overrides.items():
+        section, key = name.split("__", 1)
+        getattr(sc, section)[key] = value
+    m = Machine.from_scenario(sc)
+    audit = attach_auditor(m)
+    s = m.run()
+    s["workloads"] = [w for w in s["workloads"] if w["name"] != AUDITOR]
+    if audit.check == "not run":
+        audit.bad_slots = _bad_slots(m.kernel)
+    return s, audit, m
+
+
+def _hung(s: Summary) -> bool:
+    return s["outcome"] == "deadlock" or str(s["error"] or "").startswith("machine.max_virtual_ns")
+
+
+def _failed(s: Summary) -> list[str]:
+    return [f"{w['name']}: {w['error']}" for w in s["workloads"] if w["status"] != "ok"]
+
+
+# --- the I/O-error sweep ---------------------------------------------------------------------
+
+
+@dataclass
+class SweepRow:
+    """One run of the sweep: the k-th swap I/O failed (k = 0: the fault-free run)."""
+
+    k: int
+    io: str  # "read", "write" or "?" (the kind of the k-th request, from the fault-free run)
+    blkno: int
+    npages: int
+    outcome: str
+    hung: bool
+    mismatches: int
+    pages_checked: int
+    uvm_check: str  # "ok" or the panic (during the run or in the final check)
+    failed: list[str]  # "name: error" of each process that did not exit cleanly
+    ios: int  # swap I/Os of this run
+    bad_slots: int
+    error: str | None
+    wall_s: float
+    clean: bool = False
+    why: str = ""
+
+
+@dataclass
+class SweepReport:
+    scenario: str
+    seed: int
+    ios: int  # requests the swap device decided in the fault-free run (fail_nth_io counts these)
+    summary_ios: int  # io.writes + io.reads of the fault-free run's summary
+    baseline: SweepRow
+    rows: list[SweepRow]
+
+    @property
+    def clean(self) -> bool:
+        return self.baseline.clean and all(r.clean for r in self.rows)
+
+    def totals(self) -> dict[str, int]:
+        rows = self.rows
+        return {
+            "runs": len(rows),
+            "faults_injected": sum(1 for r in rows if r.io != "?"),
+            "read_faults": sum(1 for r in rows if r.io == "read"),
+            "write_faults": sum(1 for r in rows if r.io == "write"),
+            "pages_checked": sum(r.pages_checked for r in rows),
+            "mismatches": sum(r.mismatches for r in rows),
+            "hung": sum(1 for r in rows if r.hung),
+            "unclean": sum(1 for r in rows if not r.clean),
+            "killed_processes": sum(len(r.failed) for r in rows),
+        }
+
+    def as_json(self) -> dict[str, Any]:
+        return {"scenario": self.scenario, "seed": self.seed, "ios": self.ios,
+                "summary_ios": self.summary_ios, "clean": self.clean, "totals": self.totals(),
+                "baseline": asdict(self.baseline), "rows": [asdict(r) for r in self.rows]}  # fmt: skip
+
+
+def _row(k: int, kind: tuple[bool, int, int] | None, s: Summary, audit: Audit, ios: int) -> SweepRow:
+    check = audit.check
+    if s["outcome"] == "panic":
+        check = str(s["error"])
+    elif check == "not run" and s["outcome"] == "ok":
+        check = "not run: the auditor did not finish"
+    row = SweepRow(
+        k=k, io="?" if kind is None else ("write" if kind[0] else "read"),
+        blkno=-1 if kind is None else kind[1], npages=0 if kind is None else kind[2],
+        outcome=s["outcome"], hung=_hung(s), mismatches=s["integrity"]["mismatches"],
+        pages_checked=s["integrity"]["pages_checked"], uvm_check=check, failed=_failed(s),
+        ios=ios, bad_slots=audit.bad_slots, error=s["error"], wall_s=round(s["wall_s"], 3),
+    )  # fmt: skip
+    problems = []
+    if row.hung:
+        problems.append("hung")
+    elif row.outcome != "ok":
+        problems.append(f"outcome {row.outcome}")
+    if row.mismatches:
+        problems.append(f"{row.mismatches} mismatches")
+    if row.uvm_check != "ok":
+        problems.append("uvm_check")
+    bus = all(f.split(": ", 1)[1].startswith("BusError") for f in row.failed)
+    if k == 0 or row.io == "write":
+        if row.failed:
+            problems.append("a process failed")
+    elif row.io == "read" and (not row.failed or not bus):
+        problems.append("a failed read must end the faulting process with a BusError")
+    elif not bus:
+        problems.append("a process failed with something else than a BusError")
+    row.clean = not problems
+    row.why = ", ".join(problems)
+    return row
+
+
+def _check_sweepable(sc: Scenario) -> None:
+    if sc.machine["swap_devices"] != 1:
+        raise ScenarioError(
+            f"{sc.source}: ioerr-sweep: machine.swap_devices = {sc.machine['swap_devices']}: "
+            "each device counts fail_nth_io on its own; sweep a scenario with one swap device"
+        )
+    for key in _FAULT_KEYS:
+        if sc.device[key]:
+            raise ScenarioError(
+                f"{sc.source}: ioerr-sweep: device.{key} = {sc.device[key]!r}: the sweep injects "
+                f"its own faults; remove it (e.g. --set device.{key}=0)"
+            )
+
+
+def sweep(
+    sc: Scenario,
+    stride: int = 1,
+    max_runs: int | None = None,
+    on_row: Callable[[SweepRow, int], None] | None = None,
+) -> SweepReport:
+    """Run ``sc`` once to count its swap I/Os, then once per k failing exactly the k-th.
+
+    => k runs over 1, 1 + stride, ... up to the count; ``max_runs`` keeps that many, evenly
+       spread; ``on_row(row, total)`` is called after each run
+    => raises ScenarioError for a scenario that cannot be swept (see _check_sweepable)
+    """
+    if stride < 1 or (max_runs is not None and max_runs < 1):
+        raise ScenarioError("ioerr-sweep: --stride and --max-runs must be at least 1")
+    _check_sweepable(sc)
+    sc = copy.deepcopy(sc)
+    sc.kernel["diagnostic"] = True
+    sc.kernel["check_every_pass"] = True
+    base_guard = sc.machine["max_virtual_ns"] or BASELINE_GUARD_NS
+    s, audit, _ = audited_run(sc, machine__max_virtual_ns=base_guard)
+    kinds = audit.ios
+    io = s["io"]
+    baseline = _row(0, None, s, audit, len(kinds))
+    guard = max(GUARD_FACTOR * s["virtual_ns"], GUARD_MIN_NS)
+    ks = list(range(1, len(kinds) + 1, stride))
+    if max_runs is not None and len(ks) > max_runs:
+        ks = [ks[i * len(ks) // max_runs] for i in range(max_runs)]
+    rows: list[SweepRow] = []
+    if baseline.clean:
+        for k in ks:
+            s, audit, _ = audited_run(sc, device__fail_nth_io=k, machine__max_virtual_ns=guard)
+            rows.append(_row(k, kinds[k - 1], s, audit, len(audit.ios)))
+            if on_row is not None:
+                on_row(rows[-1], len(ks))
+    return SweepReport(sc.name, sc.machine["seed"], len(kinds), io["writes"] + io["reads"],
+                       baseline, rows)  # fmt: skip
+
+
+def print_sweep(rep: SweepReport, file: TextIO | None = None) -> None:
+    """The sweep's table (one row per run) and its totals."""
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console(file=file or sys.stdout, width=max(120, int(os.environ.get("COLUMNS", "120"))))
+    t = Table(title=f"ioerr-sweep {rep.scenario} (seed {rep.seed}): {rep.ios} swap I/Os, "
+                    f"{len(rep.rows)} runs")  # fmt: skip
+    for col in ("k", "failed I/O", "outcome", "mismatches", "uvm_check", "hung", "killed",
+                "I/Os", "result"):  # fmt: skip
+        t.add_column(col, overflow="fold")
+    for r in [rep.baseline, *rep.rows]:
+        what = "none" if r.k == 0 else f"{r.io} {r.npages}p @{r.blkno}"
+        t.add_row(str(r.k), what, r.outcome, str(r.mismatches), r.uvm_check[:60],
+                  "HUNG" if r.hung else "no", ", ".join(_short(f) for f in r.failed), str(r.ios),
+                  "clean" if r.clean else f"FAIL: {r.why}")  # fmt: skip
+    con.print(t)
+    tot = rep.totals()
+    con.print(
+        f"swept {rep.ios} I/Os (summary io.writes+io.reads {rep.summary_ios}) in "
+        f"{tot['runs']} runs: {tot['faults_injected']} faults injected ({tot['write_faults']} "
+        f"writes, {tot['read_faults']} reads), {tot['pages_checked']} pages checked, "
+        f"{tot['mismatches']} mismatches, {tot['hung']} hung, {tot['killed_processes']} "
+        f"processes killed by a failed read, {tot['unclean']} unclean"
+    )
+    if not rep.baseline.clean:
+        con.print(f"the fault-free run is not clean ({rep.baseline.why}): nothing swept")
+
+
+def _short(failed: str) -> str:
+    """"scan: BusError: BusError: read at ..." -> "scan: BusError"."""
+    name, _, error = failed.partition(": ")
+    return f"{name}: {error.partition(':')[0]}"
+
+
+# --- the soak ------------------------------------------------------------------------------------
+
+
+def host_rss_kib() -> int:
+    """This process's resident set size (VmRSS in /proc/self/status), KiB; 0 if unknown."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _open_fds() -> int:
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return 0
+
+
+@dataclass
+class SoakReport:
+    runs: int = 0
+    pages_checked: int = 0
+    mismatches: int = 0
+    passes: int = 0
+    ios: int = 0
+    faults_injected: int = 0
+    killed: int = 0  # processes ended by a BusError (a failed read): expected
+    rss_start_kib: int = 0
+    rss_first_kib: int = 0  # after the first run: the baseline of the growth check
+    rss_end_kib: int = 0
+    fds_first: int = 0
+    fds_end: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def rss_growth(self) -> float:
+        return self.rss_end_kib / self.rss_first_kib - 1.0 if self.rss_first_kib else 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def soak(
+    sc: Scenario,
+    minutes: float,
+    seed: int = 1,
+    out: TextIO | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> SoakReport:
+    """Run ``sc`` back to back (seed, seed+1, ...) until ``minutes`` have passed (at least
+    once); each run is audited. Prints one line per run to ``out`` and returns the totals."""
+    import gc
+
+    out = out or sys.stdout
+    rep = SoakReport(rss_start_kib=host_rss_kib())
+    t_end = clock() + minutes * 60.0
+    guard = sc.machine["max_virtual_ns"] or BASELINE_GUARD_NS  # a hung run ends, and fails
+    while rep.runs == 0 or clock() < t_end:
+        run_seed = seed + rep.runs
+        s, audit, _ = audited_run(sc, machine__seed=run_seed, machine__max_virtual_ns=guard)
+        rep.runs += 1
+        u, io = s["integrity"], s["io"]
+        rep.pages_checked += u["pages_checked"]
+        rep.mismatches += u["mismatches"]
+        rep.passes += s["daemon"]["passes"]
+        rep.ios += io["writes"] + io["reads"]
+        rep.faults_injected += io["errors"]
+        failed = _failed(s)
+        bus = [f for f in failed if f.split(": ", 1)[1].startswith("BusError")]
+        rep.killed += len(bus)
+        what = [] if s["outcome"] == "ok" else [f"outcome {s['outcome']}: {s['error']}"]
+        if u["mismatches"]:
+            what.append(f"{u['mismatches']} mismatches")
+        if audit.check != "ok" and s["outcome"] == "ok":
+            what.append(f"uvm_check: {audit.check}")
+        if io["errors"] == 0 and bus:
+            what.append("a BusError without an injected fault")
+        what += [f"process {f}" for f in failed if f not in bus]
+        rep.problems += [f"run {rep.runs} (seed {run_seed}): {w}" for w in what]
+        gc.collect()
+        rss = host_rss_kib()
+        if rep.runs == 1:
+            rep.rss_first_kib, rep.fds_first = rss, _open_fds()
+        print(f"run {rep.runs:4d} seed {run_seed:5d}: {s['outcome']:8s} "
+              f"pages checked {u['pages_checked']:6d} mismatches {u['mismatches']} "
+              f"passes {s['daemon']['passes']:5d} I/Os {io['writes'] + io['reads']:5d} "
+              f"faults {io['errors']:2d} killed {len(bus)} wall {s['wall_s']:5.1f} s "
+              f"rss {rss / 1024:6.1f} MiB", file=out, flush=True)  # fmt: skip
+    rep.rss_end_kib, rep.fds_end = host_rss_kib(), _open_fds()
+    if rep.rss_growth > RSS_GROWTH:
+        rep.problems.append(f"host RSS grew {rep.rss_growth:.0%} after the first run "
+                            f"({rep.rss_first_kib} -> {rep.rss_end_kib} KiB)")  # fmt: skip
+    if rep.fds_end > rep.fds_first:
+        rep.problems.append(f"open descriptors grew from {rep.fds_first} to {rep.fds_end}")
+    return rep
+
+
+def print_soak(rep: SoakReport, out: TextIO | None = None) -> None:
+    out = out or sys.stdout
+    print(f"soak: {rep.runs} runs, {rep.pages_checked} pages checked, {rep.mismatches} "
+          f"mismatches, {rep.passes} daemon passes, {rep.ios} swap I/Os, {rep.faults_injected} "
+          f"faults injected, {rep.killed} processes killed by a failed read", file=out)  # fmt: skip
+    print(f"host RSS: {rep.rss_start_kib / 1024:.1f} MiB at start, {rep.rss_first_kib / 1024:.1f}"
+          f" MiB after the first run, {rep.rss_end_kib / 1024:.1f} MiB at the end "
+          f"({rep.rss_growth:+.0%}); open descriptors {rep.fds_first} -> {rep.fds_end}",
+          file=out)  # fmt: skip
+    for p in rep.problems:
+        print(f"FAIL: {p}", file=out)
+    print("soak: ok" if rep.ok else f"soak: FAILED ({len(rep.problems)} problems)", file=out)
+
+
+# --- the command line (emu/cli.py parses, these run) ---------------------------------------------
+
+
+def cmd_ioerr_sweep(args: Any) -> int:
+    """``emu ioerr-sweep SCENARIO [--json FILE] [--stride N] [--max-runs N] [--set K=V]``."""
+    import json
+    from pathlib import Path
+
+    from emu.scenario import load_scenario
+
+    sc = load_scenario(args.scenario, list(args.set))
+    path = Path(args.json_path) if args.json_path else None
+    if path is not None:  # refuse a path we cannot write before the first run, not after
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ScenarioError(f"ioerr-sweep --json {path}: cannot create its directory: "
+                                f"{e.strerror}; choose another path") from e  # fmt: skip
+        if not os.access(path.parent, os.W_OK) or path.is_dir():
+            raise ScenarioError(f"ioerr-sweep --json {path}: not writable; choose another path")
+    tty = sys.stderr.isatty()
+
+    def progress(row: SweepRow, total: int) -> None:
+        if tty:
+            print(f"\rioerr-sweep: k={row.k} ({total} runs)", end="", file=sys.stderr, flush=True)
+
+    rep = sweep(sc, args.stride, args.max_runs, progress)
+    if tty:
+        print(file=sys.stderr)
+    print_sweep(rep)
+    if path is not None:
+        try:
+            path.write_text(json.dumps(rep.as_json(), indent=2))
+        except OSError as e:
+            raise ScenarioError(f"ioerr-sweep --json {path}: cannot write it: {e.strerror}") from e
+        print(f"wrote {path}")
+    return 0 if rep.clean else 1
+
+
+def cmd_soak(args: Any) -> int:
+    """``emu soak [--minutes M] [--seed S] [--scenario NAME] [--set K=V]``."""
+    from emu.scenario import load_scenario
+
+    if args.minutes < 0:
+        raise ScenarioError(f"soak --minutes {args.minutes}: must be >= 0")
+    sc = load_scenario(args.scenario, list(args.set))
+    print(f"soak: scenario {sc.name}, {args.minutes:g} minutes, seeds from {args.seed}; "
+          f"host RSS {host_rss_kib() / 1024:.1f} MiB", flush=True)  # fmt: skip
+    rep = soak(sc, args.minutes, args.seed)
+    print_soak(rep)
+    return 0 if rep.ok else 1

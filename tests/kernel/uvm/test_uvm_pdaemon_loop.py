@@ -1,0 +1,2229 @@
+"""uvm_pdaemon.py: the daemon loop and everything around the inactive scan.
+
+One test per row of docs/uvm-reference.md §2.1 (uvm_pageout M1-M11), §2.2 (uvmpd_scan S0-S4'
+and the active walk A1-A6) and §2.4 (uvm_aiodone_daemon D1-D3, uvmpd_trylockowner,
+uvmpd_dropswap, uvmpd_drop / uvmpd_hibernate), plus uvm_wait and uvmpd_tune (seed lines
+118-196). Each test quotes the row or the C comment it pins. The inactive scan's own rows
+(I0a-I18e) are pinned in test_uvm_pdaemon_inactive.py.
+
+The machine is real: RAM, MMU, swap disk, files. Pages belong to user processes that map
+memory, touch it and then sleep until the test releases them (``Holder``); "another CPU" is a
+kernel thread running the jobs the test posts (``OtherCpu``), or an ``RWLock.rwl_hook`` for
+something that must happen at the instant of a try-lock; the daemon's own per-pass hook
+``k.hooks["pdaemon.pass"]`` records each pass and, where a row needs it, acts at the end of a
+pass as another CPU would.
+
+Two ways of running the daemon code:
+
+- The loop rows (M*) boot the machine normally: the real ``pagedaemon`` thread runs
+  ``uvm_pageout``; the test wakes it, or lets an allocator do so, and reads the passes back.
+- The scan rows (S*, A*) boot with ``start=False``: the test body plays the page daemon
+  (``uvm.pagedaemon_proc``), tunes the thresholds as uvm_pageout does and calls
+  ``uvmpd_scan`` with the page queues locked. It sets ``uvmexp.inactarg`` as the loop's M6
+  would leave it for the pass, which is how a test picks inactive_shortage (S3).
+
+Thresholds on every machine under 270 pages (uvmpd_tune, reference §1.1): freemin 9,
+freetarg 12, inactarg at least 13, and the seed's stop target free + paging >= 48.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from structlog.testing import capture_logs
+
+import kernel.kern.vfs_bio as vfs_bio
+import kernel.uvm.uvm_pdaemon as uvm_pdaemon
+from emu.cpu import CpuContext
+from kernel.arch.emu import machdep
+from kernel.arch.emu.machdep import UserProcess
+from kernel.kern.kern_kthread import kthread_create
+from kernel.kern.kern_synch import (
+    INFSLP,
+    PVM,
+    RW_WRITE,
+    RWLock,
+    chan,
+    rw_enter,
+    rw_exit,
+    tsleep_nsec,
+    wakeup,
+)
+from kernel.kernel import Kernel, KernelConfig, KernelCosts
+from kernel.sys.errno import ENOMEM
+from kernel.sys.mman import PROT_NONE, PROT_READ
+from kernel.sys.proc import Proc, curproc, set_curproc
+from kernel.sys.systm import Panic
+from kernel.uvm import uvm_aobj, uvm_map, uvm_page, uvm_pager, uvm_pmemrange, uvm_swap
+from kernel.uvm.uvm import UvmConstraintRange, dma_constraint
+from kernel.uvm.uvm_anon import VmAnon
+from kernel.uvm.uvm_object import UvmObject
+from kernel.uvm.uvm_page import (
+    PG_BUSY,
+    PG_CLEAN,
+    PG_RELEASED,
+    PQ_ACTIVE,
+    PQ_FREE,
+    PQ_INACTIVE,
+    VmPage,
+    atop,
+    ptoa,
+)
+from kernel.uvm.uvm_pmemrange import (
+    UVM_PLA_NOWAIT,
+    UVM_PLA_USERESERVE,
+    UVM_PLA_WAITOK,
+    UVM_PMA_BUSY,
+    UVM_PMA_FREED,
+    UVM_PMA_LINKED,
+    UvmPmalloc,
+)
+
+if TYPE_CHECKING:
+    from conftest import KernelEnv
+
+PAGE = 4096
+MS = 1_000_000
+SECOND = 1_000_000_000
+FREETARG = 12  # uvmpd_tune on every machine under 270 pages
+DMA_HIGH = 0xFFFFFFFF
+NO_CONSTRAINT_LOGGED = -1  # the pass log line shows no_constraint's high end as -1
+
+SCAN_COUNTERS = (
+    "pdrevs", "pdswout", "pdscans", "pdfreed", "pddeact", "pdpageouts", "swpginuse", "swpgonly",
+    "free", "inactive", "active",
+)  # fmt: skip
+
+
+# --- machines -----------------------------------------------------------------------------------
+
+
+def _cfg(*, bufcachepercent: int = 0, **kw: Any) -> KernelConfig:
+    """KernelConfig with the buffer cache off unless asked (free counts stay exact)."""
+    return KernelConfig(bufcachepercent=bufcachepercent, **kw)
+
+
+def _spinning_costs() -> KernelCosts:
+    """Each daemon pass costs a whole scheduling quantum, so sched_pause (M11) pays it: a daemon
+    that loops without sleeping runs one pass per millisecond of virtual time."""
+    return KernelCosts(pass_ns=MS)
+
+
+def _daemonless(kenv: Any, npages: int = 64, swap_pages: int = 16, **cfg: Any) -> KernelEnv:
+    """A machine booted without kernel threads: the body plays the page daemon (S*, A*, D*)."""
+    env: KernelEnv = kenv(npages=npages, swap_pages=swap_pages, start=False, config=_cfg(**cfg))
+    return env
+
+
+def _machine_without_pagedaemon(k: Kernel) -> None:
+    """machdep.start minus the page daemon: the trap handler (so processes can fault) and
+    the aiodone daemon."""
+
+    async def trap_handler(ctx: CpuContext, vaddr: int, is_write: bool) -> None:
+        await machdep.trap(k, ctx, vaddr, is_write)
+
+    k.md.cpu.trap_handler = trap_handler
+    kthread_create(k, uvm_pdaemon.uvm_aiodone_daemon, k, name="aiodoned")
+
+
+def _be_the_pagedaemon(k: Kernel, env: KernelEnv) -> None:
+    """The body becomes ``uvm.pagedaemon_proc`` and tunes as uvm_pageout's start does."""
+    _machine_without_pagedaemon(k)
+    k.uvm.pagedaemon_proc = env.testproc
+    uvm_page.uvm_lock_pageq(k)
+    uvm_pdaemon.uvmpd_tune(k)
+    uvm_page.uvm_unlock_pageq(k)
+    assert k.uvmexp.freetarg == FREETARG
+
+
+async def _scan(k: Kernel, pma: UvmPmalloc | None = None) -> dict[str, int]:
+    """uvmpd_scan as uvm_pageout calls it (M8): page queues locked around it. Returns how much
+    each counter of SCAN_COUNTERS moved."""
+    before = {c: getattr(k.uvmexp, c) for c in SCAN_COUNTERS}
+    uvm_page.uvm_lock_pageq(k)
+    await uvm_pdaemon.uvmpd_scan(k, pma)
+    assert k.uvm.pageqlock.mtx_owner is curproc()  # "called with pageq's locked", kept so
+    uvm_page.uvm_unlock_pageq(k)
+    return {c: getattr(k.uvmexp, c) - v for c, v in before.items()}
+
+
+# --- the daemon's passes --------------------------------------------------------------------------
+
+
+@dataclass
+class PassRec:
+    """What the ``pdaemon.pass`` hook saw at the end of one pass of uvm_pageout."""
+
+    delta: dict[str, int]
+    t: int
+    pdwoke: int
+    free: int
+    paging: int
+    inactive: int
+    inactarg: int
+    freemin: int
+    freetarg: int
+    wiredmax: int
+    nowait_failed: int
+    allocs: list[UvmPmalloc]
+    pageq_free: bool
+    fpageq_free: bool
+
+
+OnPass = Callable[[Kernel, int], None]
+
+
+def _record_passes(k: Kernel, on_pass: OnPass | None = None) -> list[PassRec]:
+    """Install the daemon's per-pass hook; ``on_pass(k, n)`` runs after pass n is recorded, in
+    the daemon's context, standing for another CPU acting at that instant."""
+    passes: list[PassRec] = []
+    pmr = k.uvm.pmr_control
+    assert pmr is not None
+
+    def hook(k: Kernel, delta: dict[str, int], clusters: list[int]) -> None:
+        u = k.uvmexp
+        rec = PassRec(
+            delta=dict(delta),
+            t=k.sched.now,
+            pdwoke=u.pdwoke,
+            free=u.free,
+            paging=u.paging,
+            inactive=u.inactive,
+            inactarg=u.inactarg,
+            freemin=u.freemin,
+            freetarg=u.freetarg,
+            wiredmax=u.wiredmax,
+            nowait_failed=k.uvm_nowait_failed,
+            allocs=list(pmr.allocs),
+            pageq_free=k.uvm.pageqlock.mtx_owner is False,
+            fpageq_free=k.uvm.fpageqlock.mtx_owner is False,
+        )
+        passes.append(rec)
+        if on_pass is not None:
+            on_pass(k, len(passes))
+
+    k.hooks["pdaemon.pass"] = hook
+    return passes
+
+
+def _pass_logs(logs: list[MutableMapping[str, Any]]) -> list[MutableMapping[str, Any]]:
+    return [e for e in logs if e["event"] == "uvm_pageout.pass"]
+
+
+def _wake_daemon(k: Kernel) -> None:
+    """wakeup(&uvm.pagedaemon), as an allocator does (reference §1.5 step 1)."""
+    wakeup(k, chan(k.uvm, "pagedaemon"))
+
+
+def _daemon(k: Kernel) -> Proc:
+    p = k.uvm.pagedaemon_proc
+    assert p is not None
+    return p
+
+
+async def _until(env: KernelEnv, cond: Callable[[], bool], what: str, step: int = 100_000) -> None:
+    for _ in range(20_000):
+        if cond():
+            return
+        await env.sleep(step)
+    raise AssertionError(f"never happened: {what}")
+
+
+async def _quiet(env: KernelEnv, passes: list[PassRec], n: int) -> None:
+    """Until the daemon has made ``n`` passes and sleeps again on its channel (M1)."""
+    pd = _daemon(env.k)
+    await _until(env, lambda: len(passes) >= n and pd.p_wmesg == "pgdaemon", f"{n} passes")
+    await env.sleep(10 * MS)
+    assert len(passes) == n and pd.p_wmesg == "pgdaemon"
+
+
+# --- other threads: processes that hold pages, another CPU, sleepers ------------------------------
+
+Job = Callable[..., Awaitable[Any]]
+Region = tuple[str, int, str | None, str]  # kind, pages, name, touch ("w", "r" or "": none)
+
+
+@dataclass(eq=False)
+class Holder:
+    """A user process that maps ``regions``, touches every page ("w": writes _data, "r":
+    reads, "": leaves it alone), then runs the jobs ``job(p)`` the test posts, until
+    released."""
+
+    k: Kernel
+    regions: list[Region]
+    up: UserProcess | None = None
+    vas: list[int] = field(default_factory=list)
+    jobs: list[Job] = field(default_factory=list)
+    done: int = 0
+    ready: bool = False
+    released: bool = False
+
+    @property
+    def proc(self) -> UserProcess:
+        assert self.up is not None
+        return self.up
+
+
+def _data(name: str, r: int, i: int) -> bytes:
+    return (f"{name}:{r}:{i} ".encode() * PAGE)[:PAGE]
+
+
+async def _holder_main(p: UserProcess, h: Holder) -> None:
+    for r, (kind, n, name, touch) in enumerate(h.regions):
+        va = await p.mmap(n * PAGE, kind, name=name)  # type: ignore[arg-type]
+        h.vas.append(va)
+        for i in range(n):
+            if touch == "w":
+                await p.store(va + i * PAGE, _data(p.name, r, i))
+            elif touch == "r":
+                await p.load(va + i * PAGE, 8)
+    h.ready = True
+    while True:
+        while h.jobs:
+            await h.jobs.pop(0)(p)
+            h.done += 1
+        if h.released:
+            return
+        await tsleep_nsec(p.k, h, PVM, "hold", INFSLP)
+
+
+async def _hold(env: KernelEnv, name: str, *regions: Region) -> Holder:
+    """Start a Holder and wait until it touched every page."""
+    h = Holder(env.k, list(regions))
+    h.up = env.spawn(_holder_main, name, h=h)
+    await _until(env, lambda: h.ready, f"{name} ready")
+    return h
+
+
+async def _run_job(env: KernelEnv, h: Holder, job: Job) -> None:
+    h.jobs.append(job)
+    ticket = h.done + len(h.jobs)
+    wakeup(env.k, h)
+    await _until(env, lambda: h.done >= ticket, "holder job")
+
+
+async def _release(env: KernelEnv, *hs: Holder) -> None:
+    for h in hs:
+        h.released = True
+        wakeup(env.k, h)
+    await env.wait(*(h.proc for h in hs))
+
+
+def _entry(h: Holder, r: int) -> uvm_map.VmMapEntry:
+    vm = h.proc.proc.p_vmspace
+    entry = uvm_map.uvm_map_lookup_entry(vm.vm_map, h.vas[r])
+    assert entry is not None
+    return entry
+
+
+def _anon(env: KernelEnv, h: Holder, r: int, i: int) -> VmAnon:
+    anon = env.anon_at(h.proc, h.vas[r] + i * PAGE)
+    assert isinstance(anon, VmAnon)
+    return anon
+
+
+def _obj(h: Holder, r: int) -> UvmObject:
+    uobj = _entry(h, r).uvm_obj
+    assert uobj is not None
+    return uobj
+
+
+def _pg(env: KernelEnv, h: Holder, r: int, i: int) -> VmPage:
+    """The resident page behind page ``i`` of region ``r``."""
+    if h.regions[r][0] == "anon":
+        pg = _anon(env, h, r, i).an_page
+    else:
+        pg = uvm_page.uvm_pagelookup(_obj(h, r), _entry(h, r).offset + i * PAGE)
+    assert pg is not None
+    return pg
+
+
+def _pgs(env: KernelEnv, h: Holder, r: int) -> list[VmPage]:
+    return [_pg(env, h, r, i) for i in range(h.regions[r][1])]
+
+
+def _lock(h: Holder, r: int) -> RWLock:
+    """The owner lock uvmpd_trylockowner takes for the pages of region ``r``."""
+    entry = _entry(h, r)
+    if h.regions[r][0] == "anon":
+        assert entry.aref.ar_amap is not None
+        return entry.aref.ar_amap.am_lock
+    assert entry.uvm_obj is not None
+    return entry.uvm_obj.vmobjlock
+
+
+def _reads(h: Holder, r: int, idxs: range | list[int]) -> Job:
+    async def job(p: UserProcess) -> None:
+        for i in idxs:
+            await p.load(h.vas[r] + i * PAGE, 8)
+
+    return job
+
+
+def _writes(h: Holder, r: int, idxs: range | list[int]) -> Job:
+    async def job(p: UserProcess) -> None:
+        for i in idxs:
+            await p.store(h.vas[r] + i * PAGE, _data("rewrite", r, i))
+
+    return job
+
+
+def _deactivate(k: Kernel, pgs: list[VmPage]) -> None:
+    """The active walk's A5 done by hand: remove all mappings, then uvm_pagedeactivate (clears
+    the reference bit; a page the pmap saw modified loses PG_CLEAN)."""
+    uvm_page.uvm_lock_pageq(k)
+    for pg in pgs:
+        k.pmap.pmap_page_protect(pg, PROT_NONE)
+        uvm_page.uvm_pagedeactivate(k, pg)
+    uvm_page.uvm_unlock_pageq(k)
+
+
+def _mapped(k: Kernel, pg: VmPage) -> bool:
+    return bool(k.pmap.pmap_page_mapped(pg))
+
+
+@dataclass(eq=False)
+class OtherCpu:
+    """Another CPU: a kernel thread running the jobs ``job()`` the test posts, in order."""
+
+    k: Kernel
+    jobs: list[Job] = field(default_factory=list)
+    done: int = 0
+    proc: Proc | None = None
+
+
+async def _cpu_main(cpu: OtherCpu) -> None:
+    while True:
+        while cpu.jobs:
+            await cpu.jobs.pop(0)()
+            cpu.done += 1
+        await tsleep_nsec(cpu.k, cpu, PVM, "cpu1", INFSLP)
+
+
+def _other_cpu(k: Kernel) -> OtherCpu:
+    cpu = OtherCpu(k)
+    cpu.proc = kthread_create(k, _cpu_main, cpu, name="cpu1")
+    return cpu
+
+
+def _post(cpu: OtherCpu, job: Job) -> int:
+    cpu.jobs.append(job)
+    wakeup(cpu.k, cpu)
+    return cpu.done + len(cpu.jobs)
+
+
+async def _on(env: KernelEnv, cpu: OtherCpu, job: Job) -> None:
+    ticket = _post(cpu, job)
+    await _until(env, lambda: cpu.done >= ticket, "cpu1 job")
+
+
+def _enter(k: Kernel, lock: RWLock) -> Job:
+    async def job() -> None:
+        await rw_enter(k, lock, RW_WRITE)
+
+    return job
+
+
+def _exit(lock: RWLock) -> Job:
+    async def job() -> None:
+        rw_exit(lock)
+
+    return job
+
+
+@dataclass(eq=False)
+class Sleeper:
+    """A kernel thread asleep on one channel until a wakeup; records what it saw when it ran
+    again (a wakeup only makes it runnable: _asleep tells whether it is still queued)."""
+
+    ident: Any = None
+    woken_at: int | None = None
+    pdwoke: int | None = None
+    free: int | None = None
+
+
+def _sleeper(k: Kernel, ident: Any, name: str) -> Sleeper:
+    s = Sleeper(ident)
+
+    async def main() -> None:
+        await tsleep_nsec(k, ident, PVM, name, INFSLP)
+        s.woken_at, s.pdwoke, s.free = k.sched.now, k.uvmexp.pdwoke, k.uvmexp.free
+
+    kthread_create(k, main, name=name)
+    return s
+
+
+def _asleep(k: Kernel, s: Sleeper) -> bool:
+    """Still on its channel's sleep queue (wakeup() takes the whole queue off)."""
+    return bool(k.slpque.get(s.ident))
+
+
+# --- memory the kernel holds, allocation requests ------------------------------------------------
+
+
+def _kernel_pages(k: Kernel, n: int) -> list[VmPage]:
+    """``n`` pages the kernel holds (busy, no owner, on no queue), from the reserve if need be."""
+    pgs = []
+    for _ in range(n):
+        pg = uvm_page.uvm_pagealloc(k, None, 0, None, uvm_page.UVM_PGA_USERESERVE)
+        assert pg is not None
+        pgs.append(pg)
+    return pgs
+
+
+def _kernel_pages_at(k: Kernel, start: int, n: int) -> list[VmPage]:
+    """The ``n`` free frames from ``start`` on, held by the kernel like _kernel_pages."""
+    out: list[VmPage] = []
+    flags = UVM_PLA_NOWAIT | UVM_PLA_USERESERVE
+    r = uvm_pmemrange.uvm_pmr_getpages_nowait(k, n, start, start + n, 1, 0, n, flags, out)
+    assert r == 0 and [atop(pg.phys_addr) for pg in out] == list(range(start, start + n))
+    for pg in out:
+        pg.pg_flags |= PG_BUSY
+    return out
+
+
+def _free_pages(k: Kernel, pgs: list[VmPage]) -> None:
+    uvm_page.uvm_lock_pageq(k)
+    for pg in pgs:
+        uvm_page.uvm_pagefree(k, pg)
+    uvm_page.uvm_unlock_pageq(k)
+
+
+@dataclass(eq=False)
+class Requester:
+    """A kernel thread in a WAITOK allocation of ``count`` pages in frames [start, end)."""
+
+    got: list[int] = field(default_factory=list)
+    error: int | None = None
+
+
+def _requester(k: Kernel, count: int, start: int, end: int, flags: int = 0) -> Requester:
+    """uvm_pmr_getpages(WAITOK): the search fails, uvm_wait_pla queues a request (a pma) and
+    wakes the daemon (reference §1.5 step 5); once woken it retries. The pages it gets are
+    recorded and given back at once."""
+    req = Requester()
+
+    async def main() -> None:
+        out: list[VmPage] = []
+        req.error = await uvm_pmemrange.uvm_pmr_getpages(
+            k, count, start, end, 1, 0, count, UVM_PLA_WAITOK | flags, out
+        )
+        req.got = [atop(pg.phys_addr) for pg in out]
+        _free_pages(k, out)
+
+    kthread_create(k, main, name="requester")
+    return req
+
+
+def _linked_pma(k: Kernel, low: int, high: int, size: int = PAGE) -> UvmPmalloc:
+    """A request as uvm_pageout hands it to uvmpd_scan (M2): queued, LINKED and BUSY."""
+    pma = UvmPmalloc(UvmConstraintRange(low, high), size, UVM_PMA_LINKED | UVM_PMA_BUSY)
+    pmr = k.uvm.pmr_control
+    assert pmr is not None
+    pmr.allocs.insert_tail(pma)
+    return pma
+
+
+def _pma_done(k: Kernel, pma: UvmPmalloc) -> None:
+    """What uvm_pageout does with the request after the scan (M10/M10'), then drop it."""
+    pma.pm_flags &= ~UVM_PMA_BUSY
+    pmr = k.uvm.pmr_control
+    assert pmr is not None
+    if pma.pm_flags & UVM_PMA_LINKED:
+        pma.pm_flags &= ~UVM_PMA_LINKED
+        pmr.allocs.remove(pma)
+
+
+# --- swap ----------------------------------------------------------------------------------------
+
+
+def _slot_free(k: Kernel, slot: int) -> bool:
+    sdp = uvm_swap.swapdrum_getsdp(k, slot)
+    assert sdp is not None
+    return bool(sdp.swd_blist[slot - sdp.swd_drumoffset])
+
+
+async def _anon_round_trip(env: KernelEnv, h: Holder, r: int, idxs: range) -> list[int]:
+    """Reference §1.14: page each anon out (new slot, write, freed), then the holder reads it
+    back (swap-in): resident again, active, PG_CLEAN and still owning its slot."""
+    slots = [await env.page_out(_anon(env, h, r, i)) for i in idxs]
+    await _run_job(env, h, _reads(h, r, idxs))
+    for i, slot in zip(idxs, slots, strict=True):
+        anon = _anon(env, h, r, i)
+        assert anon.an_swslot == slot and anon.an_page is not None
+        assert anon.an_page.pg_flags & PQ_ACTIVE and anon.an_page.pg_flags & PG_CLEAN
+    return slots
+
+
+async def _aobj_page_out(k: Kernel, uobj: UvmObject, pg: VmPage) -> int:
+    """env.page_out for an aobj page: new slot, synchronous write, PG_CLEAN, then freed the
+    way the inactive scan frees a clean page (I7: swpgonly +1). Returns the slot."""
+    await rw_enter(k, uobj.vmobjlock, RW_WRITE)
+    idx = pg.offset >> 12
+    uvm_aobj.uao_dropswap(k, uobj, idx)
+    slot, n = uvm_swap.uvm_swap_alloc(k, 1, False)
+    assert slot and n == 1
+    uvm_aobj.uao_set_swslot(k, uobj, idx, slot)
+    pg.pg_flags |= PG_BUSY
+    k.pmap.pmap_page_protect(pg, PROT_READ)
+    rw_exit(uobj.vmobjlock)
+    r = await uvm_swap.uvm_swap_put(k, slot, [pg], 1, uvm_pager.PGO_SYNCIO)
+    assert r == uvm_pager.VM_PAGER_OK
+    await rw_enter(k, uobj.vmobjlock, RW_WRITE)
+    k.pmap.pmap_clear_reference(pg)
+    k.pmap.pmap_clear_modify(pg)
+    pg.pg_flags = (pg.pg_flags | PG_CLEAN) & ~PG_BUSY
+    uvm_page.uvm_lock_pageq(k)
+    k.uvmexp.swpgonly += 1
+    k.pmap.pmap_page_protect(pg, PROT_NONE)
+    uvm_page.uvm_pagefree(k, pg)
+    uvm_page.uvm_unlock_pageq(k)
+    rw_exit(uobj.vmobjlock)
+    return slot
+
+
+async def _aobj_round_trip(env: KernelEnv, h: Holder, r: int, idxs: range) -> list[int]:
+    """_anon_round_trip for the pages of a shared (aobj) region."""
+    k = env.k
+    uobj = _obj(h, r)
+    slots = [await _aobj_page_out(k, uobj, _pg(env, h, r, i)) for i in idxs]
+    await _run_job(env, h, _reads(h, r, idxs))
+    for i, slot in zip(idxs, slots, strict=True):
+        assert uvm_aobj.uao_find_swslot(k, uobj, i) == slot
+        pg = _pg(env, h, r, i)
+        assert pg.pg_flags & PQ_ACTIVE and pg.pg_flags & PG_CLEAN
+    return slots
+
+
+async def _async_write(k: Kernel, pgs: list[VmPage]) -> int:
+    """An asynchronous swap write of idle dirty anon pages by whoever runs this, built as the
+    inactive scan builds a cluster (I11/I12): busy, write-protected, one slot run; then
+    uvm_pager_put (PEND). Returns the first slot."""
+    n = len(pgs)
+    slot, got = uvm_swap.uvm_swap_alloc(k, n, False)
+    assert slot and got == n
+    swpps: list[VmPage | None] = [None] * uvm_swap.SWCLUSTPAGES
+    for i, pg in enumerate(pgs):
+        anon = pg.uanon
+        assert anon is not None and anon.an_lock is not None
+        await rw_enter(k, anon.an_lock, RW_WRITE)
+        assert not pg.pg_flags & (PG_BUSY | PG_CLEAN)
+        pg.pg_flags |= PG_BUSY
+        k.pmap.pmap_page_protect(pg, PROT_READ)
+        anon.an_swslot = slot + i
+        swpps[i] = pg
+        rw_exit(anon.an_lock)
+    uvm_page.uvm_lock_pageq(k)
+    flags = uvm_pager.PGO_ALLPAGES | uvm_pager.PGO_PDFREECLUST
+    r, _, _ = await uvm_pager.uvm_pager_put(k, None, pgs[-1], swpps, n, flags, slot, 0)
+    assert r == uvm_pager.VM_PAGER_PEND
+    return slot
+
+
+# === uvm_wait (seed lines 118-163) =================================================================
+
+
+def test_uvm_wait_wakes_the_daemon_and_sleeps_until_free_memory_is_announced(kenv: Any) -> None:
+    """uvm_wait: "wake the daemon!" then msleep on &uvmexp.free with PNORELOCK; the daemon's
+    pass ends with M9 ("if there's any free memory to be had, wake up any waiters")."""
+    env = kenv(npages=64, config=_cfg())
+    passes = _record_passes(env.k)
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        await env.sleep(MS)
+        assert k.uvmexp.pdwoke == 0
+        await uvm_pdaemon.uvm_wait(k, "testwait")
+        assert k.uvmexp.pdwoke == 1 and len(passes) == 1
+        assert k.uvm.fpageqlock.mtx_owner is False  # PNORELOCK: returns with no lock held
+
+    env.run(body)
+
+
+def test_uvm_wait_by_the_daemon_returns_at_once_when_bufbackoff_succeeds(kenv: Any) -> None:
+    """uvm_wait: "check for page daemon going to sleep (waiting for itself)": the daemon
+    prints, tries bufbackoff(NULL, 4) and returns if that reported success."""
+    env = _daemonless(kenv, npages=256, bufcachepercent=10)
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        k.uvm.pagedaemon_proc = env.testproc
+        bc = k.bufcache
+        assert bc is not None and bc.bufpages - bc.buflowpages >= 4
+        free, t0 = k.uvmexp.free, k.sched.now
+        with capture_logs() as logs:
+            await uvm_pdaemon.uvm_wait(k, "selfwait")
+        assert k.sched.now == t0  # no sleep
+        assert bc.backoffs == 1 and bc.recovered == 4 and k.uvmexp.free == free + 4
+        events = [e["event"] for e in logs]
+        assert "uvm_wait.emergency_bufbackoff" in events
+        assert "pagedaemon.deadlock_detected" not in events
+
+    env.run(body)
+
+
+def test_uvm_wait_by_the_daemon_without_bufbackoff_reports_deadlock_and_sleeps_125ms(
+    kenv: Any,
+) -> None:
+    """uvm_wait: "[2] put a timeout on the sleep, thus causing the pagedaemon to only pause
+    (rather than sleep forever)": printf "pagedaemon: deadlock detected!", timo = 125 ms.
+    With no buffer cache bufbackoff fails (reference §1.12)."""
+    env = _daemonless(kenv)
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        k.uvm.pagedaemon_proc = env.testproc
+        t0 = k.sched.now
+        with capture_logs() as logs:
+            await uvm_pdaemon.uvm_wait(k, "selfwait")
+        assert k.sched.now - t0 == 125 * MS  # nobody woke it: the timeout ended the sleep
+        events = [e["event"] for e in logs]
+        assert events.index("uvm_wait.emergency_bufbackoff") < events.index(
+            "pagedaemon.deadlock_detected"
+        )
+        assert k.uvm.fpageqlock.mtx_owner is False
+
+    env.run(body)
+
+
+def test_uvm_wait_by_the_daemon_panics_on_deadlock_under_DEBUG(kenv: Any) -> None:
+    """uvm_wait: "for now we panic if DEBUG is defined" (panic("pagedaemon deadlock"))."""
+    env = _daemonless(kenv, debug=True)
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        k.uvm.pagedaemon_proc = env.testproc
+        with pytest.raises(Panic, match="pagedaemon deadlock"):
+            await uvm_pdaemon.uvm_wait(k, "selfwait")
+        assert k.slpque.get(chan(k.uvmexp, "free")) is None  # it never went to sleep
+
+    env.run(body)
+
+
+def test_uvm_wait_from_proc0_panics_under_DIAGNOSTIC(kenv: Any) -> None:
+    """uvm_wait, #ifdef DIAGNOSTIC: "if (curproc == &proc0) panic("%s: cannot sleep for
+    memory during boot", __func__)"."""
+    env = _daemonless(kenv)
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        set_curproc(k.proc0)
+        try:
+            with pytest.raises(Panic, match="cannot sleep for memory during boot"):
+                await uvm_pdaemon.uvm_wait(k, "boot")
+        finally:
+            set_curproc(env.testproc)
+
+    env.run(body)
+
+
+def test_uvm_wait_from_proc0_without_DIAGNOSTIC_sleeps_like_any_caller(kenv: Any) -> None:
+    """Without DIAGNOSTIC the proc0 check is compiled out: proc0 sleeps on &uvmexp.free until
+    a page is freed (uvm_pmr_freepages wakes &uvmexp.free on every call, reference §1.5)."""
+    env = _daemonless(kenv, diagnostic=False)
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        (pg,) = _kernel_pages(k, 1)
+        cpu = _other_cpu(k)
+
+        async def free_later() -> None:
+            await env.sleep(5 * MS)
+            _free_pages(k, [pg])
+
+        _post(cpu, free_later)
+        set_curproc(k.proc0)
+        try:
+            await uvm_pdaemon.uvm_wait(k, "boot")
+        finally:
+            set_curproc(env.testproc)
+        assert k.sched.now == 5 * MS
+
+    env.run(body)
+
+
+# === uvmpd_tune (seed lines 172-196) ==================================================================
+
+
+def test_uvmpd_tune_worked_example_4096_pages(run_kernel: Any) -> None:
+    """Reference §1.1 worked example: "npages = 4096 (16 MiB) gives freemin 136, freetarg 181,
+    and the seed's stop target free + paging >= 4 x freetarg = 724 pages"; wiredmax =
+    npages / 3. uvm_pageout tunes once at start ("ensure correct priority and set paging
+    parameters")."""
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        await env.sleep(MS)
+
+    env = run_kernel(body, npages=4096, swap_pages=16, config=_cfg())
+    u = env.k.uvmexp
+    assert (u.freemin, u.freetarg, u.wiredmax) == (136, 181, 1365)
+    assert u.freetarg << 2 == 724
+
+
+@pytest.mark.parametrize(
+    ("npages", "freemin", "freetarg", "wiredmax"),
+    [(16, 9, 12, 5), (64, 9, 12, 21), (269, 9, 12, 89), (300, 10, 13, 100), (512, 17, 22, 170)],
+)
+def test_uvmpd_tune_keeps_freemin_above_reserve_kernel_on_small_machines(
+    run_kernel: Any, npages: int, freemin: int, freetarg: int, wiredmax: int
+) -> None:
+    """uvmpd_tune: freemin = max(npages / 30, 16 KiB); "Make sure there's always a user page
+    free": at least reserve_kernel + 1 = 9; freetarg = freemin * 4 / 3."""
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        await env.sleep(MS)
+
+    env = run_kernel(body, npages=npages, swap_pages=16, config=_cfg())
+    u = env.k.uvmexp
+    assert u.reserve_kernel == 8 and u.freemin >= u.reserve_kernel + 1
+    assert (u.freemin, u.freetarg, u.wiredmax) == (freemin, freetarg, wiredmax)
+
+
+# === uvm_pageout: M1-M11 (seed lines 208-323) =========================================================
+
+
+def test_M1_sleeps_when_no_request_and_no_nowait_failure(kenv: Any) -> None:
+    """M1: "`uvm_nowait_failed == 0` and request list empty | sleep on `&uvm.pagedaemon` (free
+    lock, no timeout); after waking `pdwoke` +1"."""
+    env = kenv(npages=64, config=_cfg())
+    passes = _record_passes(env.k)
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        await env.sleep(SECOND)
+        pd = _daemon(k)
+        assert (pd.p_stat, pd.p_wmesg) == ("sleep", "pgdaemon")  # no timeout in a whole second
+        assert k.uvmexp.pdwoke == 0 and passes == []
+        _wake_daemon(k)
+        await _quiet(env, passes, 1)
+        assert k.uvmexp.pdwoke == 1 and passes[0].pdwoke == 1
+        assert k.uvm.fpageqlock.mtx_owner is False  # msleep released the interlock
+
+    env.run(body)
+
+
+def test_M1prime_no_sleep_while_a_nowait_failure_is_flagged(kenv: Any) -> None:
+    """M1': "flag set or list non-empty | no sleep, `pdwoke` unchanged". At the end of pass 1
+    another CPU's NOWAIT allocation fails its search (reference §1.5 step 5: "sets the global
+    `uvm_nowait_failed = 1` and wakes the daemon"): pass 2 follows without a sleep."""
+    env = kenv(npages=64, config=_cfg())
+    k = env.k
+    failed: list[int] = []
+
+    def nowait_fails(k: Kernel, n: int) -> None:
+        if n == 1:  # a one-page NOWAIT allocation inside a frame the holder owns
+            out: list[VmPage] = []
+            f = frame[0]
+            r = uvm_pmemrange.uvm_pmr_getpages_nowait(k, 1, f, f + 1, 1, 0, 1, UVM_PLA_NOWAIT, out)
+            failed.append(r)
+            assert k.uvm_nowait_failed == 1
+
+    passes = _record_passes(k, nowait_fails)
+    frame: list[int] = []
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        h = await _hold(env, "h", ("anon", 4, None, "w"))
+        frame.append(atop(_pg(env, h, 0, 0).phys_addr))
+        with capture_logs() as logs:
+            _wake_daemon(k)
+            await _quiet(env, passes, 2)
+        assert failed == [ENOMEM]
+        assert [p.pdwoke for p in passes] == [1, 1]  # pass 2 came without a sleep
+        assert k.uvm_nowait_failed == 0  # M3 of pass 2 cleared it
+        assert [e["constraint_high"] for e in _pass_logs(logs)] == [NO_CONSTRAINT_LOGGED, DMA_HIGH]
+        await _release(env, h)
+
+    env.run(body)
+
+
+async def _request_scenario(env: KernelEnv) -> dict[str, Any]:
+    """A WAITOK allocation wants the frame of a clean inactive file page. The daemon's pass
+    frees that page (I7), which marks the request FREED (uvm_wakeup_pla; it stays queued while
+    BUSY), and M10 completes it. Snapshots of the queued request are taken at each try-lock
+    of the file's object lock, during the scan."""
+    k = env.k
+    h = await _hold(env, "h", ("anon", 20, None, "w"), ("file", 4, "f.dat", "r"))
+    files = _pgs(env, h, 1)
+    _deactivate(k, files)
+    f = atop(files[0].phys_addr)
+    assert f >= 1 and k.uvmexp.free == 40
+    pmr = k.uvm.pmr_control
+    assert pmr is not None
+    seen: list[tuple[UvmPmalloc | None, int, int, int]] = []
+
+    def during_scan(rwl: RWLock) -> None:
+        pma = pmr.allocs.first()
+        if pma is not None:
+            c = pma.pm_constraint
+            seen.append((pma, int(pma.pm_flags), c.ucr_low, c.ucr_high))
+        else:
+            seen.append((None, 0, 0, 0))
+
+    _lock(h, 1).rwl_hook = during_scan
+    with capture_logs() as logs:
+        req = _requester(k, 1, f, f + 1)
+        await _until(env, lambda: bool(req.got), "request satisfied")
+    _lock(h, 1).rwl_hook = None
+    await _release(env, h)
+    return {"frame": f, "req": req, "seen": seen, "logs": _pass_logs(logs), "pmr": pmr}
+
+
+def test_M2_first_request_is_the_pma_marked_busy_and_its_range_is_the_constraint(
+    kenv: Any,
+) -> None:
+    """M2: "list non-empty | first request = pma; set its BUSY; constraint = its range".
+    uvm_wait_pla queues the range in bytes: ptoa(start) .. ptoa(end) - 1 (reference §1.5)."""
+    env = kenv(npages=64, config=_cfg())
+    passes = _record_passes(env.k)
+    out: dict[str, Any] = {}
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        out.update(await _request_scenario(env))
+        await _quiet(env, passes, 1)
+
+    env.run(body)
+    f = out["frame"]
+    pma, flags, low, high = out["seen"][0]
+    assert pma is not None and flags == UVM_PMA_LINKED | UVM_PMA_BUSY
+    assert (low, high) == (ptoa(f), ptoa(f + 1) - 1)
+    (log,) = out["logs"]
+    assert log["pma"] is True and log["constraint_high"] == ptoa(f + 1) - 1
+
+
+def test_M10_request_freed_during_the_pass_is_unlinked_and_its_requester_woken(
+    kenv: Any,
+) -> None:
+    """M10: "pma, FREED set | clear BUSY and LINKED, unlink, wake the requester". While the
+    daemon holds it BUSY, uvm_wakeup_pla only sets FREED (reference §1.5: "if the request is
+    not BUSY it also clears LINKED, unlinks it and wakes its sleeper")."""
+    env = kenv(npages=64, config=_cfg())
+    passes = _record_passes(env.k)
+    out: dict[str, Any] = {}
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        out.update(await _request_scenario(env))
+        await _quiet(env, passes, 1)
+
+    env.run(body)
+    seen = out["seen"]
+    pma = seen[0][0]
+    assert pma is not None and len(seen) >= 2
+    # after the requested frame was freed, still queued and BUSY, now FREED
+    assert seen[1][:2] == (pma, UVM_PMA_LINKED | UVM_PMA_BUSY | UVM_PMA_FREED)
+    assert pma.pm_flags == UVM_PMA_FREED  # M10 cleared BUSY and LINKED
+    assert out["pmr"].allocs.empty() and passes[0].allocs == []
+    assert out["req"].got == [out["frame"]] and out["req"].error == 0
+    assert len(passes) == 1 and env.k.uvmexp.pdwoke == 1  # then M1: asleep again
+
+
+def test_M10prime_unsatisfied_request_brings_the_next_pass_without_a_sleep(
+    kenv: Any,
+) -> None:
+    """M10': "pma, FREED not set | clear BUSY only; request stays queued → next loop does not
+    sleep" ("XXX If UVM_PMA_FREED isn't set, no pages were freed.  Should we set UVM_PMA_FAIL
+    in that case?"). The requested frame is a kernel page; another CPU frees it at the end of
+    pass 2: uvm_wakeup_pla completes the request itself, as it is no longer BUSY."""
+    env = kenv(npages=64, config=_cfg())
+    k = env.k
+    held: list[VmPage] = []
+
+    def free_at_pass_2(k: Kernel, n: int) -> None:
+        if n == 2:
+            _free_pages(k, held)
+
+    passes = _record_passes(k, free_at_pass_2)
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        held.extend(_kernel_pages(k, 1))
+        g = atop(held[0].phys_addr)
+        req = _requester(k, 1, g, g + 1)
+        await _until(env, lambda: bool(req.got), "request satisfied")
+        await _quiet(env, passes, 2)
+        assert req.got == [g]
+        p1 = passes[0]
+        (pma,) = p1.allocs
+        assert p1.delta["pdrevs"] == 1  # M8: a request means a scan
+        assert pma.pm_flags == UVM_PMA_FREED  # completed by uvm_wakeup_pla at pass 2's end
+        assert [p.pdwoke for p in passes] == [1, 1]  # M1': pass 2 without a sleep
+
+    env.run(body)
+
+
+def test_M10prime_leaves_the_request_linked_without_BUSY(kenv: Any) -> None:
+    """M10': at the end of a pass that freed nothing in its range, the request is still on
+    the list, LINKED, no longer BUSY, and its requester still sleeps."""
+    env = kenv(npages=64, config=_cfg())
+    k = env.k
+    held: list[VmPage] = []
+    state: list[tuple[int, bool, bool]] = []
+
+    def look(k: Kernel, n: int) -> None:
+        pmr = k.uvm.pmr_control
+        assert pmr is not None
+        pma = pmr.allocs.first()
+        assert pma is not None
+        state.append((int(pma.pm_flags), pmr.allocs.contains(pma), bool(k.slpque.get(pma))))
+        if n == 1:
+            _free_pages(k, held)
+
+    _record_passes(k, look)
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        held.extend(_kernel_pages(k, 1))
+        g = atop(held[0].phys_addr)
+        req = _requester(k, 1, g, g + 1)
+        await _until(env, lambda: bool(req.got), "request satisfied")
+
+    env.run(body)
+    assert state == [(UVM_PMA_LINKED, True, True)]  # the requester sleeps on the pma
+
+
+def test_M3_nowait_failure_constrains_only_bufbackoff_to_dma_and_clears_the_flag(
+    kenv: Any,
+) -> None:
+    """M3: "list empty, flag set | constraint = `dma_constraint`; clear the flag; pma = none"
+    ("XXX realisticly, this is what our nowait callers probably care about"). "with M3 the
+    DMA constraint only reaches bufbackoff; the scans get `pma == NULL`"."""
+    env = kenv(npages=256, config=_cfg(bufcachepercent=50))
+    passes = _record_passes(env.k)
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        h = await _hold(env, "h", ("anon", 4, None, "w"))
+        f = atop(_pg(env, h, 0, 0).phys_addr)
+        bc = k.bufcache
+        assert bc is not None
+        with capture_logs() as logs:
+            out: list[VmPage] = []
+            r = uvm_pmemrange.uvm_pmr_getpages_nowait(k, 1, f, f + 1, 1, 0, 1, UVM_PLA_NOWAIT, out)
+            assert r != 0 and k.uvm_nowait_failed == 1
+            await _quiet(env, passes, 1)
+        assert k.uvm_nowait_failed == 0 and k.uvmexp.pdwoke == 1
+        (log,) = _pass_logs(logs)
+        assert log["pma"] is False and log["constraint_high"] == DMA_HIGH
+        assert bc.backoffs == 1 and bc.recovered == 32  # bufbackoff(&dma_constraint, 2 x 16)
+        await _release(env, h)
+
+    env.run(body)
+
+
+def test_M4_without_request_or_flag_the_constraint_is_unrestricted(kenv: Any) -> None:
+    """M4: "list empty, flag clear | constraint = `no_constraint`"."""
+    env = kenv(npages=64, config=_cfg())
+    passes = _record_passes(env.k)
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        with capture_logs() as logs:
+            _wake_daemon(k)
+            await _quiet(env, passes, 1)
+        (log,) = _pass_logs(logs)
+        assert log["pma"] is False and log["constraint_high"] == NO_CONSTRAINT_LOGGED
+
+    env.run(body)
+
+
+def test_M5_retunes_when_npages_changed_since_the_last_loop(kenv: Any) -> None:
+    """M5: "npages changed since last loop | rerun uvmpd_tune" ("check for new pages?").
+    Memory hot-plug is not modelled: the test changes uvmexp.npages as uvm_page_physload
+    would, then puts it back."""
+    env = kenv(npages=64, config=_cfg())
+    passes = _record_passes(env.k)
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        _wake_daemon(k)
+        await _quiet(env, passes, 1)
+        assert (passes[0].freemin, passes[0].freetarg, passes[0].wiredmax) == (9, 12, 21)
+        k.uvmexp.npages = 512
+        _wake_daemon(k)
+        await _quiet(env, passes, 2)
+        assert (passes[1].freemin, passes[1].freetarg, passes[1].wiredmax) == (17, 22, 170)
+        k.uvmexp.npages = 64
+        _wake_daemon(k)
+        await _quiet(env, passes, 3)
+        assert (passes[2].freemin, passes[2].freetarg, passes[2].wiredmax) == (9, 12, 21)
+
+    env.run(body)
+
+
+def test_M6_inactarg_is_a_third_of_the_paging_queues(kenv: Any) -> None:
+    """M6: "inactarg = (active+inactive)/3, raised to freetarg+1 if <= freetarg": 48 active
+    pages give 16; the scan (M8: inactive 0 < 16) then deactivates 16 (A5)."""
+    env = kenv(npages=64, config=_cfg())
+    passes = _record_passes(env.k)
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        h = await _hold(env, "h", ("anon", 48, None, "w"))
+        assert k.uvmexp.pdwoke == 0 and (k.uvmexp.active, k.uvmexp.inactive) == (48, 0)
+        _wake_daemon(k)
+        await _quiet(env, passes, 1)
+        assert passes[0].inactarg == 16 and passes[0].delta["pddeact"] == 16
+        await _release(env, h)
+
+    env.run(body)
+
+
+def test_M6_inactarg_is_raised_above_freetarg_on_small_queues(kenv: Any) -> None:
+    """M6: 9 active pages give 9 / 3 = 3 <= freetarg 12, raised to freetarg + 1 = 13."""
+    env = kenv(npages=64, config=_cfg())
+    passes = _record_passes(env.k)
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        h = await _hold(env, "h", ("anon", 9, None, "w"))
+        _wake_daemon(k)
+        await _quiet(env, passes, 1)
+        assert passes[0].inactarg == FREETARG + 1
+        await _release(env, h)
+
+    env.run(body)
+
+
+@pytest.mark.parametrize("ndrm", [0, 1])
+def test_M7_size_zero_becomes_16_and_bufbackoff_gets_twice_that(kenv: Any, ndrm: int) -> None:
+    """M7: "size = pma pages + max(0, freetarg - (free - DEFICIT)); 0 → 16" ("size = 16;
+    /* XXX */"), then "(void) bufbackoff(&constraint, size * 2)". The cache backs off by
+    max(size, bufbackpages) pages (reference §1.12): here 32. With NDRM > 0 the daemon also
+    calls drmbackoff(size * 2), a no-op here (no DRM device is emulated)."""
+    env = kenv(npages=256, config=_cfg(bufcachepercent=50, ndrm=ndrm))
+    passes = _record_passes(env.k)
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        bc = k.bufcache
+        assert bc is not None and bc.bufbackpages < 32 and bc.bufpages - bc.buflowpages > 32
+        free, numbufpages = k.uvmexp.free, bc.bcstats.numbufpages
+        assert free >= FREETARG
+        _wake_daemon(k)
+        await _quiet(env, passes, 1)
+        assert bc.backoffs == 1 and bc.recovered == 32
+        assert bc.bcstats.numbufpages == numbufpages - 32 and k.uvmexp.free == free + 32
+
+    env.run(body)
+
+
+def test_M7_size_is_the_free_target_shortfall(kenv: Any) -> None:
+    """M7: with free 10 and no request, size = freetarg - free = 2: bufbackoff(.., 4)."""
+    env = kenv(npages=256, config=_cfg(bufcachepercent=50))
+    passes = _record_passes(env.k)
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        h = await _hold(env, "h", ("anon", k.uvmexp.free - 10, None, "w"))
+        bc = k.bufcache
+        assert bc is not None and k.uvmexp.free == 10 and k.uvmexp.pdwoke == 0
+        assert vfs_bio.BUFPAGES_DEFICIT(k) == 0
+        _wake_daemon(k)
+        await _quiet(env, passes, 1)
+        assert bc.backoffs == 1 and bc.recovered == 2 * (FREETARG - 10)
+        await _release(env, h)
+
+    env.run(body)
+
+
+def test_M7_size_adds_the_request_pages_to_the_shortfall(kenv: Any) -> None:
+    """M7: "size = pma pages (pm_size>>PAGE_SHIFT, if pma) + ..." : a 3-page kernel request
+    (USERESERVE, so the reserve does not stop it before its search) with free 10 gives
+    size 3 + 2 = 5: bufbackoff(.., 10). Another CPU frees the requested frames at the end of
+    the pass."""
+    env = kenv(npages=256, config=_cfg(bufcachepercent=50))
+    k = env.k
+    held: list[VmPage] = []
+
+    def free_them(k: Kernel, n: int) -> None:
+        if n == 1:
+            _free_pages(k, held)
+
+    passes = _record_passes(k, free_them)
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        held.extend(_kernel_pages_at(k, 200, 3))
+        h = await _hold(env, "h", ("anon", k.uvmexp.free - 10, None, "w"))
+        bc = k.bufcache
+        assert bc is not None and k.uvmexp.free == 10
+        req = _requester(k, 3, 200, 203, UVM_PLA_USERESERVE)
+        await _until(env, lambda: bool(req.got), "request satisfied")
+        assert req.got == [200, 201, 202]
+        assert passes[0].delta["pdrevs"] == 1
+        assert bc.backoffs == 1 and bc.recovered == 2 * (3 + FREETARG - 10)
+        await _release(env, h)
+
+    env.run(body)
+
+
+def test_M7_bufbackoff_gets_the_constraint_a_request_above_dma_recovers_nothing(
+    kenv: Any,
+) -> None:
+    """M7: "bufbackoff(&constraint, 2×size)" with M2's constraint. A request for memory above
+    4 GiB (none on this machine): bufbackoff "return -1 if the range lies entirely above DMA
+    memory" (reference §1.12), so the cache keeps its pages; the daemon goes on."""
+    env = kenv(npages=256, config=_cfg(bufcachepercent=50, costs=_spinning_costs()))
+    passes = _record_passes(env.k)
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        bc = k.bufcache
+        assert bc is not None
+        high = atop(DMA_HIGH + 1)  # the first page above 4 GiB
+        _requester(k, 1, high, high + 1)
+        await _until(env, lambda: len(passes) >= 2, "two passes")
+        (pma,) = passes[0].allocs
+        assert pma.pm_constraint.ucr_low == DMA_HIGH + 1 and pma.pm_flags == UVM_PMA_LINKED
+        assert bc.backoffs >= 2 and bc.recovered == 0  # every pass asked, none got a page
+        assert passes[0].delta["pdrevs"] == 1
+
+    env.run(body)
+
+
+def test_M8_scans_when_free_is_below_freetarg(kenv: Any) -> None:
+    """M8: "pma, or `free − DEFICIT < freetarg`, or `inactive + INACT < inactarg` |
+    `uvmpd_scan(pma)`": free 10 < 12 with the inactive target met (18 of inactarg 18)."""
+    env = kenv(npages=64, config=_cfg(), swap_pages=64)
+    passes = _record_passes(env.k)
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        h = await _hold(env, "h", ("anon", 54, None, "w"))
+        _deactivate(k, _pgs(env, h, 0)[:18])
+        assert k.uvmexp.free == 10 and k.uvmexp.inactive == 18 and k.uvmexp.pdwoke == 0
+        _wake_daemon(k)
+        await _until(env, lambda: len(passes) >= 1, "pass 1")
+        p1 = passes[0]
+        assert p1.inactarg == 18 and p1.delta["pdrevs"] == 1
+        await env.settle()
+        await _release(env, h)
+
+    env.run(body)
+
+
+def test_M8_scans_when_inactive_is_below_inactarg(kenv: Any) -> None:
+    """M8: free 44 >= freetarg, but inactive 0 < inactarg 13: scan, and A5 deactivates 13."""
+    env = kenv(npages=64, config=_cfg())
+    passes = _record_passes(env.k)
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        h = await _hold(env, "h", ("anon", 20, None, "w"))
+        _wake_daemon(k)
+        await _quiet(env, passes, 1)
+        assert passes[0].delta["pdrevs"] == 1 and passes[0].delta["pddeact"] == 13
+        await _release(env, h)
+
+    env.run(body)
+
+
+def test_M8_scans_for_a_queued_request_even_when_both_targets_are_met(kenv: Any) -> None:
+    """M8: "pma" alone is enough: free 43 and inactive 13 = inactarg, but a request waits."""
+    env = kenv(npages=64, config=_cfg())
+    k = env.k
+    held: list[VmPage] = []
+
+    def free_it(k: Kernel, n: int) -> None:
+        if n == 1:
+            _free_pages(k, held)
+
+    passes = _record_passes(k, free_it)
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        h = await _hold(env, "h", ("anon", 20, None, "w"))
+        _deactivate(k, _pgs(env, h, 0)[:13])
+        held.extend(_kernel_pages(k, 1))
+        g = atop(held[0].phys_addr)
+        req = _requester(k, 1, g, g + 1)
+        await _until(env, lambda: bool(req.got), "request satisfied")
+        p1 = passes[0]
+        assert p1.free >= FREETARG and p1.inactive >= p1.inactarg == 13
+        assert p1.delta["pdrevs"] == 1
+        await _release(env, h)
+
+    env.run(body)
+
+
+def test_M8prime_no_scan_when_both_targets_are_met_and_nothing_is_requested(kenv: Any) -> None:
+    """M8': "none of those | no scan": free 44 >= 12 and inactive 13 >= inactarg 13."""
+    env = kenv(npages=64, config=_cfg())
+    passes = _record_passes(env.k)
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        h = await _hold(env, "h", ("anon", 20, None, "w"))
+        _deactivate(k, _pgs(env, h, 0)[:13])
+        _wake_daemon(k)
+        await _quiet(env, passes, 1)
+        assert k.uvmexp.pdwoke == 1 and passes[0].inactarg == 13
+        assert passes[0].delta["pdrevs"] == 0 and k.uvmexp.pdrevs == 0
+        await _release(env, h)
+
+    env.run(body)
+
+
+async def _m9_scenario(env: KernelEnv, free: int, dirty: int) -> tuple[int, int, int, bool]:
+    """A free-memory sleeper; a process holding 54 pages of which ``dirty`` were deactivated
+    (so this pass pages them out: paging > 0 at M9); kernel pages held so that ``free`` pages
+    are free. Returns (free, paging, pdfreed of the pass, sleeper still queued) as seen at
+    the end of pass 1, just after M9."""
+    k = env.k
+    seen: list[tuple[int, int, int, bool]] = []
+    s = _sleeper(k, chan(k.uvmexp, "free"), "freewait")
+
+    def look(k: Kernel, n: int) -> None:
+        if n == 1:
+            u = k.uvmexp
+            seen.append((u.free, u.paging, passes[0].delta["pdfreed"], _asleep(k, s)))
+
+    passes = _record_passes(k, look)
+    h = await _hold(env, "h", ("anon", 54, None, "w"))
+    _deactivate(k, _pgs(env, h, 0)[:dirty])
+    held = _kernel_pages(k, k.uvmexp.free - free)
+    assert k.uvmexp.free == free and _asleep(k, s)
+    _wake_daemon(k)
+    await _until(env, lambda: bool(seen), "pass 1")
+    await env.settle()
+    _free_pages(k, held)
+    await _release(env, h)
+    return seen[0]
+
+
+def test_M9_wakes_free_sleepers_when_free_is_above_reserve_kernel(kenv: Any) -> None:
+    """M9: "`free > reserve_kernel` or `paging == 0` | `wakeup(&uvmexp.free)`" ("if there's
+    any free memory to be had, wake up any waiters"): free 10 > 8, although this pass's
+    pageouts are in flight; the pass freed nothing, so M9 is what woke the sleeper."""
+    env = kenv(npages=64, swap_pages=64, config=_cfg())
+    out: list[tuple[int, int, int, bool]] = []
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        out.append(await _m9_scenario(env, 10, dirty=8))
+
+    env.run(body)
+    assert out == [(10, 8, 0, False)]
+
+
+def test_M9_wakes_free_sleepers_when_nothing_is_paging_even_at_the_reserve(kenv: Any) -> None:
+    """M9: free 8 = reserve_kernel, but paging == 0: still "wake up any waiters"."""
+    env = kenv(npages=64, swap_pages=64, config=_cfg())
+    out: list[tuple[int, int, int, bool]] = []
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        out.append(await _m9_scenario(env, 8, dirty=0))
+
+    env.run(body)
+    assert out == [(8, 0, 0, False)]
+
+
+def test_M9prime_no_wakeup_at_the_reserve_while_pageouts_are_in_flight(kenv: Any) -> None:
+    """M9 not taken: free 8 <= reserve_kernel and paging 8 > 0 (this pass's pageouts are in
+    flight): the daemon leaves the free sleepers asleep; the completions will wake someone
+    (D3)."""
+    env = kenv(npages=64, swap_pages=64, config=_cfg())
+    out: list[tuple[int, int, int, bool]] = []
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        out.append(await _m9_scenario(env, 8, dirty=8))
+
+    env.run(body)
+    assert out == [(8, 8, 0, True)]
+
+
+def test_M11_each_pass_ends_unlocked_and_pays_its_cpu_time(kenv: Any) -> None:
+    """M11: "always | unlock, `sched_pause(yield)`" ("scan done.  unlock page queues (the only
+    lock we are holding)"). A daemon that loops without sleeping (a request it cannot
+    satisfy, M10') yields its CPU time every pass: passes are a quantum apart."""
+    env = kenv(npages=64, config=_cfg(costs=_spinning_costs()))
+    passes = _record_passes(env.k)
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        high = atop(DMA_HIGH + 1)
+        _requester(k, 1, high, high + 1)
+        await _until(env, lambda: len(passes) >= 4, "four passes")
+        times = [p.t for p in passes[:4]]
+        assert all(b - a >= MS for a, b in itertools.pairwise(times))
+        assert all(p.pageq_free and p.fpageq_free for p in passes)
+        assert [p.pdwoke for p in passes[:4]] == [1, 1, 1, 1]
+
+    env.run(body)
+
+
+# === uvm_aiodone_daemon: D1-D3 (seed lines 329-369) ===================================================
+
+
+def test_D1_aiodoned_sleeps_while_no_buf_is_done(kenv: Any) -> None:
+    """D1: "queue empty → sleep" ("Otherwise sleep while avoiding races"): a wakeup with an
+    empty queue sends it back to sleep without a batch."""
+    env = kenv(npages=64, config=_cfg())
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        await env.sleep(MS)
+        ad = k.uvm.aiodoned_proc
+        assert ad is not None and (ad.p_stat, ad.p_wmesg) == ("sleep", "aiodoned")
+        with capture_logs() as logs:
+            wakeup(k, chan(k.uvm, "aiodoned"))
+            await env.sleep(MS)
+        assert ad.p_wmesg == "aiodoned" and k.uvm.aio_done.empty()
+        assert [e for e in logs if e["event"] == "uvm_aiodone_daemon.batch"] == []
+
+    env.run(body)
+
+
+def test_D2_only_B_PDAEMON_bufs_take_their_pages_off_paging(kenv: Any) -> None:
+    """D2: "B_PDAEMON → paging −= pages" ("if (bp->b_flags & B_PDAEMON) uvmexp.paging -=
+    bp->b_bufsize >> PAGE_SHIFT"): the daemon's cluster (I16 counted it in paging) comes off;
+    another thread's async write was never counted and is not taken off."""
+    env = _daemonless(kenv, swap_pages=64)
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        _be_the_pagedaemon(k, env)
+        h = await _hold(env, "h", ("anon", 20, None, "w"))
+        pgs = _pgs(env, h, 0)
+        _deactivate(k, pgs)
+        uvm_page.uvm_lock_pageq(k)
+        await uvm_pdaemon.uvmpd_scan_inactive(k, None, k.uvm.page_inactive)
+        uvm_page.uvm_unlock_pageq(k)
+        assert k.uvmexp.paging == 16  # one cluster of 16 in flight, B_PDAEMON
+        k.uvm.pagedaemon_proc = None  # another thread writes the other four
+        await _async_write(k, [pg for pg in pgs if not pg.pg_flags & PG_BUSY])
+        with capture_logs() as logs:
+            await _until(env, lambda: not any(pg.pg_flags & PG_BUSY for pg in pgs), "completions")
+            await env.sleep(MS)
+        batches = [e for e in logs if e["event"] == "uvm_aiodone_daemon.batch"]
+        assert sum(e["npages"] for e in batches) == 20 and sum(e["nbufs"] for e in batches) == 2
+        assert k.uvmexp.paging == 0  # 16 off, not 20
+        await _release(env, h)
+
+    env.run(body)
+
+
+async def _d3_scenario(env: KernelEnv, free: int) -> tuple[bool, bool]:
+    """A stand-in for the page daemon asleep on its channel and a free-memory sleeper; memory
+    held so that ``free`` pages are free; one async write completes. Returns whether each was
+    woken (daemon, free sleeper) by the completion."""
+    k = env.k
+    _machine_without_pagedaemon(k)
+    uvm_page.uvm_lock_pageq(k)
+    uvm_pdaemon.uvmpd_tune(k)
+    uvm_page.uvm_unlock_pageq(k)
+    pd = _sleeper(k, chan(k.uvm, "pagedaemon"), "pgdaemon")
+    fs = _sleeper(k, chan(k.uvmexp, "free"), "freewait")
+    h = await _hold(env, "h", ("anon", 4, None, "w"))
+    held = _kernel_pages(k, k.uvmexp.free - free)
+    assert k.uvmexp.free == free
+    await _async_write(k, _pgs(env, h, 0))
+    assert pd.woken_at is None and fs.woken_at is None
+    with capture_logs() as logs:
+        await _until(env, lambda: pd.woken_at is not None or fs.woken_at is not None, "a wakeup")
+        await env.sleep(MS)
+    (batch,) = [e for e in logs if e["event"] == "uvm_aiodone_daemon.batch"]
+    assert batch["free_sampled"] == free and batch["nbufs"] == 1
+    assert k.uvmexp.free == free  # completing the write freed nothing
+    woken = (not _asleep(k, pd), not _asleep(k, fs))
+    _free_pages(k, held)
+    await _release(env, h)
+    return woken
+
+
+def test_D3_completion_with_sampled_free_at_the_reserve_wakes_the_daemon(kenv: Any) -> None:
+    """D3: "sampled free ≤ reserve_kernel → wake daemon" ("if (free <= uvmexp.reserve_kernel)
+    wakeup(&uvm.pagedaemon)"), and not the free sleepers."""
+    env = _daemonless(kenv, swap_pages=64)
+    out: list[tuple[bool, bool]] = []
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        out.append(await _d3_scenario(env, k.uvmexp.reserve_kernel))
+
+    env.run(body)
+    assert out == [(True, False)]
+
+
+def test_D3_completion_with_sampled_free_above_the_reserve_wakes_the_free_sleepers(
+    kenv: Any,
+) -> None:
+    """D3: "else wake free sleepers" ("wakeup(&uvmexp.free)"), and not the daemon."""
+    env = _daemonless(kenv, swap_pages=64)
+    out: list[tuple[bool, bool]] = []
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        out.append(await _d3_scenario(env, k.uvmexp.reserve_kernel + 1))
+
+    env.run(body)
+    assert out == [(False, True)]
+
+
+def test_D3_decides_on_the_free_count_sampled_before_the_bufs_complete(kenv: Any) -> None:
+    """D3 with reference §4.13 ("The wake-up target is chosen from the free count read before
+    completing the bufs"): the process unmaps its pages while their pageout is in flight, so
+    the completion frees them (PG_RELEASED, §1.10) and free climbs from 8 to 12 — yet the
+    daemon is woken, as the sample said 8 <= reserve_kernel."""
+    env = _daemonless(kenv, swap_pages=64)
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        _machine_without_pagedaemon(k)
+        pd = _sleeper(k, chan(k.uvm, "pagedaemon"), "pgdaemon")
+        h = await _hold(env, "h", ("anon", 4, None, "w"))
+        pgs = _pgs(env, h, 0)
+        held = _kernel_pages(k, k.uvmexp.free - 8)
+        await _async_write(k, pgs)
+
+        released: list[bool] = []
+
+        async def unmap(p: UserProcess) -> None:
+            await p.munmap(h.vas[0], 4 * PAGE)
+            released.append(all(pg.pg_flags & PG_BUSY and pg.pg_flags & PG_RELEASED for pg in pgs))
+
+        with capture_logs() as logs:
+            await _run_job(env, h, unmap)
+            assert released == [True]  # unmapped before the completion: left to it to free
+            await _until(env, lambda: k.uvm.aio_done.empty() and k.uvmexp.free == 12, "done")
+            await env.sleep(MS)
+        (batch,) = [e for e in logs if e["event"] == "uvm_aiodone_daemon.batch"]
+        assert batch["free_sampled"] == 8 and all(pg.pg_flags & PQ_FREE for pg in pgs)
+        assert not _asleep(k, pd)
+        assert k.uvmexp.swpginuse == 0  # the released anons gave their slots back
+        _free_pages(k, held)
+        await _release(env, h)
+
+    env.run(body)
+
+
+# === uvmpd_trylockowner, uvmpd_dropswap (seed lines 376-416) ==========================================
+
+
+def test_trylockowner_takes_the_object_lock_of_an_object_page(kenv: Any) -> None:
+    """uvmpd_trylockowner: "if (uobj != NULL) slock = uobj->vmobjlock", write try-lock,
+    "return the locked rwlock on success"."""
+    env = kenv(npages=64, config=_cfg())
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        h = await _hold(env, "h", ("file", 1, "f.dat", "r"), ("shared", 1, "shm", "w"))
+        for r in (0, 1):
+            pg = _pg(env, h, r, 0)
+            slock = uvm_pdaemon.uvmpd_trylockowner(pg)
+            assert slock is _obj(h, r).vmobjlock and slock.rwl_owner is env.testproc
+            rw_exit(slock)
+        await _release(env, h)
+
+    env.run(body)
+
+
+def test_trylockowner_takes_the_anon_lock_of_an_anon_page(kenv: Any) -> None:
+    """uvmpd_trylockowner: "else { struct vm_anon *anon = pg->uanon; KASSERT(anon != NULL);
+    slock = anon->an_lock; }" (the amap's lock)."""
+    env = kenv(npages=64, config=_cfg())
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        h = await _hold(env, "h", ("anon", 1, None, "w"))
+        slock = uvm_pdaemon.uvmpd_trylockowner(_pg(env, h, 0, 0))
+        assert slock is _anon(env, h, 0, 0).an_lock is _lock(h, 0)
+        assert slock.rwl_owner is env.testproc
+        rw_exit(slock)
+        await _release(env, h)
+
+    env.run(body)
+
+
+def test_trylockowner_returns_None_when_the_owner_is_locked_elsewhere(kenv: Any) -> None:
+    """uvmpd_trylockowner: "if (rw_enter(slock, RW_WRITE|RW_NOSLEEP)) return NULL" — the
+    lock stays with whoever holds it."""
+    env = kenv(npages=64, config=_cfg())
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        h = await _hold(env, "h", ("anon", 1, None, "w"), ("file", 1, "f.dat", "r"))
+        cpu = _other_cpu(k)
+        for r in (0, 1):
+            lock = _lock(h, r)
+            await _on(env, cpu, _enter(k, lock))
+            assert uvm_pdaemon.uvmpd_trylockowner(_pg(env, h, r, 0)) is None
+            assert lock.rwl_owner is cpu.proc
+            await _on(env, cpu, _exit(lock))
+        await _release(env, h)
+
+    env.run(body)
+
+
+def test_dropswap_frees_the_slot_of_an_anon_page(kenv: Any) -> None:
+    """uvmpd_dropswap: "if ((pg->pg_flags & PQ_ANON) && anon->an_swslot) {
+    uvm_swap_free(anon->an_swslot, 1); anon->an_swslot = 0; }". The page was paged in, then
+    written and deactivated (dirty: the case of I10/I12)."""
+    env = kenv(npages=64, config=_cfg())
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        h = await _hold(env, "h", ("anon", 2, None, "w"))
+        (slot,) = await _anon_round_trip(env, h, 0, range(1))
+        await _run_job(env, h, _writes(h, 0, [0]))
+        pg = _pg(env, h, 0, 0)
+        _deactivate(k, [pg])
+        assert not pg.pg_flags & PG_CLEAN
+        inuse = k.uvmexp.swpginuse
+        lock = _lock(h, 0)
+        await rw_enter(k, lock, RW_WRITE)
+        uvm_pdaemon.uvmpd_dropswap(k, pg)
+        rw_exit(lock)
+        assert _anon(env, h, 0, 0).an_swslot == 0 and _slot_free(k, slot)
+        assert k.uvmexp.swpginuse == inuse - 1
+        await _release(env, h)
+
+    env.run(body)
+
+
+def test_dropswap_frees_the_aobj_slot_of_an_aobj_page(kenv: Any) -> None:
+    """uvmpd_dropswap: "else if (pg->pg_flags & PQ_AOBJ) { int slot = uao_set_swslot(
+    pg->uobject, pg->offset >> PAGE_SHIFT, 0); if (slot) uvm_swap_free(slot, 1); }"."""
+    env = kenv(npages=64, config=_cfg())
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        h = await _hold(env, "h", ("shared", 2, "shm", "w"))
+        (slot,) = await _aobj_round_trip(env, h, 0, range(1))
+        await _run_job(env, h, _writes(h, 0, [0]))
+        pg = _pg(env, h, 0, 0)
+        _deactivate(k, [pg])
+        inuse = k.uvmexp.swpginuse
+        lock = _lock(h, 0)
+        await rw_enter(k, lock, RW_WRITE)
+        uvm_pdaemon.uvmpd_dropswap(k, pg)
+        rw_exit(lock)
+        assert uvm_aobj.uao_find_swslot(k, _obj(h, 0), 0) == 0 and _slot_free(k, slot)
+        assert k.uvmexp.swpginuse == inuse - 1
+        await _release(env, h)
+
+    env.run(body)
+
+
+def test_dropswap_leaves_vnode_pages_and_slotless_anons_alone(kenv: Any) -> None:
+    """uvmpd_dropswap: "=> called with owner locked": a vnode page has no swap, an anon
+    without a slot has none to drop; nothing changes."""
+    env = kenv(npages=64, config=_cfg())
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        h = await _hold(env, "h", ("file", 1, "f.dat", "r"), ("anon", 1, None, "w"))
+        inuse = k.uvmexp.swpginuse
+        for r in (0, 1):
+            pg = _pg(env, h, r, 0)
+            flags = pg.pg_flags
+            lock = _lock(h, r)
+            await rw_enter(k, lock, RW_WRITE)
+            uvm_pdaemon.uvmpd_dropswap(k, pg)
+            rw_exit(lock)
+            assert pg.pg_flags == flags
+        assert _anon(env, h, 1, 0).an_swslot == 0 and k.uvmexp.swpginuse == inuse
+        await _release(env, h)
+
+    env.run(body)
+
+
+# === uvmpd_scan: S0-S4' (seed lines 877-944) ==========================================================
+
+
+def test_S0_every_scan_counts_a_revolution(kenv: Any) -> None:
+    """S0: "always | `pdrevs` +1", even when there is nothing to do."""
+    env = _daemonless(kenv)
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        _be_the_pagedaemon(k, env)
+        assert (await _scan(k))["pdrevs"] == 1
+        assert (await _scan(k))["pdrevs"] == 1
+        assert k.uvmexp.pdrevs == 2
+
+    env.run(body)
+
+
+def test_S1_swapout_threads_below_target_with_pmap_collect(kenv: Any) -> None:
+    """S1: "`__HAVE_PMAP_COLLECT` and `free − DEFICIT < freetarg` | `pdswout` +1; unlock pages;
+    `uvm_swapout_threads`; re-lock" ("swap out some processes if we are below our free
+    target")."""
+    env = _daemonless(kenv, have_pmap_collect=True)
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        _be_the_pagedaemon(k, env)
+        h = await _hold(env, "h", ("anon", 54, None, "w"))
+        assert k.uvmexp.free == 10
+        d = await _scan(k)
+        assert d["pdswout"] == 1 and k.uvmexp.pdswout == 1
+        await _release(env, h)
+
+    env.run(body)
+
+
+def test_S1_no_swapout_at_the_free_target_with_pmap_collect(kenv: Any) -> None:
+    """S1 not taken: free >= freetarg, even with __HAVE_PMAP_COLLECT."""
+    env = _daemonless(kenv, have_pmap_collect=True)
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        _be_the_pagedaemon(k, env)
+        h = await _hold(env, "h", ("anon", 52, None, "w"))
+        assert k.uvmexp.free == FREETARG
+        assert (await _scan(k))["pdswout"] == 0
+        await _release(env, h)
+
+    env.run(body)
+
+
+def test_S1_absent_by_default_as_on_amd64(kenv: Any) -> None:
+    """S1: "**Absent on amd64.**" (reference §1.13: "On amd64 the whole call is compiled out of
+    the daemon since 1.105"): below target, pdswout stays 0."""
+    env = _daemonless(kenv)
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        _be_the_pagedaemon(k, env)
+        assert k.config.have_pmap_collect is False
+        h = await _hold(env, "h", ("anon", 54, None, "w"))
+        assert k.uvmexp.free == 10
+        assert (await _scan(k))["pdswout"] == 0
+        await _release(env, h)
+
+    env.run(body)
+
+
+def test_S2_the_inactive_scan_gets_the_pma(kenv: Any) -> None:
+    """S2: "run uvmpd_scan_inactive(pma, inactive queue)". With the free target met
+    (free + paging >= 48), the scan without a request stops at once (I1a); with a request not
+    yet FREED it goes on and frees the head page, which marks the request FREED, and stops."""
+    env = _daemonless(kenv)
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        _be_the_pagedaemon(k, env)
+        h = await _hold(env, "h", ("file", 2, "f.dat", "r"), ("anon", 6, None, "w"))
+        files = _pgs(env, h, 0)
+        _deactivate(k, files)
+        k.uvmexp.inactarg = 1  # no inactive shortage, before or after one page is freed
+        assert k.uvmexp.free == 56
+        d = await _scan(k)
+        assert (d["pdscans"], d["pdfreed"]) == (0, 0)
+        dma = dma_constraint()
+        pma = _linked_pma(k, dma.ucr_low, dma.ucr_high)
+        d = await _scan(k, pma)
+        _pma_done(k, pma)
+        assert (d["pdscans"], d["pdfreed"]) == (1, 1) and pma.pm_flags & UVM_PMA_FREED
+        assert files[0].pg_flags & PQ_FREE and files[1].pg_flags & PQ_INACTIVE
+        await _release(env, h)
+
+    env.run(body)
+
+
+def test_scan_start_dma_pma_matches_every_page_of_the_machine(kenv: Any) -> None:
+    """Reference §4.5: "Request ranges are byte addresses ... but the daemon compares
+    `atop(physical address)` (a page number) against them, so almost every page "matches" a
+    DMA range" (the port mirrors it: module docstring). A DMA request (bytes 0 .. 0xffffffff)
+    matches every page of the machine, so uvmpd_scan's inactive scan starts at whichever page
+    heads the queue with the request kept: with the free target met, only the request keeps
+    it going, it frees that head page (the request is then FREED) and stops."""
+    env = _daemonless(kenv, npages=64)
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        _be_the_pagedaemon(k, env)
+        dma = dma_constraint()
+        assert all(dma.ucr_low <= atop(ptoa(f)) < dma.ucr_high for f in range(64))
+        h = await _hold(env, "h", ("file", 3, "f.dat", "r"), ("anon", 4, None, "w"))
+        files = sorted(_pgs(env, h, 0), key=lambda pg: -pg.phys_addr)
+        _deactivate(k, files)  # highest frame first
+        k.uvmexp.inactarg = 0
+        for head in files:
+            assert k.uvm.page_inactive.first() is head
+            assert k.uvmexp.free >= 4 * FREETARG  # the target is met
+            pma = _linked_pma(k, dma.ucr_low, dma.ucr_high)
+            d = await _scan(k, pma)
+            _pma_done(k, pma)
+            assert (d["pdscans"], d["pdfreed"]) == (1, 1) and pma.pm_flags & UVM_PMA_FREED
+            assert head.pg_flags & PQ_FREE
+        await _release(env, h)
+
+    env.run(body)
+
+
+def test_scan_start_byte_range_of_one_frame_matches_no_page_number(kenv: Any) -> None:
+    """Reference §4.5, the other side: a request for exactly the bytes of the frame holding
+    a clean inactive page, ptoa(f) .. ptoa(f + 1) - 1, matches no page *number* (all < 64),
+    so the scan starts at the head with the request forgotten (I0b) and, the free target
+    being met, frees nothing — not even the page the request asked for."""
+    env = _daemonless(kenv, npages=64)
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        _be_the_pagedaemon(k, env)
+        h = await _hold(env, "h", ("file", 2, "f.dat", "r"), ("anon", 4, None, "w"))
+        files = _pgs(env, h, 0)
+        _deactivate(k, files)
+        k.uvmexp.inactarg = 2
+        f = atop(files[1].phys_addr)
+        assert f >= 1 and k.uvmexp.free >= 4 * FREETARG
+        pma = _linked_pma(k, ptoa(f), ptoa(f + 1) - 1)
+        d = await _scan(k, pma)
+        _pma_done(k, pma)
+        assert d["pdscans"] == 0 and d["pdfreed"] == 0 and not pma.pm_flags & UVM_PMA_FREED
+        assert files[1].pg_flags & PQ_INACTIVE
+        await _release(env, h)
+
+    env.run(body)
+
+
+def test_S3_inactive_shortage_counts_clean_buffer_pages_as_inactive(kenv: Any) -> None:
+    """S3: "inactive_shortage = inactarg − inactive − INACT": with inactarg 20, 4 inactive
+    pages and BUFPAGES_INACT clean buffer pages above the floor, the walk deactivates
+    20 - 4 - INACT pages. (Free is high, so the inactive scan stops at once, I1a.)"""
+    env = _daemonless(kenv, npages=128, bufcachepercent=10)
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        _be_the_pagedaemon(k, env)
+        h = await _hold(env, "h", ("anon", 30, None, "w"))
+        pgs = _pgs(env, h, 0)
+        _deactivate(k, pgs[:4])
+        inact = vfs_bio.BUFPAGES_INACT(k)
+        assert inact > 0 and k.uvmexp.free >= 4 * FREETARG
+        k.uvmexp.inactarg = 20
+        d = await _scan(k)
+        assert d["pdscans"] == 0 and d["pddeact"] == 20 - 4 - inact
+        assert all(pg.pg_flags & PQ_INACTIVE for pg in pgs[: 20 - inact])
+        assert all(pg.pg_flags & PQ_ACTIVE for pg in pgs[20 - inact :])
+        await _release(env, h)
+
+    env.run(body)
+
+
+async def _swap_in_use(env: KernelEnv, anon_pages: int, round_trips: int = 16) -> Holder:
+    """Reference §1.14 on a 16-slot swap: a file page heads the active queue, then
+    ``anon_pages`` anon pages; ``round_trips`` of them (0 ..) were paged out and read back, so
+    they are active, PG_CLEAN, and own a slot each. No page is only in swap."""
+    k = env.k
+    h = await _hold(env, "h", ("file", 1, "f.dat", "r"), ("anon", anon_pages, None, "w"))
+    await _anon_round_trip(env, h, 1, range(round_trips))
+    assert k.uvmexp.swpages == 16 and k.uvmexp.swpginuse == round_trips
+    assert k.uvmexp.swpgonly == 0
+    k.uvmexp.inactarg = 0  # no inactive shortage: the walk runs for swap only
+    return h
+
+
+def _trylocks(lock: RWLock) -> list[int]:
+    calls: list[int] = []
+    lock.rwl_hook = lambda rwl: calls.append(1)
+    return calls
+
+
+@pytest.mark.parametrize(("anon_pages", "shortage"), [(53, 2), (52, 1)])
+def test_S4_swap_shortage_when_swap_slots_all_in_use(
+    kenv: Any, anon_pages: int, shortage: int
+) -> None:
+    """S4: "`free − DEFICIT < freetarg` and `swpginuse == swpages` and not `uvm_swapisfull()`
+    and pages_freed == 0 | swap_shortage = freetarg − (free − DEFICIT)" ("detect if we're not
+    going to be able to page anything out until we free some swap resources from active
+    pages"): exactly that many slots are taken from active pages."""
+    env = _daemonless(kenv)
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        _be_the_pagedaemon(k, env)
+        h = await _swap_in_use(env, anon_pages)
+        assert k.uvmexp.free == FREETARG - shortage
+        d = await _scan(k)
+        assert d["pdfreed"] == 0 and d["swpginuse"] == -shortage
+        lost = [i for i in range(16) if _anon(env, h, 1, i).an_swslot == 0]
+        assert lost == list(range(shortage))
+        await _release(env, h)
+
+    env.run(body)
+
+
+def test_S4prime_no_swap_shortage_while_a_swap_slot_is_free(kenv: Any) -> None:
+    """S4': "otherwise | swap_shortage = 0": 15 of 16 slots in use (swpginuse != swpages):
+    no slot is taken, and with no inactive shortage the active walk does not even start."""
+    env = _daemonless(kenv)
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        _be_the_pagedaemon(k, env)
+        h = await _swap_in_use(env, 53, round_trips=15)
+        assert k.uvmexp.free < FREETARG
+        calls = _trylocks(_lock(h, 1))
+        d = await _scan(k)
+        assert d["swpginuse"] == 0 and calls == []
+        assert all(_anon(env, h, 1, i).an_swslot for i in range(15))
+        await _release(env, h)
+
+    env.run(body)
+
+
+def test_S4prime_no_swap_shortage_when_swap_is_full(kenv: Any) -> None:
+    """S4': swap full (`uvm_swapisfull()`: swpgonly == swpages, every slot holds data that is
+    only in swap): nothing to gain from active pages; the walk does not start."""
+    env = _daemonless(kenv)
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        _be_the_pagedaemon(k, env)
+        h = await _hold(env, "h", ("anon", 54, None, "w"), ("anon", 16, None, ""))
+        for i in range(16):
+            await env.page_out(_anon(env, h, 0, i))
+        await _run_job(env, h, _writes(h, 1, range(16)))
+        assert k.uvmexp.swpgonly == k.uvmexp.swpginuse == k.uvmexp.swpages == 16
+        assert k.uvmexp.free == 10
+        k.uvmexp.inactarg = 0
+        calls0, calls1 = _trylocks(_lock(h, 0)), _trylocks(_lock(h, 1))
+        d = await _scan(k)
+        assert d["swpginuse"] == 0 and calls0 == calls1 == []
+        await _release(env, h)
+
+    env.run(body)
+
+
+def test_S4prime_no_swap_shortage_when_the_inactive_scan_freed_pages(kenv: Any) -> None:
+    """S4': "pages_freed == 0" fails: the inactive scan freed a clean page (I7), so no slot
+    is taken from the active pages although free < freetarg and every slot is in use."""
+    env = _daemonless(kenv)
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        _be_the_pagedaemon(k, env)
+        h = await _swap_in_use(env, 53)
+        _deactivate(k, [_pg(env, h, 1, 15)])  # clean: paged in, never written since
+        d = await _scan(k)
+        assert d["pdfreed"] == 1 and d["swpgonly"] == 1 and k.uvmexp.free == 11 < FREETARG
+        assert d["swpginuse"] == 0
+        assert all(_anon(env, h, 1, i).an_swslot for i in range(16))
+        await _release(env, h)
+
+    env.run(body)
+
+
+def test_S4prime_no_swap_shortage_at_the_free_target(kenv: Any) -> None:
+    """S4': free - DEFICIT = freetarg: no shortage, every slot stays."""
+    env = _daemonless(kenv)
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        _be_the_pagedaemon(k, env)
+        h = await _swap_in_use(env, 51)
+        assert k.uvmexp.free == FREETARG
+        calls = _trylocks(_lock(h, 1))
+        d = await _scan(k)
+        assert d["swpginuse"] == 0 and calls == []
+        await _release(env, h)
+
+    env.run(body)
+
+
+# === the active walk: A1-A6 (seed lines 946-998) =====================================================
+
+
+async def _two_owners(env: KernelEnv, first: int = 1, second: int = 10) -> Holder:
+    """Two anon regions, each with its own amap lock; region 0's pages head the active
+    queue. Free memory is plentiful (no swap shortage)."""
+    h = await _hold(env, "h", ("anon", first, None, "w"), ("anon", second, None, "w"))
+    q = list(env.k.uvm.page_active)
+    assert q[:first] == _pgs(env, h, 0) and q[first:] == _pgs(env, h, 1)
+    return h
+
+
+async def _busy(k: Kernel, lock: RWLock, pg: VmPage, busy: bool) -> None:
+    """Busy (or un-busy) a page from the test body, as an I/O owner does: under its owner's
+    lock, write-protected while busy."""
+    await rw_enter(k, lock, RW_WRITE)
+    if busy:
+        pg.pg_flags |= PG_BUSY
+        k.pmap.pmap_page_protect(pg, PROT_READ)
+    else:
+        pg.pg_flags &= ~PG_BUSY
+    rw_exit(lock)
+
+
+def test_A1_busy_active_page_is_skipped_without_locking_its_owner(kenv: Any) -> None:
+    """A1: "PG_BUSY (checked without the owner lock) | skip"."""
+    env = _daemonless(kenv)
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        _be_the_pagedaemon(k, env)
+        h = await _two_owners(env)
+        busy = _pg(env, h, 0, 0)
+        await _busy(k, _lock(h, 0), busy, True)
+        calls = _trylocks(_lock(h, 0))
+        k.uvmexp.inactarg = 3
+        d = await _scan(k)
+        assert calls == [] and busy.pg_flags & PQ_ACTIVE
+        assert d["pddeact"] == 3
+        assert all(pg.pg_flags & PQ_INACTIVE for pg in _pgs(env, h, 1)[:3])
+        _lock(h, 0).rwl_hook = None
+        await _busy(k, _lock(h, 0), busy, False)
+        await _release(env, h)
+
+    env.run(body)
+
+
+def test_A2_page_whose_owner_lock_is_held_elsewhere_is_skipped(kenv: Any) -> None:
+    """A2: "owner try-lock fails | skip" ("lock the page's owner.")."""
+    env = _daemonless(kenv)
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        _be_the_pagedaemon(k, env)
+        h = await _two_owners(env, first=2)
+        cpu = _other_cpu(k)
+        await _on(env, cpu, _enter(k, _lock(h, 0)))
+        calls = _trylocks(_lock(h, 0))
+        k.uvmexp.inactarg = 3
+        d = await _scan(k)
+        assert len(calls) == 2 and _lock(h, 0).rwl_owner is cpu.proc
+        assert all(pg.pg_flags & PQ_ACTIVE for pg in _pgs(env, h, 0))
+        assert d["pddeact"] == 3
+        assert all(pg.pg_flags & PQ_INACTIVE for pg in _pgs(env, h, 1)[:3])
+        _lock(h, 0).rwl_hook = None
+        await _on(env, cpu, _exit(_lock(h, 0)))
+        await _release(env, h)
+
+    env.run(body)
+
+
+def test_A3_page_busied_at_the_lock_instant_is_unlocked_and_skipped(kenv: Any) -> None:
+    """A3: "PG_BUSY after locking | unlock, skip" ("skip this page if it's busy."). Another
+    CPU busies the page between the unlocked check (A1) and the try-lock."""
+    env = _daemonless(kenv)
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        _be_the_pagedaemon(k, env)
+        h = await _two_owners(env)
+        pg = _pg(env, h, 0, 0)
+        lock = _lock(h, 0)
+
+        def busied_now(rwl: RWLock) -> None:
+            rwl.rwl_hook = None
+            pg.pg_flags |= PG_BUSY
+            k.pmap.pmap_page_protect(pg, PROT_READ)
+
+        lock.rwl_hook = busied_now
+        k.uvmexp.inactarg = 3
+        d = await _scan(k)
+        assert lock.rwl_hook is None  # the try-lock happened (and succeeded) ...
+        assert lock.rwl_owner is False  # ... and was released
+        assert pg.pg_flags & PQ_ACTIVE and pg.pg_flags & PG_BUSY
+        assert d["pddeact"] == 3
+        assert all(p.pg_flags & PQ_INACTIVE for p in _pgs(env, h, 1)[:3])
+        await _busy(k, lock, pg, False)
+        await _release(env, h)
+
+    env.run(body)
+
+
+def test_A4a_swap_shortage_takes_the_slot_of_an_active_anon_page(kenv: Any) -> None:
+    """A4a: "swap_shortage > 0, PQ_ANON, slot ≠ 0 | free slot, `an_swslot` = 0, clear PG_CLEAN,
+    swap_shortage −1" ("if there's a shortage of swap, free any swap allocated to this page
+    so that other pages can be paged out")."""
+    env = _daemonless(kenv)
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        _be_the_pagedaemon(k, env)
+        h = await _swap_in_use(env, 53)
+        slots = [_anon(env, h, 1, i).an_swslot for i in range(16)]
+        d = await _scan(k)
+        assert d["swpginuse"] == -2
+        for i in range(16):
+            anon = _anon(env, h, 1, i)
+            pg = anon.an_page
+            assert pg is not None
+            if i < 2:
+                assert anon.an_swslot == 0 and _slot_free(k, slots[i])
+                assert not pg.pg_flags & PG_CLEAN
+            else:
+                assert anon.an_swslot == slots[i] and pg.pg_flags & PG_CLEAN
+        await _release(env, h)
+
+    env.run(body)
+
+
+def test_A4b_swap_shortage_takes_the_slot_of_an_active_aobj_page(kenv: Any) -> None:
+    """A4b: "swap_shortage > 0, PQ_AOBJ, aobj slot ≠ 0 | clear it in the aobj, free slot,
+    clear PG_CLEAN, swap_shortage −1"."""
+    env = _daemonless(kenv)
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        _be_the_pagedaemon(k, env)
+        h = await _hold(env, "h", ("shared", 20, "shm", "w"), ("anon", 34, None, "w"))
+        slots = await _aobj_round_trip(env, h, 0, range(16))
+        assert k.uvmexp.swpginuse == 16 and k.uvmexp.free == 10
+        k.uvmexp.inactarg = 0
+        d = await _scan(k)
+        assert d["swpginuse"] == -2
+        uobj = _obj(h, 0)
+        for i in range(16):
+            pg = _pg(env, h, 0, i)
+            if i < 2:
+                assert uvm_aobj.uao_find_swslot(k, uobj, i) == 0 and _slot_free(k, slots[i])
+                assert not pg.pg_flags & PG_CLEAN
+            else:
+                assert uvm_aobj.uao_find_swslot(k, uobj, i) == slots[i]
+                assert pg.pg_flags & PG_CLEAN
+        await _release(env, h)
+
+    env.run(body)
+
+
+def test_A4c_page_without_a_slot_does_not_count_against_the_swap_shortage(kenv: Any) -> None:
+    """A4c: "swap_shortage > 0, no slot (or vnode page) | nothing". The walk meets the file
+    page and 37 slotless anon pages before the 16 with slots; the shortage of 2 still takes
+    two slots, and the slotless pages keep their flags (the file page stays PG_CLEAN)."""
+    env = _daemonless(kenv)
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        _be_the_pagedaemon(k, env)
+        h = await _swap_in_use(env, 53)
+        head = list(k.uvm.page_active)[:38]
+        assert head[0] is _pg(env, h, 0, 0) and all(pg.uanon is None or
+            pg.uanon.an_swslot == 0 for pg in head)  # fmt: skip
+        flags = [pg.pg_flags for pg in head]
+        d = await _scan(k)
+        assert d["swpginuse"] == -2
+        assert [pg.pg_flags for pg in head] == flags and head[0].pg_flags & PG_CLEAN
+        await _release(env, h)
+
+    env.run(body)
+
+
+def test_A5_deactivates_inactive_shortage_pages_from_the_head_unmapping_them(kenv: Any) -> None:
+    """A5: "inactive_shortage > 0 | remove all mappings (PROT_NONE), deactivate, `pddeact` +1,
+    inactive_shortage −1" ("deactivate this page if there's a shortage of inactive pages")."""
+    env = _daemonless(kenv)
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        _be_the_pagedaemon(k, env)
+        h = await _hold(env, "h", ("anon", 20, None, "w"))
+        pgs = _pgs(env, h, 0)
+        k.uvmexp.inactarg = 5
+        d = await _scan(k)
+        assert d["pddeact"] == 5 and (d["inactive"], d["active"]) == (5, -5)
+        assert list(k.uvm.page_inactive) == pgs[:5]
+        assert not any(_mapped(k, pg) for pg in pgs[:5])
+        assert all(_mapped(k, pg) and pg.pg_flags & PQ_ACTIVE for pg in pgs[5:])
+        await _release(env, h)
+
+    env.run(body)
+
+
+def test_A5prime_page_stays_active_and_mapped_without_inactive_shortage(kenv: Any) -> None:
+    """A5': "inactive_shortage ≤ 0 | page stays active": the walk runs for the swap shortage
+    only; the pages that lose their slot stay on the active queue, mapped."""
+    env = _daemonless(kenv)
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        _be_the_pagedaemon(k, env)
+        h = await _swap_in_use(env, 53)
+        d = await _scan(k)
+        assert d["pddeact"] == 0 and d["swpginuse"] == -2
+        for i in range(2):
+            pg = _pg(env, h, 1, i)
+            assert _anon(env, h, 1, i).an_swslot == 0
+            assert pg.pg_flags & PQ_ACTIVE and _mapped(k, pg)
+        await _release(env, h)
+
+    env.run(body)
+
+
+def test_A6_owner_lock_is_released_after_each_page(kenv: Any) -> None:
+    """A6: "always | unlock owner" ("we're done with this page."): at every try-lock of the
+    shared amap lock it is free again, and it is free after the walk."""
+    env = _daemonless(kenv)
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        _be_the_pagedaemon(k, env)
+        h = await _hold(env, "h", ("anon", 20, None, "w"))
+        lock = _lock(h, 0)
+        states: list[bool] = []
+        lock.rwl_hook = lambda rwl: states.append(rwl.rwl_owner is False)
+        k.uvmexp.inactarg = 5
+        await _scan(k)
+        lock.rwl_hook = None
+        assert states == [True] * 5 and lock.rwl_owner is False
+        await _release(env, h)
+
+    env.run(body)
+
+
+# === uvmpd_drop / uvmpd_hibernate (seed lines 1002-1052, HIBERNATE) ==================================
+
+
+def test_uvmpd_drop_and_hibernate_refuse_without_HIBERNATE(kenv: Any) -> None:
+    """uvmpd_drop and uvmpd_hibernate exist only "#ifdef HIBERNATE"; the port refuses to run
+    them in a kernel built without it."""
+    env = kenv(npages=64, config=_cfg())
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        h = await _hold(env, "h", ("file", 2, "f.dat", "r"))
+        with pytest.raises(Panic, match="HIBERNATE"):
+            await uvm_pdaemon.uvmpd_drop(k, k.uvm.page_active)
+        with pytest.raises(Panic, match="HIBERNATE"):
+            await uvm_pdaemon.uvmpd_hibernate(k)
+        assert all(pg.pg_flags & PQ_ACTIVE for pg in _pgs(env, h, 0))
+        await _release(env, h)
+
+    env.run(body)
+
+
+def test_uvmpd_hibernate_frees_clean_idle_object_pages_on_both_queues(kenv: Any) -> None:
+    """uvmpd_drop: "if (p->pg_flags & PQ_ANON || p->uobject == NULL) continue; if
+    (p->pg_flags & PG_BUSY) continue; if (p->pg_flags & PG_CLEAN) { ... pmap_page_protect(p,
+    PROT_NONE); uvm_pagefree(p); }", a clean aobj page counting in swpgonly ("this page now
+    lives only in swap"); uvmpd_hibernate runs it on the inactive then the active queue."""
+    env = kenv(npages=64, config=_cfg(hibernate=True))
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        h = await _hold(
+            env, "h", ("file", 6, "f.dat", "r"), ("shared", 2, "shm", "w"), ("anon", 3, None, "w")
+        )
+        await _aobj_round_trip(env, h, 1, range(1))  # aobj page 0: clean, with a slot
+        await _anon_round_trip(env, h, 2, range(1))  # anon page 0: clean, with a slot
+        await _run_job(env, h, _writes(h, 0, [2]))
+        f = _pgs(env, h, 0)
+        _deactivate(k, f[:3])  # 0, 1 clean inactive; 2 inactive, dirty (pmap saw the write)
+        assert not f[2].pg_flags & PG_CLEAN
+        await _busy(k, _lock(h, 0), f[4], True)
+        shm, anons = _pgs(env, h, 1), _pgs(env, h, 2)
+        assert shm[0].pg_flags & PG_CLEAN and not shm[1].pg_flags & PG_CLEAN
+        assert anons[0].pg_flags & PG_CLEAN
+        swpgonly = k.uvmexp.swpgonly
+        await uvm_pdaemon.uvmpd_hibernate(k)
+        freed = [pg.pg_flags & PQ_FREE != 0 for pg in [*f, *shm, *anons]]
+        assert freed == [True, True, False, True, False, True, True, False, False, False, False]
+        assert k.uvmexp.swpgonly == swpgonly + 1
+        assert uvm_page.uvm_pagelookup(_obj(h, 0), 0) is None
+        assert k.uvm.pageqlock.mtx_owner is False and _lock(h, 0).rwl_owner is False
+        await _busy(k, _lock(h, 0), f[4], False)
+        got = []
+
+        async def reread(p: UserProcess) -> None:
+            got.append(await p.load(h.vas[1], PAGE))
+
+        await _run_job(env, h, reread)  # the dropped aobj page comes back from swap
+        assert got == [_data("h", 1, 0)]
+        await _release(env, h)
+
+    env.run(body)
+
+
+def test_uvmpd_drop_rechecks_PG_CLEAN_after_waiting_for_the_object_lock(kenv: Any) -> None:
+    """uvmpd_drop: rw_enter may sleep, so "if the page is clean we can free it now" is tested
+    again under the lock: another CPU that held the lock dirtied the page meanwhile."""
+    env = kenv(npages=64, config=_cfg(hibernate=True))
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        h = await _hold(env, "h", ("file", 1, "f.dat", "r"))
+        pg = _pg(env, h, 0, 0)
+        lock = _lock(h, 0)
+        cpu = _other_cpu(k)
+        await _on(env, cpu, _enter(k, lock))
+
+        async def dirty_then_unlock() -> None:
+            await env.sleep(MS)
+            pg.pg_flags &= ~PG_CLEAN
+            rw_exit(lock)
+
+        _post(cpu, dirty_then_unlock)
+        t0 = k.sched.now
+        await uvm_pdaemon.uvmpd_drop(k, k.uvm.page_active)
+        assert k.sched.now - t0 >= MS  # it slept on the lock
+        assert pg.pg_flags & PQ_ACTIVE and uvm_page.uvm_pagelookup(_obj(h, 0), 0) is pg
+        assert lock.rwl_owner is False and k.uvm.pageqlock.mtx_owner is False
+        await _release(env, h)
+
+    env.run(body)
+
+
+def test_uvmpd_drop_trusts_PG_CLEAN_and_drops_a_page_written_through_its_mapping(
+    kenv: Any,
+) -> None:
+    """uvmpd_drop tests only the PG_CLEAN flag, never pmap_is_modified: a file page written
+    through its mapping since it was read (the write is only in the pmap's modified bit;
+    PG_CLEAN is resynced at deactivation, reference §1.6) is dropped, and the write is lost —
+    the file still holds its old bytes. Upstream, the file systems are synced before
+    hibernating (their flush checks the pmap), so this pins the seed's precondition."""
+    env = kenv(npages=64, config=_cfg(hibernate=True))
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        h = await _hold(env, "h", ("file", 1, "f.dat", "r"))
+        await _run_job(env, h, _writes(h, 0, [0]))
+        pg = _pg(env, h, 0, 0)
+        assert pg.pg_flags & PG_CLEAN and k.pmap.pmap_is_modified(pg)
+        await uvm_pdaemon.uvmpd_hibernate(k)
+        assert pg.pg_flags & PQ_FREE
+        got: list[bytes] = []
+
+        async def reread(p: UserProcess) -> None:
+            got.append(await p.load(h.vas[0], 8))
+
+        await _run_job(env, h, reread)
+        assert got == [bytes(8)]  # the sparse file's zeros, not the write
+        await _release(env, h)
+
+    env.run(body)
