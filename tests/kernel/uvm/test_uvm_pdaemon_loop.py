@@ -236,7 +236,11 @@ async def _until(env: KernelEnv, cond: Callable[[], bool], what: str, step: int 
 async def _quiet(env: KernelEnv, passes: list[PassRec], n: int) -> None:
     """Until the daemon has made ``n`` passes and sleeps again on its channel (M1)."""
     pd = _daemon(env.k)
-    await _until(env, lambda: len(passes) >= n and pd.p_wmesg == "pgdaemon", f"{n} passes")
+
+    def settled() -> bool:
+        return len(passes) > n or (len(passes) == n and pd.p_wmesg == "pgdaemon")
+
+    await _until(env, settled, f"{n} passes")
     await env.sleep(10 * MS)
     assert len(passes) == n and pd.p_wmesg == "pgdaemon"
 
