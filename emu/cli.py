@@ -118,6 +118,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             raise UsageError(f"--trace '{spec}': no such file {path!r}")
         from emu.scenario import WorkloadSpec
 
+        _check_trace(spec, fmt, Path(path))
         params = {"path": str(Path(path).resolve()), "fmt": fmt}
         sc.workloads.append(WorkloadSpec("trace_replay", f"trace{len(sc.workloads)}", 1, params))
     run_dir = prepare_run_dir(sc, Path(args.out), args.run_dir and Path(args.run_dir), args.force)
@@ -131,6 +132,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
             print(f"plot: {p}")
         print(f"run directory: {run_dir}")
     return 0 if summary["outcome"] == "ok" else 1
+
+
+def _check_trace(spec: str, fmt: str, path: Path) -> None:
+    """Read the whole trace once (streamed) so a bad line is refused before the run starts."""
+    from emu.workloads.trace import TraceError, open_trace
+
+    try:
+        for _ in open_trace(path, fmt):
+            pass
+    except (TraceError, ValueError) as e:
+        raise UsageError(f"--trace '{spec}': {e}") from e
 
 
 def _cmd_scenarios(args: argparse.Namespace) -> int:

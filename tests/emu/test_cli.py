@@ -82,3 +82,14 @@ def test_existing_run_dir_is_refused_without_force(tmp_path: Path, capsys: pytes
 def test_analyze_refuses_a_directory_that_is_not_a_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rc, _, err = _run(["analyze", str(tmp_path)], capsys)
     assert rc == 2 and "not a run directory" in err
+
+
+def test_trace_with_a_bad_line_is_refused_before_the_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.lackey"
+    bad.write_text("I  04000000,4\n L 7ff000010,8\n S zz,8\n")
+    rc, _, err = _run(["run", "small", "--out", str(tmp_path / "o"), "--quiet",
+                       "--trace", f"lackey:{bad}"], capsys)  # fmt: skip
+    assert rc == 2 and "bad.lackey" in err and "3" in err
+    assert not (tmp_path / "o").exists() or not list((tmp_path / "o").glob("*/summary.json"))

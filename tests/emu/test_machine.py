@@ -10,6 +10,7 @@ import os
 import stat
 from pathlib import Path
 
+import numpy as np
 import orjson
 import pytest
 
@@ -202,3 +203,40 @@ def test_a_mismatch_is_counted_and_logged_with_both_stamps(tmp_path: Path) -> No
     (ev,) = [e for e in _events(tmp_path / "run") if e["event"] == "integrity.mismatch"]
     assert ev["name"] == "liar" and ev["vaddr"] > 0
     assert ev["expected"] != ev["found"] and ev["ndiff"] > 0
+
+
+def test_a_file_mapping_cannot_name_a_path_outside_the_run_directory(tmp_path: Path) -> None:
+    seen: list[str] = []
+
+    async def escape(p) -> None:  # type: ignore[no-untyped-def]
+        for name in ("../outside.dat", "/tmp/abs.dat", ".."):
+            try:
+                await p.mmap(4096, kind="file", name=name)
+            except ValueError as e:
+                seen.append(str(e))
+
+    m = _small(tmp_path / "run")
+    m.attach(escape, name="escape")
+    assert m.run()["outcome"] == "ok"
+    assert len(seen) == 3 and all("bad file name" in s for s in seen)
+    assert not (tmp_path / "outside.dat").exists()
+
+
+def test_a_broken_invariant_panics_the_run_and_dumps_state(tmp_path: Path) -> None:
+    """Diagnostic mode: uvm_check after a daemon pass finds the corruption; outcome panic,
+    the invariant named in the error, and a state dump in the run directory."""
+
+    async def corrupt(p) -> None:  # type: ignore[no-untyped-def]
+        base = await p.mmap(200 * 4096)
+        await p.touch(np.arange(base, base + 200 * 4096, 4096, dtype=np.uint64), True)
+        p.k.uvmexp.active += 1  # a lie the next uvm_check must catch
+        await p.touch(np.arange(base, base + 200 * 4096, 4096, dtype=np.uint64), True)
+        base2 = await p.mmap(300 * 4096)
+        await p.touch(np.arange(base2, base2 + 300 * 4096, 4096, dtype=np.uint64), True)
+
+    m = _small(tmp_path / "run", kernel={"check_every_pass": True})
+    m.attach(corrupt, name="corrupt")
+    s = m.run()
+    assert s["outcome"] == "panic"
+    assert "active" in s["error"]
+    assert (tmp_path / "run" / "panic.txt").read_text().startswith("panic:")
