@@ -53,3 +53,18 @@ def test_pressure_keeps_free_above_reserve_clusters_pageouts_and_loses_nothing(
     assert any(e["pdfreed"] > 0 for e in passes[first_out + 1 :])
     assert s["uvmexp"]["pdfreed"] > 0 and s["faults"]["major"] > 0
     assert s["io"]["writes"] > 0 and s["io"]["reads"] > 0
+
+
+def test_without_DIAGNOSTIC_the_daemon_skips_its_checks_and_still_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    """A kernel built without DIAGNOSTIC: no UNLOCK panic check, no uvm_check per pass or per
+    aiodone batch; the daemon's decisions are the same kind and nothing is lost."""
+    m = Machine(ram=128, swap=1024, seed=2, device="none", loop="asyncio",
+                kernel={"diagnostic": False, "check_every_pass": False})  # fmt: skip
+    m.attach("hog", name="hog", step_pages=32, max_pages=256, sample=16)
+    m.attach("file_rmw", name="file", file="f.dat", pages=48, passes=2)
+    s = m.run()
+    assert s["outcome"] == "ok", s["error"]
+    assert s["integrity"]["mismatches"] == 0 and s["integrity"]["pages_checked"] > 0
+    assert s["uvmexp"]["pdpageouts"] > 0 and s["uvmexp"]["pdobscan"] > 0
