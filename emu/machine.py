@@ -108,7 +108,11 @@ class Machine:
             "device": {"model": device, **(device_params or {}), **(faults or {})},
             "kernel": dict(kernel or {}),
         }
-        self.scenario = validate(data, "<api>", name)
+        self._setup(validate(data, "<api>", name), run_dir, force, log_level, keep_images)
+
+    def _setup(self, sc: Scenario, run_dir: str | os.PathLike[str] | None, force: bool,
+               log_level: str, keep_images: bool) -> None:  # fmt: skip
+        self.scenario = sc
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.force = force
         self.log_level = log_level
@@ -123,15 +127,7 @@ class Machine:
         cls, sc: Scenario, run_dir: Path | None = None, log_level: str = "info", force: bool = False
     ) -> Machine:
         m = cls.__new__(cls)
-        m.scenario = sc
-        m.run_dir = run_dir
-        m.force = force
-        m.log_level = log_level
-        m.keep_images = False
-        m._attached = []
-        m.kernel = None
-        m.progress = None
-        m._check_sizes()
+        m._setup(sc, run_dir, force, log_level, keep_images=False)
         from emu.workloads import WORKLOADS
 
         for w in sc.workloads:
