@@ -138,6 +138,7 @@ class Clock:
         self._live_users = 0
         self._finished: asyncio.Event | None = None
         self._tg: asyncio.TaskGroup | None = None
+        self._crashed = False  # a thread died of an exception: the task group is stopping
         self.events_fired = 0
 
     # --- threads -----------------------------------------------------------------------------
@@ -162,6 +163,13 @@ class Clock:
         _current.set(th)
         try:
             await fn(*args)
+        except asyncio.CancelledError:
+            raise
+        except BaseException:
+            # the task group cancels everything once this task is done; until then the
+            # threads left blocked are not a deadlock (it would hide the real error)
+            self._crashed = True
+            raise
         finally:
             th.done = True
             self.runnable -= 1
@@ -353,6 +361,8 @@ class Clock:
             while self.runnable == 0 and self._live_users > 0:
                 ev = self._next_event()
                 if ev is None or self._strong == 0:
+                    if self._crashed:
+                        return
                     blocked = [
                         (th.name, th.wchan or "?") for th in self.threads if not th.done
                     ]

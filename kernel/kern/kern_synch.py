@@ -45,6 +45,7 @@ __all__ = [
     "RWLock",
     "Scheduler",
     "chan",
+    "cpu_race",
     "msleep_nsec",
     "mtx_enter",
     "mtx_leave",
@@ -205,6 +206,28 @@ async def sched_pause(k: Kernel) -> None:
     carried into its next sleep, which it enters at once, so no wakeup is lost meanwhile.
     """
     await k.sched.pay("sched_pause", k.config.costs.yield_ns)
+
+
+# --- races with other CPUs --------------------------------------------------------------------
+
+
+async def cpu_race(k: Kernel, where: str) -> None:
+    """PORT: a window in which, on a multiprocessor, other CPUs can get ahead of this thread.
+
+    The machine runs one kernel thread at a time (as the big kernel lock would), so what
+    another CPU does inside such a window (take an I/O completion interrupt, run aiodoned,
+    let a process free or fault a page) here only happens after this thread next sleeps. A
+    test that needs the race installs ``k.hooks["cpu.race"]``, an async callable given
+    ``where``; it runs on this thread and may sleep, and while it sleeps the other threads
+    run, as they would on the other CPUs. The caller must hold no mutex (the hook may sleep).
+    Without a hook this returns at once and never suspends.
+
+    Windows: ``"uvm_swap_io.async"``: an async swap write has been started and the caller
+    (the page daemon) has not yet relocked the page queues to look at its page again.
+    """
+    hook = k.hooks.get("cpu.race")
+    if hook is not None:
+        await hook(where)
 
 
 # --- rwlocks ----------------------------------------------------------------------------------

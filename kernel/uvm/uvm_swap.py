@@ -53,6 +53,7 @@ from kernel.kern.kern_synch import (
     PVM,
     Mutex,
     chan,
+    cpu_race,
     mtx_enter,
     mtx_leave,
     tsleep_nsec,
@@ -605,6 +606,10 @@ async def uvm_swap_io(
     # start the I/O; if async, we are done
     swstrategy(k, bp)
     if async_:
+        # PORT: on a multiprocessor the write may complete, and aiodoned finish it, on
+        # another CPU before our caller relocks the page queues (the daemon's "very remote
+        # chance"); tests play that race here (kern_synch.cpu_race)
+        await cpu_race(k, "uvm_swap_io.async")
         return uvm_pager.VM_PAGER_PEND
 
     # must be sync i/o: wait for it to finish

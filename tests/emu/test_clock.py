@@ -153,6 +153,25 @@ def test_deadlock_names_every_blocked_thread_and_its_channel() -> None:
         assert word in str(dl)
 
 
+def test_a_thread_dying_of_an_error_is_not_reported_as_a_deadlock() -> None:
+    """A thread that raises while every other thread is blocked: the error propagates alone
+    (the idle loop must not see the blocked threads as a deadlock before the task group
+    cancels them)."""
+    clock = Clock()
+
+    async def blocker() -> None:
+        await clock.wait(clock.waiter("hold"))
+
+    async def crasher() -> None:
+        await clock.sleep(5)
+        raise ValueError("kernel bug")
+
+    with pytest.raises(ExceptionGroup) as ei:
+        run(clock, {"proc1": blocker, "proc2": crasher})
+    (err,) = ei.value.exceptions
+    assert isinstance(err, ValueError) and str(err) == "kernel bug"
+
+
 def test_daemons_are_cancelled_when_the_last_user_thread_ends() -> None:
     clock = Clock()
     ticks: list[int] = []

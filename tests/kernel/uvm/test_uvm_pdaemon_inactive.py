@@ -19,20 +19,24 @@ map segments held by the test (a cluster cannot be mapped, a single page can).
 Thresholds on the machines used here (uvmpd_tune, reference §1.1): npages < 270 gives
 freemin 9, freetarg 12, and the seed's stop target free + paging ≥ 4 × freetarg = 48.
 
-Rows with no test, because nothing in this kernel can make them happen:
-- I16 "p no longer PQ_INACTIVE → queue head" and I18e "nextpg no longer PQ_INACTIVE →
-  reload": p stays PG_BUSY (the daemon's) from I11 to I18, and nothing takes a busy page
-  off the inactive queue or frees it but its owner; upstream the window is another CPU completing the async write
-  and then freeing or reactivating p (C: "a very remote chance"). Here completions run in
-  aiodoned, which cannot run before the daemon sleeps, and the daemon does not sleep between
-  uvm_pager_put's PEND and that test; nor is there a try-lock in the window for a hook.
+Rows that a correct kernel on one CPU cannot reach, and how they are driven here:
+- I16 "p no longer PQ_INACTIVE → queue head": p stays PG_BUSY (the daemon's) from I11 until
+  the write completes; upstream the window is another CPU completing the async write and
+  then freeing or reactivating p (C: "a very remote chance"). Here completions run in
+  aiodoned, which runs only once the daemon sleeps, so the test opens the window with
+  ``k.hooks["cpu.race"]`` (kern_synch.cpu_race, right after uvm_swap_io starts an async
+  write): the daemon's thread waits there while the other threads do their work.
+- I18e "nextpg no longer PQ_INACTIVE → reload": the page queues stay locked from taking the
+  successor to the check, and PG_BUSY pages are never requeued, so only a kernel that breaks
+  that rule gets there: the test gives a file a pager that reactivates its busy pages.
 - I18 "UNLOCK → panic (DIAGNOSTIC)": no put routine returns VM_PAGER_UNLOCK (uvn_put: OK,
   AGAIN, BAD, ERROR; uvm_swap_put: PEND, AGAIN, OK, ERROR; aobjs have no put); UNLOCK only
-  comes from pgo_get with PGO_LOCKED.
+  comes from pgo_get with PGO_LOCKED. The test's pager returns it from a put.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -60,7 +64,8 @@ from kernel.kern.kern_synch import (
 from kernel.kernel import Kernel, KernelConfig
 from kernel.sys.mman import PROT_NONE
 from kernel.sys.proc import Proc, curproc, set_curproc
-from kernel.uvm import uvm_aobj, uvm_map, uvm_page, uvm_pager, uvm_pmemrange, uvm_swap
+from kernel.sys.systm import Panic
+from kernel.uvm import uvm_aobj, uvm_map, uvm_page, uvm_pager, uvm_pmemrange, uvm_swap, uvm_vnode
 from kernel.uvm.uvm import UvmConstraintRange
 from kernel.uvm.uvm_anon import VmAnon
 from kernel.uvm.uvm_page import (
@@ -327,6 +332,13 @@ def _load(va: int, n: int = 8) -> Job:
 def _store(va: int, data: bytes) -> Job:
     async def job(p: UserProcess) -> None:
         await p.store(va, data)
+
+    return job
+
+
+def _munmap(va: int, n: int) -> Job:
+    async def job(p: UserProcess) -> None:
+        await p.munmap(va, n)
 
     return job
 
@@ -1389,6 +1401,54 @@ def test_I16_after_the_pager_retried_pg_alone_paging_grows_by_one(kenv: Any) -> 
     env.run(body)
 
 
+def test_I16_p_lost_to_another_cpu_before_the_relock_restarts_at_the_head(kenv: Any) -> None:
+    """I16: "next := successor of p if p still PQ_INACTIVE, else the queue head" (C: "there
+    is a very remote chance that the pending async i/o can finish _before_ we get here. if
+    that happens, our page "p" may no longer be on the inactive queue. so we verify this when
+    determining the next page (starting over at the head if we've lost our inactive page)").
+
+    The race needs a second CPU: right after the cluster's write is started, the daemon's CPU
+    falls behind (kern_synch.cpu_race) while the write completes, aiodoned finishes it (the
+    15 other pages are clean, unbusy and still at the head of the inactive queue) and the
+    owner unmaps p, which frees it. The daemon, back, finds p gone and starts over at the
+    head, where it frees the now clean pages in the same pass; B's page, after p, comes
+    last. aiodoned took the cluster off ``paging`` before the daemon added it: the counter is
+    -16 for that instant (the C has the same order)."""
+    env = _machine(kenv)
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        _be_the_pagedaemon(k, env)
+        h = await _hold(env, "w", _region("anon", 16), _region("anon", 1))
+        ballast = await _pressure(env, 30)
+        a, b = _pgs(env, h, 0), _pg(env, h, 1, 0)
+        p = a[15]
+        _deactivate(k, [*a, b])
+        seen: dict[str, Any] = {}
+
+        async def other_cpus(where: str) -> None:
+            del k.hooks["cpu.race"]
+            seen["where"] = where
+            await _until(env, lambda: not p.pg_flags & PG_BUSY, "aiodoned finished p")
+            seen["paging"] = k.uvmexp.paging
+            await _run(env, h, _munmap(h.vas[0] + 15 * PAGE, PAGE))
+            seen["p"] = p.pg_flags
+
+        k.hooks["cpu.race"] = other_cpus
+        with capture_logs() as logs:
+            d = await _scan(k)
+        assert seen["where"] == "uvm_swap_io.async"
+        assert seen["paging"] == -16 and seen["p"] & PQ_FREE
+        assert _pageouts(logs) == [(16, "PEND"), (1, "PEND")]
+        # 16 pages up to p, the 15 again from the head (freed: clean now), then B's page
+        assert (d["pdscans"], d["pdfreed"], d["pdpending"], d["paging"]) == (32, 15, 2, 1)
+        assert all(pg.pg_flags & PQ_FREE for pg in a)
+        assert b.pg_flags & PG_BUSY and k.uvmexp.swpgonly == 15
+        await _settle(env)
+        await _release(env, h, ballast)
+
+    env.run(body)
+
+
 def test_I17_failed_final_flush_drops_the_whole_cluster(kenv: Any) -> None:
     """I17: "not PEND, p is none (final flush failed) | next := none; lock pages"; §1.8: with
     no pg, AGAIN frees "all n" slots and the pages are dropped (unbusied, slot zeroed, still
@@ -1623,6 +1683,109 @@ def test_I18d_successful_vnode_pageout_marks_clean_and_a_later_pass_frees_it(ken
         assert (d["pdfreed"], d["pdpageouts"], d["free"]) == (1, 0, 1)
         assert pg.pg_flags & PQ_FREE
         assert await _run(env, h, _load(h.vas[0], PAGE)) == _data("w", 0, 0)  # from the file
+        await _release(env, h, ballast)
+
+    env.run(body)
+
+
+# === a pager that breaks its contract: the daemon's DIAGNOSTIC check and safety net ===============
+
+
+def _bad_pager(env: KernelEnv, h: Holder, r: int, put: Callable[..., Awaitable[int]]) -> None:
+    """Give the file object behind region ``r`` a pager whose put is ``put`` (the rest of
+    the vnode pager is unchanged): a pager with a bug, as a third-party one could have."""
+    uobj = _entry(h, r).uvm_obj
+    assert uobj is not None and uobj.pgops is uvm_vnode.uvm_vnodeops
+    uobj.pgops = dataclasses.replace(uobj.pgops, pgo_put=put)
+
+
+def test_I18_pager_put_returning_unlock_panics_under_DIAGNOSTIC(kenv: Any) -> None:
+    """I18: "UNLOCK result → panic (DIAGNOSTIC)" (C: "VM_PAGER_UNLOCK: should never see this
+    as it is only valid for "get" operations"; panic("pagedaemon: pageout returned invalid
+    'unlock' code")). No pager of this kernel returns it from a put (uvn_put: OK, AGAIN, BAD,
+    ERROR; uvm_swap_put: PEND, AGAIN, OK, ERROR), so the file's pager here is a buggy one
+    whose put returns UNLOCK; the check catches it as the page comes back."""
+    env = _machine(kenv)
+
+    async def bad_put(k: Kernel, uobj: Any, pps: list[Any], npages: int, flags: int) -> int:
+        return uvm_pager.VM_PAGER_UNLOCK
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        _be_the_pagedaemon(k, env)
+        h = await _hold(env, "w", _region("file", 1, "f"))
+        await _pressure(env, 30)
+        _bad_pager(env, h, 0, bad_put)
+        pg = _pg(env, h, 0, 0)
+        _deactivate(k, [pg])
+        seen.extend([pg, _lock(env, h, 0)])
+        await _scan(k)
+
+    seen: list[Any] = []
+    env.check_at_teardown = False  # a panicked kernel: p stays busy, its object locked
+    with pytest.raises(Panic, match="pagedaemon: pageout returned invalid 'unlock' code"):
+        env.run(body)
+    # the panic came as the page came back, before the daemon touched it
+    pg, lock = seen
+    assert pg.pg_flags & PG_BUSY and lock.rwl_owner is env.testproc
+    assert env.k.uvmexp.pdpageouts == 1
+
+
+def test_I18e_page_requeued_during_its_pageout_makes_the_scan_restart_at_the_head(
+    kenv: Any,
+) -> None:
+    """I18e: "if next exists but is no longer PQ_INACTIVE, next := queue head" (C: "do a
+    safety check of nextpg to make sure it is on the inactive queue (it should be since
+    PG_BUSY pages on the inactive queue can't be re-queued [note: not true for active
+    queue])"). The page queues stay locked from taking p's successor to the check, so in a
+    kernel that keeps the rule quoted nothing can trip it; the check is the daemon's guard
+    against code that does not. Here the file's pager breaks the rule: after writing its
+    cluster (p0 and p1) it reactivates both pages although p0 is the daemon's busy page. p0's
+    successor is then p1 on the active queue; without the check the scan would walk the
+    active queue from there. With it, the scan starts over at the head: B's page (whose lock
+    another CPU holds, so it is skipped each time) is tried twice, then C's page is paged out.
+    """
+    env = _machine(kenv)
+    real_put = uvm_vnode.uvm_vnodeops.pgo_put
+    assert real_put is not None
+
+    async def put_then_requeue(
+        k: Kernel, uobj: Any, pps: list[VmPage | None], npages: int, flags: int
+    ) -> int:
+        result = await real_put(k, uobj, pps, npages, flags)
+        uvm_page.uvm_lock_pageq(k)
+        for pg in pps[:npages]:
+            assert pg is not None
+            uvm_page.uvm_pageactivate(k, pg)  # the bug: p0 is PG_BUSY, the daemon's
+        uvm_page.uvm_unlock_pageq(k)
+        return result
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        _be_the_pagedaemon(k, env)
+        h = await _hold(
+            env, "w", _region("anon", 1), _region("file", 2, "f"), _region("anon", 1)
+        )
+        ballast = await _pressure(env, 30)
+        b, (p0, p1), c = _pg(env, h, 0, 0), _pgs(env, h, 1), _pg(env, h, 2, 0)
+        _bad_pager(env, h, 1, put_then_requeue)
+        _deactivate(k, [b, p0, p1, c])
+        cpu = _other_cpu(k)
+        lb = _lock(env, h, 0)
+        _take_as(cpu.proc, lb)
+        tries: list[int] = []
+        lb.rwl_hook = lambda rwl: tries.append(len(tries))
+        with capture_logs() as logs:
+            d = await _scan(k)
+        lb.rwl_hook = None
+        assert _pageouts(logs) == [(2, "OK"), (1, "PEND")]
+        assert len(tries) == 2  # B's page at the head, before p0 and after the reload
+        assert (d["pdscans"], d["pdpageouts"], d["pdpending"]) == (4, 2, 1)
+        for pg in (p0, p1):  # written, clean, on the active queue where the pager put them
+            assert pg.pg_flags & PQ_ACTIVE and pg.pg_flags & PG_CLEAN
+            assert not pg.pg_flags & PG_BUSY
+        assert c.pg_flags & PG_BUSY and b.pg_flags & PQ_INACTIVE
+        assert _file_bytes(env, "f", 1) == _data("w", 1, 1)
+        await _run(env, cpu, _exit(lb))
+        await _settle(env)
         await _release(env, h, ballast)
 
     env.run(body)

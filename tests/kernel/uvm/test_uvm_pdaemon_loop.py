@@ -781,6 +781,72 @@ def test_uvmpd_tune_keeps_freemin_above_reserve_kernel_on_small_machines(
     assert (u.freemin, u.freetarg, u.wiredmax) == (freemin, freetarg, wiredmax)
 
 
+def _tune(k: Kernel, npages: int) -> tuple[int, int]:
+    """uvmpd_tune of ``k`` as if it had ``npages`` (uvmexp.npages restored after)."""
+    u = k.uvmexp
+    saved = u.npages, u.freemin, u.freetarg, u.wiredmax
+    u.npages = npages
+    uvm_page.uvm_lock_pageq(k)
+    try:
+        uvm_pdaemon.uvmpd_tune(k)
+    finally:
+        uvm_page.uvm_unlock_pageq(k)
+    got = u.freemin, u.freetarg
+    u.npages, u.freemin, u.freetarg, u.wiredmax = saved
+    return got
+
+
+def test_uvmpd_tune_freetarg_floor_never_acts_with_4k_pages(run_kernel: Any) -> None:
+    """uvmpd_tune: "if (uvmexp.freetarg <= uvmexp.freemin) uvmexp.freetarg = uvmexp.freemin +
+    1;" acts only when freemin * 4 / 3 <= freemin, that is freemin <= 2. With 4 KiB pages the
+    16 KiB floor alone makes freemin at least 4 (and reserve_kernel 8 makes it at least 9),
+    so on this machine the line is dead whatever npages and reserve_kernel are: the booted
+    kernel's own uvmpd_tune, for every npages up to 2^16 and a sweep to 2^30, with
+    reserve_kernel 0 to 8."""
+    seen: list[tuple[int, int, int]] = []
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        u = k.uvmexp
+        reserve = u.reserve_kernel
+        sizes = [*range(1, 1 << 16), *(1 << b for b in range(16, 31)), 3 * (1 << 20) + 7]
+        for rk in range(0, 9):
+            u.reserve_kernel = rk
+            for n in sizes:
+                freemin, freetarg = _tune(k, n)
+                assert freemin >= max(4, rk + 1) and freetarg == freemin * 4 // 3 > freemin
+            seen.append((rk, *_tune(k, 4096)))
+        u.reserve_kernel = reserve
+
+    run_kernel(body, npages=64, swap_pages=16, config=_cfg())
+    assert seen[0] == (0, 136, 181) and seen[8] == (8, 136, 181)
+
+
+def test_uvmpd_tune_freetarg_floor_on_a_16k_page_port_with_a_one_page_reserve(
+    run_kernel: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the floor is for: with 16 KiB pages the 16 KiB minimum is one page, and with a
+    kernel reserve of one page "Make sure there's always a user page free" raises freemin to
+    reserve_kernel + 1 = 2; then freetarg = 2 * 4 / 3 = 2 <= freemin, and the floor makes it
+    freemin + 1 = 3 (above 16 KiB pages: npages 59 gives npages / 30 = 1). Neither this page
+    size nor this reserve exists on this machine (previous test); the daemon's PAGE_SHIFT
+    and uvmexp.reserve_kernel are changed around one call of the booted kernel's
+    uvmpd_tune, the rest of the machine stays at 4 KiB pages."""
+    got: list[tuple[int, int]] = []
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        u = k.uvmexp
+        reserve = u.reserve_kernel
+        u.reserve_kernel = 1
+        with monkeypatch.context() as m:
+            m.setattr(uvm_pdaemon, "PAGE_SHIFT", 14)
+            got.extend([_tune(k, 59), _tune(k, 60), _tune(k, 120)])
+        u.reserve_kernel = reserve
+
+    run_kernel(body, npages=64, swap_pages=16, config=_cfg())
+    # 59 and 60 pages: freemin 2 → floor; 120 pages: freemin 4, freetarg 5 (no floor)
+    assert got == [(2, 3), (2, 3), (4, 5)]
+
+
 # === uvm_pageout: M1-M11 (seed lines 208-323) =========================================================
 
 
