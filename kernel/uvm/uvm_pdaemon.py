@@ -1,13 +1,72 @@
+# $OpenBSD: uvm_pdaemon.c,v 1.105 2022/09/10 20:35:29 miod Exp $
+# $NetBSD: uvm_pdaemon.c,v 1.23 2000/08/20 10:24:14 bjh21 Exp $
+#
+#
+# Copyright (c) 1997 Charles D. Cranor and Washington University.
+# Copyright (c) 1991, 1993, The Regents of the University of California.
+#
+# All rights reserved.
+#
+# This code is derived from software contributed to Berkeley by
+# The Mach Operating System project at Carnegie-Mellon University.
+#
+# Redistribution and use in source and binary forms, with or without
+# modification, are permitted provided that the following conditions
+# are met:
+# 1. Redistributions of source code must retain the above copyright
+#    notice, this list of conditions and the following disclaimer.
+# 2. Redistributions in binary form must reproduce the above copyright
+#    notice, this list of conditions and the following disclaimer in the
+#    documentation and/or other materials provided with the distribution.
+# 3. Neither the name of the University nor the names of its contributors
+#    may be used to endorse or promote products derived from this software
+#    without specific prior written permission.
+#
+# THIS SOFTWARE IS PROVIDED BY THE REGENTS AND CONTRIBUTORS ``AS IS'' AND
+# ANY EXPRESS OR IMPLIED WARRANTIES, INCLUDING, BUT NOT LIMITED TO, THE
+# IMPLIED WARRANTIES OF MERCHANTABILITY AND FITNESS FOR A PARTICULAR PURPOSE
+# ARE DISCLAIMED.  IN NO EVENT SHALL THE REGENTS OR CONTRIBUTORS BE LIABLE
+# FOR ANY DIRECT, INDIRECT, INCIDENTAL, SPECIAL, EXEMPLARY, OR CONSEQUENTIAL
+# DAMAGES (INCLUDING, BUT NOT LIMITED TO, PROCUREMENT OF SUBSTITUTE GOODS
+# OR SERVICES; LOSS OF USE, DATA, OR PROFITS; OR BUSINESS INTERRUPTION)
+# HOWEVER CAUSED AND ON ANY THEORY OF LIABILITY, WHETHER IN CONTRACT, STRICT
+# LIABILITY, OR TORT (INCLUDING NEGLIGENCE OR OTHERWISE) ARISING IN ANY WAY
+# OUT OF THE USE OF THIS SOFTWARE, EVEN IF ADVISED OF THE POSSIBILITY OF
+# SUCH DAMAGE.
+#
+#	@(#)vm_pageout.c        8.5 (Berkeley) 2/14/94
+# from: Id: uvm_pdaemon.c,v 1.1.2.32 1998/02/06 05:26:30 chs Exp
+#
+#
+# Copyright (c) 1987, 1990 Carnegie-Mellon University.
+# All rights reserved.
+#
+# Permission to use, copy, modify and distribute this software and
+# its documentation is hereby granted, provided that both the copyright
+# notice and this permission notice appear in all copies of the
+# software, derivative works or modified versions, and any portions
+# thereof, and that both notices appear in supporting documentation.
+#
+# CARNEGIE MELLON ALLOWS FREE USE OF THIS SOFTWARE IN ITS "AS IS"
+# CONDITION.  CARNEGIE MELLON DISCLAIMS ANY LIABILITY OF ANY KIND
+# FOR ANY DAMAGES WHATSOEVER RESULTING FROM THE USE OF THIS SOFTWARE.
+#
+# Carnegie Mellon requests users of this software to return to
+#
+#  Software Distribution Coordinator  or  Software.Distribution@CS.CMU.EDU
+#  School of Computer Science
+#  Carnegie Mellon University
+#  Pittsburgh PA 15213-3890
+#
+# any improvements or extensions that they make and grant Carnegie the
+# rights to redistribute these changes.
+
 """uvm_pdaemon.c: the page daemon
 
 Port of OpenBSD sys/uvm/uvm_pdaemon.c,v 1.105 2022/09/10 20:35:29 miod
 ($NetBSD: uvm_pdaemon.c,v 1.23 2000/08/20 10:24:14 bjh21 Exp $).
 
-Copyright (c) 1997 Charles D. Cranor and Washington University.
-Copyright (c) 1991, 1993, The Regents of the University of California.
-Copyright (c) 1987, 1990 Carnegie-Mellon University.
-All rights reserved. (The full notices are in the seed file, shared/seed/uvm_pdaemon.c;
-this Python text is a port written for uvm-emu, under the same terms.)
+A port of the C, under the copyright notices and conditions above (kept as the C has them).
 
 Each function's docstring gives its line range in the seed. Read it side by side with the C.
 
@@ -26,14 +85,19 @@ Deviations (each marked ``# PORT:`` where it happens):
   ``uvm_pager_put`` returns ``(result, ppsp, npages)``.
 - The daemon charges virtual CPU time for each loop and each page it examines, and emits one
   structured log line per pass and per pageout cluster (style C18); printf()s become events.
+- Where the C dereferences a pointer that Python types as optional, ``assert x is not None``
+  (or ``cast``) narrows it: it fails where the C would fault on NULL, and changes no branch.
+  ``uvmexp = k.uvmexp`` is a local in the longer functions so their bodies read as the C
+  (``uvmexp.free``); other C globals are spelled through ``k``.
 - Everything else, including the 4 x freetarg stop target and the comparison of a page number
   with byte addresses in the constraint check (reference §4.3, §4.5), is as the C does it.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, cast
 
 import structlog
 
@@ -200,8 +264,9 @@ def uvmpd_tune(k: Kernel) -> None:
 async def uvm_pageout(k: Kernel) -> None:
     """uvm_pageout: the main loop for the pagedaemon
 
-    => runs as the "pagedaemon" kernel thread; never returns
     => may sleep
+
+    Port: started by init_main as the "pagedaemon" kernel thread; never returns.
 
     Seed lines 208-323.
     """
@@ -209,7 +274,7 @@ async def uvm_pageout(k: Kernel) -> None:
     pma: UvmPmalloc | None
     npages = 0
     uvmexp = k.uvmexp
-    pmr = k.uvm.pmr_control
+    pmr = k.uvm.pmr_control  # PORT: uvm.pmr_control, spelled once (an Optional until boot)
     assert pmr is not None
 
     # ensure correct priority and set paging parameters...
@@ -231,7 +296,7 @@ async def uvm_pageout(k: Kernel) -> None:
 
         if (pma := pmr.allocs.first()) is not None:
             pma.pm_flags |= UVM_PMA_BUSY
-            constraint = pma.pm_constraint
+            constraint = copy.copy(pma.pm_constraint)  # a struct copy
         else:
             if k.uvm_nowait_failed:
                 # XXX realisticly, this is what our
@@ -303,8 +368,9 @@ async def uvm_pageout(k: Kernel) -> None:
 async def uvm_aiodone_daemon(k: Kernel) -> None:
     """uvm_aiodone_daemon:  main loop for the aiodone daemon.
 
-    => runs as the "aiodoned" kernel thread; never returns
     => may sleep
+
+    Port: started by init_main as the "aiodoned" kernel thread; never returns.
 
     Seed lines 329-369.
     """
@@ -336,10 +402,10 @@ async def uvm_aiodone_daemon(k: Kernel) -> None:
             # PORT: s = splbio(); b_iodone must by called at splbio; splx(s): no spl levels
             bp.b_freelist.tqe_next = bp.b_freelist.tqe_prev = None  # PORT: unlink (TAILQ_INIT)
             bp.b_freelist.tqe_head = None
+            nbufs += 1  # PORT: counted before b_iodone, which may free bp
+            npages += bp.b_bufsize >> PAGE_SHIFT
             assert bp.b_iodone is not None
             bp.b_iodone(bp)
-            nbufs += 1
-            npages += bp.b_bufsize >> PAGE_SHIFT
             bp = nbp
 
             k.sched.charge(k.config.costs.aiodone_buf_ns)  # PORT: CPU time
@@ -384,9 +450,9 @@ def uvmpd_dropswap(k: Kernel, pg: VmPage) -> None:
 
     Seed lines 405-416.
     """
-    anon = pg.uanon
+    anon = cast("VmAnon", pg.uanon)  # a NULL pointer (None) unless PQ_ANON, as in C
 
-    if (pg.pg_flags & PQ_ANON) and anon is not None and anon.an_swslot:
+    if (pg.pg_flags & PQ_ANON) and anon.an_swslot:
         uvm_swap.uvm_swap_free(k, anon.an_swslot, 1)
         anon.an_swslot = 0
     elif pg.pg_flags & PQ_AOBJ:
@@ -402,9 +468,11 @@ async def uvmpd_scan_inactive(k: Kernel, pma: UvmPmalloc | None, pglst: TailQ[Vm
        into free pages.
     => we handle the building of swap-backed clusters
     => we return TRUE if we are exiting because we met our target
-    => may sleep (vnode pageouts are synchronous)
+    => may sleep
 
-    Port: the "we return TRUE" line is stale upstream; the C function returns nothing.
+    Port: the "we return TRUE" line is stale upstream; the C function returns nothing. It
+    sleeps in uvm_pager_put (swap I/O set-up, synchronous vnode writes) and when it relocks
+    the owner of a swap-backed page after its pageout.
 
     Seed lines 427-869.
     """
@@ -875,9 +943,9 @@ async def uvmpd_scan(k: Kernel, pma: UvmPmalloc | None) -> None:
         # if there's a shortage of swap, free any swap allocated
         # to this page so that other pages can be paged out.
         if swap_shortage > 0:
-            if (p.pg_flags & PQ_ANON) and p.uanon is not None and p.uanon.an_swslot:
-                uvm_swap.uvm_swap_free(k, p.uanon.an_swslot, 1)
-                p.uanon.an_swslot = 0
+            if (p.pg_flags & PQ_ANON) and cast("VmAnon", p.uanon).an_swslot:
+                uvm_swap.uvm_swap_free(k, cast("VmAnon", p.uanon).an_swslot, 1)
+                cast("VmAnon", p.uanon).an_swslot = 0
                 p.pg_flags &= ~PG_CLEAN
                 swap_shortage -= 1
             if p.pg_flags & PQ_AOBJ:
@@ -946,9 +1014,11 @@ async def uvmpd_drop(k: Kernel, pglst: TailQ[VmPage]) -> None:
 
 
 async def uvmpd_hibernate(k: Kernel) -> None:
-    """uvmpd_hibernate: drop clean object pages from both queues before hibernating.
+    """uvmpd_hibernate
 
     => may sleep
+
+    Port: the C has no header comment here; it drops the clean object pages of both queues.
 
     Seed lines 1047-1052.
     """
