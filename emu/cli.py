@@ -65,7 +65,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="run only this benchmark (repeatable)")  # fmt: skip
     b.add_argument("--quiet", action="store_true", help="no per-benchmark progress on stderr")
 
-    e = sub.add_parser("ioerr-sweep", help="fail each swap I/O of a scenario in turn (emu/reliability.py)")
+    e = sub.add_parser(
+        "ioerr-sweep", help="fail each swap I/O of a scenario in turn (emu/reliability.py)"
+    )
     e.add_argument("scenario")
     e.add_argument("--json", dest="json_path", help="write one row per run to this file")
     e.add_argument("--stride", type=int, default=1, help="fail every N-th I/O only")
@@ -91,10 +93,14 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_analyze(args)
         if args.cmd == "bench":
             return _cmd_bench(args)
-        if args.cmd in ("ioerr-sweep", "soak"):
+        if args.cmd == "ioerr-sweep":
             from emu import reliability
 
-            return reliability.cmd_ioerr_sweep(args) if args.cmd == "ioerr-sweep" else reliability.cmd_soak(args)
+            return reliability.cmd_ioerr_sweep(args)
+        if args.cmd == "soak":
+            from emu import soak
+
+            return soak.cmd_soak(args)
     except (ScenarioError, UsageError) as e:
         print(f"emu: {e}", file=sys.stderr)
         return 2
@@ -102,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from emu.machine import prepare_run_dir, run_scenario
+    from emu.machine import run_scenario
+    from emu.scenario import prepare_run_dir
 
     overrides = list(args.set)
     flags = (("ram", args.ram), ("swap", args.swap), ("seed", args.seed), ("loop", args.loop))

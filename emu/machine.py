@@ -36,17 +36,29 @@ import structlog
 from devices.faults import FaultConfig
 from devices.swapdisk import INLINE_PAGES, SwapDisk
 from devices.timing import make_model
-from emu.clock import Clock, Deadlock, current_thread
+from emu.clock import Clock, Deadlock
 from emu.cpu import Cpu, CpuContext
 from emu.eventlog import SCHEMA, EventLog
 from emu.mmu import Mmu
+from emu.probes import (
+    FAULT_KINDS,
+    ProcStats,
+    TimeLimit,
+    dump_state,
+    guard,
+    kernel_config,
+    sampler,
+    time_traps,
+    watchdog,
+    write_private,
+)
 from emu.ram import Ram, parse_size
 from emu.scenario import Scenario, ScenarioError, validate
 from kernel.arch.emu import machdep
-from kernel.kernel import Kernel, KernelConfig, KernelCosts
+from kernel.kernel import Kernel
 from kernel.sys.systm import Panic
 
-__all__ = ["Machine", "Summary", "prepare_run_dir", "run_scenario"]
+__all__ = ["Machine", "Summary", "run_scenario"]
 
 SUMMARY_SCHEMA = "uvm-emu/summary/1"
 MIN_RAM_PAGES = 64  # below this the kernel's reserves and targets leave nothing to run on
@@ -64,16 +76,6 @@ class Summary(dict[str, Any]):
             return self[name]
         except KeyError:
             raise AttributeError(name) from None
-
-
-class _ProcStats:
-    __slots__ = ("faults", "kind", "lat_hist", "name")
-
-    def __init__(self, name: str, kind: str) -> None:
-        self.name = name
-        self.kind = kind
-        self.faults = 0
-        self.lat_hist: dict[int, int] = {}
 
 
 class Machine:
@@ -155,7 +157,9 @@ class Machine:
                 f" the kernel needs at least {MIN_RAM_PAGES} pages ({MIN_RAM_PAGES * 4} KiB)"
             )
         if self.swap_pages < mc["swap_devices"]:
-            raise ScenarioError(f"{self.scenario.source}: machine.swap is smaller than one page per device")
+            raise ScenarioError(
+                f"{self.scenario.source}: machine.swap is smaller than one page per device"
+            )
 
     def attach(self, fn: Workload | str, name: str | None = None, **params: Any) -> None:
         """Attach ``fn`` (``async def fn(p, **params)``, or a stock workload's kind name) as a
@@ -165,7 +169,9 @@ class Machine:
             from emu.workloads import WORKLOADS
 
             if fn not in WORKLOADS:
-                raise ScenarioError(f"attach: unknown stock workload {fn!r}; kinds: {', '.join(sorted(WORKLOADS))}")
+                raise ScenarioError(
+                    f"attach: unknown stock workload {fn!r}; kinds: {', '.join(sorted(WORKLOADS))}"
+                )
             kind, fn = fn, WORKLOADS[fn]
         if not callable(fn):
             raise TypeError(f"attach: {fn!r} is not a coroutine function")
@@ -199,7 +205,9 @@ class Machine:
         else:
             workdir = self.run_dir
             workdir.mkdir(parents=True, exist_ok=True)
-        evlog = EventLog(workdir / "events.jsonl" if self.run_dir is not None else None, self.log_level)
+        evlog = EventLog(
+            workdir / "events.jsonl" if self.run_dir is not None else None, self.log_level
+        )
         clock = Clock()
         evlog.configure(clock)
         ram = Ram(self.ram_pages)
@@ -209,7 +217,7 @@ class Machine:
         disks: list[SwapDisk] = []
         outcome, error = "ok", None
         k: Kernel | None = None
-        stats: dict[int, _ProcStats] = {}
+        stats: dict[int, ProcStats] = {}
         handles: list[Any] = []
         clusters: dict[int, int] = {}
         passes = [0]
@@ -219,10 +227,12 @@ class Machine:
                      device=dc["model"],
                      wall_start=datetime.datetime.now(datetime.UTC).isoformat())  # fmt: skip
             disks = self._make_disks(workdir, clock)
-            config = _kernel_config(kc)
+            config = kernel_config(kc)
             filedir = workdir / "files"
             filedir.mkdir(exist_ok=True)
-            k = machdep.boot(ram, mmu, cpu, clock, disks, config, filedir=str(filedir), seed=mc["seed"])
+            k = machdep.boot(
+                ram, mmu, cpu, clock, disks, config, filedir=str(filedir), seed=mc["seed"]
+            )
             self.kernel = k
 
             def on_pass(_k: Kernel, delta: dict[str, int], cl: list[int]) -> None:
@@ -235,14 +245,14 @@ class Machine:
             def setup(c: Clock, tg: asyncio.TaskGroup) -> None:
                 assert k is not None
                 machdep.start(k)
-                _time_traps(k, cpu, clock, stats)
-                c.spawn(_sampler, k, mc["sample_interval_ns"], self, len(self._attached),
+                time_traps(k, cpu, clock, stats)
+                c.spawn(sampler, k, mc["sample_interval_ns"], self, len(self._attached),
                         handles, name="sampler", daemon=True)  # fmt: skip
                 if mc["max_virtual_ns"]:
-                    c.spawn(_watchdog, c, mc["max_virtual_ns"], name="watchdog", daemon=True)
+                    c.spawn(watchdog, c, mc["max_virtual_ns"], name="watchdog", daemon=True)
                 for name, kind, fn, params in self._attached:
-                    h = machdep.spawn_process(k, name, _guard(fn), **params)
-                    stats[h.pid] = _ProcStats(name, kind)
+                    h = machdep.spawn_process(k, name, guard(fn), **params)
+                    stats[h.pid] = ProcStats(name, kind)
                     handles.append(h)
                     log.info("workload.start", name=name, pid=h.pid, kind=kind)
 
@@ -251,8 +261,8 @@ class Machine:
             outcome, error = "deadlock", str(eg.exceptions[0])
         except* Panic as eg:
             outcome, error = "panic", str(eg.exceptions[0])
-            _dump_state(workdir, k, eg.exceptions[0]) if self.run_dir is not None else None
-        except* _TimeLimit as eg:
+            dump_state(workdir, k, eg.exceptions[0]) if self.run_dir is not None else None
+        except* TimeLimit as eg:
             outcome, error = "error", str(eg.exceptions[0])
         except* ScenarioError:
             raise
@@ -264,7 +274,9 @@ class Machine:
             for d in disks:
                 d.close()
         wall = time.perf_counter() - wall0
-        summary = self._summary(k, clock, disks, handles, stats, clusters, passes[0], outcome, error, wall)
+        summary = self._summary(
+            k, clock, disks, handles, stats, clusters, passes[0], outcome, error, wall
+        )
         for h in handles:
             log.info("workload.exit", name=h.name, pid=h.pid,
                      status="error" if h.proc.error else "ok",
@@ -273,7 +285,7 @@ class Machine:
         evlog.close()
         ram.close()
         if self.run_dir is not None:
-            _write_private(workdir / "summary.json", json.dumps(summary, indent=2).encode())
+            write_private(workdir / "summary.json", json.dumps(summary, indent=2).encode())
             if not self.keep_images:
                 for d in disks:
                     Path(d.path).unlink(missing_ok=True)
@@ -312,7 +324,7 @@ class Machine:
         return disks
 
     def _summary(self, k: Kernel | None, clock: Clock, disks: list[SwapDisk], handles: list[Any],
-                 stats: dict[int, _ProcStats], clusters: dict[int, int], passes: int,
+                 stats: dict[int, ProcStats], clusters: dict[int, int], passes: int,
                  outcome: str, error: str | None, wall: float) -> Summary:  # fmt: skip
         sc = self.scenario
         u = k.uvmexp.as_dict() if k is not None else {}
@@ -332,7 +344,7 @@ class Machine:
             ctx: CpuContext = h.ctx
             workloads.append({
                 "name": h.name, "pid": h.pid, "kind": ps.kind, "accesses": ctx.accesses,
-                "faults": {key: int(pst.get(ukey, 0)) for key, ukey in _FAULT_KINDS},
+                "faults": {key: int(pst.get(ukey, 0)) for key, ukey in FAULT_KINDS},
                 "traps": ps.faults,
                 "fault_latency_hist": {str(b): n for b, n in sorted(ps.lat_hist.items())},
                 "status": "error" if h.proc.error is not None else "ok",
@@ -363,145 +375,7 @@ class Machine:
         })  # fmt: skip
 
 
-# --- helpers ------------------------------------------------------------------------------
-
-
-_FAULT_KINDS = (("zero_fill", "flt_zero"), ("soft", "flt_soft"), ("major", "flt_major"),
-                ("busy_wait", "flt_busywait"))  # fmt: skip
-
-
-class _TimeLimit(Exception):
-    pass
-
-
-async def _watchdog(clock: Clock, limit: int) -> None:
-    await clock.sleep_until(limit, "watchdog", weak=True)
-    raise _TimeLimit(f"machine.max_virtual_ns = {limit} reached before every process exited")
-
-
-def _guard(fn: Workload) -> Workload:
-    """Run a workload so that its own exception ends only its process (recorded as p.error)."""
-
-    async def guarded(p: Any, **params: Any) -> None:
-        try:
-            await fn(p, **params)
-        except Panic:
-            raise
-        except Exception as e:
-            if p.proc.error is None:
-                p.proc.error = e
-            log.warning("workload.error", name=p.name, pid=p.pid, error=f"{type(e).__name__}: {e}")
-
-    return guarded
-
-
-def _time_traps(k: Kernel, cpu: Cpu, clock: Clock, stats: dict[int, _ProcStats]) -> None:
-    """Wrap the kernel's trap handler to measure each fault's virtual latency per process."""
-    inner = cpu.trap_handler
-    assert inner is not None
-
-    def vnow() -> int:  # virtual time as this thread sees it: clock time plus unpaid CPU time
-        th = current_thread()
-        return clock.now + (th.debt_ns if th is not None else 0)
-
-    async def timed(ctx: CpuContext, vaddr: int, is_write: bool) -> None:
-        t0 = vnow()
-        p: Any = ctx.owner
-        st: dict[str, int] = p.stats if p is not None else {}
-        major0 = st.get("flt_major", 0)
-        ok = False
-        try:
-            await inner(ctx, vaddr, is_write)
-            ok = True
-        finally:
-            lat = vnow() - t0
-            ps = stats.get(getattr(p, "p_pid", -1))
-            if ps is not None:
-                ps.faults += 1
-                b = 1 << max(0, lat.bit_length())
-                ps.lat_hist[b] = ps.lat_hist.get(b, 0) + 1
-            if st.get("flt_major", 0) != major0:
-                log.info("uvm_fault.pagein", pid=getattr(p, "p_pid", -1), vaddr=vaddr,
-                         latency_ns=lat, ok=ok)  # fmt: skip
-
-    cpu.trap_handler = timed
-
-
-async def _sampler(k: Kernel, interval: int, m: Machine, total: int, handles: list[Any]) -> None:
-    u = k.uvmexp
-    while True:
-        log.info("uvmexp.sample", free=u.free, active=u.active, inactive=u.inactive,
-                 paging=u.paging, wired=u.wired, swpginuse=u.swpginuse, swpgonly=u.swpgonly,
-                 freemin=u.freemin, freetarg=u.freetarg, inactarg=u.inactarg,
-                 pdpageouts=u.pdpageouts, nswget=u.nswget, faults=u.faults)  # fmt: skip
-        if m.progress is not None:
-            done = sum(1 for h in handles if h.proc.p_stat == "zomb" or h.proc.thread.done)
-            m.progress(k.sched.now, done, total)
-        await k.sched.sleep(interval, "sampler", weak=True)  # type: ignore[attr-defined]
-
-
-def _kernel_config(kc: dict[str, Any]) -> KernelConfig:
-    costs = KernelCosts(scan_page_ns=kc["scan_page_ns"])
-    return KernelConfig(
-        diagnostic=kc["diagnostic"], debug=kc["debug"],
-        have_pmap_collect=kc["have_pmap_collect"], hibernate=kc["hibernate"],
-        bufcachepercent=kc["bufcachepercent"] if kc["bufcache"] else 0,
-        check_every_pass=kc["check_every_pass"], costs=costs,
-    )  # fmt: skip
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-
-
-def _dump_state(workdir: Path, k: Kernel | None, exc: BaseException) -> None:
-    """After a panic: the panic message and the kernel's queues and counters, for debugging."""
-    lines = [f"panic: {exc}"]
-    if k is not None:
-        lines.append(f"uvmexp: {json.dumps(k.uvmexp.as_dict())}")
-        for qname in ("page_active", "page_inactive"):
-            q = getattr(k.uvm, qname)
-            lines.append(f"{qname} ({len(q)}): " + " ".join(repr(p) for p in list(q)[:200]))
-        for pid, p in sorted(k.procs.items()):
-            lines.append(f"proc {pid} {p.p_comm} stat={p.p_stat} wmesg={p.p_wmesg}")
-    _write_private(workdir / "panic.txt", "\n".join(lines).encode())
-
-
-# --- CLI entry points ---------------------------------------------------------------------
-
-
-def prepare_run_dir(sc: Scenario, out: Path, exact: Path | None, force: bool) -> Path:
-    """The run directory: ``exact`` if given, else ``out/<scenario>-s<seed>-<n>``; sets
-    ``out/latest`` to point at it."""
-    try:
-        if exact is not None:
-            if exact.exists() and not force:
-                raise ScenarioError(f"run directory {exact} already exists; use --force to reuse it")
-            exact.mkdir(parents=True, exist_ok=True)
-            run_dir = exact
-        else:
-            out.mkdir(parents=True, exist_ok=True)
-            n = 1
-            while (out / f"{sc.name}-s{sc.machine['seed']}-{n}").exists():
-                n += 1
-            run_dir = out / f"{sc.name}-s{sc.machine['seed']}-{n}"
-            run_dir.mkdir()
-            latest = out / "latest"
-            if latest.is_symlink() or latest.exists():
-                latest.unlink()
-            latest.symlink_to(run_dir.name)
-        os.chmod(run_dir, 0o700)
-        probe = run_dir / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except PermissionError as e:
-        raise ScenarioError(f"cannot write the run directory: {e.filename}: permission denied; "
-                            "choose another --out") from e  # fmt: skip
-    except OSError as e:
-        raise ScenarioError(f"cannot create the run directory: {e}") from e
-    return run_dir
+# --- entry point of `emu run` -------------------------------------------------------------
 
 
 def run_scenario(sc: Scenario, run_dir: Path, log_level: str = "info", progress: bool = False,
@@ -521,4 +395,3 @@ def run_scenario(sc: Scenario, run_dir: Path, log_level: str = "info", progress:
 
         m.progress = update
         return m.run()
-

@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import copy
 import importlib.resources
+import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SECTIONS", "Scenario", "ScenarioError", "builtin_names", "load_scenario"]
+__all__ = [
+    "SECTIONS", "Scenario", "ScenarioError", "builtin_names", "load_scenario", "prepare_run_dir",
+]  # fmt: skip
 
 
 class ScenarioError(ValueError):
@@ -204,7 +207,7 @@ def _tuple(t: Any) -> tuple[Any, ...]:
 def _check_values(s: dict[str, dict[str, Any]], label: str) -> None:
     m, d = s["machine"], s["device"]
     if m["loop"] not in ("uvloop", "asyncio"):
-        raise ScenarioError(f"{label}: machine.loop = {m['loop']!r}: use \"uvloop\" or \"asyncio\"")
+        raise ScenarioError(f'{label}: machine.loop = {m["loop"]!r}: use "uvloop" or "asyncio"')
     for key in ("access_ns", "fault_ns", "quantum_ns", "max_virtual_ns"):
         if m[key] < 0:
             raise ScenarioError(f"{label}: machine.{key} = {m[key]}: must be >= 0")
@@ -213,7 +216,7 @@ def _check_values(s: dict[str, dict[str, Any]], label: str) -> None:
             f"{label}: machine.sample_interval_ns and machine.swap_devices must be positive"
         )
     if d["model"] not in ("none", "ssd", "hdd"):
-        raise ScenarioError(f"{label}: device.model = {d['model']!r}: use \"none\", \"ssd\" or \"hdd\"")
+        raise ScenarioError(f'{label}: device.model = {d["model"]!r}: use "none", "ssd" or "hdd"')
     for key in ("fail_write_rate", "fail_read_rate"):
         if not 0.0 <= float(d[key]) <= 1.0:
             raise ScenarioError(f"{label}: device.{key} = {d[key]}: a probability from 0 to 1")
@@ -232,7 +235,7 @@ def _workload(w: Any, i: int, label: str) -> WorkloadSpec:
             params[key] = value  # workload params may also be given inline
     kind = w.get("kind")
     if not isinstance(kind, str):
-        raise ScenarioError(f"{where}: needs kind = \"...\" (see `emu scenarios --workloads`)")
+        raise ScenarioError(f'{where}: needs kind = "..." (see `emu scenarios --workloads`)')
     count = w.get("count", 1)
     if not isinstance(count, int) or isinstance(count, bool) or count < 1:
         raise ScenarioError(f"{where}: count = {count!r}: a whole number >= 1")
@@ -240,3 +243,37 @@ def _workload(w: Any, i: int, label: str) -> WorkloadSpec:
     if not isinstance(name, str) or not name or "/" in name:
         raise ScenarioError(f"{where}: name = {name!r}: a non-empty name without '/'")
     return WorkloadSpec(kind, name, count, params)
+
+
+def prepare_run_dir(sc: Scenario, out: Path, exact: Path | None, force: bool) -> Path:
+    """The run directory: ``exact`` if given, else ``out/<scenario>-s<seed>-<n>``; sets
+    ``out/latest`` to point at it."""
+    try:
+        if exact is not None:
+            if exact.exists() and not force:
+                raise ScenarioError(
+                    f"run directory {exact} already exists; use --force to reuse it"
+                )
+            exact.mkdir(parents=True, exist_ok=True)
+            run_dir = exact
+        else:
+            out.mkdir(parents=True, exist_ok=True)
+            n = 1
+            while (out / f"{sc.name}-s{sc.machine['seed']}-{n}").exists():
+                n += 1
+            run_dir = out / f"{sc.name}-s{sc.machine['seed']}-{n}"
+            run_dir.mkdir()
+            latest = out / "latest"
+            if latest.is_symlink() or latest.exists():
+                latest.unlink()
+            latest.symlink_to(run_dir.name)
+        os.chmod(run_dir, 0o700)
+        probe = run_dir / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except PermissionError as e:
+        raise ScenarioError(f"cannot write the run directory: {e.filename}: permission denied; "
+                            "choose another --out") from e  # fmt: skip
+    except OSError as e:
+        raise ScenarioError(f"cannot create the run directory: {e}") from e
+    return run_dir

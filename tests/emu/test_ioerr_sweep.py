@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from emu.cli import main
-from emu.reliability import audited_run, soak, sweep
+from emu.reliability import audited_run, sweep
 from emu.scenario import ScenarioError, load_scenario
+from emu.soak import soak
 
 
 def test_fail_nth_io_counts_exactly_the_summary_io_of_an_audited_run() -> None:
