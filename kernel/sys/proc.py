@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextvars
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -45,9 +46,9 @@ class Proc:
 _curproc: contextvars.ContextVar[Proc | None] = contextvars.ContextVar("curproc", default=None)
 
 
-def curproc() -> Proc | None:
-    """The proc running now; None outside any emulated thread (at boot: proc0's context)."""
-    return _curproc.get()
+# curproc(): the proc running now; None outside any emulated thread (at boot: proc0's
+# context). The context variable's own getter: it is called on every lock operation.
+curproc: Callable[[], Proc | None] = _curproc.get
 
 
 def set_curproc(p: Proc | None) -> None:
