@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -46,28 +45,18 @@ from structlog.testing import capture_logs
 
 import kernel.uvm.uvm_pdaemon as uvm_pdaemon
 from devices.faults import FaultConfig
-from emu.cpu import CpuContext
-from kernel.arch.emu import machdep, swapdev
+from kernel.arch.emu import swapdev
 from kernel.arch.emu.machdep import UserProcess
-from kernel.kern.kern_kthread import kthread_create
 from kernel.kern.kern_synch import (
-    INFSLP,
-    PVM,
     RW_WRITE,
     RWLock,
-    rw_enter,
     rw_enter_nosleep,
     rw_exit,
-    tsleep_nsec,
-    wakeup,
 )
 from kernel.kernel import Kernel, KernelConfig
-from kernel.sys.mman import PROT_NONE
 from kernel.sys.proc import Proc, curproc, set_curproc
 from kernel.sys.systm import Panic
-from kernel.uvm import uvm_aobj, uvm_map, uvm_page, uvm_pager, uvm_pmemrange, uvm_swap, uvm_vnode
-from kernel.uvm.uvm import UvmConstraintRange
-from kernel.uvm.uvm_anon import VmAnon
+from kernel.uvm import uvm_aobj, uvm_page, uvm_pager, uvm_pmemrange, uvm_swap, uvm_vnode
 from kernel.uvm.uvm_page import (
     PG_BUSY,
     PG_CLEAN,
@@ -87,6 +76,9 @@ from kernel.uvm.uvm_pmemrange import (
     UVM_PMA_LINKED,
     UvmPmalloc,
 )
+
+import pdaemon_world as pw
+from pdaemon_world import Holder, Job
 
 if TYPE_CHECKING:
     from conftest import KernelEnv
@@ -115,23 +107,6 @@ def _machine(kenv: Any, npages: int = 128, swap_pages: int = 256, **kw: Any) -> 
     return env
 
 
-def _be_the_pagedaemon(k: Kernel, env: KernelEnv) -> None:
-    """machdep.start without the page daemon: the trap handler and aiodoned; the test body
-    becomes ``uvm.pagedaemon_proc`` and tunes the paging parameters as uvm_pageout does."""
-    md = k.md
-
-    async def trap_handler(ctx: CpuContext, vaddr: int, is_write: bool) -> None:
-        await machdep.trap(k, ctx, vaddr, is_write)
-
-    md.cpu.trap_handler = trap_handler
-    kthread_create(k, uvm_pdaemon.uvm_aiodone_daemon, k, name="aiodoned")
-    k.uvm.pagedaemon_proc = env.testproc
-    uvm_page.uvm_lock_pageq(k)
-    uvm_pdaemon.uvmpd_tune(k)
-    uvm_page.uvm_unlock_pageq(k)
-    assert (k.uvmexp.freemin, k.uvmexp.freetarg) == (9, 12)
-
-
 async def _scan(k: Kernel, pma: UvmPmalloc | None = None) -> dict[str, int]:
     """uvmpd_scan's call of uvmpd_scan_inactive (S2): page queues locked around it.
     Returns how much each counter of COUNTERS moved."""
@@ -151,17 +126,6 @@ def _delta(k: Kernel, before: dict[str, int]) -> dict[str, int]:
     return {c: getattr(k.uvmexp, c) - v for c, v in before.items()}
 
 
-def _deactivate(k: Kernel, pgs: list[VmPage], unmap: bool = True) -> None:
-    """The active scan's A5: remove all mappings, uvm_pagedeactivate (clears the reference
-    bit; a modified page loses PG_CLEAN). ``unmap=False`` keeps the mappings."""
-    uvm_page.uvm_lock_pageq(k)
-    for pg in pgs:
-        if unmap:
-            k.pmap.pmap_page_protect(pg, PROT_NONE)
-        uvm_page.uvm_pagedeactivate(k, pg)
-    uvm_page.uvm_unlock_pageq(k)
-
-
 def _inactive(k: Kernel) -> list[VmPage]:
     return list(k.uvm.page_inactive)
 
@@ -173,153 +137,13 @@ async def _settle(env: KernelEnv) -> None:
 
 # --- other threads: user processes that hold pages, and another CPU --------------------------------
 
-Job = Callable[..., Awaitable[Any]]
-
-
-@dataclass(eq=False)
-class Worker:
-    """A thread that runs the jobs the test posts, in order, and sleeps in between."""
-
-    k: Kernel
-    jobs: list[Job] = field(default_factory=list)
-    done: int = 0
-    results: list[Any] = field(default_factory=list)
-
-    async def _work(self, *args: Any) -> None:
-        while self.jobs:
-            job = self.jobs.pop(0)
-            self.results.append(await job(*args))
-            self.done += 1
-
-
-def _post(w: Worker, job: Job) -> int:
-    """Hand ``job`` to ``w`` (no await: usable from an rwl_hook); returns its ticket."""
-    w.jobs.append(job)
-    wakeup(w.k, w)
-    return w.done + len(w.jobs)
-
-
-async def _until(env: KernelEnv, cond: Callable[[], bool], what: str) -> None:
-    for _ in range(10_000):
-        if cond():
-            return
-        await env.sleep(100_000)
-    raise AssertionError(f"never happened: {what}")
-
-
-async def _run(env: KernelEnv, w: Worker, job: Job) -> Any:
-    """Run ``job`` on ``w`` and wait for it; returns its result."""
-    ticket = _post(w, job)
-    await _until(env, lambda: w.done >= ticket, "job done")
-    return w.results[ticket - 1]
-
-
-@dataclass(eq=False)
-class Holder(Worker):
-    """A user process that maps ``regions`` (kind, npages, name, touch), touches every page
-    (touch "w": writes _data; "r": reads), then runs posted jobs ``job(p)`` until released."""
-
-    regions: list[tuple[str, int, str | None, str]] = field(default_factory=list)
-    vas: list[int] = field(default_factory=list)
-    up: UserProcess | None = None
-    ready: bool = False
-    released: bool = False
-
-    @property
-    def proc(self) -> UserProcess:
-        assert self.up is not None
-        return self.up
-
-
-async def _holder_main(p: UserProcess, h: Holder) -> None:
-    for r, (kind, n, name, touch) in enumerate(h.regions):
-        va = await p.mmap(n * PAGE, kind, name=name)  # type: ignore[arg-type]
-        for i in range(n):
-            if touch == "w":
-                await p.store(va + i * PAGE, _data(p.name, r, i))
-            else:
-                await p.load(va + i * PAGE, 8)
-        h.vas.append(va)
-    h.ready = True
-    while True:
-        await h._work(p)
-        if h.released:
-            return
-        await tsleep_nsec(p.k, h, PVM, "hold", INFSLP)
-
-
-def _data(name: str, r: int, i: int) -> bytes:
-    """What page ``i`` of region ``r`` of process ``name`` holds: one full page."""
-    return (f"{name}:{r}:{i} ".encode() * PAGE)[:PAGE]
-
-
-def _region(
-    kind: str, n: int, name: str | None = None, touch: str = "w"
-) -> tuple[str, int, str | None, str]:
-    return (kind, n, name, touch)
-
-
-async def _hold(env: KernelEnv, name: str, *regions: tuple[str, int, str | None, str]) -> Holder:
-    """Start a Holder process and wait until its pages are touched."""
-    h = Holder(env.k, regions=list(regions))
-    h.up = env.spawn(_holder_main, name, h=h)
-    await _until(env, lambda: h.ready, f"{name} ready")
-    return h
-
 
 async def _pressure(env: KernelEnv, free: int) -> Holder:
     """A process holding enough active pages that exactly ``free`` pages stay free."""
     n = env.k.uvmexp.free - free
-    h = await _hold(env, "ballast", _region("anon", n))
+    h = await pw.hold(env, "ballast", pw.region("anon", n))
     assert env.k.uvmexp.free == free
     return h
-
-
-async def _release(env: KernelEnv, *hs: Holder) -> None:
-    for h in hs:
-        h.released = True
-        wakeup(env.k, h)
-    await env.wait(*(h.proc for h in hs))
-
-
-def _anon(env: KernelEnv, h: Holder, r: int, i: int) -> VmAnon:
-    anon = env.anon_at(h.proc, h.vas[r] + i * PAGE)
-    assert anon is not None
-    return anon
-
-
-def _entry(h: Holder, r: int) -> uvm_map.VmMapEntry:
-    vm = h.proc.proc.p_vmspace
-    entry = uvm_map.uvm_map_lookup_entry(vm.vm_map, h.vas[r])
-    assert entry is not None
-    return entry
-
-
-def _pg(env: KernelEnv, h: Holder, r: int, i: int) -> VmPage:
-    """The resident page behind page ``i`` of region ``r`` of ``h``."""
-    if h.regions[r][0] == "anon":
-        pg = _anon(env, h, r, i).an_page
-    else:
-        entry = _entry(h, r)
-        assert entry.uvm_obj is not None
-        pg = uvm_page.uvm_pagelookup(entry.uvm_obj, entry.offset + i * PAGE)
-    assert pg is not None
-    return pg
-
-
-def _pgs(env: KernelEnv, h: Holder, r: int = 0) -> list[VmPage]:
-    return [_pg(env, h, r, i) for i in range(h.regions[r][1])]
-
-
-def _lock(env: KernelEnv, h: Holder, r: int) -> RWLock:
-    """The owner lock the scan try-locks for the pages of region ``r`` (amap or object)."""
-    entry = _entry(h, r)
-    if h.regions[r][0] == "anon":
-        amap = entry.aref.ar_amap
-        assert amap is not None
-        return amap.am_lock
-    assert entry.uvm_obj is not None
-    return entry.uvm_obj.vmobjlock
 
 
 def _load(va: int, n: int = 8) -> Job:
@@ -343,25 +167,6 @@ def _munmap(va: int, n: int) -> Job:
     return job
 
 
-@dataclass(eq=False)
-class OtherCpu(Worker):
-    """Another CPU: a kernel thread running the jobs ``job()`` the test posts."""
-
-    proc: Proc | None = None
-
-
-async def _cpu_main(cpu: OtherCpu) -> None:
-    while True:
-        await cpu._work()
-        await tsleep_nsec(cpu.k, cpu, PVM, "cpu1", INFSLP)
-
-
-def _other_cpu(k: Kernel) -> OtherCpu:
-    cpu = OtherCpu(k)
-    cpu.proc = kthread_create(k, _cpu_main, cpu, name="cpu1")
-    return cpu
-
-
 def _take_as(p: Proc | None, lock: RWLock) -> None:
     """``p`` (another CPU) takes ``lock`` at this instant (from an rwl_hook)."""
     me = curproc()
@@ -372,46 +177,7 @@ def _take_as(p: Proc | None, lock: RWLock) -> None:
         set_curproc(me)
 
 
-def _enter(k: Kernel, lock: RWLock) -> Job:
-    async def job() -> None:
-        await rw_enter(k, lock, RW_WRITE)
-
-    return job
-
-
-def _exit(lock: RWLock) -> Job:
-    async def job() -> None:
-        rw_exit(lock)
-
-    return job
-
-
 # --- pmas, swap, files ------------------------------------------------------------------------------
-
-
-def _pma(k: Kernel, low: int, high: int) -> UvmPmalloc:
-    """An allocation request as the daemon holds it during a pass (M2): linked, BUSY."""
-    pma = UvmPmalloc(UvmConstraintRange(low, high), PAGE, UVM_PMA_LINKED | UVM_PMA_BUSY)
-    pmr = k.uvm.pmr_control
-    assert pmr is not None
-    pmr.allocs.insert_tail(pma)
-    return pma
-
-
-def _pma_done(k: Kernel, pma: UvmPmalloc) -> None:
-    """What uvm_pageout does with the request after the scan (M10/M10'), then drop it."""
-    pma.pm_flags &= ~UVM_PMA_BUSY
-    pmr = k.uvm.pmr_control
-    assert pmr is not None
-    if pma.pm_flags & UVM_PMA_LINKED:
-        pma.pm_flags &= ~UVM_PMA_LINKED
-        pmr.allocs.remove(pma)
-
-
-def _slot_free(k: Kernel, slot: int) -> bool:
-    sdp = uvm_swap.swapdrum_getsdp(k, slot)
-    assert sdp is not None
-    return bool(sdp.swd_blist[slot - sdp.swd_drumoffset])
 
 
 def _no_bufs(k: Kernel) -> None:
@@ -427,7 +193,7 @@ def _bufs_back(k: Kernel) -> None:
 
 
 def _aobj_slot(k: Kernel, h: Holder, r: int, i: int) -> int:
-    entry = _entry(h, r)
+    entry = pw.entry(h, r)
     assert entry.uvm_obj is not None
     return uvm_aobj.uao_find_swslot(k, entry.uvm_obj, (entry.offset >> 12) + i)
 
@@ -452,15 +218,15 @@ def test_I0d_empty_inactive_queue_does_nothing(kenv: Any) -> None:
     env = _machine(kenv)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        _be_the_pagedaemon(k, env)
+        pw.be_the_pagedaemon(k, env)
         ballast = await _pressure(env, 20)
-        pma = _pma(k, 0, 1 << 40)
+        pma = pw.linked_pma(k, 0, 1 << 40)
         assert k.uvm.page_inactive.empty()
         d = await _scan(k, pma)
         assert all(v == 0 for v in d.values()), d
         assert pma.pm_flags == UVM_PMA_LINKED | UVM_PMA_BUSY
-        _pma_done(k, pma)
-        await _release(env, ballast)
+        pw.pma_done(k, pma)
+        await pw.release(env, ballast)
 
     env.run(body)
 
@@ -471,19 +237,19 @@ def test_I0c_without_pma_the_scan_starts_at_the_head(kenv: Any) -> None:
     env = _machine(kenv)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        _be_the_pagedaemon(k, env)
-        h = await _hold(env, "w", _region("anon", 4))
+        pw.be_the_pagedaemon(k, env)
+        h = await pw.hold(env, "w", pw.region("anon", 4))
         ballast = await _pressure(env, 30)
-        pgs = _pgs(env, h)
+        pgs = pw.pgs(env, h)
         order = [pgs[2], pgs[0], pgs[3], pgs[1]]
-        _deactivate(k, order)
+        pw.deactivate(k, order)
         assert _inactive(k) == order
         d = await _scan(k)
         assert d["pdscans"] == 4 and d["pgswapout"] == 4
         slots = [pg.uanon.an_swslot for pg in order]  # type: ignore[union-attr]
         assert slots == [1, 2, 3, 4]
         await _settle(env)
-        await _release(env, h, ballast)
+        await pw.release(env, h, ballast)
 
     env.run(body)
 
@@ -498,13 +264,13 @@ def test_I0a_scan_starts_at_the_first_page_whose_page_number_is_in_the_pma_range
     env = _machine(kenv)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        _be_the_pagedaemon(k, env)
-        h = await _hold(env, "w", _region("anon", 4))
-        pgs = _pgs(env, h)
-        _deactivate(k, pgs)
+        pw.be_the_pagedaemon(k, env)
+        h = await pw.hold(env, "w", pw.region("anon", 4))
+        pgs = pw.pgs(env, h)
+        pw.deactivate(k, pgs)
         assert k.uvmexp.free >= STOP
         f2 = atop(pgs[2].phys_addr)
-        pma = _pma(k, f2, f2 + 1)
+        pma = pw.linked_pma(k, f2, f2 + 1)
         d = await _scan(k, pma)
         assert d["pdscans"] == 2 and d["pgswapout"] == 2 and d["pdpageouts"] == 1
         for pg in pgs[:2]:  # before the start: untouched
@@ -512,9 +278,9 @@ def test_I0a_scan_starts_at_the_first_page_whose_page_number_is_in_the_pma_range
             assert pg.uanon is not None and pg.uanon.an_swslot == 0
         assert [pg.uanon.an_swslot for pg in pgs[2:]] == [1, 2]  # type: ignore[union-attr]
         assert not pma.pm_flags & UVM_PMA_FREED
-        _pma_done(k, pma)
+        pw.pma_done(k, pma)
         await _settle(env)
-        await _release(env, h)
+        await pw.release(env, h)
 
     env.run(body)
 
@@ -530,27 +296,27 @@ def test_I0a_units_mismatch_page_numbers_are_compared_with_byte_bounds(kenv: Any
     env = _machine(kenv)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        _be_the_pagedaemon(k, env)
-        h = await _hold(env, "w", _region("anon", 3))
-        pgs = _pgs(env, h)
-        _deactivate(k, pgs)
+        pw.be_the_pagedaemon(k, env)
+        h = await pw.hold(env, "w", pw.region("anon", 3))
+        pgs = pw.pgs(env, h)
+        pw.deactivate(k, pgs)
         f = atop(pgs[1].phys_addr)
         assert f > 0
 
-        bytes_of_x = _pma(k, ptoa(f), ptoa(f + 1) - 1)
+        bytes_of_x = pw.linked_pma(k, ptoa(f), ptoa(f + 1) - 1)
         d = await _scan(k, bytes_of_x)
         assert d["pdscans"] == 0  # X's own byte range: no match, pma forgotten
-        _pma_done(k, bytes_of_x)
+        pw.pma_done(k, bytes_of_x)
 
-        number_of_x = _pma(k, f, f + 1)
+        number_of_x = pw.linked_pma(k, f, f + 1)
         assert not (f <= pgs[1].phys_addr < f + 1)  # X's bytes are not in this range ...
         d = await _scan(k, number_of_x)
         assert d["pdscans"] == 2  # ... yet the scan starts at X
         assert pgs[0].uanon is not None and pgs[0].uanon.an_swslot == 0
         assert pgs[1].pg_flags & PG_BUSY and pgs[2].pg_flags & PG_BUSY
-        _pma_done(k, number_of_x)
+        pw.pma_done(k, number_of_x)
         await _settle(env)
-        await _release(env, h)
+        await pw.release(env, h)
 
     env.run(body)
 
@@ -563,12 +329,12 @@ def test_I0b_pma_that_matches_no_page_starts_at_head_and_is_forgotten(kenv: Any)
     env = _machine(kenv)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        _be_the_pagedaemon(k, env)
-        h = await _hold(env, "w", _region("anon", 20))
+        pw.be_the_pagedaemon(k, env)
+        h = await pw.hold(env, "w", pw.region("anon", 20))
         ballast = await _pressure(env, 40)
-        pgs = _pgs(env, h)
-        _deactivate(k, pgs)
-        pma = _pma(k, 1 << 20, 1 << 21)  # page numbers far above this machine's RAM
+        pgs = pw.pgs(env, h)
+        pw.deactivate(k, pgs)
+        pma = pw.linked_pma(k, 1 << 20, 1 << 21)  # page numbers far above this machine's RAM
         d = await _scan(k, pma)
         assert d["pdscans"] == 16 and d["pdpageouts"] == 1 and d["paging"] == 16
         assert pgs[0].uanon is not None and pgs[0].uanon.an_swslot == 1  # the head first
@@ -576,9 +342,9 @@ def test_I0b_pma_that_matches_no_page_starts_at_head_and_is_forgotten(kenv: Any)
             assert pg.uanon is not None and pg.uanon.an_swslot == 0
             assert not pg.pg_flags & PG_BUSY
         assert pma.pm_flags == UVM_PMA_LINKED | UVM_PMA_BUSY
-        _pma_done(k, pma)
+        pw.pma_done(k, pma)
         await _settle(env)
-        await _release(env, h, ballast)
+        await pw.release(env, h, ballast)
 
     env.run(body)
 
@@ -593,16 +359,16 @@ def test_I1a_target_met_leaves_before_the_first_page(kenv: Any) -> None:
     env = _machine(kenv)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        _be_the_pagedaemon(k, env)
-        h = await _hold(env, "w", _region("anon", 4))
-        pgs = _pgs(env, h)
-        _deactivate(k, pgs)
+        pw.be_the_pagedaemon(k, env)
+        h = await pw.hold(env, "w", pw.region("anon", 4))
+        pgs = pw.pgs(env, h)
+        pw.deactivate(k, pgs)
         assert k.uvmexp.free >= STOP
         d = await _scan(k)
         assert all(v == 0 for v in d.values()), d
         assert _inactive(k) == pgs
         assert not any(pg.pg_flags & (PG_BUSY | PG_CLEAN) for pg in pgs)
-        await _release(env, h)
+        await pw.release(env, h)
 
     env.run(body)
 
@@ -615,18 +381,18 @@ def test_I1b_target_met_with_an_open_cluster_flushes_it_and_stops(kenv: Any) -> 
     env = _machine(kenv)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        _be_the_pagedaemon(k, env)
-        h = await _hold(env, "w", _region("anon", 6), _region("anon", 2))
+        pw.be_the_pagedaemon(k, env)
+        h = await pw.hold(env, "w", pw.region("anon", 6), pw.region("anon", 2))
         ballast = await _pressure(env, 45)
-        clean, dirty = _pgs(env, h, 0), _pgs(env, h, 1)
+        clean, dirty = pw.pgs(env, h, 0), pw.pgs(env, h, 1)
         # make the first region clean (paged out, still resident), then queue dirty first
-        _deactivate(k, clean)
+        pw.deactivate(k, clean)
         await _scan(k)
         await _settle(env)
         assert all(pg.pg_flags & PG_CLEAN for pg in clean)
         for i in range(6):
-            await _run(env, h, _load(h.vas[0] + i * PAGE))  # soft faults: active again
-        _deactivate(k, dirty + clean)
+            await pw.run_on(env, h, _load(h.vas[0] + i * PAGE))  # soft faults: active again
+        pw.deactivate(k, dirty + clean)
         assert k.uvmexp.free == 45 and k.uvmexp.swpginuse == 6
 
         with capture_logs() as logs:
@@ -639,7 +405,7 @@ def test_I1b_target_met_with_an_open_cluster_flushes_it_and_stops(kenv: Any) -> 
         for pg in clean[3:]:
             assert pg.pg_flags & PQ_INACTIVE and pg.pg_flags & PG_CLEAN
         await _settle(env)
-        await _release(env, h, ballast)
+        await pw.release(env, h, ballast)
 
     env.run(body)
 
@@ -650,21 +416,21 @@ def test_I2_every_page_looked_at_counts_in_pdscans(kenv: Any) -> None:
     env = _machine(kenv)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        _be_the_pagedaemon(k, env)
-        h = await _hold(env, "w", _region("anon", 1), _region("anon", 1), _region("anon", 1))
+        pw.be_the_pagedaemon(k, env)
+        h = await pw.hold(env, "w", pw.region("anon", 1), pw.region("anon", 1), pw.region("anon", 1))
         ballast = await _pressure(env, 30)
-        locked, referenced, dirty = _pg(env, h, 0, 0), _pg(env, h, 1, 0), _pg(env, h, 2, 0)
-        _deactivate(k, [locked, referenced], unmap=False)
-        _deactivate(k, [dirty])
-        await _run(env, h, _load(h.vas[1]))  # through its mapping: referenced again
-        cpu = _other_cpu(k)
-        await _run(env, cpu, _enter(k, _lock(env, h, 0)))
+        locked, referenced, dirty = pw.pg(env, h, 0, 0), pw.pg(env, h, 1, 0), pw.pg(env, h, 2, 0)
+        pw.deactivate(k, [locked, referenced], unmap=False)
+        pw.deactivate(k, [dirty])
+        await pw.run_on(env, h, _load(h.vas[1]))  # through its mapping: referenced again
+        cpu = pw.other_cpu(k)
+        await pw.run_on(env, cpu, pw.enter(k, pw.lock(h, 0)))
         d = await _scan(k)
         assert d["pdscans"] == 3
         assert (d["pdreact"], d["pdanscan"], d["pgswapout"]) == (1, 1, 1)
-        await _run(env, cpu, _exit(_lock(env, h, 0)))
+        await pw.run_on(env, cpu, pw.exit_(pw.lock(h, 0)))
         await _settle(env)
-        await _release(env, h, ballast)
+        await pw.release(env, h, ballast)
 
     env.run(body)
 
@@ -676,14 +442,14 @@ def test_I3_owner_lock_held_elsewhere_skips_the_page(kenv: Any) -> None:
     env = _machine(kenv)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        _be_the_pagedaemon(k, env)
-        h = await _hold(env, "w", _region("anon", 2), _region("anon", 1))
+        pw.be_the_pagedaemon(k, env)
+        h = await pw.hold(env, "w", pw.region("anon", 2), pw.region("anon", 1))
         ballast = await _pressure(env, 30)
-        held, free_ = _pgs(env, h, 0), _pgs(env, h, 1)
-        _deactivate(k, held + free_)
-        cpu = _other_cpu(k)
-        lock = _lock(env, h, 0)
-        await _run(env, cpu, _enter(k, lock))
+        held, free_ = pw.pgs(env, h, 0), pw.pgs(env, h, 1)
+        pw.deactivate(k, held + free_)
+        cpu = pw.other_cpu(k)
+        lock = pw.lock(h, 0)
+        await pw.run_on(env, cpu, pw.enter(k, lock))
         d = await _scan(k)
         assert d["pdscans"] == 3 and d["pdanscan"] == 1 and d["pgswapout"] == 1
         for pg in held:
@@ -691,9 +457,9 @@ def test_I3_owner_lock_held_elsewhere_skips_the_page(kenv: Any) -> None:
             assert pg.uanon is not None and pg.uanon.an_swslot == 0
         assert lock.rwl_owner is cpu.proc  # the scan left it alone
         assert free_[0].pg_flags & PG_BUSY and free_[0].uanon.an_swslot == 1  # type: ignore[union-attr]
-        await _run(env, cpu, _exit(lock))
+        await pw.run_on(env, cpu, pw.exit_(lock))
         await _settle(env)
-        await _release(env, h, ballast)
+        await pw.release(env, h, ballast)
 
     env.run(body)
 
@@ -705,20 +471,20 @@ def test_I4_referenced_page_goes_back_to_the_active_queue(kenv: Any) -> None:
     env = _machine(kenv)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        _be_the_pagedaemon(k, env)
-        h = await _hold(env, "w", _region("anon", 1))
+        pw.be_the_pagedaemon(k, env)
+        h = await pw.hold(env, "w", pw.region("anon", 1))
         ballast = await _pressure(env, 30)
-        pg = _pg(env, h, 0, 0)
-        _deactivate(k, [pg], unmap=False)
+        pg = pw.pg(env, h, 0, 0)
+        pw.deactivate(k, [pg], unmap=False)
         assert not k.pmap.pmap_is_referenced(pg)
-        await _run(env, h, _load(h.vas[0]))
+        await pw.run_on(env, h, _load(h.vas[0]))
         assert k.pmap.pmap_is_referenced(pg) and pg.pg_flags & PQ_INACTIVE
         d = await _scan(k)
         assert (d["pdscans"], d["pdreact"]) == (1, 1)
         assert d["pdanscan"] == 0 and d["pgswapout"] == 0
         assert pg.pg_flags & PQ_ACTIVE and not pg.pg_flags & (PG_BUSY | PG_CLEAN)
-        assert _lock(env, h, 0).rwl_owner is False  # unlocked again
-        await _release(env, h, ballast)
+        assert pw.lock(h, 0).rwl_owner is False  # unlocked again
+        await pw.release(env, h, ballast)
 
     env.run(body)
 
@@ -729,11 +495,11 @@ def test_I5_busy_page_is_skipped_and_counted_in_pdbusy(kenv: Any) -> None:
     env = _machine(kenv)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        _be_the_pagedaemon(k, env)
-        h = await _hold(env, "w", _region("anon", 4))
+        pw.be_the_pagedaemon(k, env)
+        h = await pw.hold(env, "w", pw.region("anon", 4))
         ballast = await _pressure(env, 30)
-        pgs = _pgs(env, h)
-        _deactivate(k, pgs)
+        pgs = pw.pgs(env, h)
+        pw.deactivate(k, pgs)
         d1 = await _scan(k)
         assert d1["pdpending"] == 1 and all(pg.pg_flags & PG_BUSY for pg in pgs)
         d = await _scan(k)  # no await in between: the write is still in flight
@@ -742,7 +508,7 @@ def test_I5_busy_page_is_skipped_and_counted_in_pdbusy(kenv: Any) -> None:
         assert _inactive(k) == pgs
         await _settle(env)
         assert not any(pg.pg_flags & PG_BUSY for pg in pgs)
-        await _release(env, h, ballast)
+        await pw.release(env, h, ballast)
 
     env.run(body)
 
@@ -753,16 +519,16 @@ def test_I6_object_pages_count_in_pdobscan_anon_pages_in_pdanscan(kenv: Any) -> 
     env = _machine(kenv)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        _be_the_pagedaemon(k, env)
-        h = await _hold(
-            env, "w", _region("anon", 2), _region("shared", 1, "shm"), _region("file", 1, "f")
+        pw.be_the_pagedaemon(k, env)
+        h = await pw.hold(
+            env, "w", pw.region("anon", 2), pw.region("shared", 1, "shm"), pw.region("file", 1, "f")
         )
         ballast = await _pressure(env, 30)
-        _deactivate(k, _pgs(env, h, 0) + _pgs(env, h, 1) + _pgs(env, h, 2))
+        pw.deactivate(k, pw.pgs(env, h, 0) + pw.pgs(env, h, 1) + pw.pgs(env, h, 2))
         d = await _scan(k)
         assert (d["pdscans"], d["pdanscan"], d["pdobscan"]) == (4, 2, 2)
         await _settle(env)
-        await _release(env, h, ballast)
+        await pw.release(env, h, ballast)
 
     env.run(body)
 
@@ -775,19 +541,19 @@ def test_I7_clean_swap_backed_page_is_unmapped_freed_and_lives_only_in_swap(kenv
     env = _machine(kenv)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        _be_the_pagedaemon(k, env)
-        h = await _hold(env, "w", _region("anon", 1), _region("shared", 1, "shm"))
+        pw.be_the_pagedaemon(k, env)
+        h = await pw.hold(env, "w", pw.region("anon", 1), pw.region("shared", 1, "shm"))
         ballast = await _pressure(env, 30)
-        apg, opg = _pg(env, h, 0, 0), _pg(env, h, 1, 0)
-        _deactivate(k, [apg, opg])
+        apg, opg = pw.pg(env, h, 0, 0), pw.pg(env, h, 1, 0)
+        pw.deactivate(k, [apg, opg])
         await _scan(k)
         await _settle(env)
-        anon = _anon(env, h, 0, 0)
+        anon = pw.anon(env, h, 0, 0)
         aslot, oslot = anon.an_swslot, _aobj_slot(k, h, 1, 0)
         assert aslot and oslot
         for r in (0, 1):
-            await _run(env, h, _load(h.vas[r]))  # mapped again, still clean
-        _deactivate(k, [apg, opg], unmap=False)
+            await pw.run_on(env, h, _load(h.vas[r]))  # mapped again, still clean
+        pw.deactivate(k, [apg, opg], unmap=False)
         assert k.pmap.pmap_page_mapped(apg) == 1 and k.pmap.pmap_page_mapped(opg) == 1
         assert apg.pg_flags & PG_CLEAN and opg.pg_flags & PG_CLEAN
 
@@ -797,15 +563,15 @@ def test_I7_clean_swap_backed_page_is_unmapped_freed_and_lives_only_in_swap(kenv
         for pg in (apg, opg):
             assert pg.pg_flags & PQ_FREE
         assert anon.an_page is None and anon.an_swslot == aslot
-        entry = _entry(h, 1)
+        entry = pw.entry(h, 1)
         assert entry.uvm_obj is not None and uvm_page.uvm_pagelookup(entry.uvm_obj, 0) is None
         assert _aobj_slot(k, h, 1, 0) == oslot
         vm = h.proc.proc.p_vmspace
         assert k.pmap.pmap_extract(vm.vm_map.pmap, h.vas[0]) is None  # unmapped
         for r in (0, 1):
-            assert await _run(env, h, _load(h.vas[r], PAGE)) == _data("w", r, 0)
+            assert await pw.run_on(env, h, _load(h.vas[r], PAGE)) == pw.data("w", r, 0)
         assert k.uvmexp.swpgonly == 0
-        await _release(env, h, ballast)
+        await pw.release(env, h, ballast)
 
     env.run(body)
 
@@ -816,16 +582,16 @@ def test_I7_clean_vnode_page_is_freed_without_counting_swpgonly(kenv: Any) -> No
     env = _machine(kenv)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        _be_the_pagedaemon(k, env)
-        h = await _hold(env, "w", _region("file", 1, "f", touch="r"))
+        pw.be_the_pagedaemon(k, env)
+        h = await pw.hold(env, "w", pw.region("file", 1, "f", touch="r"))
         ballast = await _pressure(env, 30)
-        pg = _pg(env, h, 0, 0)
+        pg = pw.pg(env, h, 0, 0)
         assert pg.pg_flags & PG_CLEAN
-        _deactivate(k, [pg])
+        pw.deactivate(k, [pg])
         d = await _scan(k)
         assert (d["pdfreed"], d["pdobscan"], d["swpgonly"], d["free"]) == (1, 1, 0, 1)
         assert pg.pg_flags & PQ_FREE and pg.uobject is None
-        await _release(env, h, ballast)
+        await pw.release(env, h, ballast)
 
     env.run(body)
 
@@ -840,17 +606,17 @@ def test_I8_target_met_meanwhile_dirty_page_is_left_alone(kenv: Any) -> None:
     env = _machine(kenv)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        _be_the_pagedaemon(k, env)
-        h = await _hold(env, "w", _region("anon", 2))
-        pgs = _pgs(env, h)
-        _deactivate(k, pgs)
+        pw.be_the_pagedaemon(k, env)
+        h = await pw.hold(env, "w", pw.region("anon", 2))
+        pgs = pw.pgs(env, h)
+        pw.deactivate(k, pgs)
         other: list[VmPage] = []  # a page "another CPU" owns (a kernel allocation)
         assert (
             uvm_pmemrange.uvm_pmr_getpages_nowait(k, 1, 0, 0, 1, 0, 1, UVM_PLA_NOWAIT, other) == 0
         )
         assert k.uvmexp.free > STOP
-        pma = _pma(k, 0, 0xFFFFFFFF)  # dma_constraint: every page matches
-        lock = _lock(env, h, 0)
+        pma = pw.linked_pma(k, 0, 0xFFFFFFFF)  # dma_constraint: every page matches
+        lock = pw.lock(h, 0)
 
         def other_cpu_frees(rwl: RWLock) -> None:
             rwl.rwl_hook = None
@@ -865,8 +631,8 @@ def test_I8_target_met_meanwhile_dirty_page_is_left_alone(kenv: Any) -> None:
             assert pg.pg_flags & PQ_INACTIVE and not pg.pg_flags & (PG_BUSY | PG_CLEAN)
             assert pg.uanon is not None and pg.uanon.an_swslot == 0
         assert lock.rwl_owner is False
-        _pma_done(k, pma)
-        await _release(env, h)
+        pw.pma_done(k, pma)
+        await pw.release(env, h)
 
     env.run(body)
 
@@ -874,8 +640,8 @@ def test_I8_target_met_meanwhile_dirty_page_is_left_alone(kenv: Any) -> None:
 async def _fill_swap_with_swap_only_pages(env: KernelEnv, h: Holder, r: int) -> None:
     """Page region ``r`` of ``h`` out and free it: its pages then live only in swap."""
     k = env.k
-    pgs = _pgs(env, h, r)
-    _deactivate(k, pgs)
+    pgs = pw.pgs(env, h, r)
+    pw.deactivate(k, pgs)
     await _scan(k)
     await _settle(env)
     d = await _scan(k)
@@ -889,20 +655,20 @@ def test_I9_swap_full_reactivates_dirty_swap_backed_pages(kenv: Any) -> None:
     env = _machine(kenv, swap_pages=16)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        _be_the_pagedaemon(k, env)
-        h = await _hold(env, "w", _region("anon", 16), _region("anon", 3))
+        pw.be_the_pagedaemon(k, env)
+        h = await pw.hold(env, "w", pw.region("anon", 16), pw.region("anon", 3))
         ballast = await _pressure(env, 20)
         await _fill_swap_with_swap_only_pages(env, h, 0)
         assert k.uvmexp.swpgonly == k.uvmexp.swpages == 16
-        dirty = _pgs(env, h, 1)
-        _deactivate(k, dirty)
+        dirty = pw.pgs(env, h, 1)
+        pw.deactivate(k, dirty)
         d = await _scan(k)
         assert (d["pdscans"], d["pdanscan"], d["pgswapout"], d["pdpageouts"]) == (3, 3, 0, 0)
         for pg in dirty:
             assert pg.pg_flags & PQ_ACTIVE and not pg.pg_flags & (PG_BUSY | PG_CLEAN)
             assert pg.uanon is not None and pg.uanon.an_swslot == 0
         assert k.uvmexp.inactive == 0
-        await _release(env, h, ballast)
+        await pw.release(env, h, ballast)
 
     env.run(body)
 
@@ -914,18 +680,18 @@ def test_I9_sixteen_dirty_reactivations_end_the_pass(kenv: Any) -> None:
     env = _machine(kenv, swap_pages=16)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        _be_the_pagedaemon(k, env)
-        h = await _hold(env, "w", _region("anon", 16), _region("anon", 18))
+        pw.be_the_pagedaemon(k, env)
+        h = await pw.hold(env, "w", pw.region("anon", 16), pw.region("anon", 18))
         ballast = await _pressure(env, 12)
         await _fill_swap_with_swap_only_pages(env, h, 0)
-        dirty = _pgs(env, h, 1)
-        _deactivate(k, dirty)
+        dirty = pw.pgs(env, h, 1)
+        pw.deactivate(k, dirty)
         assert k.uvmexp.free == 28
         d = await _scan(k)
         assert d["pdscans"] == 16 and d["pdanscan"] == 16
         assert all(pg.pg_flags & PQ_ACTIVE for pg in dirty[:16])
         assert _inactive(k) == dirty[16:]
-        await _release(env, h, ballast)
+        await pw.release(env, h, ballast)
 
     env.run(body)
 
@@ -937,16 +703,16 @@ def test_I9_with_no_swap_device_swap_counts_as_full(kenv: Any) -> None:
     env = _machine(kenv, swap_pages=0)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        _be_the_pagedaemon(k, env)
-        h = await _hold(env, "w", _region("anon", 3))
+        pw.be_the_pagedaemon(k, env)
+        h = await pw.hold(env, "w", pw.region("anon", 3))
         ballast = await _pressure(env, 30)
-        pgs = _pgs(env, h)
-        _deactivate(k, pgs)
+        pgs = pw.pgs(env, h)
+        pw.deactivate(k, pgs)
         assert k.uvmexp.swpages == 0 and uvm_swap.uvm_swapisfull(k)
         d = await _scan(k)
         assert (d["pdanscan"], d["pgswapout"], d["pdpageouts"]) == (3, 0, 0)
         assert all(pg.pg_flags & PQ_ACTIVE for pg in pgs)
-        await _release(env, h, ballast)
+        await pw.release(env, h, ballast)
 
     env.run(body)
 
@@ -955,7 +721,7 @@ async def _redirty(env: KernelEnv, h: Holder, r: int) -> None:
     """The process writes every page of region ``r`` again (after it was paged out and is
     still resident): soft faults, pages active and modified; deactivation clears PG_CLEAN."""
     for i in range(h.regions[r][1]):
-        await _run(env, h, _store(h.vas[r] + i * PAGE, _data("again", r, i)))
+        await pw.run_on(env, h, _store(h.vas[r] + i * PAGE, pw.data("again", r, i)))
 
 
 def test_I10_swap_slots_all_in_use_the_page_gives_up_its_own_slot(kenv: Any) -> None:
@@ -966,16 +732,16 @@ def test_I10_swap_slots_all_in_use_the_page_gives_up_its_own_slot(kenv: Any) -> 
     env = _machine(kenv, swap_pages=16)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        _be_the_pagedaemon(k, env)
-        h = await _hold(env, "w", _region("anon", 16))
+        pw.be_the_pagedaemon(k, env)
+        h = await pw.hold(env, "w", pw.region("anon", 16))
         ballast = await _pressure(env, 22)
-        pgs = _pgs(env, h)
-        _deactivate(k, pgs)
+        pgs = pw.pgs(env, h)
+        pw.deactivate(k, pgs)
         await _scan(k)
         await _settle(env)
         old = [pg.uanon.an_swslot for pg in pgs]  # type: ignore[union-attr]
         await _redirty(env, h, 0)
-        _deactivate(k, pgs)
+        pw.deactivate(k, pgs)
         assert not any(pg.pg_flags & PG_CLEAN for pg in pgs)
         assert k.uvmexp.swpginuse == k.uvmexp.swpages and k.uvmexp.swpgonly == 0
 
@@ -984,16 +750,16 @@ def test_I10_swap_slots_all_in_use_the_page_gives_up_its_own_slot(kenv: Any) -> 
         def look(rwl: RWLock) -> None:  # at each try-lock: what did the previous page get?
             seen.append(k.uvmexp.swpginuse)
 
-        _lock(env, h, 0).rwl_hook = look
+        pw.lock(h, 0).rwl_hook = look
         with capture_logs() as logs:
             d = await _scan(k)
-        _lock(env, h, 0).rwl_hook = None
+        pw.lock(h, 0).rwl_hook = None
         assert seen == [16] * 16  # each page found swap full, freed its slot, got one back
         assert _pageouts(logs) == [(1, "PEND")] * 16
         assert (d["pgswapout"], d["pdpageouts"], d["paging"]) == (16, 16, 16)
         assert [pg.uanon.an_swslot for pg in pgs] == old  # type: ignore[union-attr]
         await _settle(env)
-        await _release(env, h, ballast)
+        await pw.release(env, h, ballast)
 
     env.run(body)
 
@@ -1005,12 +771,12 @@ def test_I11_dirty_page_is_busied_write_protected_and_counted_in_pgswapout(kenv:
     env = _machine(kenv)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        _be_the_pagedaemon(k, env)
-        h = await _hold(env, "w", _region("anon", 1))
+        pw.be_the_pagedaemon(k, env)
+        h = await pw.hold(env, "w", pw.region("anon", 1))
         ballast = await _pressure(env, 30)
-        pg = _pg(env, h, 0, 0)
+        pg = pw.pg(env, h, 0, 0)
         pm = h.proc.proc.p_vmspace.vm_map.pmap
-        _deactivate(k, [pg], unmap=False)
+        pw.deactivate(k, [pg], unmap=False)
         assert k.pmap.pmap_is_writable(pm, h.vas[0])
         d = await _scan(k)
         assert d["pgswapout"] == 1
@@ -1018,9 +784,9 @@ def test_I11_dirty_page_is_busied_write_protected_and_counted_in_pgswapout(kenv:
         assert k.pmap.pmap_page_mapped(pg) == 1 and not k.pmap.pmap_is_writable(pm, h.vas[0])
         await _settle(env)
         assert pg.pg_flags & PG_CLEAN and not pg.pg_flags & PG_BUSY
-        await _run(env, h, _store(h.vas[0], b"after"))  # a write faults and goes through
-        assert await _run(env, h, _load(h.vas[0], 5)) == b"after"
-        await _release(env, h, ballast)
+        await pw.run_on(env, h, _store(h.vas[0], b"after"))  # a write faults and goes through
+        assert await pw.run_on(env, h, _load(h.vas[0], 5)) == b"after"
+        await pw.release(env, h, ballast)
 
     env.run(body)
 
@@ -1035,24 +801,24 @@ def test_I12_old_slot_is_freed_before_the_page_joins_a_new_cluster(kenv: Any) ->
     env = _machine(kenv)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        _be_the_pagedaemon(k, env)
-        h = await _hold(env, "w", _region("anon", 2))
+        pw.be_the_pagedaemon(k, env)
+        h = await pw.hold(env, "w", pw.region("anon", 2))
         ballast = await _pressure(env, 30)
-        p, q = _pgs(env, h)
-        _deactivate(k, [p, q])
+        p, q = pw.pgs(env, h)
+        pw.deactivate(k, [p, q])
         await _scan(k)
         await _settle(env)
         assert (p.uanon.an_swslot, q.uanon.an_swslot) == (1, 2)  # type: ignore[union-attr]
-        await _run(env, h, _store(h.vas[0], b"P again"))
-        await _run(env, h, _load(h.vas[0] + PAGE))  # Q: active again (clean, slot 2)
-        _deactivate(k, [p])
+        await pw.run_on(env, h, _store(h.vas[0], b"P again"))
+        await pw.run_on(env, h, _load(h.vas[0] + PAGE))  # Q: active again (clean, slot 2)
+        pw.deactivate(k, [p])
         assert not p.pg_flags & PG_CLEAN and q.pg_flags & PQ_ACTIVE
         d = await _scan(k)
         assert d["pgswapout"] == 1
         assert p.uanon is not None and p.uanon.an_swslot == 3
-        assert _slot_free(k, 1) and k.uvmexp.swpginuse == 2  # Q's slot 2 and P's slot 3
+        assert pw.slot_free(k, 1) and k.uvmexp.swpginuse == 2  # Q's slot 2 and P's slot 3
         await _settle(env)
-        await _release(env, h, ballast)
+        await pw.release(env, h, ballast)
 
     env.run(body)
 
@@ -1065,24 +831,24 @@ def test_I12a_no_swap_slot_left_unbusies_the_page_and_leaves_it_dirty(kenv: Any)
     env = _machine(kenv, swap_pages=16)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        _be_the_pagedaemon(k, env)
-        h = await _hold(env, "w", _region("anon", 16), _region("anon", 1))
+        pw.be_the_pagedaemon(k, env)
+        h = await pw.hold(env, "w", pw.region("anon", 16), pw.region("anon", 1))
         ballast = await _pressure(env, 20)
-        owners = _pgs(env, h, 0)
-        _deactivate(k, owners)
+        owners = pw.pgs(env, h, 0)
+        pw.deactivate(k, owners)
         await _scan(k)
         await _settle(env)
         for i in range(16):
-            await _run(env, h, _load(h.vas[0] + i * PAGE))  # active again, keep their slots
+            await pw.run_on(env, h, _load(h.vas[0] + i * PAGE))  # active again, keep their slots
         assert k.uvmexp.swpginuse == k.uvmexp.swpages == 16 and k.uvmexp.swpgonly == 0
-        pg = _pg(env, h, 1, 0)
-        _deactivate(k, [pg])
+        pg = pw.pg(env, h, 1, 0)
+        pw.deactivate(k, [pg])
         d = await _scan(k)
         assert (d["pdscans"], d["pgswapout"], d["pdpageouts"], d["paging"]) == (1, 1, 0, 0)
         assert pg.pg_flags & PQ_INACTIVE and not pg.pg_flags & (PG_BUSY | PG_CLEAN)
         assert pg.uanon is not None and pg.uanon.an_swslot == 0
-        assert _lock(env, h, 1).rwl_owner is False
-        await _release(env, h, ballast)
+        assert pw.lock(h, 1).rwl_owner is False
+        await pw.release(env, h, ballast)
 
     env.run(body)
 
@@ -1100,23 +866,23 @@ def test_I12a_a_page_whose_old_slot_went_bad_loses_it_and_gets_none(kenv: Any) -
     env = _machine(kenv, swap_pages=17, faults=FaultConfig(fail_write_slots=[(0, 15)]))
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        _be_the_pagedaemon(k, env)
-        h = await _hold(env, "w", _region("shared", 16, "shm"), _region("anon", 1))
+        pw.be_the_pagedaemon(k, env)
+        h = await pw.hold(env, "w", pw.region("shared", 16, "shm"), pw.region("anon", 1))
         ballast = await _pressure(env, 20)
-        pgs = _pgs(env, h)
-        keeper = _pg(env, h, 1, 0)
-        _deactivate(k, [*pgs, keeper])
+        pgs = pw.pgs(env, h)
+        keeper = pw.pg(env, h, 1, 0)
+        pw.deactivate(k, [*pgs, keeper])
         await _scan(k)  # the region's cluster gets slots 1..16 (fails), the keeper slot 17
-        cpu = _other_cpu(k)
-        lock = _lock(env, h, 0)
-        await _run(env, cpu, _enter(k, lock))  # held while aiodoned completes the write
-        await _until(env, lambda: not any(pg.pg_flags & PG_BUSY for pg in pgs), "completion")
-        await _run(env, cpu, _exit(lock))
+        cpu = pw.other_cpu(k)
+        lock = pw.lock(h, 0)
+        await pw.run_on(env, cpu, pw.enter(k, lock))  # held while aiodoned completes the write
+        await pw.until(env, lambda: not any(pg.pg_flags & PG_BUSY for pg in pgs), "completion")
+        await pw.run_on(env, cpu, pw.exit_(lock))
         await _settle(env)
-        await _run(env, h, _load(h.vas[1]))  # the keeper is active again and keeps slot 17
+        await pw.run_on(env, h, _load(h.vas[1]))  # the keeper is active again and keeps slot 17
         old = [_aobj_slot(k, h, 0, i) for i in range(16)]
         assert old == list(range(1, 17))  # kept, and bad: allocated for good
-        assert _anon(env, h, 1, 0).an_swslot == 17
+        assert pw.anon(env, h, 1, 0).an_swslot == 17
         assert k.uvmexp.swpginuse == k.uvmexp.swpages == 17 and k.uvmexp.swpgonly == 0
         assert not uvm_swap.uvm_swapisfull(k)
         assert not any(pg.pg_flags & PG_CLEAN for pg in pgs)
@@ -1126,7 +892,7 @@ def test_I12a_a_page_whose_old_slot_went_bad_loses_it_and_gets_none(kenv: Any) -
         for i, pg in enumerate(pgs):
             assert pg.pg_flags & PQ_INACTIVE and not pg.pg_flags & (PG_BUSY | PG_CLEAN)
             assert _aobj_slot(k, h, 0, i) == 0
-        await _release(env, h, ballast)
+        await pw.release(env, h, ballast)
 
     env.run(body)
 
@@ -1138,17 +904,17 @@ def test_I12b_cluster_opens_with_sixteen_slots(kenv: Any) -> None:
     env = _machine(kenv)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        _be_the_pagedaemon(k, env)
-        h = await _hold(env, "w", _region("anon", 1), _region("anon", 1))
+        pw.be_the_pagedaemon(k, env)
+        h = await pw.hold(env, "w", pw.region("anon", 1), pw.region("anon", 1))
         ballast = await _pressure(env, 30)
-        first, second = _pg(env, h, 0, 0), _pg(env, h, 1, 0)
-        _deactivate(k, [first, second])
+        first, second = pw.pg(env, h, 0, 0), pw.pg(env, h, 1, 0)
+        pw.deactivate(k, [first, second])
         seen: list[int] = []
-        _lock(env, h, 1).rwl_hook = lambda rwl: seen.append(k.uvmexp.swpginuse)
+        pw.lock(h, 1).rwl_hook = lambda rwl: seen.append(k.uvmexp.swpginuse)
         await _scan(k)
         assert seen == [16]
         await _settle(env)
-        await _release(env, h, ballast)
+        await pw.release(env, h, ballast)
 
     env.run(body)
 
@@ -1160,22 +926,22 @@ def test_I12b_lessok_opens_a_one_slot_cluster_when_sixteen_do_not_fit(kenv: Any)
     env = _machine(kenv, swap_pages=16)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        _be_the_pagedaemon(k, env)
-        h = await _hold(env, "w", _region("anon", 1), _region("anon", 3))
+        pw.be_the_pagedaemon(k, env)
+        h = await pw.hold(env, "w", pw.region("anon", 1), pw.region("anon", 3))
         ballast = await _pressure(env, 30)
-        _deactivate(k, _pgs(env, h, 0))
+        pw.deactivate(k, pw.pgs(env, h, 0))
         await _scan(k)  # takes slot 1 (the other 15 of its cluster are given back)
         await _settle(env)
-        await _run(env, h, _load(h.vas[0]))  # back on the active queue, keeps slot 1
-        pgs = _pgs(env, h, 1)
-        _deactivate(k, pgs)
+        await pw.run_on(env, h, _load(h.vas[0]))  # back on the active queue, keeps slot 1
+        pgs = pw.pgs(env, h, 1)
+        pw.deactivate(k, pgs)
         with capture_logs() as logs:
             d = await _scan(k)
         assert _pageouts(logs) == [(1, "PEND")] * 3
         assert (d["pdpageouts"], d["pdpending"], d["paging"]) == (3, 3, 3)
         assert [pg.uanon.an_swslot for pg in pgs] == [2, 3, 4]  # type: ignore[union-attr]
         await _settle(env)
-        await _release(env, h, ballast)
+        await pw.release(env, h, ballast)
 
     env.run(body)
 
@@ -1186,18 +952,18 @@ def test_I12c_the_slot_is_recorded_in_the_anon_or_in_the_aobj(kenv: Any) -> None
     env = _machine(kenv)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        _be_the_pagedaemon(k, env)
-        h = await _hold(env, "w", _region("anon", 2), _region("shared", 2, "shm"))
+        pw.be_the_pagedaemon(k, env)
+        h = await pw.hold(env, "w", pw.region("anon", 2), pw.region("shared", 2, "shm"))
         ballast = await _pressure(env, 30)
-        a, o = _pgs(env, h, 0), _pgs(env, h, 1)
-        _deactivate(k, [a[0], o[0], a[1], o[1]])
+        a, o = pw.pgs(env, h, 0), pw.pgs(env, h, 1)
+        pw.deactivate(k, [a[0], o[0], a[1], o[1]])
         with capture_logs() as logs:
             await _scan(k)
         assert _pageouts(logs) == [(4, "PEND")]
-        assert (_anon(env, h, 0, 0).an_swslot, _anon(env, h, 0, 1).an_swslot) == (1, 3)
+        assert (pw.anon(env, h, 0, 0).an_swslot, pw.anon(env, h, 0, 1).an_swslot) == (1, 3)
         assert (_aobj_slot(k, h, 1, 0), _aobj_slot(k, h, 1, 1)) == (2, 4)
         await _settle(env)
-        await _release(env, h, ballast)
+        await pw.release(env, h, ballast)
 
     env.run(body)
 
@@ -1209,11 +975,11 @@ def test_I12d_a_cluster_that_is_not_full_waits_for_the_next_page(kenv: Any) -> N
     env = _machine(kenv)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        _be_the_pagedaemon(k, env)
-        h = await _hold(env, "w", _region("anon", 1), _region("anon", 1))
+        pw.be_the_pagedaemon(k, env)
+        h = await pw.hold(env, "w", pw.region("anon", 1), pw.region("anon", 1))
         ballast = await _pressure(env, 30)
-        first, second = _pg(env, h, 0, 0), _pg(env, h, 1, 0)
-        _deactivate(k, [first, second])
+        first, second = pw.pg(env, h, 0, 0), pw.pg(env, h, 1, 0)
+        pw.deactivate(k, [first, second])
         seen: list[tuple[int, int, bool, int]] = []
 
         def look(rwl: RWLock) -> None:
@@ -1227,13 +993,13 @@ def test_I12d_a_cluster_that_is_not_full_waits_for_the_next_page(kenv: Any) -> N
                 )
             )
 
-        _lock(env, h, 1).rwl_hook = look
+        pw.lock(h, 1).rwl_hook = look
         d = await _scan(k)
         assert seen == [(0, 0, True, 1)]
-        assert _lock(env, h, 0).rwl_owner is False  # unlocked before moving on
+        assert pw.lock(h, 0).rwl_owner is False  # unlocked before moving on
         assert d["pdpageouts"] == 1  # both pages went out together at the end
         await _settle(env)
-        await _release(env, h, ballast)
+        await pw.release(env, h, ballast)
 
     env.run(body)
 
@@ -1244,12 +1010,12 @@ def test_I12e_a_full_cluster_is_paged_out_at_once(kenv: Any) -> None:
     env = _machine(kenv)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        _be_the_pagedaemon(k, env)
-        h = await _hold(env, "w", _region("anon", 16), _region("anon", 1))
+        pw.be_the_pagedaemon(k, env)
+        h = await pw.hold(env, "w", pw.region("anon", 16), pw.region("anon", 1))
         ballast = await _pressure(env, 25)
-        _deactivate(k, _pgs(env, h, 0) + _pgs(env, h, 1))
+        pw.deactivate(k, pw.pgs(env, h, 0) + pw.pgs(env, h, 1))
         seen: list[tuple[int, int, int]] = []
-        _lock(env, h, 1).rwl_hook = lambda rwl: seen.append(
+        pw.lock(h, 1).rwl_hook = lambda rwl: seen.append(
             (k.uvmexp.pdpageouts, k.uvmexp.pdpending, k.uvmexp.paging)
         )
         with capture_logs() as logs:
@@ -1258,7 +1024,7 @@ def test_I12e_a_full_cluster_is_paged_out_at_once(kenv: Any) -> None:
         assert _pageouts(logs) == [(16, "PEND"), (1, "PEND")]
         assert d["pdpageouts"] == 2
         await _settle(env)
-        await _release(env, h, ballast)
+        await pw.release(env, h, ballast)
 
     env.run(body)
 
@@ -1273,11 +1039,11 @@ def test_I13_dirty_vnode_page_is_written_synchronously_through_its_object(kenv: 
     env = _machine(kenv)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        _be_the_pagedaemon(k, env)
-        h = await _hold(env, "w", _region("file", 1, "f"))
+        pw.be_the_pagedaemon(k, env)
+        h = await pw.hold(env, "w", pw.region("file", 1, "f"))
         ballast = await _pressure(env, 30)
-        pg = _pg(env, h, 0, 0)
-        _deactivate(k, [pg])
+        pg = pw.pg(env, h, 0, 0)
+        pw.deactivate(k, [pg])
         assert _file_bytes(env, "f", 0) == bytes(PAGE)
         with capture_logs() as logs:
             d = await _scan(k)
@@ -1286,9 +1052,9 @@ def test_I13_dirty_vnode_page_is_written_synchronously_through_its_object(kenv: 
         ]
         assert (d["pdobscan"], d["pgswapout"], d["pdpageouts"]) == (1, 1, 1)
         assert (d["pdpending"], d["paging"], d["swpginuse"]) == (0, 0, 0)
-        assert _file_bytes(env, "f", 0) == _data("w", 0, 0)
-        assert _lock(env, h, 0).rwl_owner is False
-        await _release(env, h, ballast)
+        assert _file_bytes(env, "f", 0) == pw.data("w", 0, 0)
+        assert pw.lock(h, 0).rwl_owner is False
+        await pw.release(env, h, ballast)
 
     env.run(body)
 
@@ -1300,18 +1066,18 @@ def test_I14_final_flush_writes_the_partial_cluster_and_frees_unused_slots(kenv:
     env = _machine(kenv)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        _be_the_pagedaemon(k, env)
-        h = await _hold(env, "w", _region("anon", 3))
+        pw.be_the_pagedaemon(k, env)
+        h = await pw.hold(env, "w", pw.region("anon", 3))
         ballast = await _pressure(env, 30)
-        pgs = _pgs(env, h)
-        _deactivate(k, pgs)
+        pgs = pw.pgs(env, h)
+        pw.deactivate(k, pgs)
         with capture_logs() as logs:
             d = await _scan(k)
         assert [(e["npages"], e["swslot"]) for e in logs if "npages" in e] == [(3, 1)]
         assert (d["pdpageouts"], d["pdpending"], d["paging"], d["swpginuse"]) == (1, 1, 3, 3)
-        assert all(_slot_free(k, s) for s in range(4, 17))
+        assert all(pw.slot_free(k, s) for s in range(4, 17))
         await _settle(env)
-        await _release(env, h, ballast)
+        await pw.release(env, h, ballast)
 
     env.run(body)
 
@@ -1322,14 +1088,14 @@ def test_I15_pdpageouts_counts_one_per_cluster(kenv: Any) -> None:
     env = _machine(kenv)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        _be_the_pagedaemon(k, env)
-        h = await _hold(env, "w", _region("anon", 20))
+        pw.be_the_pagedaemon(k, env)
+        h = await pw.hold(env, "w", pw.region("anon", 20))
         ballast = await _pressure(env, 20)
-        _deactivate(k, _pgs(env, h))
+        pw.deactivate(k, pw.pgs(env, h))
         d = await _scan(k)
         assert (d["pgswapout"], d["pdpageouts"], d["pdpending"], d["paging"]) == (20, 2, 2, 20)
         await _settle(env)
-        await _release(env, h, ballast)
+        await pw.release(env, h, ballast)
 
     env.run(body)
 
@@ -1341,11 +1107,11 @@ def test_I16_pend_adds_the_cluster_to_paging_and_goes_on_with_the_next_page(kenv
     env = _machine(kenv)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        _be_the_pagedaemon(k, env)
-        h = await _hold(env, "w", _region("anon", 17))
+        pw.be_the_pagedaemon(k, env)
+        h = await pw.hold(env, "w", pw.region("anon", 17))
         ballast = await _pressure(env, 20)
-        pgs = _pgs(env, h)
-        _deactivate(k, pgs)
+        pgs = pw.pgs(env, h)
+        pw.deactivate(k, pgs)
         d = await _scan(k)
         assert (d["paging"], d["pdpending"]) == (17, 2)  # 16 with p, then 1 at the end
         assert all(pg.pg_flags & PG_BUSY for pg in pgs)
@@ -1355,7 +1121,7 @@ def test_I16_pend_adds_the_cluster_to_paging_and_goes_on_with_the_next_page(kenv
         for pg in pgs:
             assert pg.pg_flags & PG_CLEAN and pg.pg_flags & PQ_INACTIVE
             assert not pg.pg_flags & PG_BUSY
-        await _release(env, h, ballast)
+        await pw.release(env, h, ballast)
 
     env.run(body)
 
@@ -1377,11 +1143,11 @@ def test_I16_after_the_pager_retried_pg_alone_paging_grows_by_one(kenv: Any) -> 
     env = _machine(kenv)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        _be_the_pagedaemon(k, env)
-        h = await _hold(env, "w", _region("anon", 16))
+        pw.be_the_pagedaemon(k, env)
+        h = await pw.hold(env, "w", pw.region("anon", 16))
         ballast = await _pressure(env, 20)
-        pgs = _pgs(env, h)
-        _deactivate(k, pgs)
+        pgs = pw.pgs(env, h)
+        pw.deactivate(k, pgs)
         held = await _hold_pager_map(k)
         with capture_logs() as logs:
             d = await _scan(k)
@@ -1396,7 +1162,7 @@ def test_I16_after_the_pager_retried_pg_alone_paging_grows_by_one(kenv: Any) -> 
             assert pg.uanon is not None and pg.uanon.an_swslot == 0
         await _settle(env)
         assert p.pg_flags & PG_CLEAN and k.uvmexp.paging == 0
-        await _release(env, h, ballast)
+        await pw.release(env, h, ballast)
 
     env.run(body)
 
@@ -1417,20 +1183,20 @@ def test_I16_p_lost_to_another_cpu_before_the_relock_restarts_at_the_head(kenv: 
     env = _machine(kenv)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        _be_the_pagedaemon(k, env)
-        h = await _hold(env, "w", _region("anon", 16), _region("anon", 1))
+        pw.be_the_pagedaemon(k, env)
+        h = await pw.hold(env, "w", pw.region("anon", 16), pw.region("anon", 1))
         ballast = await _pressure(env, 30)
-        a, b = _pgs(env, h, 0), _pg(env, h, 1, 0)
+        a, b = pw.pgs(env, h, 0), pw.pg(env, h, 1, 0)
         p = a[15]
-        _deactivate(k, [*a, b])
+        pw.deactivate(k, [*a, b])
         seen: dict[str, Any] = {}
 
         async def other_cpus(where: str) -> None:
             del k.hooks["cpu.race"]
             seen["where"] = where
-            await _until(env, lambda: not p.pg_flags & PG_BUSY, "aiodoned finished p")
+            await pw.until(env, lambda: not p.pg_flags & PG_BUSY, "aiodoned finished p")
             seen["paging"] = k.uvmexp.paging
-            await _run(env, h, _munmap(h.vas[0] + 15 * PAGE, PAGE))
+            await pw.run_on(env, h, _munmap(h.vas[0] + 15 * PAGE, PAGE))
             seen["p"] = p.pg_flags
 
         k.hooks["cpu.race"] = other_cpus
@@ -1444,7 +1210,7 @@ def test_I16_p_lost_to_another_cpu_before_the_relock_restarts_at_the_head(kenv: 
         assert all(pg.pg_flags & PQ_FREE for pg in a)
         assert b.pg_flags & PG_BUSY and k.uvmexp.swpgonly == 15
         await _settle(env)
-        await _release(env, h, ballast)
+        await pw.release(env, h, ballast)
 
     env.run(body)
 
@@ -1456,11 +1222,11 @@ def test_I17_failed_final_flush_drops_the_whole_cluster(kenv: Any) -> None:
     env = _machine(kenv)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        _be_the_pagedaemon(k, env)
-        h = await _hold(env, "w", _region("anon", 3))
+        pw.be_the_pagedaemon(k, env)
+        h = await pw.hold(env, "w", pw.region("anon", 3))
         ballast = await _pressure(env, 30)
-        pgs = _pgs(env, h)
-        _deactivate(k, pgs)
+        pgs = pw.pgs(env, h)
+        pw.deactivate(k, pgs)
         _no_bufs(k)
         with capture_logs() as logs:
             d = await _scan(k)
@@ -1470,7 +1236,7 @@ def test_I17_failed_final_flush_drops_the_whole_cluster(kenv: Any) -> None:
         for pg in pgs:
             assert pg.pg_flags & PQ_INACTIVE and not pg.pg_flags & (PG_BUSY | PG_CLEAN)
             assert pg.uanon is not None and pg.uanon.an_swslot == 0
-        await _release(env, h, ballast)
+        await pw.release(env, h, ballast)
 
     env.run(body)
 
@@ -1483,17 +1249,17 @@ def test_I18_pageout_wakes_the_thread_waiting_for_the_busy_page(kenv: Any) -> No
     env = _machine(kenv)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        _be_the_pagedaemon(k, env)
-        h = await _hold(env, "w", _region("file", 1, "f"))
+        pw.be_the_pagedaemon(k, env)
+        h = await pw.hold(env, "w", pw.region("file", 1, "f"))
         ballast = await _pressure(env, 30)
-        pg = _pg(env, h, 0, 0)
-        _deactivate(k, [pg])
-        lock = _lock(env, h, 0)
+        pg = pw.pg(env, h, 0, 0)
+        pw.deactivate(k, [pg])
+        lock = pw.lock(h, 0)
         ticket: list[int] = []
 
         def tell_the_process_to_read(rwl: RWLock) -> None:
             rwl.rwl_hook = None
-            ticket.append(_post(h, _load(h.vas[0], PAGE)))
+            ticket.append(pw.post(h, _load(h.vas[0], PAGE)))
 
         lock.rwl_hook = tell_the_process_to_read
         d = await _scan(k)
@@ -1501,9 +1267,9 @@ def test_I18_pageout_wakes_the_thread_waiting_for_the_busy_page(kenv: Any) -> No
         assert h.proc.proc.stats.get("flt_busywait") == 1  # it found the page busy ...
         assert h.done < ticket[0]  # ... and has not run since it was woken
         assert not pg.pg_flags & (PG_BUSY | PG_WANTED) and pg.pg_flags & PG_CLEAN
-        await _until(env, lambda: h.done >= ticket[0], "the read")
-        assert h.results[ticket[0] - 1] == _data("w", 0, 0)
-        await _release(env, h, ballast)
+        await pw.until(env, lambda: h.done >= ticket[0], "the read")
+        assert h.results[ticket[0] - 1] == pw.data("w", 0, 0)
+        await pw.release(env, h, ballast)
 
     env.run(body)
 
@@ -1537,18 +1303,18 @@ def test_I18a_released_anon_page_after_failed_pageout_frees_page_and_anon(kenv: 
     seen: dict[str, int] = {}
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        _be_the_pagedaemon(k, env)
-        h = await _hold(
-            env, "w", _region("anon", 15), _region("anon", 1), _region("shared", 1, "shm")
+        pw.be_the_pagedaemon(k, env)
+        h = await pw.hold(
+            env, "w", pw.region("anon", 15), pw.region("anon", 1), pw.region("shared", 1, "shm")
         )
         ballast = await _pressure(env, 30)
         await _fill_swap_with_swap_only_pages(env, h, 2)
         assert k.uvmexp.swpgonly == 1
-        a, p = _pgs(env, h, 0), _pg(env, h, 1, 0)
-        anon = _anon(env, h, 1, 0)
-        la, lb = _lock(env, h, 0), _lock(env, h, 1)
-        _deactivate(k, [*a, p])
-        cpu = _other_cpu(k)
+        a, p = pw.pgs(env, h, 0), pw.pg(env, h, 1, 0)
+        anon = pw.anon(env, h, 1, 0)
+        la, lb = pw.lock(h, 0), pw.lock(h, 1)
+        pw.deactivate(k, [*a, p])
+        cpu = pw.other_cpu(k)
         tickets: list[int] = []
 
         flags_after_unmap: list[int] = []
@@ -1565,8 +1331,8 @@ def test_I18a_released_anon_page_after_failed_pageout_frees_page_and_anon(kenv: 
         def at_p(rwl: RWLock) -> None:
             rwl.rwl_hook = None
             _take_as(cpu.proc, la)
-            tickets.append(_post(h, unmap_p))
-            _post(cpu, let_a_go)
+            tickets.append(pw.post(h, unmap_p))
+            pw.post(cpu, let_a_go)
 
         lb.rwl_hook = at_p
         _no_bufs(k)
@@ -1588,7 +1354,7 @@ def test_I18a_released_anon_page_after_failed_pageout_frees_page_and_anon(kenv: 
             assert pg.uanon is not None and pg.uanon.an_swslot == 0
         assert k.uvmexp.swpginuse == 1  # only the aobj page's slot
         seen["swpgonly"] = k.uvmexp.swpgonly
-        await _release(env, h, ballast)
+        await pw.release(env, h, ballast)
 
     env.check_at_teardown = False  # checked below, after the swpgonly count
     env.run(body)
@@ -1605,15 +1371,15 @@ def test_I18b_vnode_write_error_reactivates_the_page(kenv: Any) -> None:
     env = _machine(kenv)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        _be_the_pagedaemon(k, env)
+        pw.be_the_pagedaemon(k, env)
         md = k.md
         md.files["bad"] = swapdev.vnode_create(
             k, env.tmp_path / "bad", PAGE, faults=FaultConfig(fail_write_slots=[(0, 0)])
         )
-        h = await _hold(env, "w", _region("file", 1, "bad"), _region("anon", 1))
+        h = await pw.hold(env, "w", pw.region("file", 1, "bad"), pw.region("anon", 1))
         ballast = await _pressure(env, 30)
-        pg, nxt = _pg(env, h, 0, 0), _pg(env, h, 1, 0)
-        _deactivate(k, [pg, nxt])
+        pg, nxt = pw.pg(env, h, 0, 0), pw.pg(env, h, 1, 0)
+        pw.deactivate(k, [pg, nxt])
         with capture_logs() as logs:
             d = await _scan(k)
         assert _pageouts(logs)[0] == (1, "ERROR")
@@ -1623,7 +1389,7 @@ def test_I18b_vnode_write_error_reactivates_the_page(kenv: Any) -> None:
         assert nxt.pg_flags & PG_BUSY  # the scan went on with p's successor
         assert _file_bytes(env, "bad", 0) == bytes(PAGE)
         await _settle(env)
-        await _release(env, h, ballast)
+        await pw.release(env, h, ballast)
 
     env.run(body)
 
@@ -1636,11 +1402,11 @@ def test_I18c_swap_again_leaves_the_page_inactive_with_one_slot(kenv: Any) -> No
     env = _machine(kenv)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        _be_the_pagedaemon(k, env)
-        h = await _hold(env, "w", _region("anon", 16))
+        pw.be_the_pagedaemon(k, env)
+        h = await pw.hold(env, "w", pw.region("anon", 16))
         ballast = await _pressure(env, 30)
-        pgs = _pgs(env, h)
-        _deactivate(k, pgs)
+        pgs = pw.pgs(env, h)
+        pw.deactivate(k, pgs)
         _no_bufs(k)
         with capture_logs() as logs:
             d = await _scan(k)
@@ -1651,13 +1417,13 @@ def test_I18c_swap_again_leaves_the_page_inactive_with_one_slot(kenv: Any) -> No
         assert p.pg_flags & PQ_INACTIVE and not p.pg_flags & (PG_BUSY | PG_CLEAN)
         assert p.uanon is not None and p.uanon.an_swslot == 1
         assert not k.pmap.pmap_is_referenced(p)
-        assert _lock(env, h, 0).rwl_owner is False
+        assert pw.lock(h, 0).rwl_owner is False
         # a later pass writes it (dropping the kept slot first, I12)
         d = await _scan(k)
         assert d["pdpending"] == 1
         await _settle(env)
         assert all(pg.pg_flags & PG_CLEAN for pg in pgs)
-        await _release(env, h, ballast)
+        await pw.release(env, h, ballast)
 
     env.run(body)
 
@@ -1669,11 +1435,11 @@ def test_I18d_successful_vnode_pageout_marks_clean_and_a_later_pass_frees_it(ken
     env = _machine(kenv)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        _be_the_pagedaemon(k, env)
-        h = await _hold(env, "w", _region("file", 1, "f"))
+        pw.be_the_pagedaemon(k, env)
+        h = await pw.hold(env, "w", pw.region("file", 1, "f"))
         ballast = await _pressure(env, 30)
-        pg = _pg(env, h, 0, 0)
-        _deactivate(k, [pg])
+        pg = pw.pg(env, h, 0, 0)
+        pw.deactivate(k, [pg])
         d = await _scan(k)
         assert d["pdfreed"] == 0 and d["pdpageouts"] == 1
         assert pg.pg_flags & PG_CLEAN and pg.pg_flags & PQ_INACTIVE
@@ -1682,8 +1448,8 @@ def test_I18d_successful_vnode_pageout_marks_clean_and_a_later_pass_frees_it(ken
         d = await _scan(k)
         assert (d["pdfreed"], d["pdpageouts"], d["free"]) == (1, 0, 1)
         assert pg.pg_flags & PQ_FREE
-        assert await _run(env, h, _load(h.vas[0], PAGE)) == _data("w", 0, 0)  # from the file
-        await _release(env, h, ballast)
+        assert await pw.run_on(env, h, _load(h.vas[0], PAGE)) == pw.data("w", 0, 0)  # from the file
+        await pw.release(env, h, ballast)
 
     env.run(body)
 
@@ -1694,7 +1460,7 @@ def test_I18d_successful_vnode_pageout_marks_clean_and_a_later_pass_frees_it(ken
 def _bad_pager(env: KernelEnv, h: Holder, r: int, put: Callable[..., Awaitable[int]]) -> None:
     """Give the file object behind region ``r`` a pager whose put is ``put`` (the rest of
     the vnode pager is unchanged): a pager with a bug, as a third-party one could have."""
-    uobj = _entry(h, r).uvm_obj
+    uobj = pw.entry(h, r).uvm_obj
     assert uobj is not None and uobj.pgops is uvm_vnode.uvm_vnodeops
     uobj.pgops = dataclasses.replace(uobj.pgops, pgo_put=put)
 
@@ -1711,13 +1477,13 @@ def test_I18_pager_put_returning_unlock_panics_under_DIAGNOSTIC(kenv: Any) -> No
         return uvm_pager.VM_PAGER_UNLOCK
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        _be_the_pagedaemon(k, env)
-        h = await _hold(env, "w", _region("file", 1, "f"))
+        pw.be_the_pagedaemon(k, env)
+        h = await pw.hold(env, "w", pw.region("file", 1, "f"))
         await _pressure(env, 30)
         _bad_pager(env, h, 0, bad_put)
-        pg = _pg(env, h, 0, 0)
-        _deactivate(k, [pg])
-        seen.extend([pg, _lock(env, h, 0)])
+        pg = pw.pg(env, h, 0, 0)
+        pw.deactivate(k, [pg])
+        seen.extend([pg, pw.lock(h, 0)])
         await _scan(k)
 
     seen: list[Any] = []
@@ -1760,16 +1526,16 @@ def test_I18e_page_requeued_during_its_pageout_makes_the_scan_restart_at_the_hea
         return result
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        _be_the_pagedaemon(k, env)
-        h = await _hold(
-            env, "w", _region("anon", 1), _region("file", 2, "f"), _region("anon", 1)
+        pw.be_the_pagedaemon(k, env)
+        h = await pw.hold(
+            env, "w", pw.region("anon", 1), pw.region("file", 2, "f"), pw.region("anon", 1)
         )
         ballast = await _pressure(env, 30)
-        b, (p0, p1), c = _pg(env, h, 0, 0), _pgs(env, h, 1), _pg(env, h, 2, 0)
+        b, (p0, p1), c = pw.pg(env, h, 0, 0), pw.pgs(env, h, 1), pw.pg(env, h, 2, 0)
         _bad_pager(env, h, 1, put_then_requeue)
-        _deactivate(k, [b, p0, p1, c])
-        cpu = _other_cpu(k)
-        lb = _lock(env, h, 0)
+        pw.deactivate(k, [b, p0, p1, c])
+        cpu = pw.other_cpu(k)
+        lb = pw.lock(h, 0)
         _take_as(cpu.proc, lb)
         tries: list[int] = []
         lb.rwl_hook = lambda rwl: tries.append(len(tries))
@@ -1783,10 +1549,10 @@ def test_I18e_page_requeued_during_its_pageout_makes_the_scan_restart_at_the_hea
             assert pg.pg_flags & PQ_ACTIVE and pg.pg_flags & PG_CLEAN
             assert not pg.pg_flags & PG_BUSY
         assert c.pg_flags & PG_BUSY and b.pg_flags & PQ_INACTIVE
-        assert _file_bytes(env, "f", 1) == _data("w", 1, 1)
-        await _run(env, cpu, _exit(lb))
+        assert _file_bytes(env, "f", 1) == pw.data("w", 1, 1)
+        await pw.run_on(env, cpu, pw.exit_(lb))
         await _settle(env)
-        await _release(env, h, ballast)
+        await pw.release(env, h, ballast)
 
     env.run(body)
 
@@ -1806,18 +1572,18 @@ def test_scan_starts_pageouts_until_free_plus_paging_reaches_four_times_freetarg
     env = _machine(kenv)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        _be_the_pagedaemon(k, env)
-        h = await _hold(env, "w", _region("anon", 40))
+        pw.be_the_pagedaemon(k, env)
+        h = await pw.hold(env, "w", pw.region("anon", 40))
         ballast = await _pressure(env, free)
         assert free >= k.uvmexp.freetarg
-        pgs = _pgs(env, h)
-        _deactivate(k, pgs)
+        pgs = pw.pgs(env, h)
+        pw.deactivate(k, pgs)
         d = await _scan(k)
         assert (d["pgswapout"], d["paging"], d["pdscans"]) == (paged_out, paged_out, paged_out)
         assert k.uvmexp.free + k.uvmexp.paging >= 4 * k.uvmexp.freetarg
         assert k.uvmexp.free + k.uvmexp.paging - 16 < 4 * k.uvmexp.freetarg
         assert all(not pg.pg_flags & PG_BUSY for pg in pgs[paged_out:])
         await _settle(env)
-        await _release(env, h, ballast)
+        await pw.release(env, h, ballast)
 
     env.run(body)

@@ -29,7 +29,7 @@ freetarg 12, inactarg at least 13, and the seed's stop target free + paging >= 4
 from __future__ import annotations
 
 import itertools
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -38,8 +38,6 @@ from structlog.testing import capture_logs
 
 import kernel.kern.vfs_bio as vfs_bio
 import kernel.uvm.uvm_pdaemon as uvm_pdaemon
-from emu.cpu import CpuContext
-from kernel.arch.emu import machdep
 from kernel.arch.emu.machdep import UserProcess
 from kernel.kern.kern_kthread import kthread_create
 from kernel.kern.kern_synch import (
@@ -58,9 +56,8 @@ from kernel.sys.errno import ENOMEM
 from kernel.sys.mman import PROT_NONE, PROT_READ
 from kernel.sys.proc import Proc, curproc, set_curproc
 from kernel.sys.systm import Panic
-from kernel.uvm import uvm_aobj, uvm_map, uvm_page, uvm_pager, uvm_pmemrange, uvm_swap
-from kernel.uvm.uvm import UvmConstraintRange, dma_constraint
-from kernel.uvm.uvm_anon import VmAnon
+from kernel.uvm import uvm_aobj, uvm_page, uvm_pager, uvm_pmemrange, uvm_swap
+from kernel.uvm.uvm import dma_constraint
 from kernel.uvm.uvm_object import UvmObject
 from kernel.uvm.uvm_page import (
     PG_BUSY,
@@ -82,6 +79,9 @@ from kernel.uvm.uvm_pmemrange import (
     UVM_PMA_LINKED,
     UvmPmalloc,
 )
+
+import pdaemon_world as pw
+from pdaemon_world import Holder, Job
 
 if TYPE_CHECKING:
     from conftest import KernelEnv
@@ -117,27 +117,6 @@ def _daemonless(kenv: Any, npages: int = 64, swap_pages: int = 16, **cfg: Any) -
     """A machine booted without kernel threads: the body plays the page daemon (S*, A*, D*)."""
     env: KernelEnv = kenv(npages=npages, swap_pages=swap_pages, start=False, config=_cfg(**cfg))
     return env
-
-
-def _machine_without_pagedaemon(k: Kernel) -> None:
-    """machdep.start minus the page daemon: the trap handler (so processes can fault) and
-    the aiodone daemon."""
-
-    async def trap_handler(ctx: CpuContext, vaddr: int, is_write: bool) -> None:
-        await machdep.trap(k, ctx, vaddr, is_write)
-
-    k.md.cpu.trap_handler = trap_handler
-    kthread_create(k, uvm_pdaemon.uvm_aiodone_daemon, k, name="aiodoned")
-
-
-def _be_the_pagedaemon(k: Kernel, env: KernelEnv) -> None:
-    """The body becomes ``uvm.pagedaemon_proc`` and tunes as uvm_pageout's start does."""
-    _machine_without_pagedaemon(k)
-    k.uvm.pagedaemon_proc = env.testproc
-    uvm_page.uvm_lock_pageq(k)
-    uvm_pdaemon.uvmpd_tune(k)
-    uvm_page.uvm_unlock_pageq(k)
-    assert k.uvmexp.freetarg == FREETARG
 
 
 async def _scan(k: Kernel, pma: UvmPmalloc | None = None) -> dict[str, int]:
@@ -225,14 +204,6 @@ def _daemon(k: Kernel) -> Proc:
     return p
 
 
-async def _until(env: KernelEnv, cond: Callable[[], bool], what: str, step: int = 100_000) -> None:
-    for _ in range(20_000):
-        if cond():
-            return
-        await env.sleep(step)
-    raise AssertionError(f"never happened: {what}")
-
-
 async def _quiet(env: KernelEnv, passes: list[PassRec], n: int) -> None:
     """Until the daemon has made ``n`` passes and sleeps again on its channel (M1)."""
     pd = _daemon(env.k)
@@ -240,124 +211,12 @@ async def _quiet(env: KernelEnv, passes: list[PassRec], n: int) -> None:
     def settled() -> bool:
         return len(passes) > n or (len(passes) == n and pd.p_wmesg == "pgdaemon")
 
-    await _until(env, settled, f"{n} passes")
+    await pw.until(env, settled, f"{n} passes")
     await env.sleep(10 * MS)
     assert len(passes) == n and pd.p_wmesg == "pgdaemon"
 
 
 # --- other threads: processes that hold pages, another CPU, sleepers ------------------------------
-
-Job = Callable[..., Awaitable[Any]]
-Region = tuple[str, int, str | None, str]  # kind, pages, name, touch ("w", "r" or "": none)
-
-
-@dataclass(eq=False)
-class Holder:
-    """A user process that maps ``regions``, touches every page ("w": writes _data, "r":
-    reads, "": leaves it alone), then runs the jobs ``job(p)`` the test posts, until
-    released."""
-
-    k: Kernel
-    regions: list[Region]
-    up: UserProcess | None = None
-    vas: list[int] = field(default_factory=list)
-    jobs: list[Job] = field(default_factory=list)
-    done: int = 0
-    ready: bool = False
-    released: bool = False
-
-    @property
-    def proc(self) -> UserProcess:
-        assert self.up is not None
-        return self.up
-
-
-def _data(name: str, r: int, i: int) -> bytes:
-    return (f"{name}:{r}:{i} ".encode() * PAGE)[:PAGE]
-
-
-async def _holder_main(p: UserProcess, h: Holder) -> None:
-    for r, (kind, n, name, touch) in enumerate(h.regions):
-        va = await p.mmap(n * PAGE, kind, name=name)  # type: ignore[arg-type]
-        h.vas.append(va)
-        for i in range(n):
-            if touch == "w":
-                await p.store(va + i * PAGE, _data(p.name, r, i))
-            elif touch == "r":
-                await p.load(va + i * PAGE, 8)
-    h.ready = True
-    while True:
-        while h.jobs:
-            await h.jobs.pop(0)(p)
-            h.done += 1
-        if h.released:
-            return
-        await tsleep_nsec(p.k, h, PVM, "hold", INFSLP)
-
-
-async def _hold(env: KernelEnv, name: str, *regions: Region) -> Holder:
-    """Start a Holder and wait until it touched every page."""
-    h = Holder(env.k, list(regions))
-    h.up = env.spawn(_holder_main, name, h=h)
-    await _until(env, lambda: h.ready, f"{name} ready")
-    return h
-
-
-async def _run_job(env: KernelEnv, h: Holder, job: Job) -> None:
-    h.jobs.append(job)
-    ticket = h.done + len(h.jobs)
-    wakeup(env.k, h)
-    await _until(env, lambda: h.done >= ticket, "holder job")
-
-
-async def _release(env: KernelEnv, *hs: Holder) -> None:
-    for h in hs:
-        h.released = True
-        wakeup(env.k, h)
-    await env.wait(*(h.proc for h in hs))
-
-
-def _entry(h: Holder, r: int) -> uvm_map.VmMapEntry:
-    vm = h.proc.proc.p_vmspace
-    entry = uvm_map.uvm_map_lookup_entry(vm.vm_map, h.vas[r])
-    assert entry is not None
-    return entry
-
-
-def _anon(env: KernelEnv, h: Holder, r: int, i: int) -> VmAnon:
-    anon = env.anon_at(h.proc, h.vas[r] + i * PAGE)
-    assert isinstance(anon, VmAnon)
-    return anon
-
-
-def _obj(h: Holder, r: int) -> UvmObject:
-    uobj = _entry(h, r).uvm_obj
-    assert uobj is not None
-    return uobj
-
-
-def _pg(env: KernelEnv, h: Holder, r: int, i: int) -> VmPage:
-    """The resident page behind page ``i`` of region ``r``."""
-    if h.regions[r][0] == "anon":
-        pg = _anon(env, h, r, i).an_page
-    else:
-        pg = uvm_page.uvm_pagelookup(_obj(h, r), _entry(h, r).offset + i * PAGE)
-    assert pg is not None
-    return pg
-
-
-def _pgs(env: KernelEnv, h: Holder, r: int) -> list[VmPage]:
-    return [_pg(env, h, r, i) for i in range(h.regions[r][1])]
-
-
-def _lock(h: Holder, r: int) -> RWLock:
-    """The owner lock uvmpd_trylockowner takes for the pages of region ``r``."""
-    entry = _entry(h, r)
-    if h.regions[r][0] == "anon":
-        assert entry.aref.ar_amap is not None
-        return entry.aref.ar_amap.am_lock
-    assert entry.uvm_obj is not None
-    return entry.uvm_obj.vmobjlock
 
 
 def _reads(h: Holder, r: int, idxs: range | list[int]) -> Job:
@@ -371,72 +230,13 @@ def _reads(h: Holder, r: int, idxs: range | list[int]) -> Job:
 def _writes(h: Holder, r: int, idxs: range | list[int]) -> Job:
     async def job(p: UserProcess) -> None:
         for i in idxs:
-            await p.store(h.vas[r] + i * PAGE, _data("rewrite", r, i))
+            await p.store(h.vas[r] + i * PAGE, pw.data("rewrite", r, i))
 
     return job
-
-
-def _deactivate(k: Kernel, pgs: list[VmPage]) -> None:
-    """The active walk's A5 done by hand: remove all mappings, then uvm_pagedeactivate (clears
-    the reference bit; a page the pmap saw modified loses PG_CLEAN)."""
-    uvm_page.uvm_lock_pageq(k)
-    for pg in pgs:
-        k.pmap.pmap_page_protect(pg, PROT_NONE)
-        uvm_page.uvm_pagedeactivate(k, pg)
-    uvm_page.uvm_unlock_pageq(k)
 
 
 def _mapped(k: Kernel, pg: VmPage) -> bool:
     return bool(k.pmap.pmap_page_mapped(pg))
-
-
-@dataclass(eq=False)
-class OtherCpu:
-    """Another CPU: a kernel thread running the jobs ``job()`` the test posts, in order."""
-
-    k: Kernel
-    jobs: list[Job] = field(default_factory=list)
-    done: int = 0
-    proc: Proc | None = None
-
-
-async def _cpu_main(cpu: OtherCpu) -> None:
-    while True:
-        while cpu.jobs:
-            await cpu.jobs.pop(0)()
-            cpu.done += 1
-        await tsleep_nsec(cpu.k, cpu, PVM, "cpu1", INFSLP)
-
-
-def _other_cpu(k: Kernel) -> OtherCpu:
-    cpu = OtherCpu(k)
-    cpu.proc = kthread_create(k, _cpu_main, cpu, name="cpu1")
-    return cpu
-
-
-def _post(cpu: OtherCpu, job: Job) -> int:
-    cpu.jobs.append(job)
-    wakeup(cpu.k, cpu)
-    return cpu.done + len(cpu.jobs)
-
-
-async def _on(env: KernelEnv, cpu: OtherCpu, job: Job) -> None:
-    ticket = _post(cpu, job)
-    await _until(env, lambda: cpu.done >= ticket, "cpu1 job")
-
-
-def _enter(k: Kernel, lock: RWLock) -> Job:
-    async def job() -> None:
-        await rw_enter(k, lock, RW_WRITE)
-
-    return job
-
-
-def _exit(lock: RWLock) -> Job:
-    async def job() -> None:
-        rw_exit(lock)
-
-    return job
 
 
 @dataclass(eq=False)
@@ -523,41 +323,16 @@ def _requester(k: Kernel, count: int, start: int, end: int, flags: int = 0) -> R
     return req
 
 
-def _linked_pma(k: Kernel, low: int, high: int, size: int = PAGE) -> UvmPmalloc:
-    """A request as uvm_pageout hands it to uvmpd_scan (M2): queued, LINKED and BUSY."""
-    pma = UvmPmalloc(UvmConstraintRange(low, high), size, UVM_PMA_LINKED | UVM_PMA_BUSY)
-    pmr = k.uvm.pmr_control
-    assert pmr is not None
-    pmr.allocs.insert_tail(pma)
-    return pma
-
-
-def _pma_done(k: Kernel, pma: UvmPmalloc) -> None:
-    """What uvm_pageout does with the request after the scan (M10/M10'), then drop it."""
-    pma.pm_flags &= ~UVM_PMA_BUSY
-    pmr = k.uvm.pmr_control
-    assert pmr is not None
-    if pma.pm_flags & UVM_PMA_LINKED:
-        pma.pm_flags &= ~UVM_PMA_LINKED
-        pmr.allocs.remove(pma)
-
-
 # --- swap ----------------------------------------------------------------------------------------
-
-
-def _slot_free(k: Kernel, slot: int) -> bool:
-    sdp = uvm_swap.swapdrum_getsdp(k, slot)
-    assert sdp is not None
-    return bool(sdp.swd_blist[slot - sdp.swd_drumoffset])
 
 
 async def _anon_round_trip(env: KernelEnv, h: Holder, r: int, idxs: range) -> list[int]:
     """Reference §1.14: page each anon out (new slot, write, freed), then the holder reads it
     back (swap-in): resident again, active, PG_CLEAN and still owning its slot."""
-    slots = [await env.page_out(_anon(env, h, r, i)) for i in idxs]
-    await _run_job(env, h, _reads(h, r, idxs))
+    slots = [await env.page_out(pw.anon(env, h, r, i)) for i in idxs]
+    await pw.run_on(env, h, _reads(h, r, idxs))
     for i, slot in zip(idxs, slots, strict=True):
-        anon = _anon(env, h, r, i)
+        anon = pw.anon(env, h, r, i)
         assert anon.an_swslot == slot and anon.an_page is not None
         assert anon.an_page.pg_flags & PQ_ACTIVE and anon.an_page.pg_flags & PG_CLEAN
     return slots
@@ -593,12 +368,12 @@ async def _aobj_page_out(k: Kernel, uobj: UvmObject, pg: VmPage) -> int:
 async def _aobj_round_trip(env: KernelEnv, h: Holder, r: int, idxs: range) -> list[int]:
     """_anon_round_trip for the pages of a shared (aobj) region."""
     k = env.k
-    uobj = _obj(h, r)
-    slots = [await _aobj_page_out(k, uobj, _pg(env, h, r, i)) for i in idxs]
-    await _run_job(env, h, _reads(h, r, idxs))
+    uobj = pw.obj(h, r)
+    slots = [await _aobj_page_out(k, uobj, pw.pg(env, h, r, i)) for i in idxs]
+    await pw.run_on(env, h, _reads(h, r, idxs))
     for i, slot in zip(idxs, slots, strict=True):
         assert uvm_aobj.uao_find_swslot(k, uobj, i) == slot
-        pg = _pg(env, h, r, i)
+        pg = pw.pg(env, h, r, i)
         assert pg.pg_flags & PQ_ACTIVE and pg.pg_flags & PG_CLEAN
     return slots
 
@@ -727,13 +502,13 @@ def test_uvm_wait_from_proc0_without_DIAGNOSTIC_sleeps_like_any_caller(kenv: Any
 
     async def body(k: Kernel, env: KernelEnv) -> None:
         (pg,) = _kernel_pages(k, 1)
-        cpu = _other_cpu(k)
+        cpu = pw.other_cpu(k)
 
         async def free_later() -> None:
             await env.sleep(5 * MS)
             _free_pages(k, [pg])
 
-        _post(cpu, free_later)
+        pw.post(cpu, free_later)
         set_curproc(k.proc0)
         try:
             await uvm_pdaemon.uvm_wait(k, "boot")
@@ -889,8 +664,8 @@ def test_M1prime_no_sleep_while_a_nowait_failure_is_flagged(kenv: Any) -> None:
     frame: list[int] = []
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        h = await _hold(env, "h", ("anon", 4, None, "w"))
-        frame.append(atop(_pg(env, h, 0, 0).phys_addr))
+        h = await pw.hold(env, "h", ("anon", 4, None, "w"))
+        frame.append(atop(pw.pg(env, h, 0, 0).phys_addr))
         with capture_logs() as logs:
             _wake_daemon(k)
             await _quiet(env, passes, 2)
@@ -898,7 +673,7 @@ def test_M1prime_no_sleep_while_a_nowait_failure_is_flagged(kenv: Any) -> None:
         assert [p.pdwoke for p in passes] == [1, 1]  # pass 2 came without a sleep
         assert k.uvm_nowait_failed == 0  # M3 of pass 2 cleared it
         assert [e["constraint_high"] for e in _pass_logs(logs)] == [NO_CONSTRAINT_LOGGED, DMA_HIGH]
-        await _release(env, h)
+        await pw.release(env, h)
 
     env.run(body)
 
@@ -909,9 +684,9 @@ async def _request_scenario(env: KernelEnv) -> dict[str, Any]:
     BUSY), and M10 completes it. Snapshots of the queued request are taken at each try-lock
     of the file's object lock, during the scan."""
     k = env.k
-    h = await _hold(env, "h", ("anon", 20, None, "w"), ("file", 4, "f.dat", "r"))
-    files = _pgs(env, h, 1)
-    _deactivate(k, files)
+    h = await pw.hold(env, "h", ("anon", 20, None, "w"), ("file", 4, "f.dat", "r"))
+    files = pw.pgs(env, h, 1)
+    pw.deactivate(k, files)
     f = atop(files[0].phys_addr)
     assert f >= 1 and k.uvmexp.free == 40
     pmr = k.uvm.pmr_control
@@ -926,12 +701,12 @@ async def _request_scenario(env: KernelEnv) -> dict[str, Any]:
         else:
             seen.append((None, 0, 0, 0))
 
-    _lock(h, 1).rwl_hook = during_scan
+    pw.lock(h, 1).rwl_hook = during_scan
     with capture_logs() as logs:
         req = _requester(k, 1, f, f + 1)
-        await _until(env, lambda: bool(req.got), "request satisfied")
-    _lock(h, 1).rwl_hook = None
-    await _release(env, h)
+        await pw.until(env, lambda: bool(req.got), "request satisfied")
+    pw.lock(h, 1).rwl_hook = None
+    await pw.release(env, h)
     return {"frame": f, "req": req, "seen": seen, "logs": _pass_logs(logs), "pmr": pmr}
 
 
@@ -1004,7 +779,7 @@ def test_M10prime_unsatisfied_request_brings_the_next_pass_without_a_sleep(
         held.extend(_kernel_pages(k, 1))
         g = atop(held[0].phys_addr)
         req = _requester(k, 1, g, g + 1)
-        await _until(env, lambda: bool(req.got), "request satisfied")
+        await pw.until(env, lambda: bool(req.got), "request satisfied")
         await _quiet(env, passes, 2)
         assert req.got == [g]
         p1 = passes[0]
@@ -1039,7 +814,7 @@ def test_M10prime_leaves_the_request_linked_without_BUSY(kenv: Any) -> None:
         held.extend(_kernel_pages(k, 1))
         g = atop(held[0].phys_addr)
         req = _requester(k, 1, g, g + 1)
-        await _until(env, lambda: bool(req.got), "request satisfied")
+        await pw.until(env, lambda: bool(req.got), "request satisfied")
 
     env.run(body)
     assert state == [(UVM_PMA_LINKED, True, True)]  # the requester sleeps on the pma
@@ -1055,8 +830,8 @@ def test_M3_nowait_failure_constrains_only_bufbackoff_to_dma_and_clears_the_flag
     passes = _record_passes(env.k)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        h = await _hold(env, "h", ("anon", 4, None, "w"))
-        f = atop(_pg(env, h, 0, 0).phys_addr)
+        h = await pw.hold(env, "h", ("anon", 4, None, "w"))
+        f = atop(pw.pg(env, h, 0, 0).phys_addr)
         bc = k.bufcache
         assert bc is not None
         with capture_logs() as logs:
@@ -1068,7 +843,7 @@ def test_M3_nowait_failure_constrains_only_bufbackoff_to_dma_and_clears_the_flag
         (log,) = _pass_logs(logs)
         assert log["pma"] is False and log["constraint_high"] == DMA_HIGH
         assert bc.backoffs == 1 and bc.recovered == 32  # bufbackoff(&dma_constraint, 2 x 16)
-        await _release(env, h)
+        await pw.release(env, h)
 
     env.run(body)
 
@@ -1118,12 +893,12 @@ def test_M6_inactarg_is_a_third_of_the_paging_queues(kenv: Any) -> None:
     passes = _record_passes(env.k)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        h = await _hold(env, "h", ("anon", 48, None, "w"))
+        h = await pw.hold(env, "h", ("anon", 48, None, "w"))
         assert k.uvmexp.pdwoke == 0 and (k.uvmexp.active, k.uvmexp.inactive) == (48, 0)
         _wake_daemon(k)
         await _quiet(env, passes, 1)
         assert passes[0].inactarg == 16 and passes[0].delta["pddeact"] == 16
-        await _release(env, h)
+        await pw.release(env, h)
 
     env.run(body)
 
@@ -1134,11 +909,11 @@ def test_M6_inactarg_is_raised_above_freetarg_on_small_queues(kenv: Any) -> None
     passes = _record_passes(env.k)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        h = await _hold(env, "h", ("anon", 9, None, "w"))
+        h = await pw.hold(env, "h", ("anon", 9, None, "w"))
         _wake_daemon(k)
         await _quiet(env, passes, 1)
         assert passes[0].inactarg == FREETARG + 1
-        await _release(env, h)
+        await pw.release(env, h)
 
     env.run(body)
 
@@ -1171,14 +946,14 @@ def test_M7_size_is_the_free_target_shortfall(kenv: Any) -> None:
     passes = _record_passes(env.k)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        h = await _hold(env, "h", ("anon", k.uvmexp.free - 10, None, "w"))
+        h = await pw.hold(env, "h", ("anon", k.uvmexp.free - 10, None, "w"))
         bc = k.bufcache
         assert bc is not None and k.uvmexp.free == 10 and k.uvmexp.pdwoke == 0
         assert vfs_bio.BUFPAGES_DEFICIT(k) == 0
         _wake_daemon(k)
         await _quiet(env, passes, 1)
         assert bc.backoffs == 1 and bc.recovered == 2 * (FREETARG - 10)
-        await _release(env, h)
+        await pw.release(env, h)
 
     env.run(body)
 
@@ -1200,15 +975,15 @@ def test_M7_size_adds_the_request_pages_to_the_shortfall(kenv: Any) -> None:
 
     async def body(k: Kernel, env: KernelEnv) -> None:
         held.extend(_kernel_pages_at(k, 200, 3))
-        h = await _hold(env, "h", ("anon", k.uvmexp.free - 10, None, "w"))
+        h = await pw.hold(env, "h", ("anon", k.uvmexp.free - 10, None, "w"))
         bc = k.bufcache
         assert bc is not None and k.uvmexp.free == 10
         req = _requester(k, 3, 200, 203, UVM_PLA_USERESERVE)
-        await _until(env, lambda: bool(req.got), "request satisfied")
+        await pw.until(env, lambda: bool(req.got), "request satisfied")
         assert req.got == [200, 201, 202]
         assert passes[0].delta["pdrevs"] == 1
         assert bc.backoffs == 1 and bc.recovered == 2 * (3 + FREETARG - 10)
-        await _release(env, h)
+        await pw.release(env, h)
 
     env.run(body)
 
@@ -1227,7 +1002,7 @@ def test_M7_bufbackoff_gets_the_constraint_a_request_above_dma_recovers_nothing(
         assert bc is not None
         high = atop(DMA_HIGH + 1)  # the first page above 4 GiB
         _requester(k, 1, high, high + 1)
-        await _until(env, lambda: len(passes) >= 2, "two passes")
+        await pw.until(env, lambda: len(passes) >= 2, "two passes")
         (pma,) = passes[0].allocs
         assert pma.pm_constraint.ucr_low == DMA_HIGH + 1 and pma.pm_flags == UVM_PMA_LINKED
         assert bc.backoffs >= 2 and bc.recovered == 0  # every pass asked, none got a page
@@ -1243,15 +1018,15 @@ def test_M8_scans_when_free_is_below_freetarg(kenv: Any) -> None:
     passes = _record_passes(env.k)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        h = await _hold(env, "h", ("anon", 54, None, "w"))
-        _deactivate(k, _pgs(env, h, 0)[:18])
+        h = await pw.hold(env, "h", ("anon", 54, None, "w"))
+        pw.deactivate(k, pw.pgs(env, h, 0)[:18])
         assert k.uvmexp.free == 10 and k.uvmexp.inactive == 18 and k.uvmexp.pdwoke == 0
         _wake_daemon(k)
-        await _until(env, lambda: len(passes) >= 1, "pass 1")
+        await pw.until(env, lambda: len(passes) >= 1, "pass 1")
         p1 = passes[0]
         assert p1.inactarg == 18 and p1.delta["pdrevs"] == 1
         await env.settle()
-        await _release(env, h)
+        await pw.release(env, h)
 
     env.run(body)
 
@@ -1262,11 +1037,11 @@ def test_M8_scans_when_inactive_is_below_inactarg(kenv: Any) -> None:
     passes = _record_passes(env.k)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        h = await _hold(env, "h", ("anon", 20, None, "w"))
+        h = await pw.hold(env, "h", ("anon", 20, None, "w"))
         _wake_daemon(k)
         await _quiet(env, passes, 1)
         assert passes[0].delta["pdrevs"] == 1 and passes[0].delta["pddeact"] == 13
-        await _release(env, h)
+        await pw.release(env, h)
 
     env.run(body)
 
@@ -1284,16 +1059,16 @@ def test_M8_scans_for_a_queued_request_even_when_both_targets_are_met(kenv: Any)
     passes = _record_passes(k, free_it)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        h = await _hold(env, "h", ("anon", 20, None, "w"))
-        _deactivate(k, _pgs(env, h, 0)[:13])
+        h = await pw.hold(env, "h", ("anon", 20, None, "w"))
+        pw.deactivate(k, pw.pgs(env, h, 0)[:13])
         held.extend(_kernel_pages(k, 1))
         g = atop(held[0].phys_addr)
         req = _requester(k, 1, g, g + 1)
-        await _until(env, lambda: bool(req.got), "request satisfied")
+        await pw.until(env, lambda: bool(req.got), "request satisfied")
         p1 = passes[0]
         assert p1.free >= FREETARG and p1.inactive >= p1.inactarg == 13
         assert p1.delta["pdrevs"] == 1
-        await _release(env, h)
+        await pw.release(env, h)
 
     env.run(body)
 
@@ -1304,13 +1079,13 @@ def test_M8prime_no_scan_when_both_targets_are_met_and_nothing_is_requested(kenv
     passes = _record_passes(env.k)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        h = await _hold(env, "h", ("anon", 20, None, "w"))
-        _deactivate(k, _pgs(env, h, 0)[:13])
+        h = await pw.hold(env, "h", ("anon", 20, None, "w"))
+        pw.deactivate(k, pw.pgs(env, h, 0)[:13])
         _wake_daemon(k)
         await _quiet(env, passes, 1)
         assert k.uvmexp.pdwoke == 1 and passes[0].inactarg == 13
         assert passes[0].delta["pdrevs"] == 0 and k.uvmexp.pdrevs == 0
-        await _release(env, h)
+        await pw.release(env, h)
 
     env.run(body)
 
@@ -1330,15 +1105,15 @@ async def _m9_scenario(env: KernelEnv, free: int, dirty: int) -> tuple[int, int,
             seen.append((u.free, u.paging, passes[0].delta["pdfreed"], _asleep(k, s)))
 
     passes = _record_passes(k, look)
-    h = await _hold(env, "h", ("anon", 54, None, "w"))
-    _deactivate(k, _pgs(env, h, 0)[:dirty])
+    h = await pw.hold(env, "h", ("anon", 54, None, "w"))
+    pw.deactivate(k, pw.pgs(env, h, 0)[:dirty])
     held = _kernel_pages(k, k.uvmexp.free - free)
     assert k.uvmexp.free == free and _asleep(k, s)
     _wake_daemon(k)
-    await _until(env, lambda: bool(seen), "pass 1")
+    await pw.until(env, lambda: bool(seen), "pass 1")
     await env.settle()
     _free_pages(k, held)
-    await _release(env, h)
+    await pw.release(env, h)
     return seen[0]
 
 
@@ -1392,7 +1167,7 @@ def test_M11_each_pass_ends_unlocked_and_pays_its_cpu_time(kenv: Any) -> None:
     async def body(k: Kernel, env: KernelEnv) -> None:
         high = atop(DMA_HIGH + 1)
         _requester(k, 1, high, high + 1)
-        await _until(env, lambda: len(passes) >= 4, "four passes")
+        await pw.until(env, lambda: len(passes) >= 4, "four passes")
         times = [p.t for p in passes[:4]]
         assert all(b - a >= MS for a, b in itertools.pairwise(times))
         assert all(p.pageq_free and p.fpageq_free for p in passes)
@@ -1429,10 +1204,10 @@ def test_D2_only_B_PDAEMON_bufs_take_their_pages_off_paging(kenv: Any) -> None:
     env = _daemonless(kenv, swap_pages=64)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        _be_the_pagedaemon(k, env)
-        h = await _hold(env, "h", ("anon", 20, None, "w"))
-        pgs = _pgs(env, h, 0)
-        _deactivate(k, pgs)
+        pw.be_the_pagedaemon(k, env)
+        h = await pw.hold(env, "h", ("anon", 20, None, "w"))
+        pgs = pw.pgs(env, h, 0)
+        pw.deactivate(k, pgs)
         uvm_page.uvm_lock_pageq(k)
         await uvm_pdaemon.uvmpd_scan_inactive(k, None, k.uvm.page_inactive)
         uvm_page.uvm_unlock_pageq(k)
@@ -1440,12 +1215,12 @@ def test_D2_only_B_PDAEMON_bufs_take_their_pages_off_paging(kenv: Any) -> None:
         k.uvm.pagedaemon_proc = None  # another thread writes the other four
         await _async_write(k, [pg for pg in pgs if not pg.pg_flags & PG_BUSY])
         with capture_logs() as logs:
-            await _until(env, lambda: not any(pg.pg_flags & PG_BUSY for pg in pgs), "completions")
+            await pw.until(env, lambda: not any(pg.pg_flags & PG_BUSY for pg in pgs), "completions")
             await env.sleep(MS)
         batches = [e for e in logs if e["event"] == "uvm_aiodone_daemon.batch"]
         assert sum(e["npages"] for e in batches) == 20 and sum(e["nbufs"] for e in batches) == 2
         assert k.uvmexp.paging == 0  # 16 off, not 20
-        await _release(env, h)
+        await pw.release(env, h)
 
     env.run(body)
 
@@ -1455,26 +1230,26 @@ async def _d3_scenario(env: KernelEnv, free: int) -> tuple[bool, bool]:
     held so that ``free`` pages are free; one async write completes. Returns whether each was
     woken (daemon, free sleeper) by the completion."""
     k = env.k
-    _machine_without_pagedaemon(k)
+    pw.machine_without_pagedaemon(k)
     uvm_page.uvm_lock_pageq(k)
     uvm_pdaemon.uvmpd_tune(k)
     uvm_page.uvm_unlock_pageq(k)
     pd = _sleeper(k, chan(k.uvm, "pagedaemon"), "pgdaemon")
     fs = _sleeper(k, chan(k.uvmexp, "free"), "freewait")
-    h = await _hold(env, "h", ("anon", 4, None, "w"))
+    h = await pw.hold(env, "h", ("anon", 4, None, "w"))
     held = _kernel_pages(k, k.uvmexp.free - free)
     assert k.uvmexp.free == free
-    await _async_write(k, _pgs(env, h, 0))
+    await _async_write(k, pw.pgs(env, h, 0))
     assert pd.woken_at is None and fs.woken_at is None
     with capture_logs() as logs:
-        await _until(env, lambda: pd.woken_at is not None or fs.woken_at is not None, "a wakeup")
+        await pw.until(env, lambda: pd.woken_at is not None or fs.woken_at is not None, "a wakeup")
         await env.sleep(MS)
     (batch,) = [e for e in logs if e["event"] == "uvm_aiodone_daemon.batch"]
     assert batch["free_sampled"] == free and batch["nbufs"] == 1
     assert k.uvmexp.free == free  # completing the write freed nothing
     woken = (not _asleep(k, pd), not _asleep(k, fs))
     _free_pages(k, held)
-    await _release(env, h)
+    await pw.release(env, h)
     return woken
 
 
@@ -1513,10 +1288,10 @@ def test_D3_decides_on_the_free_count_sampled_before_the_bufs_complete(kenv: Any
     env = _daemonless(kenv, swap_pages=64)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        _machine_without_pagedaemon(k)
+        pw.machine_without_pagedaemon(k)
         pd = _sleeper(k, chan(k.uvm, "pagedaemon"), "pgdaemon")
-        h = await _hold(env, "h", ("anon", 4, None, "w"))
-        pgs = _pgs(env, h, 0)
+        h = await pw.hold(env, "h", ("anon", 4, None, "w"))
+        pgs = pw.pgs(env, h, 0)
         held = _kernel_pages(k, k.uvmexp.free - 8)
         await _async_write(k, pgs)
 
@@ -1527,16 +1302,16 @@ def test_D3_decides_on_the_free_count_sampled_before_the_bufs_complete(kenv: Any
             released.append(all(pg.pg_flags & PG_BUSY and pg.pg_flags & PG_RELEASED for pg in pgs))
 
         with capture_logs() as logs:
-            await _run_job(env, h, unmap)
+            await pw.run_on(env, h, unmap)
             assert released == [True]  # unmapped before the completion: left to it to free
-            await _until(env, lambda: k.uvm.aio_done.empty() and k.uvmexp.free == 12, "done")
+            await pw.until(env, lambda: k.uvm.aio_done.empty() and k.uvmexp.free == 12, "done")
             await env.sleep(MS)
         (batch,) = [e for e in logs if e["event"] == "uvm_aiodone_daemon.batch"]
         assert batch["free_sampled"] == 8 and all(pg.pg_flags & PQ_FREE for pg in pgs)
         assert not _asleep(k, pd)
         assert k.uvmexp.swpginuse == 0  # the released anons gave their slots back
         _free_pages(k, held)
-        await _release(env, h)
+        await pw.release(env, h)
 
     env.run(body)
 
@@ -1550,13 +1325,13 @@ def test_trylockowner_takes_the_object_lock_of_an_object_page(kenv: Any) -> None
     env = kenv(npages=64, config=_cfg())
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        h = await _hold(env, "h", ("file", 1, "f.dat", "r"), ("shared", 1, "shm", "w"))
+        h = await pw.hold(env, "h", ("file", 1, "f.dat", "r"), ("shared", 1, "shm", "w"))
         for r in (0, 1):
-            pg = _pg(env, h, r, 0)
+            pg = pw.pg(env, h, r, 0)
             slock = uvm_pdaemon.uvmpd_trylockowner(pg)
-            assert slock is _obj(h, r).vmobjlock and slock.rwl_owner is env.testproc
+            assert slock is pw.obj(h, r).vmobjlock and slock.rwl_owner is env.testproc
             rw_exit(slock)
-        await _release(env, h)
+        await pw.release(env, h)
 
     env.run(body)
 
@@ -1567,12 +1342,12 @@ def test_trylockowner_takes_the_anon_lock_of_an_anon_page(kenv: Any) -> None:
     env = kenv(npages=64, config=_cfg())
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        h = await _hold(env, "h", ("anon", 1, None, "w"))
-        slock = uvm_pdaemon.uvmpd_trylockowner(_pg(env, h, 0, 0))
-        assert slock is _anon(env, h, 0, 0).an_lock is _lock(h, 0)
+        h = await pw.hold(env, "h", ("anon", 1, None, "w"))
+        slock = uvm_pdaemon.uvmpd_trylockowner(pw.pg(env, h, 0, 0))
+        assert slock is pw.anon(env, h, 0, 0).an_lock is pw.lock(h, 0)
         assert slock.rwl_owner is env.testproc
         rw_exit(slock)
-        await _release(env, h)
+        await pw.release(env, h)
 
     env.run(body)
 
@@ -1583,15 +1358,15 @@ def test_trylockowner_returns_None_when_the_owner_is_locked_elsewhere(kenv: Any)
     env = kenv(npages=64, config=_cfg())
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        h = await _hold(env, "h", ("anon", 1, None, "w"), ("file", 1, "f.dat", "r"))
-        cpu = _other_cpu(k)
+        h = await pw.hold(env, "h", ("anon", 1, None, "w"), ("file", 1, "f.dat", "r"))
+        cpu = pw.other_cpu(k)
         for r in (0, 1):
-            lock = _lock(h, r)
-            await _on(env, cpu, _enter(k, lock))
-            assert uvm_pdaemon.uvmpd_trylockowner(_pg(env, h, r, 0)) is None
+            lock = pw.lock(h, r)
+            await pw.run_on(env, cpu, pw.enter(k, lock))
+            assert uvm_pdaemon.uvmpd_trylockowner(pw.pg(env, h, r, 0)) is None
             assert lock.rwl_owner is cpu.proc
-            await _on(env, cpu, _exit(lock))
-        await _release(env, h)
+            await pw.run_on(env, cpu, pw.exit_(lock))
+        await pw.release(env, h)
 
     env.run(body)
 
@@ -1603,20 +1378,20 @@ def test_dropswap_frees_the_slot_of_an_anon_page(kenv: Any) -> None:
     env = kenv(npages=64, config=_cfg())
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        h = await _hold(env, "h", ("anon", 2, None, "w"))
+        h = await pw.hold(env, "h", ("anon", 2, None, "w"))
         (slot,) = await _anon_round_trip(env, h, 0, range(1))
-        await _run_job(env, h, _writes(h, 0, [0]))
-        pg = _pg(env, h, 0, 0)
-        _deactivate(k, [pg])
+        await pw.run_on(env, h, _writes(h, 0, [0]))
+        pg = pw.pg(env, h, 0, 0)
+        pw.deactivate(k, [pg])
         assert not pg.pg_flags & PG_CLEAN
         inuse = k.uvmexp.swpginuse
-        lock = _lock(h, 0)
+        lock = pw.lock(h, 0)
         await rw_enter(k, lock, RW_WRITE)
         uvm_pdaemon.uvmpd_dropswap(k, pg)
         rw_exit(lock)
-        assert _anon(env, h, 0, 0).an_swslot == 0 and _slot_free(k, slot)
+        assert pw.anon(env, h, 0, 0).an_swslot == 0 and pw.slot_free(k, slot)
         assert k.uvmexp.swpginuse == inuse - 1
-        await _release(env, h)
+        await pw.release(env, h)
 
     env.run(body)
 
@@ -1627,19 +1402,19 @@ def test_dropswap_frees_the_aobj_slot_of_an_aobj_page(kenv: Any) -> None:
     env = kenv(npages=64, config=_cfg())
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        h = await _hold(env, "h", ("shared", 2, "shm", "w"))
+        h = await pw.hold(env, "h", ("shared", 2, "shm", "w"))
         (slot,) = await _aobj_round_trip(env, h, 0, range(1))
-        await _run_job(env, h, _writes(h, 0, [0]))
-        pg = _pg(env, h, 0, 0)
-        _deactivate(k, [pg])
+        await pw.run_on(env, h, _writes(h, 0, [0]))
+        pg = pw.pg(env, h, 0, 0)
+        pw.deactivate(k, [pg])
         inuse = k.uvmexp.swpginuse
-        lock = _lock(h, 0)
+        lock = pw.lock(h, 0)
         await rw_enter(k, lock, RW_WRITE)
         uvm_pdaemon.uvmpd_dropswap(k, pg)
         rw_exit(lock)
-        assert uvm_aobj.uao_find_swslot(k, _obj(h, 0), 0) == 0 and _slot_free(k, slot)
+        assert uvm_aobj.uao_find_swslot(k, pw.obj(h, 0), 0) == 0 and pw.slot_free(k, slot)
         assert k.uvmexp.swpginuse == inuse - 1
-        await _release(env, h)
+        await pw.release(env, h)
 
     env.run(body)
 
@@ -1650,18 +1425,18 @@ def test_dropswap_leaves_vnode_pages_and_slotless_anons_alone(kenv: Any) -> None
     env = kenv(npages=64, config=_cfg())
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        h = await _hold(env, "h", ("file", 1, "f.dat", "r"), ("anon", 1, None, "w"))
+        h = await pw.hold(env, "h", ("file", 1, "f.dat", "r"), ("anon", 1, None, "w"))
         inuse = k.uvmexp.swpginuse
         for r in (0, 1):
-            pg = _pg(env, h, r, 0)
+            pg = pw.pg(env, h, r, 0)
             flags = pg.pg_flags
-            lock = _lock(h, r)
+            lock = pw.lock(h, r)
             await rw_enter(k, lock, RW_WRITE)
             uvm_pdaemon.uvmpd_dropswap(k, pg)
             rw_exit(lock)
             assert pg.pg_flags == flags
-        assert _anon(env, h, 1, 0).an_swslot == 0 and k.uvmexp.swpginuse == inuse
-        await _release(env, h)
+        assert pw.anon(env, h, 1, 0).an_swslot == 0 and k.uvmexp.swpginuse == inuse
+        await pw.release(env, h)
 
     env.run(body)
 
@@ -1674,7 +1449,7 @@ def test_S0_every_scan_counts_a_revolution(kenv: Any) -> None:
     env = _daemonless(kenv)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        _be_the_pagedaemon(k, env)
+        pw.be_the_pagedaemon(k, env)
         assert (await _scan(k))["pdrevs"] == 1
         assert (await _scan(k))["pdrevs"] == 1
         assert k.uvmexp.pdrevs == 2
@@ -1689,12 +1464,12 @@ def test_S1_swapout_threads_below_target_with_pmap_collect(kenv: Any) -> None:
     env = _daemonless(kenv, have_pmap_collect=True)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        _be_the_pagedaemon(k, env)
-        h = await _hold(env, "h", ("anon", 54, None, "w"))
+        pw.be_the_pagedaemon(k, env)
+        h = await pw.hold(env, "h", ("anon", 54, None, "w"))
         assert k.uvmexp.free == 10
         d = await _scan(k)
         assert d["pdswout"] == 1 and k.uvmexp.pdswout == 1
-        await _release(env, h)
+        await pw.release(env, h)
 
     env.run(body)
 
@@ -1704,11 +1479,11 @@ def test_S1_no_swapout_at_the_free_target_with_pmap_collect(kenv: Any) -> None:
     env = _daemonless(kenv, have_pmap_collect=True)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        _be_the_pagedaemon(k, env)
-        h = await _hold(env, "h", ("anon", 52, None, "w"))
+        pw.be_the_pagedaemon(k, env)
+        h = await pw.hold(env, "h", ("anon", 52, None, "w"))
         assert k.uvmexp.free == FREETARG
         assert (await _scan(k))["pdswout"] == 0
-        await _release(env, h)
+        await pw.release(env, h)
 
     env.run(body)
 
@@ -1719,12 +1494,12 @@ def test_S1_absent_by_default_as_on_amd64(kenv: Any) -> None:
     env = _daemonless(kenv)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        _be_the_pagedaemon(k, env)
+        pw.be_the_pagedaemon(k, env)
         assert k.config.have_pmap_collect is False
-        h = await _hold(env, "h", ("anon", 54, None, "w"))
+        h = await pw.hold(env, "h", ("anon", 54, None, "w"))
         assert k.uvmexp.free == 10
         assert (await _scan(k))["pdswout"] == 0
-        await _release(env, h)
+        await pw.release(env, h)
 
     env.run(body)
 
@@ -1736,21 +1511,21 @@ def test_S2_the_inactive_scan_gets_the_pma(kenv: Any) -> None:
     env = _daemonless(kenv)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        _be_the_pagedaemon(k, env)
-        h = await _hold(env, "h", ("file", 2, "f.dat", "r"), ("anon", 6, None, "w"))
-        files = _pgs(env, h, 0)
-        _deactivate(k, files)
+        pw.be_the_pagedaemon(k, env)
+        h = await pw.hold(env, "h", ("file", 2, "f.dat", "r"), ("anon", 6, None, "w"))
+        files = pw.pgs(env, h, 0)
+        pw.deactivate(k, files)
         k.uvmexp.inactarg = 1  # no inactive shortage, before or after one page is freed
         assert k.uvmexp.free == 56
         d = await _scan(k)
         assert (d["pdscans"], d["pdfreed"]) == (0, 0)
         dma = dma_constraint()
-        pma = _linked_pma(k, dma.ucr_low, dma.ucr_high)
+        pma = pw.linked_pma(k, dma.ucr_low, dma.ucr_high)
         d = await _scan(k, pma)
-        _pma_done(k, pma)
+        pw.pma_done(k, pma)
         assert (d["pdscans"], d["pdfreed"]) == (1, 1) and pma.pm_flags & UVM_PMA_FREED
         assert files[0].pg_flags & PQ_FREE and files[1].pg_flags & PQ_INACTIVE
-        await _release(env, h)
+        await pw.release(env, h)
 
     env.run(body)
 
@@ -1765,22 +1540,22 @@ def test_scan_start_dma_pma_matches_every_page_of_the_machine(kenv: Any) -> None
     env = _daemonless(kenv, npages=64)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        _be_the_pagedaemon(k, env)
+        pw.be_the_pagedaemon(k, env)
         dma = dma_constraint()
         assert all(dma.ucr_low <= atop(ptoa(f)) < dma.ucr_high for f in range(64))
-        h = await _hold(env, "h", ("file", 3, "f.dat", "r"), ("anon", 4, None, "w"))
-        files = sorted(_pgs(env, h, 0), key=lambda pg: -pg.phys_addr)
-        _deactivate(k, files)  # highest frame first
+        h = await pw.hold(env, "h", ("file", 3, "f.dat", "r"), ("anon", 4, None, "w"))
+        files = sorted(pw.pgs(env, h, 0), key=lambda pg: -pg.phys_addr)
+        pw.deactivate(k, files)  # highest frame first
         k.uvmexp.inactarg = 0
         for head in files:
             assert k.uvm.page_inactive.first() is head
             assert k.uvmexp.free >= 4 * FREETARG  # the target is met
-            pma = _linked_pma(k, dma.ucr_low, dma.ucr_high)
+            pma = pw.linked_pma(k, dma.ucr_low, dma.ucr_high)
             d = await _scan(k, pma)
-            _pma_done(k, pma)
+            pw.pma_done(k, pma)
             assert (d["pdscans"], d["pdfreed"]) == (1, 1) and pma.pm_flags & UVM_PMA_FREED
             assert head.pg_flags & PQ_FREE
-        await _release(env, h)
+        await pw.release(env, h)
 
     env.run(body)
 
@@ -1793,19 +1568,19 @@ def test_scan_start_byte_range_of_one_frame_matches_no_page_number(kenv: Any) ->
     env = _daemonless(kenv, npages=64)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        _be_the_pagedaemon(k, env)
-        h = await _hold(env, "h", ("file", 2, "f.dat", "r"), ("anon", 4, None, "w"))
-        files = _pgs(env, h, 0)
-        _deactivate(k, files)
+        pw.be_the_pagedaemon(k, env)
+        h = await pw.hold(env, "h", ("file", 2, "f.dat", "r"), ("anon", 4, None, "w"))
+        files = pw.pgs(env, h, 0)
+        pw.deactivate(k, files)
         k.uvmexp.inactarg = 2
         f = atop(files[1].phys_addr)
         assert f >= 1 and k.uvmexp.free >= 4 * FREETARG
-        pma = _linked_pma(k, ptoa(f), ptoa(f + 1) - 1)
+        pma = pw.linked_pma(k, ptoa(f), ptoa(f + 1) - 1)
         d = await _scan(k, pma)
-        _pma_done(k, pma)
+        pw.pma_done(k, pma)
         assert d["pdscans"] == 0 and d["pdfreed"] == 0 and not pma.pm_flags & UVM_PMA_FREED
         assert files[1].pg_flags & PQ_INACTIVE
-        await _release(env, h)
+        await pw.release(env, h)
 
     env.run(body)
 
@@ -1817,10 +1592,10 @@ def test_S3_inactive_shortage_counts_clean_buffer_pages_as_inactive(kenv: Any) -
     env = _daemonless(kenv, npages=128, bufcachepercent=10)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        _be_the_pagedaemon(k, env)
-        h = await _hold(env, "h", ("anon", 30, None, "w"))
-        pgs = _pgs(env, h, 0)
-        _deactivate(k, pgs[:4])
+        pw.be_the_pagedaemon(k, env)
+        h = await pw.hold(env, "h", ("anon", 30, None, "w"))
+        pgs = pw.pgs(env, h, 0)
+        pw.deactivate(k, pgs[:4])
         inact = vfs_bio.BUFPAGES_INACT(k)
         assert inact > 0 and k.uvmexp.free >= 4 * FREETARG
         k.uvmexp.inactarg = 20
@@ -1828,7 +1603,7 @@ def test_S3_inactive_shortage_counts_clean_buffer_pages_as_inactive(kenv: Any) -
         assert d["pdscans"] == 0 and d["pddeact"] == 20 - 4 - inact
         assert all(pg.pg_flags & PQ_INACTIVE for pg in pgs[: 20 - inact])
         assert all(pg.pg_flags & PQ_ACTIVE for pg in pgs[20 - inact :])
-        await _release(env, h)
+        await pw.release(env, h)
 
     env.run(body)
 
@@ -1838,7 +1613,7 @@ async def _swap_in_use(env: KernelEnv, anon_pages: int, round_trips: int = 16) -
     ``anon_pages`` anon pages; ``round_trips`` of them (0 ..) were paged out and read back, so
     they are active, PG_CLEAN, and own a slot each. No page is only in swap."""
     k = env.k
-    h = await _hold(env, "h", ("file", 1, "f.dat", "r"), ("anon", anon_pages, None, "w"))
+    h = await pw.hold(env, "h", ("file", 1, "f.dat", "r"), ("anon", anon_pages, None, "w"))
     await _anon_round_trip(env, h, 1, range(round_trips))
     assert k.uvmexp.swpages == 16 and k.uvmexp.swpginuse == round_trips
     assert k.uvmexp.swpgonly == 0
@@ -1863,14 +1638,14 @@ def test_S4_swap_shortage_when_swap_slots_all_in_use(
     env = _daemonless(kenv)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        _be_the_pagedaemon(k, env)
+        pw.be_the_pagedaemon(k, env)
         h = await _swap_in_use(env, anon_pages)
         assert k.uvmexp.free == FREETARG - shortage
         d = await _scan(k)
         assert d["pdfreed"] == 0 and d["swpginuse"] == -shortage
-        lost = [i for i in range(16) if _anon(env, h, 1, i).an_swslot == 0]
+        lost = [i for i in range(16) if pw.anon(env, h, 1, i).an_swslot == 0]
         assert lost == list(range(shortage))
-        await _release(env, h)
+        await pw.release(env, h)
 
     env.run(body)
 
@@ -1881,14 +1656,14 @@ def test_S4prime_no_swap_shortage_while_a_swap_slot_is_free(kenv: Any) -> None:
     env = _daemonless(kenv)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        _be_the_pagedaemon(k, env)
+        pw.be_the_pagedaemon(k, env)
         h = await _swap_in_use(env, 53, round_trips=15)
         assert k.uvmexp.free < FREETARG
-        calls = _trylocks(_lock(h, 1))
+        calls = _trylocks(pw.lock(h, 1))
         d = await _scan(k)
         assert d["swpginuse"] == 0 and calls == []
-        assert all(_anon(env, h, 1, i).an_swslot for i in range(15))
-        await _release(env, h)
+        assert all(pw.anon(env, h, 1, i).an_swslot for i in range(15))
+        await pw.release(env, h)
 
     env.run(body)
 
@@ -1899,18 +1674,18 @@ def test_S4prime_no_swap_shortage_when_swap_is_full(kenv: Any) -> None:
     env = _daemonless(kenv)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        _be_the_pagedaemon(k, env)
-        h = await _hold(env, "h", ("anon", 54, None, "w"), ("anon", 16, None, ""))
+        pw.be_the_pagedaemon(k, env)
+        h = await pw.hold(env, "h", ("anon", 54, None, "w"), ("anon", 16, None, ""))
         for i in range(16):
-            await env.page_out(_anon(env, h, 0, i))
-        await _run_job(env, h, _writes(h, 1, range(16)))
+            await env.page_out(pw.anon(env, h, 0, i))
+        await pw.run_on(env, h, _writes(h, 1, range(16)))
         assert k.uvmexp.swpgonly == k.uvmexp.swpginuse == k.uvmexp.swpages == 16
         assert k.uvmexp.free == 10
         k.uvmexp.inactarg = 0
-        calls0, calls1 = _trylocks(_lock(h, 0)), _trylocks(_lock(h, 1))
+        calls0, calls1 = _trylocks(pw.lock(h, 0)), _trylocks(pw.lock(h, 1))
         d = await _scan(k)
         assert d["swpginuse"] == 0 and calls0 == calls1 == []
-        await _release(env, h)
+        await pw.release(env, h)
 
     env.run(body)
 
@@ -1921,14 +1696,14 @@ def test_S4prime_no_swap_shortage_when_the_inactive_scan_freed_pages(kenv: Any) 
     env = _daemonless(kenv)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        _be_the_pagedaemon(k, env)
+        pw.be_the_pagedaemon(k, env)
         h = await _swap_in_use(env, 53)
-        _deactivate(k, [_pg(env, h, 1, 15)])  # clean: paged in, never written since
+        pw.deactivate(k, [pw.pg(env, h, 1, 15)])  # clean: paged in, never written since
         d = await _scan(k)
         assert d["pdfreed"] == 1 and d["swpgonly"] == 1 and k.uvmexp.free == 11 < FREETARG
         assert d["swpginuse"] == 0
-        assert all(_anon(env, h, 1, i).an_swslot for i in range(16))
-        await _release(env, h)
+        assert all(pw.anon(env, h, 1, i).an_swslot for i in range(16))
+        await pw.release(env, h)
 
     env.run(body)
 
@@ -1938,13 +1713,13 @@ def test_S4prime_no_swap_shortage_at_the_free_target(kenv: Any) -> None:
     env = _daemonless(kenv)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        _be_the_pagedaemon(k, env)
+        pw.be_the_pagedaemon(k, env)
         h = await _swap_in_use(env, 51)
         assert k.uvmexp.free == FREETARG
-        calls = _trylocks(_lock(h, 1))
+        calls = _trylocks(pw.lock(h, 1))
         d = await _scan(k)
         assert d["swpginuse"] == 0 and calls == []
-        await _release(env, h)
+        await pw.release(env, h)
 
     env.run(body)
 
@@ -1955,9 +1730,9 @@ def test_S4prime_no_swap_shortage_at_the_free_target(kenv: Any) -> None:
 async def _two_owners(env: KernelEnv, first: int = 1, second: int = 10) -> Holder:
     """Two anon regions, each with its own amap lock; region 0's pages head the active
     queue. Free memory is plentiful (no swap shortage)."""
-    h = await _hold(env, "h", ("anon", first, None, "w"), ("anon", second, None, "w"))
+    h = await pw.hold(env, "h", ("anon", first, None, "w"), ("anon", second, None, "w"))
     q = list(env.k.uvm.page_active)
-    assert q[:first] == _pgs(env, h, 0) and q[first:] == _pgs(env, h, 1)
+    assert q[:first] == pw.pgs(env, h, 0) and q[first:] == pw.pgs(env, h, 1)
     return h
 
 
@@ -1978,19 +1753,19 @@ def test_A1_busy_active_page_is_skipped_without_locking_its_owner(kenv: Any) -> 
     env = _daemonless(kenv)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        _be_the_pagedaemon(k, env)
+        pw.be_the_pagedaemon(k, env)
         h = await _two_owners(env)
-        busy = _pg(env, h, 0, 0)
-        await _busy(k, _lock(h, 0), busy, True)
-        calls = _trylocks(_lock(h, 0))
+        busy = pw.pg(env, h, 0, 0)
+        await _busy(k, pw.lock(h, 0), busy, True)
+        calls = _trylocks(pw.lock(h, 0))
         k.uvmexp.inactarg = 3
         d = await _scan(k)
         assert calls == [] and busy.pg_flags & PQ_ACTIVE
         assert d["pddeact"] == 3
-        assert all(pg.pg_flags & PQ_INACTIVE for pg in _pgs(env, h, 1)[:3])
-        _lock(h, 0).rwl_hook = None
-        await _busy(k, _lock(h, 0), busy, False)
-        await _release(env, h)
+        assert all(pg.pg_flags & PQ_INACTIVE for pg in pw.pgs(env, h, 1)[:3])
+        pw.lock(h, 0).rwl_hook = None
+        await _busy(k, pw.lock(h, 0), busy, False)
+        await pw.release(env, h)
 
     env.run(body)
 
@@ -2000,20 +1775,20 @@ def test_A2_page_whose_owner_lock_is_held_elsewhere_is_skipped(kenv: Any) -> Non
     env = _daemonless(kenv)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        _be_the_pagedaemon(k, env)
+        pw.be_the_pagedaemon(k, env)
         h = await _two_owners(env, first=2)
-        cpu = _other_cpu(k)
-        await _on(env, cpu, _enter(k, _lock(h, 0)))
-        calls = _trylocks(_lock(h, 0))
+        cpu = pw.other_cpu(k)
+        await pw.run_on(env, cpu, pw.enter(k, pw.lock(h, 0)))
+        calls = _trylocks(pw.lock(h, 0))
         k.uvmexp.inactarg = 3
         d = await _scan(k)
-        assert len(calls) == 2 and _lock(h, 0).rwl_owner is cpu.proc
-        assert all(pg.pg_flags & PQ_ACTIVE for pg in _pgs(env, h, 0))
+        assert len(calls) == 2 and pw.lock(h, 0).rwl_owner is cpu.proc
+        assert all(pg.pg_flags & PQ_ACTIVE for pg in pw.pgs(env, h, 0))
         assert d["pddeact"] == 3
-        assert all(pg.pg_flags & PQ_INACTIVE for pg in _pgs(env, h, 1)[:3])
-        _lock(h, 0).rwl_hook = None
-        await _on(env, cpu, _exit(_lock(h, 0)))
-        await _release(env, h)
+        assert all(pg.pg_flags & PQ_INACTIVE for pg in pw.pgs(env, h, 1)[:3])
+        pw.lock(h, 0).rwl_hook = None
+        await pw.run_on(env, cpu, pw.exit_(pw.lock(h, 0)))
+        await pw.release(env, h)
 
     env.run(body)
 
@@ -2024,10 +1799,10 @@ def test_A3_page_busied_at_the_lock_instant_is_unlocked_and_skipped(kenv: Any) -
     env = _daemonless(kenv)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        _be_the_pagedaemon(k, env)
+        pw.be_the_pagedaemon(k, env)
         h = await _two_owners(env)
-        pg = _pg(env, h, 0, 0)
-        lock = _lock(h, 0)
+        pg = pw.pg(env, h, 0, 0)
+        lock = pw.lock(h, 0)
 
         def busied_now(rwl: RWLock) -> None:
             rwl.rwl_hook = None
@@ -2041,9 +1816,9 @@ def test_A3_page_busied_at_the_lock_instant_is_unlocked_and_skipped(kenv: Any) -
         assert lock.rwl_owner is False  # ... and was released
         assert pg.pg_flags & PQ_ACTIVE and pg.pg_flags & PG_BUSY
         assert d["pddeact"] == 3
-        assert all(p.pg_flags & PQ_INACTIVE for p in _pgs(env, h, 1)[:3])
+        assert all(p.pg_flags & PQ_INACTIVE for p in pw.pgs(env, h, 1)[:3])
         await _busy(k, lock, pg, False)
-        await _release(env, h)
+        await pw.release(env, h)
 
     env.run(body)
 
@@ -2055,21 +1830,21 @@ def test_A4a_swap_shortage_takes_the_slot_of_an_active_anon_page(kenv: Any) -> N
     env = _daemonless(kenv)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        _be_the_pagedaemon(k, env)
+        pw.be_the_pagedaemon(k, env)
         h = await _swap_in_use(env, 53)
-        slots = [_anon(env, h, 1, i).an_swslot for i in range(16)]
+        slots = [pw.anon(env, h, 1, i).an_swslot for i in range(16)]
         d = await _scan(k)
         assert d["swpginuse"] == -2
         for i in range(16):
-            anon = _anon(env, h, 1, i)
+            anon = pw.anon(env, h, 1, i)
             pg = anon.an_page
             assert pg is not None
             if i < 2:
-                assert anon.an_swslot == 0 and _slot_free(k, slots[i])
+                assert anon.an_swslot == 0 and pw.slot_free(k, slots[i])
                 assert not pg.pg_flags & PG_CLEAN
             else:
                 assert anon.an_swslot == slots[i] and pg.pg_flags & PG_CLEAN
-        await _release(env, h)
+        await pw.release(env, h)
 
     env.run(body)
 
@@ -2080,23 +1855,23 @@ def test_A4b_swap_shortage_takes_the_slot_of_an_active_aobj_page(kenv: Any) -> N
     env = _daemonless(kenv)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        _be_the_pagedaemon(k, env)
-        h = await _hold(env, "h", ("shared", 20, "shm", "w"), ("anon", 34, None, "w"))
+        pw.be_the_pagedaemon(k, env)
+        h = await pw.hold(env, "h", ("shared", 20, "shm", "w"), ("anon", 34, None, "w"))
         slots = await _aobj_round_trip(env, h, 0, range(16))
         assert k.uvmexp.swpginuse == 16 and k.uvmexp.free == 10
         k.uvmexp.inactarg = 0
         d = await _scan(k)
         assert d["swpginuse"] == -2
-        uobj = _obj(h, 0)
+        uobj = pw.obj(h, 0)
         for i in range(16):
-            pg = _pg(env, h, 0, i)
+            pg = pw.pg(env, h, 0, i)
             if i < 2:
-                assert uvm_aobj.uao_find_swslot(k, uobj, i) == 0 and _slot_free(k, slots[i])
+                assert uvm_aobj.uao_find_swslot(k, uobj, i) == 0 and pw.slot_free(k, slots[i])
                 assert not pg.pg_flags & PG_CLEAN
             else:
                 assert uvm_aobj.uao_find_swslot(k, uobj, i) == slots[i]
                 assert pg.pg_flags & PG_CLEAN
-        await _release(env, h)
+        await pw.release(env, h)
 
     env.run(body)
 
@@ -2108,16 +1883,16 @@ def test_A4c_page_without_a_slot_does_not_count_against_the_swap_shortage(kenv: 
     env = _daemonless(kenv)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        _be_the_pagedaemon(k, env)
+        pw.be_the_pagedaemon(k, env)
         h = await _swap_in_use(env, 53)
         head = list(k.uvm.page_active)[:38]
-        assert head[0] is _pg(env, h, 0, 0) and all(pg.uanon is None or
+        assert head[0] is pw.pg(env, h, 0, 0) and all(pg.uanon is None or
             pg.uanon.an_swslot == 0 for pg in head)  # fmt: skip
         flags = [pg.pg_flags for pg in head]
         d = await _scan(k)
         assert d["swpginuse"] == -2
         assert [pg.pg_flags for pg in head] == flags and head[0].pg_flags & PG_CLEAN
-        await _release(env, h)
+        await pw.release(env, h)
 
     env.run(body)
 
@@ -2128,16 +1903,16 @@ def test_A5_deactivates_inactive_shortage_pages_from_the_head_unmapping_them(ken
     env = _daemonless(kenv)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        _be_the_pagedaemon(k, env)
-        h = await _hold(env, "h", ("anon", 20, None, "w"))
-        pgs = _pgs(env, h, 0)
+        pw.be_the_pagedaemon(k, env)
+        h = await pw.hold(env, "h", ("anon", 20, None, "w"))
+        pgs = pw.pgs(env, h, 0)
         k.uvmexp.inactarg = 5
         d = await _scan(k)
         assert d["pddeact"] == 5 and (d["inactive"], d["active"]) == (5, -5)
         assert list(k.uvm.page_inactive) == pgs[:5]
         assert not any(_mapped(k, pg) for pg in pgs[:5])
         assert all(_mapped(k, pg) and pg.pg_flags & PQ_ACTIVE for pg in pgs[5:])
-        await _release(env, h)
+        await pw.release(env, h)
 
     env.run(body)
 
@@ -2148,15 +1923,15 @@ def test_A5prime_page_stays_active_and_mapped_without_inactive_shortage(kenv: An
     env = _daemonless(kenv)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        _be_the_pagedaemon(k, env)
+        pw.be_the_pagedaemon(k, env)
         h = await _swap_in_use(env, 53)
         d = await _scan(k)
         assert d["pddeact"] == 0 and d["swpginuse"] == -2
         for i in range(2):
-            pg = _pg(env, h, 1, i)
-            assert _anon(env, h, 1, i).an_swslot == 0
+            pg = pw.pg(env, h, 1, i)
+            assert pw.anon(env, h, 1, i).an_swslot == 0
             assert pg.pg_flags & PQ_ACTIVE and _mapped(k, pg)
-        await _release(env, h)
+        await pw.release(env, h)
 
     env.run(body)
 
@@ -2167,16 +1942,16 @@ def test_A6_owner_lock_is_released_after_each_page(kenv: Any) -> None:
     env = _daemonless(kenv)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        _be_the_pagedaemon(k, env)
-        h = await _hold(env, "h", ("anon", 20, None, "w"))
-        lock = _lock(h, 0)
+        pw.be_the_pagedaemon(k, env)
+        h = await pw.hold(env, "h", ("anon", 20, None, "w"))
+        lock = pw.lock(h, 0)
         states: list[bool] = []
         lock.rwl_hook = lambda rwl: states.append(rwl.rwl_owner is False)
         k.uvmexp.inactarg = 5
         await _scan(k)
         lock.rwl_hook = None
         assert states == [True] * 5 and lock.rwl_owner is False
-        await _release(env, h)
+        await pw.release(env, h)
 
     env.run(body)
 
@@ -2190,13 +1965,13 @@ def test_uvmpd_drop_and_hibernate_refuse_without_HIBERNATE(kenv: Any) -> None:
     env = kenv(npages=64, config=_cfg())
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        h = await _hold(env, "h", ("file", 2, "f.dat", "r"))
+        h = await pw.hold(env, "h", ("file", 2, "f.dat", "r"))
         with pytest.raises(Panic, match="HIBERNATE"):
             await uvm_pdaemon.uvmpd_drop(k, k.uvm.page_active)
         with pytest.raises(Panic, match="HIBERNATE"):
             await uvm_pdaemon.uvmpd_hibernate(k)
-        assert all(pg.pg_flags & PQ_ACTIVE for pg in _pgs(env, h, 0))
-        await _release(env, h)
+        assert all(pg.pg_flags & PQ_ACTIVE for pg in pw.pgs(env, h, 0))
+        await pw.release(env, h)
 
     env.run(body)
 
@@ -2209,17 +1984,17 @@ def test_uvmpd_hibernate_frees_clean_idle_object_pages_on_both_queues(kenv: Any)
     env = kenv(npages=64, config=_cfg(hibernate=True))
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        h = await _hold(
+        h = await pw.hold(
             env, "h", ("file", 6, "f.dat", "r"), ("shared", 2, "shm", "w"), ("anon", 3, None, "w")
         )
         await _aobj_round_trip(env, h, 1, range(1))  # aobj page 0: clean, with a slot
         await _anon_round_trip(env, h, 2, range(1))  # anon page 0: clean, with a slot
-        await _run_job(env, h, _writes(h, 0, [2]))
-        f = _pgs(env, h, 0)
-        _deactivate(k, f[:3])  # 0, 1 clean inactive; 2 inactive, dirty (pmap saw the write)
+        await pw.run_on(env, h, _writes(h, 0, [2]))
+        f = pw.pgs(env, h, 0)
+        pw.deactivate(k, f[:3])  # 0, 1 clean inactive; 2 inactive, dirty (pmap saw the write)
         assert not f[2].pg_flags & PG_CLEAN
-        await _busy(k, _lock(h, 0), f[4], True)
-        shm, anons = _pgs(env, h, 1), _pgs(env, h, 2)
+        await _busy(k, pw.lock(h, 0), f[4], True)
+        shm, anons = pw.pgs(env, h, 1), pw.pgs(env, h, 2)
         assert shm[0].pg_flags & PG_CLEAN and not shm[1].pg_flags & PG_CLEAN
         assert anons[0].pg_flags & PG_CLEAN
         swpgonly = k.uvmexp.swpgonly
@@ -2227,17 +2002,17 @@ def test_uvmpd_hibernate_frees_clean_idle_object_pages_on_both_queues(kenv: Any)
         freed = [pg.pg_flags & PQ_FREE != 0 for pg in [*f, *shm, *anons]]
         assert freed == [True, True, False, True, False, True, True, False, False, False, False]
         assert k.uvmexp.swpgonly == swpgonly + 1
-        assert uvm_page.uvm_pagelookup(_obj(h, 0), 0) is None
-        assert k.uvm.pageqlock.mtx_owner is False and _lock(h, 0).rwl_owner is False
-        await _busy(k, _lock(h, 0), f[4], False)
+        assert uvm_page.uvm_pagelookup(pw.obj(h, 0), 0) is None
+        assert k.uvm.pageqlock.mtx_owner is False and pw.lock(h, 0).rwl_owner is False
+        await _busy(k, pw.lock(h, 0), f[4], False)
         got = []
 
         async def reread(p: UserProcess) -> None:
             got.append(await p.load(h.vas[1], PAGE))
 
-        await _run_job(env, h, reread)  # the dropped aobj page comes back from swap
-        assert got == [_data("h", 1, 0)]
-        await _release(env, h)
+        await pw.run_on(env, h, reread)  # the dropped aobj page comes back from swap
+        assert got == [pw.data("h", 1, 0)]
+        await pw.release(env, h)
 
     env.run(body)
 
@@ -2248,24 +2023,24 @@ def test_uvmpd_drop_rechecks_PG_CLEAN_after_waiting_for_the_object_lock(kenv: An
     env = kenv(npages=64, config=_cfg(hibernate=True))
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        h = await _hold(env, "h", ("file", 1, "f.dat", "r"))
-        pg = _pg(env, h, 0, 0)
-        lock = _lock(h, 0)
-        cpu = _other_cpu(k)
-        await _on(env, cpu, _enter(k, lock))
+        h = await pw.hold(env, "h", ("file", 1, "f.dat", "r"))
+        pg = pw.pg(env, h, 0, 0)
+        lock = pw.lock(h, 0)
+        cpu = pw.other_cpu(k)
+        await pw.run_on(env, cpu, pw.enter(k, lock))
 
         async def dirty_then_unlock() -> None:
             await env.sleep(MS)
             pg.pg_flags &= ~PG_CLEAN
             rw_exit(lock)
 
-        _post(cpu, dirty_then_unlock)
+        pw.post(cpu, dirty_then_unlock)
         t0 = k.sched.now
         await uvm_pdaemon.uvmpd_drop(k, k.uvm.page_active)
         assert k.sched.now - t0 >= MS  # it slept on the lock
-        assert pg.pg_flags & PQ_ACTIVE and uvm_page.uvm_pagelookup(_obj(h, 0), 0) is pg
+        assert pg.pg_flags & PQ_ACTIVE and uvm_page.uvm_pagelookup(pw.obj(h, 0), 0) is pg
         assert lock.rwl_owner is False and k.uvm.pageqlock.mtx_owner is False
-        await _release(env, h)
+        await pw.release(env, h)
 
     env.run(body)
 
@@ -2281,9 +2056,9 @@ def test_uvmpd_drop_trusts_PG_CLEAN_and_drops_a_page_written_through_its_mapping
     env = kenv(npages=64, config=_cfg(hibernate=True))
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        h = await _hold(env, "h", ("file", 1, "f.dat", "r"))
-        await _run_job(env, h, _writes(h, 0, [0]))
-        pg = _pg(env, h, 0, 0)
+        h = await pw.hold(env, "h", ("file", 1, "f.dat", "r"))
+        await pw.run_on(env, h, _writes(h, 0, [0]))
+        pg = pw.pg(env, h, 0, 0)
         assert pg.pg_flags & PG_CLEAN and k.pmap.pmap_is_modified(pg)
         await uvm_pdaemon.uvmpd_hibernate(k)
         assert pg.pg_flags & PQ_FREE
@@ -2292,8 +2067,8 @@ def test_uvmpd_drop_trusts_PG_CLEAN_and_drops_a_page_written_through_its_mapping
         async def reread(p: UserProcess) -> None:
             got.append(await p.load(h.vas[0], 8))
 
-        await _run_job(env, h, reread)
+        await pw.run_on(env, h, reread)
         assert got == [bytes(8)]  # the sparse file's zeros, not the write
-        await _release(env, h)
+        await pw.release(env, h)
 
     env.run(body)

@@ -1,0 +1,298 @@
+"""The world the page daemon's tests build around it (shared by test_uvm_pdaemon_*.py).
+
+A machine booted with ``start=False`` whose test body plays the page daemon
+(:func:`be_the_pagedaemon`), user processes that map memory, touch it and then run the jobs
+the test posts (:class:`Holder`), another CPU (:class:`OtherCpu`, a kernel thread running
+posted jobs), and ways to reach a region's pages, anons and owner lock, and to hand the daemon
+an allocation request as uvm_pageout does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import kernel.uvm.uvm_pdaemon as uvm_pdaemon
+from emu.cpu import CpuContext
+from kernel.arch.emu import machdep
+from kernel.arch.emu.machdep import UserProcess
+from kernel.kern.kern_kthread import kthread_create
+from kernel.kern.kern_synch import (
+    INFSLP,
+    PVM,
+    RW_WRITE,
+    RWLock,
+    rw_enter,
+    rw_exit,
+    tsleep_nsec,
+    wakeup,
+)
+from kernel.kernel import Kernel
+from kernel.sys.mman import PROT_NONE
+from kernel.sys.proc import Proc
+from kernel.uvm import uvm_map, uvm_page, uvm_swap
+from kernel.uvm.uvm import UvmConstraintRange
+from kernel.uvm.uvm_anon import VmAnon
+from kernel.uvm.uvm_object import UvmObject
+from kernel.uvm.uvm_page import VmPage
+from kernel.uvm.uvm_pmemrange import UVM_PMA_BUSY, UVM_PMA_LINKED, UvmPmalloc
+
+if TYPE_CHECKING:
+    from conftest import KernelEnv
+
+PAGE = 4096
+
+Job = Callable[..., Awaitable[Any]]
+Region = tuple[str, int, str | None, str]  # kind, pages, name, touch ("w", "r" or "": none)
+
+
+# --- the machine ----------------------------------------------------------------------------------
+
+
+def machine_without_pagedaemon(k: Kernel) -> None:
+    """machdep.start minus the page daemon: the trap handler (so processes can fault) and
+    the aiodone daemon."""
+
+    async def trap_handler(ctx: CpuContext, vaddr: int, is_write: bool) -> None:
+        await machdep.trap(k, ctx, vaddr, is_write)
+
+    k.md.cpu.trap_handler = trap_handler
+    kthread_create(k, uvm_pdaemon.uvm_aiodone_daemon, k, name="aiodoned")
+
+
+def be_the_pagedaemon(k: Kernel, env: KernelEnv) -> None:
+    """The test body becomes ``uvm.pagedaemon_proc`` (so its swap writes are B_PDAEMON and
+    aiodoned takes them off ``uvmexp.paging``) and tunes as uvm_pageout's start does. On every
+    machine of these tests (under 270 pages) that gives freemin 9, freetarg 12."""
+    machine_without_pagedaemon(k)
+    k.uvm.pagedaemon_proc = env.testproc
+    uvm_page.uvm_lock_pageq(k)
+    uvm_pdaemon.uvmpd_tune(k)
+    uvm_page.uvm_unlock_pageq(k)
+    assert (k.uvmexp.freemin, k.uvmexp.freetarg) == (9, 12)
+
+
+async def until(env: KernelEnv, cond: Callable[[], bool], what: str, step: int = 100_000) -> None:
+    """Sleep ``step`` ns at a time until ``cond()``; fail after 20,000 steps."""
+    for _ in range(20_000):
+        if cond():
+            return
+        await env.sleep(step)
+    raise AssertionError(f"never happened: {what}")
+
+
+def deactivate(k: Kernel, pgs: list[VmPage], unmap: bool = True) -> None:
+    """The active scan's A5 done by hand: remove all mappings, then uvm_pagedeactivate (clears
+    the reference bit; a page the pmap saw modified loses PG_CLEAN). ``unmap=False`` keeps
+    the mappings."""
+    uvm_page.uvm_lock_pageq(k)
+    for pg in pgs:
+        if unmap:
+            k.pmap.pmap_page_protect(pg, PROT_NONE)
+        uvm_page.uvm_pagedeactivate(k, pg)
+    uvm_page.uvm_unlock_pageq(k)
+
+
+# --- threads that run posted jobs: user processes holding pages, another CPU ------------------------
+
+
+@dataclass(eq=False)
+class Worker:
+    """A thread that runs the jobs the test posts, in order, and sleeps in between."""
+
+    k: Kernel
+    jobs: list[Job] = field(default_factory=list)
+    done: int = 0
+    results: list[Any] = field(default_factory=list)
+
+    async def work(self, *args: Any) -> None:
+        while self.jobs:
+            job = self.jobs.pop(0)
+            self.results.append(await job(*args))
+            self.done += 1
+
+
+def post(w: Worker, job: Job) -> int:
+    """Hand ``job`` to ``w`` (no await: usable from a lock hook); returns its ticket."""
+    w.jobs.append(job)
+    wakeup(w.k, w)
+    return w.done + len(w.jobs)
+
+
+async def run_on(env: KernelEnv, w: Worker, job: Job) -> Any:
+    """Run ``job`` on ``w`` and wait for it; returns its result."""
+    ticket = post(w, job)
+    await until(env, lambda: w.done >= ticket, "job done")
+    return w.results[ticket - 1]
+
+
+@dataclass(eq=False)
+class Holder(Worker):
+    """A user process that maps ``regions``, touches every page ("w": writes :func:`data`,
+    "r": reads, "": leaves it alone), then runs the jobs ``job(p)`` the test posts, until
+    released."""
+
+    regions: list[Region] = field(default_factory=list)
+    vas: list[int] = field(default_factory=list)
+    up: UserProcess | None = None
+    ready: bool = False
+    released: bool = False
+
+    @property
+    def proc(self) -> UserProcess:
+        assert self.up is not None
+        return self.up
+
+
+def data(name: str, r: int, i: int) -> bytes:
+    """What page ``i`` of region ``r`` of process ``name`` holds: one full page."""
+    return (f"{name}:{r}:{i} ".encode() * PAGE)[:PAGE]
+
+
+def region(kind: str, n: int, name: str | None = None, touch: str = "w") -> Region:
+    return (kind, n, name, touch)
+
+
+async def _holder_main(p: UserProcess, h: Holder) -> None:
+    for r, (kind, n, name, touch) in enumerate(h.regions):
+        va = await p.mmap(n * PAGE, kind, name=name)  # type: ignore[arg-type]
+        h.vas.append(va)
+        for i in range(n):
+            if touch == "w":
+                await p.store(va + i * PAGE, data(p.name, r, i))
+            elif touch == "r":
+                await p.load(va + i * PAGE, 8)
+    h.ready = True
+    while True:
+        await h.work(p)
+        if h.released:
+            return
+        await tsleep_nsec(p.k, h, PVM, "hold", INFSLP)
+
+
+async def hold(env: KernelEnv, name: str, *regions: Region) -> Holder:
+    """Start a Holder process and wait until it touched every page."""
+    h = Holder(env.k, regions=list(regions))
+    h.up = env.spawn(_holder_main, name, h=h)
+    await until(env, lambda: h.ready, f"{name} ready")
+    return h
+
+
+async def release(env: KernelEnv, *hs: Holder) -> None:
+    """Let the holders exit and wait until they have."""
+    for h in hs:
+        h.released = True
+        wakeup(env.k, h)
+    await env.wait(*(h.proc for h in hs))
+
+
+@dataclass(eq=False)
+class OtherCpu(Worker):
+    """Another CPU: a kernel thread running the jobs ``job()`` the test posts."""
+
+    proc: Proc | None = None
+
+
+async def _cpu_main(cpu: OtherCpu) -> None:
+    while True:
+        await cpu.work()
+        await tsleep_nsec(cpu.k, cpu, PVM, "cpu1", INFSLP)
+
+
+def other_cpu(k: Kernel) -> OtherCpu:
+    cpu = OtherCpu(k)
+    cpu.proc = kthread_create(k, _cpu_main, cpu, name="cpu1")
+    return cpu
+
+
+def enter(k: Kernel, lock: RWLock) -> Job:
+    """A job that takes ``lock`` for writing (sleeping while it is held)."""
+
+    async def job() -> None:
+        await rw_enter(k, lock, RW_WRITE)
+
+    return job
+
+
+def exit_(lock: RWLock) -> Job:
+    """A job that releases ``lock``."""
+
+    async def job() -> None:
+        rw_exit(lock)
+
+    return job
+
+
+# --- a holder's regions: entries, anons, pages, owner locks -----------------------------------------
+
+
+def entry(h: Holder, r: int) -> uvm_map.VmMapEntry:
+    vm = h.proc.proc.p_vmspace
+    e = uvm_map.uvm_map_lookup_entry(vm.vm_map, h.vas[r])
+    assert e is not None
+    return e
+
+
+def anon(env: KernelEnv, h: Holder, r: int, i: int) -> VmAnon:
+    a = env.anon_at(h.proc, h.vas[r] + i * PAGE)
+    assert isinstance(a, VmAnon)
+    return a
+
+
+def obj(h: Holder, r: int) -> UvmObject:
+    uobj = entry(h, r).uvm_obj
+    assert uobj is not None
+    return uobj
+
+
+def pg(env: KernelEnv, h: Holder, r: int, i: int) -> VmPage:
+    """The resident page behind page ``i`` of region ``r`` of ``h``."""
+    if h.regions[r][0] == "anon":
+        page = anon(env, h, r, i).an_page
+    else:
+        page = uvm_page.uvm_pagelookup(obj(h, r), entry(h, r).offset + i * PAGE)
+    assert page is not None
+    return page
+
+
+def pgs(env: KernelEnv, h: Holder, r: int = 0) -> list[VmPage]:
+    return [pg(env, h, r, i) for i in range(h.regions[r][1])]
+
+
+def lock(h: Holder, r: int) -> RWLock:
+    """The owner lock uvmpd_trylockowner takes for the pages of region ``r`` (amap or object)."""
+    e = entry(h, r)
+    if h.regions[r][0] == "anon":
+        assert e.aref.ar_amap is not None
+        return e.aref.ar_amap.am_lock
+    assert e.uvm_obj is not None
+    return e.uvm_obj.vmobjlock
+
+
+# --- allocation requests, swap slots -----------------------------------------------------------------
+
+
+def linked_pma(k: Kernel, low: int, high: int, size: int = PAGE) -> UvmPmalloc:
+    """A request as uvm_pageout hands it to the scan (M2): queued, LINKED and BUSY."""
+    pma = UvmPmalloc(UvmConstraintRange(low, high), size, UVM_PMA_LINKED | UVM_PMA_BUSY)
+    pmr = k.uvm.pmr_control
+    assert pmr is not None
+    pmr.allocs.insert_tail(pma)
+    return pma
+
+
+def pma_done(k: Kernel, pma: UvmPmalloc) -> None:
+    """What uvm_pageout does with the request after the scan (M10/M10'), then drop it."""
+    pma.pm_flags &= ~UVM_PMA_BUSY
+    pmr = k.uvm.pmr_control
+    assert pmr is not None
+    if pma.pm_flags & UVM_PMA_LINKED:
+        pma.pm_flags &= ~UVM_PMA_LINKED
+        pmr.allocs.remove(pma)
+
+
+def slot_free(k: Kernel, slot: int) -> bool:
+    sdp = uvm_swap.swapdrum_getsdp(k, slot)
+    assert sdp is not None
+    return bool(sdp.swd_blist[slot - sdp.swd_drumoffset])
