@@ -276,6 +276,12 @@ class Clock:
         if th is not None:
             th.debt_ns += ns
 
+    def nsecuptime(self) -> int:
+        """The virtual time as the current thread sees it: ``now`` plus its unpaid CPU time
+        (``now`` outside a thread). Reads no wall clock."""
+        th = _current.get()
+        return self.now + (th.debt_ns if th is not None else 0)
+
     async def pay(self, what: str = "cpu", min_ns: int = 1) -> None:
         """Let the current thread's CPU debt pass as virtual time, if it is ``min_ns`` or more.
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import structlog
 
-from emu.clock import Clock, current_thread
+from emu.clock import Clock
 from emu.cpu import Cpu, CpuContext
 from kernel.kernel import Kernel, KernelConfig, KernelCosts
 from kernel.sys.systm import Panic
@@ -26,7 +26,7 @@ __all__ = [
     "time_traps", "watchdog", "write_private",
 ]  # fmt: skip
 
-log = structlog.get_logger("emu.machine")
+log = structlog.get_logger("emu.probes")
 
 Workload = Callable[..., Awaitable[None]]
 
@@ -71,33 +71,23 @@ def guard(fn: Workload) -> Workload:
 
 
 def time_traps(k: Kernel, cpu: Cpu, clock: Clock, stats: dict[int, ProcStats]) -> None:
-    """Wrap the kernel's trap handler to measure each fault's virtual latency per process."""
+    """Wrap the kernel's trap handler to count each process's traps and histogram their
+    virtual latency (the kernel logs each major fault itself: ``uvm_fault.pagein``)."""
     inner = cpu.trap_handler
     assert inner is not None
-
-    def vnow() -> int:  # virtual time as this thread sees it: clock time plus unpaid CPU time
-        th = current_thread()
-        return clock.now + (th.debt_ns if th is not None else 0)
+    vnow = clock.nsecuptime  # virtual time as this thread sees it: its unpaid CPU time too
 
     async def timed(ctx: CpuContext, vaddr: int, is_write: bool) -> None:
         t0 = vnow()
-        p: Any = ctx.owner
-        st: dict[str, int] = p.stats if p is not None else {}
-        major0 = st.get("flt_major", 0)
-        ok = False
         try:
             await inner(ctx, vaddr, is_write)
-            ok = True
         finally:
             lat = vnow() - t0
-            ps = stats.get(getattr(p, "p_pid", -1))
+            ps = stats.get(getattr(ctx.owner, "p_pid", -1))
             if ps is not None:
                 ps.faults += 1
                 b = 1 << max(0, lat.bit_length())
                 ps.lat_hist[b] = ps.lat_hist.get(b, 0) + 1
-            if st.get("flt_major", 0) != major0:
-                log.info("uvm_fault.pagein", pid=getattr(p, "p_pid", -1), vaddr=vaddr,
-                         latency_ns=lat, ok=ok)  # fmt: skip
 
     cpu.trap_handler = timed
 

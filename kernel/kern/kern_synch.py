@@ -85,6 +85,10 @@ class Scheduler(Protocol):
 
     def charge(self, ns: int) -> None: ...
 
+    def nsecuptime(self) -> int:
+        """nsecuptime: the time as the calling thread sees it (its unpaid CPU time included)."""
+        ...
+
     async def pay(self, what: str = "cpu", min_ns: int = 1) -> None: ...
 
 

@@ -45,12 +45,17 @@ Deviations (PORT):
   ``flt_major``, ``flt_busywait``) and in the process's ``stats``; a fault that restarts is
   counted once, by the most expensive thing it did (major > zero > soft). Each fault charges
   ``k.config.costs.fault_ns`` of virtual CPU time.
+- A major fault that succeeds logs one ``uvm_fault.pagein`` event (docs/log-schema.md): the
+  process, the faulting address and the fault's virtual latency as the faulting thread sees
+  it (``k.sched.nsecuptime()``, its unpaid CPU time included).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
+
+import structlog
 
 import kernel.uvm.uvm_amap as uvm_amap
 import kernel.uvm.uvm_anon as uvm_anon
@@ -122,6 +127,8 @@ VM_FAULT_WIRE: Final = 2  # wire mapping
 ERESTART: Final = -1  # sys/errno.h: restart syscall (kernel internal)
 PROT_MASK: Final = Prot(0x07)
 
+log = structlog.get_logger("uvm.fault")
+
 _NOWAKE: Final = ("uvm_fault", "nowake")  # static int nowake: a channel nobody wakes
 
 # PORT: fault kinds, in increasing cost
@@ -188,6 +195,7 @@ async def uvm_fault(
     => returns 0 or an errno (EFAULT: no mapping, EACCES: protection, EIO: backing store
        error, ENOMEM: out of swap); may sleep
     """
+    t0 = k.sched.nsecuptime()  # PORT: the page-in event's latency
     k.uvmexp.faults += 1
     _pstat("faults")
     k.sched.charge(k.config.costs.fault_ns)
@@ -216,6 +224,8 @@ async def uvm_fault(
         name = _KIND_NAMES[flt.kind]
         setattr(k.uvmexp, name, getattr(k.uvmexp, name) + 1)
         _pstat(name)
+        if flt.kind == _KIND_MAJOR:
+            _log_pagein(vaddr, k.sched.nsecuptime() - t0)
     return error
 
 
@@ -1011,6 +1021,13 @@ def _pstat(key: str) -> None:
     p = curproc()
     if p is not None:
         p.stats[key] = p.stats.get(key, 0) + 1
+
+
+def _log_pagein(vaddr: int, latency_ns: int) -> None:
+    """The ``uvm_fault.pagein`` event of a major fault that succeeded."""
+    p = curproc()
+    log.info("uvm_fault.pagein", pid=p.p_pid if p is not None else -1, vaddr=vaddr,
+             latency_ns=latency_ns, ok=True)  # fmt: skip
 
 
 def _uobjpage_unbusy(k: Kernel, pg: VmPage) -> None:

@@ -8,6 +8,7 @@ read-only mapping), §1.14 (swap-in round trip).
 from __future__ import annotations
 
 import pytest
+from structlog.testing import capture_logs
 
 from devices.faults import FaultConfig
 from emu.cpu import BusError, MemoryFault, SegmentationFault
@@ -212,6 +213,41 @@ def test_swap_read_error_is_a_bus_error_and_marks_the_slot_bad(run_kernel):
 
     env = run_kernel(body, faults=FaultConfig(fail_read_rate=1.0))
     assert env.k.uvmexp.flt_major == 0  # failed faults are not counted as done
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_a_major_fault_that_succeeds_logs_one_pagein_event(run_kernel, fail):
+    """docs/log-schema.md `uvm_fault.pagein`: one line per major fault that succeeded, with
+    the process, the faulting address and the fault's virtual latency; a page-in that fails
+    (SIGBUS) logs none."""
+    seen = {}
+
+    async def work(p, env):
+        va = await p.mmap(PAGE)
+        await p.store(va, b"back")
+        await env.page_out(env.anon_at(p, va))
+        seen["va"] = va + 5
+        with capture_logs() as logs:
+            try:
+                await p.load(va + 5, 1)
+            except BusError:
+                assert fail
+        seen["logs"] = [e for e in logs if e["event"] == "uvm_fault.pagein"]
+
+    async def body(k, env):
+        p = env.spawn(work, env=env)
+        await env.wait(p)
+        seen["pid"] = p.pid
+
+    kw = {"faults": FaultConfig(fail_read_rate=1.0)} if fail else {}
+    env = run_kernel(body, **kw)
+    if fail:
+        assert seen["logs"] == []
+        return
+    costs = env.k.config.costs
+    (ev,) = seen["logs"]
+    assert (ev["pid"], ev["vaddr"], ev["ok"]) == (seen["pid"], seen["va"], True)
+    assert ev["latency_ns"] >= costs.fault_ns + costs.pagein_ns
 
 
 def test_unmapped_address_is_a_segmentation_fault(run_kernel):
