@@ -36,10 +36,11 @@ import structlog
 from devices.faults import FaultConfig
 from devices.swapdisk import INLINE_PAGES, SwapDisk
 from devices.timing import make_model
+from emu import process
+from emu.board import Board, run_loop
 from emu.clock import Clock, Deadlock
-from emu.cpu import Cpu, CpuContext
+from emu.cpu import CpuContext
 from emu.eventlog import SCHEMA, EventLog
-from emu.mmu import Mmu
 from emu.probes import (
     FAULT_KINDS,
     ProcStats,
@@ -52,7 +53,7 @@ from emu.probes import (
     watchdog,
     write_private,
 )
-from emu.ram import Ram, parse_size
+from emu.ram import parse_size
 from emu.scenario import Scenario, ScenarioError, validate
 from kernel.arch.emu import machdep
 from kernel.kernel import Kernel
@@ -184,14 +185,7 @@ class Machine:
 
     def run(self) -> Summary:
         """Run the machine until every process has exited; return the summary."""
-        loop = self.scenario.machine["loop"]
-        factory: Callable[[], asyncio.AbstractEventLoop] | None = None
-        if loop == "uvloop":
-            import uvloop
-
-            factory = uvloop.new_event_loop
-        with asyncio.Runner(loop_factory=factory) as runner:
-            return runner.run(self.arun())
+        return run_loop(self.arun(), self.scenario.machine["loop"])
 
     async def arun(self) -> Summary:
         """:meth:`run` for callers already inside an event loop."""
@@ -208,13 +202,10 @@ class Machine:
         evlog = EventLog(
             workdir / "events.jsonl" if self.run_dir is not None else None, self.log_level
         )
-        clock = Clock()
+        board = Board(self.ram_pages, access_ns=mc["access_ns"], fault_ns=mc["fault_ns"],
+                      quantum_ns=max(1, mc["quantum_ns"]))  # fmt: skip
+        clock, cpu, disks = board.clock, board.cpu, board.disks
         evlog.configure(clock)
-        ram = Ram(self.ram_pages)
-        mmu = Mmu(ram)
-        cpu = Cpu(ram, mmu, clock, access_ns=mc["access_ns"], fault_ns=mc["fault_ns"],
-                  quantum_ns=max(1, mc["quantum_ns"]))  # fmt: skip
-        disks: list[SwapDisk] = []
         outcome, error = "ok", None
         k: Kernel | None = None
         stats: dict[int, ProcStats] = {}
@@ -226,13 +217,11 @@ class Machine:
                      ram_pages=self.ram_pages, swap_pages=self.swap_pages, loop=mc["loop"],
                      device=dc["model"],
                      wall_start=datetime.datetime.now(datetime.UTC).isoformat())  # fmt: skip
-            disks = self._make_disks(workdir, clock)
+            self._add_disks(board, workdir)
             config = kernel_config(kc)
             filedir = workdir / "files"
             filedir.mkdir(exist_ok=True)
-            k = machdep.boot(
-                ram, mmu, cpu, clock, disks, config, filedir=str(filedir), seed=mc["seed"]
-            )
+            k = board.boot(config, filedir=str(filedir), seed=mc["seed"])
             self.kernel = k
 
             def on_pass(_k: Kernel, delta: dict[str, int], cl: list[int]) -> None:
@@ -251,7 +240,7 @@ class Machine:
                 if mc["max_virtual_ns"]:
                     c.spawn(watchdog, c, mc["max_virtual_ns"], name="watchdog", daemon=True)
                 for name, kind, fn, params in self._attached:
-                    h = machdep.spawn_process(k, name, guard(fn), **params)
+                    h = process.spawn(k, name, guard(fn), **params)
                     stats[h.pid] = ProcStats(name, kind)
                     handles.append(h)
                     log.info("workload.start", name=name, pid=h.pid, kind=kind)
@@ -269,10 +258,7 @@ class Machine:
         except* Exception as eg:
             outcome, error = "error", f"{type(eg.exceptions[0]).__name__}: {eg.exceptions[0]}"
         finally:
-            if k is not None:
-                machdep.shutdown(k)  # the files' disks: one descriptor each, per run
-            for d in disks:
-                d.close()
+            board.close()  # the files' disks (one descriptor each), the swap disks, the RAM
         wall = time.perf_counter() - wall0
         summary = self._summary(
             k, clock, disks, handles, stats, clusters, passes[0], outcome, error, wall
@@ -283,7 +269,6 @@ class Machine:
                      error=None if h.proc.error is None else str(h.proc.error))  # fmt: skip
         log.info("run.end", outcome=outcome, error=error, virtual_ns=clock.now, wall_s=wall)
         evlog.close()
-        ram.close()
         if self.run_dir is not None:
             write_private(workdir / "summary.json", json.dumps(summary, indent=2).encode())
             if not self.keep_images:
@@ -293,7 +278,7 @@ class Machine:
             tmp.cleanup()
         return summary
 
-    def _make_disks(self, workdir: Path, clock: Clock) -> list[SwapDisk]:
+    def _add_disks(self, board: Board, workdir: Path) -> None:
         sc = self.scenario
         dc = sc.device
         fault_keys = ("fail_write_rate", "fail_read_rate", "fail_write_slots", "fail_read_slots",
@@ -302,7 +287,6 @@ class Machine:
         fk = {k: dc[k] for k in fault_keys}
         fk["max_image_bytes"] = fk["max_image_bytes"] or None
         ndev = sc.machine["swap_devices"]
-        disks = []
         for i in range(ndev):
             try:
                 model = make_model(dc["model"], **model_params)
@@ -310,18 +294,15 @@ class Machine:
             except ValueError as e:
                 raise ScenarioError(f"{sc.source}: [device]: {e}") from e
             n = self.swap_pages // ndev + (1 if i < self.swap_pages % ndev else 0)
-            disk = SwapDisk(workdir / f"swap{i}.img", n, clock, model, faults, name=f"sd{i}",
-                            inline_max_pages=INLINE_PAGES)  # fmt: skip
             try:
-                disk.create(force=self.force)
+                board.add_swap(workdir / f"swap{i}.img", n, model, faults, name=f"sd{i}",
+                               inline_max_pages=INLINE_PAGES, force=self.force)  # fmt: skip
             except FileExistsError as e:
                 raise ScenarioError(
                     f"swap image {e.filename} already exists; use another run directory or --force"
                 ) from e
             except OSError as e:
                 raise ScenarioError(f"cannot create swap image in {workdir}: {e.strerror}") from e
-            disks.append(disk)
-        return disks
 
     def _summary(self, k: Kernel | None, clock: Clock, disks: list[SwapDisk], handles: list[Any],
                  stats: dict[int, ProcStats], clusters: dict[int, int], passes: int,

@@ -38,10 +38,9 @@ from devices.faults import FaultInjector
 from devices.swapdisk import SwapDisk
 from emu.machine import Machine, Summary
 from emu.scenario import Scenario, ScenarioError
-from kernel.kern.kern_synch import INFSLP, PVM, chan, tsleep_nsec
+from kernel.arch.emu import harness, machdep
 from kernel.sys.proc import P_SYSTEM
 from kernel.sys.systm import Panic
-from kernel.uvm.uvm_check import uvm_check
 
 __all__ = [
     "AUDITOR",
@@ -99,13 +98,12 @@ async def _auditor(p: Any, audit: Audit) -> None:
         disks[0].faults = _Recorder(disks[0].faults, audit.ios)
     others = [q for q in list(k.procs.values()) if q is not p.proc and not q.p_flag & P_SYSTEM]
     for q in others:
-        while q.p_stat != "zomb":  # exit1 sets it, then wakes whoever sleeps on the proc
-            await tsleep_nsec(k, q, PVM, "audit", INFSLP)
+        await machdep.wait(k, q, "audit")
     while not _idle(k, disks):
-        await tsleep_nsec(k, chan(audit, "check"), PVM, "audit_drain", DRAIN_NS)
+        await machdep.nanosleep(k, DRAIN_NS, "audit_drain")
     audit.bad_slots = _bad_slots(k)
     try:
-        uvm_check(k)
+        harness.uvm_check(k)
     except Panic as e:
         audit.check = str(e)
     else:

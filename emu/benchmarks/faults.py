@@ -39,8 +39,8 @@ from typing import Any, Literal
 from emu.benchmarks import BenchResult, result, spread
 from emu.benchmarks._harness import BenchMachine, anons_of, page_out
 from emu.mmu import Mmu, PageFault
+from emu.process import UserProcess
 from emu.ram import PAGE_SHIFT, PAGE_SIZE, Ram
-from kernel.arch.emu.machdep import UserProcess
 
 Kind = Literal["zero", "soft", "major"]
 TARGETS: dict[Kind, float | None] = {"zero": 100e3, "soft": None, "major": 30e3}

@@ -30,8 +30,8 @@ from pathlib import Path
 
 from emu.benchmarks import BenchResult, result, spread
 from emu.benchmarks._harness import BenchMachine, StepTimer
+from emu.process import UserProcess
 from emu.ram import PAGE_SIZE
-from kernel.arch.emu.machdep import UserProcess
 
 TARGET = 0.5
 CLUSTER = 16

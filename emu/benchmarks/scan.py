@@ -30,9 +30,11 @@ import numpy as np
 import kernel.uvm.uvm_page as uvm_page
 import kernel.uvm.uvm_pdaemon as uvm_pdaemon
 from emu.benchmarks import BenchResult, result, spread
-from emu.benchmarks._harness import Baton, BenchMachine
+from emu.benchmarks._harness import BenchMachine
+from emu.process import UserProcess
 from emu.ram import PAGE_SIZE
-from kernel.arch.emu.machdep import UserProcess
+from kernel.kern.kern_synch import INFSLP, PVM, tsleep_nsec, wakeup
+from kernel.kernel import Kernel
 from kernel.uvm.uvm import no_constraint
 from kernel.uvm.uvm_pmemrange import UvmPmalloc
 
@@ -45,6 +47,24 @@ def _sizes(quick: bool, tiny: bool) -> tuple[int, int]:
     if tiny:
         return 64, 1
     return (8192, 5) if quick else (32768, 7)
+
+
+class Baton:
+    """A flag one thread raises and another sleeps on (kernel sleep/wakeup, no lost wakeup:
+    the flag is tested and the sleep queued with no await in between)."""
+
+    def __init__(self, k: Kernel) -> None:
+        self.k = k
+        self.up = False
+
+    def raise_(self) -> None:
+        self.up = True
+        wakeup(self.k, self)
+
+    async def take(self) -> None:
+        while not self.up:
+            await tsleep_nsec(self.k, self, PVM, "baton", INFSLP)
+        self.up = False
 
 
 class _Node:

@@ -31,8 +31,8 @@ import numpy.typing as npt
 
 from emu.benchmarks import BenchResult, result, spread
 from emu.benchmarks._harness import BenchMachine
+from emu.process import UserProcess
 from emu.workloads.trace import DATA_DIR, read_lackey
-from kernel.arch.emu.machdep import UserProcess
 
 TARGET = 0.1
 CHUNK = 4096

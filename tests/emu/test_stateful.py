@@ -16,9 +16,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from emu import process
 from emu.cpu import BusError
 from emu.machine import Machine
-from kernel.arch.emu import machdep
 from kernel.kern.kern_synch import INFSLP, PVM, tsleep_nsec, wakeup
 from kernel.uvm.uvm_check import uvm_check
 
@@ -108,7 +108,7 @@ def _run_program(program: list[tuple[Any, ...]], fail_read_rate: float, seed: in
         def spawn(i: int) -> None:
             box = Worker(f"w{i}.{len(program)}")
             boxes[i] = box
-            machdep.spawn_process(k, f"w{i}", worker, box=box)
+            process.spawn(k, f"w{i}", worker, box=box)
 
         for op in program:
             i = op[1]

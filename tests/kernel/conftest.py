@@ -2,9 +2,9 @@
 
 Every test that needs a kernel gets one through the ``kenv`` fixture (a factory) or the
 ``run_kernel`` shortcut. The machine is real: a RAM arena, the MMU, the CPU, the virtual
-clock and a sparse swap image in ``tmp_path``; the kernel is booted by
-``kernel.arch.emu.machdep.boot`` and started (pagedaemon, aiodoned, trap handler) inside
-``Clock.run``. After every test, ``uvm_check(k)`` runs on every kernel the test booted.
+clock and a sparse swap image in ``tmp_path``, built by ``emu.board.Board``; the kernel is
+booted by ``kernel.arch.emu.machdep.boot`` and started (pagedaemon, aiodoned, trap handler)
+inside ``Clock.run``. After every test, ``uvm_check(k)`` runs on every kernel the test booted.
 
 API (small on purpose)::
 
@@ -35,36 +35,25 @@ threads or trap handler (for tests that drive the daemon by hand).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-# isort: off
-# the uvm modules import one another: enter through uvm_pdaemon (see kernel/arch/emu/machdep)
-import kernel.uvm.uvm_pdaemon  # noqa: F401
-
-# isort: on
-
-import kernel.uvm.uvm_map as uvm_map
-import kernel.uvm.uvm_page as uvm_page
-import kernel.uvm.uvm_pager as uvm_pager
-import kernel.uvm.uvm_swap as uvm_swap
 from devices.faults import FaultConfig
 from devices.swapdisk import SwapDisk
-from devices.timing import NoneModel, TimingModel
+from devices.timing import TimingModel
+from emu import process
+from emu.board import Board
 from emu.clock import Clock
 from emu.cpu import Cpu
 from emu.mmu import Mmu
+from emu.process import UserProcess
 from emu.ram import Ram
-from kernel.arch.emu import machdep
-from kernel.arch.emu.machdep import UserProcess
-from kernel.kern.kern_synch import INFSLP, PVM, RW_WRITE, rw_enter, rw_exit, tsleep_nsec, wakeup
+from kernel.arch.emu import harness, machdep
 from kernel.kernel import Kernel, KernelConfig
-from kernel.sys.mman import PROT_NONE, PROT_READ
-from kernel.sys.proc import P_SYSTEM, Proc, set_curproc
+from kernel.sys.proc import P_SYSTEM, Proc
 from kernel.uvm.uvm_anon import VmAnon
 from kernel.uvm.uvm_check import uvm_check
 from kernel.uvm.uvm_object import UvmObject
@@ -90,30 +79,20 @@ class KernelEnv:
         start: bool = True,
     ) -> None:
         self.tmp_path = tmp_path
-        self.ram = Ram(npages)
-        self.mmu = Mmu(self.ram)
-        self.clock = Clock()
-        self.cpu = Cpu(self.ram, self.mmu, self.clock)
-        self.disks: list[SwapDisk] = []
+        self.board = Board(npages)
+        self.ram: Ram = self.board.ram
+        self.mmu: Mmu = self.board.mmu
+        self.clock: Clock = self.board.clock
+        self.cpu: Cpu = self.board.cpu
+        self.disks: list[SwapDisk] = self.board.disks
         if swap_pages:
-            disk = SwapDisk(
-                tmp_path / "swap0.img",
-                swap_pages,
-                self.clock,
-                model if model is not None else NoneModel(),
-                faults,
-                name="sd0",
-            )
-            disk.create()
-            self.disks.append(disk)
+            self.board.add_swap(tmp_path / "swap0.img", swap_pages, model, faults, name="sd0")
         if config is None:
             config = KernelConfig()
             if not bufcache:
                 config.bufcachepercent = 0
         self.start = start
-        self.k: Kernel = machdep.boot(
-            self.ram, self.mmu, self.cpu, self.clock, self.disks, config, filedir=str(tmp_path)
-        )
+        self.k: Kernel = self.board.boot(config, filedir=str(tmp_path))
         self.check_at_teardown = True  # a test that corrupts state on purpose clears it
         self.objs: list[UvmObject] = []  # extra aobjs uvm_check should count as alive
         self.testproc = Proc(p_pid=-1, p_comm="testbody", p_flag=P_SYSTEM)
@@ -125,39 +104,18 @@ class KernelEnv:
         """Run ``body(k, env)`` inside the machine until it returns. Once per env."""
         assert not self.ran, "KernelEnv.run: a machine runs once"
         self.ran = True
-        k = self.k
-
-        async def main() -> None:
-            set_curproc(self.testproc)
-            await body(k, self)
-
-        def setup(clock: Clock, tg: asyncio.TaskGroup) -> None:
-            if self.start:
-                machdep.start(k)
-            clock.spawn(main, name="testbody")
-
-        try:
-            asyncio.run(self.clock.run(setup))
-        except BaseExceptionGroup as eg:
-            # unwrap the task group's wrapping so pytest shows the real failure
-            while isinstance(eg, BaseExceptionGroup) and len(eg.exceptions) == 1:
-                inner = eg.exceptions[0]
-                if not isinstance(inner, BaseExceptionGroup):
-                    raise inner from None
-                eg = inner
-            raise
+        self.board.run_body(lambda: body(self.k, self), self.testproc, start=self.start)
 
     def spawn(
         self, fn: Callable[..., Awaitable[None]], name: str = "proc", **params: Any
     ) -> UserProcess:
         """Start ``fn(p, **params)`` as a user process (call from inside ``body``)."""
-        return machdep.spawn_process(self.k, name, fn, **params)
+        return process.spawn(self.k, name, fn, **params)
 
     async def wait(self, *procs: UserProcess) -> None:
         """Sleep until every process in ``procs`` has exited."""
         for up in procs:
-            while up.proc.p_stat != "zomb":
-                await tsleep_nsec(self.k, up.proc, PVM, "testwait", INFSLP)
+            await machdep.wait(self.k, up.proc, "testwait")
 
     async def sleep(self, ns: int) -> None:
         """Let ``ns`` of virtual time pass."""
@@ -176,47 +134,14 @@ class KernelEnv:
 
     def anon_at(self, p: UserProcess, va: int) -> VmAnon | None:
         """The anon a process's private mapping has at ``va`` (None if the slot is empty)."""
-        vm = p.proc.p_vmspace
-        assert vm is not None
-        entry = uvm_map.uvm_map_lookup_entry(vm.vm_map, va)
-        assert entry is not None and entry.aref.ar_amap is not None, f"no amap at {va:#x}"
-        slot = ((va - entry.start) >> 12) + entry.aref.ar_pageoff
-        return entry.aref.ar_amap.am_anon.get(slot)
+        return harness.anon_at(p.proc, va)
 
     async def page_out(self, anon: VmAnon) -> int:
         """Page ``anon`` out by hand and free its page, as the daemon would (reference §1.14
         steps 1-2): new slot, synchronous swap write, PG_CLEAN, then the inactive scan's
         clean path (swpgonly +1, unmap, free). Returns the slot. Call from ``body``."""
-        k = self.k
-        lock = anon.an_lock
-        assert lock is not None
-        await rw_enter(k, lock, RW_WRITE)
-        pg = anon.an_page
-        assert pg is not None and not (pg.pg_flags & uvm_page.PG_BUSY)
-        if anon.an_swslot:
-            uvm_swap.uvm_swap_free(k, anon.an_swslot, 1)
-        slot, n = uvm_swap.uvm_swap_alloc(k, 1, False)
-        assert slot and n == 1, "page_out: no swap"
-        anon.an_swslot = slot
-        pg.pg_flags |= uvm_page.PG_BUSY
-        k.pmap.pmap_page_protect(pg, PROT_READ)
-        rw_exit(lock)
-        result = await uvm_swap.uvm_swap_put(k, slot, [pg], 1, uvm_pager.PGO_SYNCIO)
-        assert result == uvm_pager.VM_PAGER_OK, f"page_out: swap write failed ({result})"
-        await rw_enter(k, lock, RW_WRITE)
-        k.pmap.pmap_clear_reference(pg)
-        k.pmap.pmap_clear_modify(pg)
-        pg.pg_flags = (pg.pg_flags | uvm_page.PG_CLEAN) & ~uvm_page.PG_BUSY
-        if pg.pg_flags & uvm_page.PG_WANTED:
-            pg.pg_flags &= ~uvm_page.PG_WANTED
-            wakeup(k, pg)
-        # the inactive scan's clean path
-        uvm_page.uvm_lock_pageq(k)
-        k.uvmexp.swpgonly += 1
-        k.pmap.pmap_page_protect(pg, PROT_NONE)
-        uvm_page.uvm_pagefree(k, pg)
-        uvm_page.uvm_unlock_pageq(k)
-        rw_exit(lock)
+        assert anon.an_page is not None, "page_out: the anon has no resident page"
+        (slot,) = await harness.page_out(self.k, [anon])
         assert anon.an_page is None
         return slot
 
@@ -225,9 +150,7 @@ class KernelEnv:
         uvm_check(self.k, self.objs)
 
     def close(self) -> None:
-        machdep.shutdown(self.k)
-        for disk in self.disks:
-            disk.close()
+        self.board.close()
 
 
 def _close_all(envs: Iterable[KernelEnv]) -> None:

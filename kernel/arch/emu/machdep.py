@@ -2,16 +2,28 @@
 
 Boots a :class:`Kernel` on the emulated hardware, installs the CPU's trap handler (the page
 fault path of amd64 ``trap.c``: ``uvm_fault``, then a signal if it fails), gives each new
-process its CPU context (``cpu_fork``), and offers the process handle a workload drives
-(:class:`UserProcess`, which implements ``emu.api.ProcessHandle``).
+process its CPU context (``cpu_fork``), and offers the system calls a user process makes
+(the process handle a workload drives, ``emu.process.UserProcess``, is built on them).
 
-How the machine harness uses it::
+How the machine harness uses it (``emu.board`` does this)::
 
     k = machdep.boot(ram, mmu, cpu, clock, [disk], KernelConfig())
     def setup(clock, tg):
-        machdep.start(k)                                  # kernel threads + trap handler
-        machdep.spawn_process(k, "w0", workload, seed=1)  # each workload is a process
+        machdep.start(k)                             # kernel threads + trap handler
+        p = machdep.spawn(k, "w0", body)             # a user process running body()
     await clock.run(setup)
+
+The system-call surface (all take the kernel first; errors raise as libc would report them):
+
+- ``await mmap(k, p, size, kind, name=, addr=, writable=) -> addr`` and ``await munmap(k,
+  p, addr, size)``: private anonymous memory, a named shared region (an aobj) or a named
+  file of the run directory (a vnode), through ``sys_mmap``/``sys_munmap``;
+- ``spawn(k, name, body) -> Proc``: fork a user process running ``body()``; it exits
+  (``exit1``) when ``body`` returns or a signal kills it;
+- ``await wait(k, p, wmesg)``: sleep until ``p`` has exited (the parent's ``wait4``);
+  ``await nanosleep(k, ns, wmesg)``: let ``ns`` of virtual time pass;
+- ``await trap(k, ctx, vaddr, is_write)``: the page-fault entry the CPU calls (installed by
+  :func:`start`).
 
 Deviations (PORT):
 - Boot is split the way init_main.py explains: :func:`boot` before the clock runs,
@@ -20,29 +32,27 @@ Deviations (PORT):
   (SIGSEGV), ``BusError`` (SIGBUS: the page's backing store failed) or ``MemoryFault``
   (SIGKILL: out of swap) into the workload, after recording it in ``p.error``; uncaught, the
   process exits (kern_fork.py).
+- Processes have no parent: any thread may ``wait`` for any process.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Coroutine, Sequence
+from typing import TYPE_CHECKING, Any, Final
 
-import numpy as np
 import structlog
 
 import kernel.kern.init_main as init_main
 import kernel.kern.kern_fork as kern_fork
+import kernel.kern.kern_synch as kern_synch
 import kernel.uvm.uvm_fault as uvm_fault
 import kernel.uvm.uvm_mmap as uvm_mmap
 import kernel.uvm.uvm_vnode as uvm_vnode
-from emu.api import Integrity, MapKind
 from emu.clock import Clock
 from emu.cpu import BusError, Cpu, CpuContext, MemoryFault, SegmentationFault
 from emu.mmu import Mmu
 from emu.ram import PAGE_SIZE, Ram
-from emu.workloads.stamps import describe_mismatch
 from kernel.arch.emu import swapdev
 from kernel.arch.emu.pmap import EmuPmap
 from kernel.kernel import Kernel, KernelConfig
@@ -64,17 +74,23 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EmuMachdep",
-    "UserProcess",
     "boot",
+    "machdep_of",
+    "mmap",
+    "munmap",
+    "nanosleep",
     "shutdown",
-    "spawn_process",
+    "spawn",
     "start",
     "trap",
+    "wait",
 ]
 
 log = structlog.get_logger("arch.emu.machdep")
 
-Workload = Callable[..., Awaitable[None]]
+Body = Callable[[], Coroutine[Any, Any, None]]
+
+_NOWAKE: Final = ("machdep", "nowake")  # nanosleep's channel: nobody wakes it
 
 
 class EmuMachdep:
@@ -138,7 +154,7 @@ def boot(
 def start(k: Kernel) -> list[Proc]:
     """Second half of boot, inside the running clock: install the trap handler and start
     the kernel threads (pagedaemon, aiodoned). Returns the kernel threads' procs."""
-    md = _md(k)
+    md = machdep_of(k)
 
     async def trap_handler(ctx: CpuContext, vaddr: int, is_write: bool) -> None:
         await trap(k, ctx, vaddr, is_write)
@@ -183,126 +199,90 @@ async def trap(k: Kernel, ctx: CpuContext, vaddr: int, is_write: bool) -> None:
 
 def shutdown(k: Kernel) -> None:
     """Close the disks of the files processes mapped (after the clock has stopped)."""
-    for vp in _md(k).files.values():
+    for vp in machdep_of(k).files.values():
         close = getattr(vp.v_dev, "close", None)
         if close is not None:
             close()
 
 
-def spawn_process(k: Kernel, name: str, fn: Workload, **params: Any) -> UserProcess:
-    """Start ``fn(p, **params)`` as a new user process ``name``; returns its handle.
-
-    => must be called while the machine runs (from the clock's setup or a thread)
-    """
-    handle = UserProcess.__new__(UserProcess)
-
-    async def body() -> None:
-        await fn(handle, **params)
-
-    p = kern_fork.fork1(k, name, kern_fork.FORK_FORK, body)
-    handle._init(k, p)
-    return handle
-
-
-class UserProcess:
-    """A process handle (``emu.api.ProcessHandle``): what a workload calls.
-
-    Memory calls go through the process's CPU context (and so the MMU and the trap path);
-    mmap/munmap are system calls (uvm_mmap.py).
-    """
-
-    __slots__ = ("ctx", "integrity", "k", "name", "pid", "proc", "rng")
-
-    def _init(self, k: Kernel, p: Proc) -> None:
-        self.k = k
-        self.proc = p
-        self.name = p.p_comm
-        self.pid = p.p_pid
-        ctx = p.p_md
-        assert isinstance(ctx, CpuContext)
-        self.ctx = ctx
-        seed = int.from_bytes(
-            hashlib.sha256(f"{_md(k).seed}:{p.p_comm}".encode()).digest()[:8], "little"
-        )
-        self.rng = np.random.default_rng(seed)
-        self.integrity = Integrity()
-
-    def __repr__(self) -> str:
-        return f"<UserProcess {self.pid} {self.name}>"
-
-    async def mmap(
-        self,
-        size: int,
-        kind: MapKind = "anon",
-        *,
-        name: str | None = None,
-        addr: int | None = None,
-        writable: bool = True,
-    ) -> int:
-        """Map ``size`` bytes (rounded up to pages); see emu.api.ProcessHandle.mmap."""
-        k = self.k
-        prot = PROT_READ | PROT_WRITE if writable else PROT_READ
-        flags = MAP_FIXED if addr is not None else 0
-        handle: UvmObject | None = None
-        if kind == "anon":
-            flags |= MAP_ANON | MAP_PRIVATE
-        elif kind == "shared":
-            flags |= MAP_SHARED
-            handle = await _shared_object(k, name, size)
-        elif kind == "file":
-            flags |= MAP_SHARED
-            handle = await _file_object(k, name, size, prot)
-        else:
-            raise ValueError(f"mmap: unknown kind {kind!r} (anon, shared or file)")
-        error, va = await uvm_mmap.sys_mmap(
-            k, self.proc, 0 if addr is None else addr, size, prot, flags, handle, 0
-        )
-        if error:
-            raise OSError(error, f"mmap({size:#x}, {kind}): errno {error}")
-        return va
-
-    async def munmap(self, addr: int, size: int) -> None:
-        error = await uvm_mmap.sys_munmap(self.k, self.proc, addr, size)
-        if error:
-            raise OSError(error, f"munmap({addr:#x}, {size:#x}): errno {error}")
-
-    async def load(self, vaddr: int, n: int) -> bytes:
-        return await self.ctx.load(vaddr, n)
-
-    async def store(self, vaddr: int, data: bytes) -> None:
-        await self.ctx.store(vaddr, data)
-
-    async def touch(self, vaddrs: np.ndarray, write: bool | np.ndarray = False) -> None:
-        await self.ctx.touch(vaddrs, write)
-
-    async def compute(self, ns: int) -> None:
-        await self.ctx.compute(ns)
-
-    def verify(self, vaddr: int, expected: bytes, found: bytes) -> bool:
-        """Count one page checked; on a difference count a mismatch and log
-        ``integrity.mismatch`` naming the process, the address and both stamps."""
-        self.integrity.pages_checked += 1
-        if expected == found:
-            return True
-        self.integrity.mismatches += 1
-        detail = describe_mismatch(expected, found)
-        if len(self.integrity.first_mismatches) < 10:
-            self.integrity.first_mismatches.append({"vaddr": vaddr, "pid": self.pid, **detail})
-        log.error("integrity.mismatch", name=self.name, pid=self.pid, vaddr=vaddr, **detail)
-        return False
-
-    def log(self, event: str, **kw: object) -> None:
-        log.info(f"workload.{event}", pid=self.pid, **kw)
-
-
-# --- port helpers ---------------------------------------------------------------------------
-
-
-def _md(k: Kernel) -> EmuMachdep:
+def machdep_of(k: Kernel) -> EmuMachdep:
+    """The machine-dependent glue ``k.md`` of a kernel this module booted."""
     md = k.md
     if not isinstance(md, EmuMachdep):
         raise Panic("machdep: kernel was not booted by kernel.arch.emu.machdep.boot")
     return md
+
+
+# --- system calls -----------------------------------------------------------------------------
+
+
+def spawn(k: Kernel, name: str, body: Body) -> Proc:
+    """Fork a user process ``name`` running ``body()``: a new vmspace, a CPU context, a thread.
+
+    => must be called while the machine runs (from the clock's setup or a thread)
+    => the process exits (exit1) when ``body`` returns or raises
+    """
+    return kern_fork.fork1(k, name, kern_fork.FORK_FORK, body)
+
+
+async def wait(k: Kernel, p: Proc, wmesg: str = "wait") -> None:
+    """Sleep until ``p`` has exited (exit1 wakes whoever sleeps on the proc). => may sleep"""
+    while p.p_stat != "zomb":
+        await kern_synch.tsleep_nsec(k, p, kern_synch.PVM, wmesg, kern_synch.INFSLP)
+
+
+async def nanosleep(k: Kernel, ns: int, wmesg: str = "nanoslp") -> None:
+    """Let ``ns`` of virtual time pass (a timed sleep on a channel nobody wakes)."""
+    await kern_synch.tsleep_nsec(k, _NOWAKE, kern_synch.PVM, wmesg, ns)
+
+
+async def mmap(
+    k: Kernel,
+    p: Proc,
+    size: int,
+    kind: str = "anon",
+    *,
+    name: str | None = None,
+    addr: int | None = None,
+    writable: bool = True,
+) -> int:
+    """Map ``size`` bytes (rounded up to pages) into ``p``; returns the address.
+
+    => ``kind``: "anon" (private anonymous), "shared" (the shared region ``name``, an aobj
+       created on first use) or "file" (the file ``name`` in the run directory, a vnode
+       created sparse at ``size`` on first use); ``addr``: MAP_FIXED there
+    => raises ValueError for a bad kind or name, OSError(errno) when sys_mmap fails
+    => may sleep
+    """
+    prot = PROT_READ | PROT_WRITE if writable else PROT_READ
+    flags = MAP_FIXED if addr is not None else 0
+    handle: UvmObject | None = None
+    if kind == "anon":
+        flags |= MAP_ANON | MAP_PRIVATE
+    elif kind == "shared":
+        flags |= MAP_SHARED
+        handle = await _shared_object(k, name, size)
+    elif kind == "file":
+        flags |= MAP_SHARED
+        handle = await _file_object(k, name, size, prot)
+    else:
+        raise ValueError(f"mmap: unknown kind {kind!r} (anon, shared or file)")
+    error, va = await uvm_mmap.sys_mmap(
+        k, p, 0 if addr is None else addr, size, prot, flags, handle, 0
+    )
+    if error:
+        raise OSError(error, f"mmap({size:#x}, {kind}): errno {error}")
+    return va
+
+
+async def munmap(k: Kernel, p: Proc, addr: int, size: int) -> None:
+    """Unmap [addr, addr + size) from ``p``. => raises OSError(errno); may sleep"""
+    error = await uvm_mmap.sys_munmap(k, p, addr, size)
+    if error:
+        raise OSError(error, f"munmap({addr:#x}, {size:#x}): errno {error}")
+
+
+# --- named objects behind mmap ----------------------------------------------------------------
 
 
 def _round_page(size: int) -> int:
@@ -314,7 +294,7 @@ async def _shared_object(k: Kernel, name: str | None, size: int) -> UvmObject:
     handle carries a new reference for the mapping."""
     if name is None:
         raise ValueError("mmap: kind 'shared' needs a name")
-    md = _md(k)
+    md = machdep_of(k)
     uobj = md.shared.get(name)
     if uobj is None:
         uobj = uvm_mmap.uvm_shm_create(k, _round_page(size))
@@ -328,7 +308,7 @@ async def _file_object(k: Kernel, name: str | None, size: int, prot: int) -> Uvm
     use; returns its VM object with a new reference for the mapping (uvn_attach)."""
     if name is None:
         raise ValueError("mmap: kind 'file' needs a name")
-    md = _md(k)
+    md = machdep_of(k)
     vp = md.files.get(name)
     if vp is None:
         if md.filedir is None:

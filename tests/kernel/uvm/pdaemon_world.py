@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import kernel.uvm.uvm_pdaemon as uvm_pdaemon
 from emu.cpu import CpuContext
+from emu.process import UserProcess
 from kernel.arch.emu import machdep
-from kernel.arch.emu.machdep import UserProcess
 from kernel.kern.kern_kthread import kthread_create
 from kernel.kern.kern_synch import (
     INFSLP,

@@ -45,8 +45,8 @@ from structlog.testing import capture_logs
 
 import kernel.uvm.uvm_pdaemon as uvm_pdaemon
 from devices.faults import FaultConfig
+from emu.process import UserProcess
 from kernel.arch.emu import swapdev
-from kernel.arch.emu.machdep import UserProcess
 from kernel.kern.kern_synch import (
     RW_WRITE,
     RWLock,

@@ -38,7 +38,7 @@ from structlog.testing import capture_logs
 
 import kernel.kern.vfs_bio as vfs_bio
 import kernel.uvm.uvm_pdaemon as uvm_pdaemon
-from kernel.arch.emu.machdep import UserProcess
+from emu.process import UserProcess
 from kernel.kern.kern_kthread import kthread_create
 from kernel.kern.kern_synch import (
     INFSLP,
