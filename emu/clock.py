@@ -1,7 +1,10 @@
 """emu.clock: virtual time and the machine's scheduler.
 
-The machine runs on virtual time in nanoseconds, the way QEMU's ``-icount`` mode does. Nothing in
-``emu/``, ``devices/`` or ``kernel/`` reads the wall clock or calls ``asyncio.sleep``.
+The machine runs on virtual time in nanoseconds, the way QEMU's ``-icount`` mode does. Nothing
+that decides what the machine does reads the wall clock or calls ``asyncio.sleep``: not the
+kernel, not ``devices/``, not emu's hardware (``clock``, ``ram``, ``mmu``, ``cpu``) or workloads.
+The harness reads it only to report how long things took on the host: ``wall_*`` fields of a
+run (``emu.machine``), the soak's duration (``emu.soak``), ``emu bench`` and the benchmarks.
 
 State machine, in prose (asyncio ``locks.py`` style):
 

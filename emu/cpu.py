@@ -228,7 +228,7 @@ class CpuContext:
         if th is not None and th.debt_ns >= self.cpu.quantum_ns:
             await self.cpu.clock.pay()
 
-    # --- port helpers --------------------------------------------------------------------------
+    # --- internals: the trap path and translation ----------------------------------------------
 
     async def _trap(self, vaddr: int, write: bool, tries: int) -> None:
         """Take a page fault: charge it and run the kernel's handler."""

@@ -346,7 +346,7 @@ class Mmu:
         idx |= rows
         return self._pte.take(idx, mode="wrap")
 
-    # --- port helpers --------------------------------------------------------------------------
+    # --- internals -----------------------------------------------------------------------------
 
     def _check_space(self, space: AddressSpace) -> None:
         if space._mmu is not self:

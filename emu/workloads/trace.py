@@ -294,7 +294,7 @@ def _msr_blocks(path: Path) -> Iterator[Chunk]:
         yield _expand(off, np.maximum(size, np.uint64(1)), write)
 
 
-# --- port helpers ------------------------------------------------------------------------------
+# --- internals: records into page accesses, in chunks ------------------------------------------
 
 def _expand(addr: npt.NDArray[np.uint64], size: npt.NDArray[np.uint64] | None,
             write: npt.NDArray[np.bool_]) -> Chunk:
