@@ -1,6 +1,7 @@
 """devices: block devices that know nothing of the kernel.
 
-* :mod:`devices.buf`: the request (``Buf``, ``BufFlags``, ``biodone``), after BSD's buf.h.
+* :mod:`devices.request`: ``IoRequest``, one transfer of whole pages (block, page views,
+  direction, completion callback; the device reports error and residual).
 * :mod:`devices.swapdisk`: ``SwapDisk``, a sparse-image swap disk doing real gather writes and
   scatter reads through aiofiles' thread pool, completing in virtual-time order.
 * :mod:`devices.timing`: when a request completes (``none`` / ``ssd`` / ``hdd``).
@@ -11,23 +12,21 @@ Devices import ``emu.clock`` and nothing else of the machine, and never ``kernel
 
 from __future__ import annotations
 
-from devices.buf import Buf, BufFlags, biodone
 from devices.faults import FaultConfig, FaultInjector, parse_slots
+from devices.request import IoRequest
 from devices.swapdisk import DiskStats, SwapDisk
 from devices.timing import HddModel, NoneModel, SsdModel, TimingModel, make_model
 
 __all__ = [
-    "Buf",
-    "BufFlags",
     "DiskStats",
     "FaultConfig",
     "FaultInjector",
     "HddModel",
+    "IoRequest",
     "NoneModel",
     "SsdModel",
     "SwapDisk",
     "TimingModel",
-    "biodone",
     "make_model",
     "parse_slots",
 ]

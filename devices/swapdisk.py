@@ -1,6 +1,6 @@
 """devices.swapdisk: a swap disk backed by a sparse image file, with real asynchronous I/O.
 
-The life of one request (a :class:`~devices.buf.Buf`), in prose:
+The life of one request (a :class:`~devices.request.IoRequest`), in prose:
 
 * **submitted**: :meth:`SwapDisk.strategy` checks it (EINVAL if malformed or past the end),
   decides its fault (:mod:`devices.faults`), computes its virtual completion time
@@ -27,12 +27,12 @@ The life of one request (a :class:`~devices.buf.Buf`), in prose:
 * **real done**: when a hop returns, ``ev.real_done()`` only records each result, so the
   order in which the pool finishes never shows.
 * **done**: the clock's idle loop fires the event at ``t_done`` (never before the real I/O
-  finished); :meth:`SwapDisk._complete` sets ``b_error``/``B_ERROR`` and ``b_resid``, counts,
-  and calls :func:`~devices.buf.biodone`, like an interrupt handler.
+  finished); :meth:`SwapDisk._complete` sets the request's ``error`` and ``resid``, counts,
+  and calls its ``iodone``, like an interrupt handler.
 
 Completion order and times are the same on every run, on asyncio and on uvloop. Errors,
 injected or real (a host ``OSError``: ENOSPC/EDQUOT become ENOSPC, anything else EIO), are set
-on the buf and never raised.
+on the request and never raised.
 """
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ from typing import Final
 
 import aiofiles.os
 
-from devices.buf import B_ERROR, B_READ, PAGE_SHIFT, PAGE_SIZE, Buf, biodone
 from devices.faults import FaultConfig, FaultInjector
+from devices.request import PAGE_SHIFT, PAGE_SIZE, IoRequest
 from devices.timing import TimingModel
 from emu.clock import Clock, IoEvent
 
@@ -57,7 +57,6 @@ __all__ = ["HIST_BUCKETS", "INLINE_PAGES", "DiskStats", "SwapDisk"]
 HIST_BUCKETS: Final = 64
 IOV_MAX: Final = 1024
 INLINE_PAGES: Final = 16  # inline_max_pages of the machine's disks: a swap cluster (64 KiB)
-_B_READ: Final = int(B_READ)
 # (is_write, page memoryviews, byte offset) -> (bytes transferred, errno)
 _Op = tuple[bool, list[memoryview], int]
 _Result = tuple[int, int]
@@ -66,7 +65,8 @@ _Result = tuple[int, int]
 @dataclass
 class DiskStats:
     """A device's counters, updated at completion. ``reads``..``write_pages`` count completed
-    requests, failed ones too; ``bytes_*`` count bytes transferred; ``errors`` counts B_ERROR.
+    requests, failed ones too; ``bytes_*`` count bytes transferred; ``errors`` counts failed
+    requests.
     ``latency_hist[k]``: requests whose virtual latency ``t_done - t_submit`` (ns) has bit
     length k (bucket 0 is 0 ns, bucket k >= 1 is ``[2**(k-1), 2**k)``)."""
 
@@ -87,17 +87,17 @@ class DiskStats:
 
 
 class _Req:
-    """The device's private record of one submitted buf."""
+    """The device's private record of one submitted request."""
 
-    __slots__ = ("bp", "err", "ev", "hi", "lo", "nbytes", "write")
+    __slots__ = ("err", "ev", "hi", "io", "lo", "nbytes", "write")
 
-    def __init__(self, bp: Buf, write: bool, err: int) -> None:
-        self.bp = bp
-        self.write = write
+    def __init__(self, io: IoRequest, err: int) -> None:
+        self.io = io
+        self.write = io.write
         self.err = err  # errno it completes with (injected at submit, or real from the pool)
         self.nbytes = 0  # bytes the real I/O transferred
-        self.lo = bp.b_blkno
-        self.hi = bp.b_blkno + len(bp.b_data)
+        self.lo = io.blkno
+        self.hi = io.blkno + len(io.pages)
         self.ev: IoEvent | None = None
 
 
@@ -199,24 +199,24 @@ class SwapDisk:
 
     # --- submit ------------------------------------------------------------------------------
 
-    def strategy(self, bp: Buf) -> None:
-        """strategy: queue a read (B_READ) or write of bp's pages at block bp.b_blkno.
+    def strategy(self, io: IoRequest) -> None:
+        """strategy: queue the read or write of io.pages at block io.blkno.
 
-        => never raises for I/O errors: they are set on bp at completion (EINVAL for a
+        => never raises for I/O errors: they are set on io at completion (EINVAL for a
            malformed request or one past the end of the device, EIO, ENOSPC)
-        => completion calls biodone(bp) from the clock's idle loop at bp.t_done
+        => completion calls io.iodone(io) from the clock's idle loop at io.t_done
         """
         if self._fd < 0:
             raise RuntimeError(f"SwapDisk.strategy: {self.name} is not open (call create())")
         clock = self.clock
         now = clock.now
-        write = not (int(bp.b_flags) & _B_READ)  # PORT: int test, IntFlag's & is slow
-        bp.b_error = 0
-        bp.b_resid = 0
-        bp.t_submit = now
-        blkno = bp.b_blkno
-        npages = len(bp.b_data)
-        if not self._valid(bp, write, npages):
+        write = io.write
+        io.error = 0
+        io.resid = 0
+        io.t_submit = now
+        blkno = io.blkno
+        npages = len(io.pages)
+        if not self._valid(io, npages):
             err = errno.EINVAL
             t_done = now  # rejected before the queue: takes no device time
         else:
@@ -234,8 +234,8 @@ class SwapDisk:
             start = max(now, self.busy_until)
             t_done = start + self.model.service_ns(write, blkno, npages) + self.extra_latency_ns
             self.busy_until = t_done
-        bp.t_done = t_done
-        req = _Req(bp, write, err)
+        io.t_done = t_done
+        req = _Req(io, err)
         ev = clock.io_event(t_done, functools.partial(self._complete, req))
         self.outstanding += 1
         if err:
@@ -243,18 +243,19 @@ class SwapDisk:
         else:
             req.ev = ev  # until real_done: req -> ev -> fire -> req is a cycle
             if npages <= self.inline_max_pages and not self._pending and not self._hops:
-                self._record([[req]], _io_batch(self._fd, [(write, bp.b_data, blkno << PAGE_SHIFT)]))
+                self._record([[req]], _io_batch(self._fd, [(write, io.pages, blkno << PAGE_SHIFT)]))
             else:
                 self._pending.append(req)
                 self._kick()
 
-    def _valid(self, bp: Buf, write: bool, npages: int) -> bool:
-        blkno = bp.b_blkno
-        if npages == 0 or npages > IOV_MAX or bp.b_bcount != npages << PAGE_SHIFT:
+    def _valid(self, io: IoRequest, npages: int) -> bool:
+        blkno = io.blkno
+        write = io.write
+        if npages == 0 or npages > IOV_MAX:
             return False
         if blkno < 0 or blkno + npages > self.npages:
             return False
-        for m in bp.b_data:
+        for m in io.pages:
             if m.nbytes != PAGE_SIZE or (not write and m.readonly):
                 return False
         return True
@@ -327,7 +328,7 @@ class SwapDisk:
             groups.append([r])
             npages = r.hi - r.lo
         ops: list[_Op] = [
-            (g[0].write, [m for r in g for m in r.bp.b_data] if len(g) > 1 else g[0].bp.b_data,
+            (g[0].write, [m for r in g for m in r.io.pages] if len(g) > 1 else g[0].io.pages,
              g[0].lo << PAGE_SHIFT)
             for g in groups
         ]
@@ -339,7 +340,7 @@ class SwapDisk:
         for g, (nbytes, err) in zip(groups, results, strict=True):
             for r in g:
                 owner[r.lo : r.hi] = bytes(r.hi - r.lo)
-                want = r.bp.b_bcount
+                want = (r.hi - r.lo) << PAGE_SHIFT
                 r.nbytes = got = min(nbytes, want)
                 nbytes -= got
                 if err:
@@ -353,18 +354,18 @@ class SwapDisk:
     # --- completion --------------------------------------------------------------------------
 
     def _complete(self, req: _Req) -> None:
-        """The completion interrupt: runs from the clock's idle loop at bp.t_done.
+        """The completion interrupt: runs from the clock's idle loop at io.t_done.
 
-        => sets B_ERROR/b_error and b_resid, counts, then biodone(bp)
+        => sets io.error and io.resid, counts, then calls io.iodone(io)
         """
-        bp = req.bp
-        st, npages = self.stats, len(bp.b_data)
+        io = req.io
+        st, npages = self.stats, req.hi - req.lo
+        nbytes = npages << PAGE_SHIFT
         if req.err:
-            bp.b_flags |= B_ERROR
-            bp.b_error = req.err
-            bp.b_resid = bp.b_bcount - req.nbytes
+            io.error = req.err
+            io.resid = nbytes - req.nbytes
             st.errors += 1
-        moved = bp.b_bcount - bp.b_resid
+        moved = nbytes - io.resid
         if req.write:
             st.writes += 1
             st.write_pages += npages
@@ -373,10 +374,10 @@ class SwapDisk:
             st.reads += 1
             st.read_pages += npages
             st.bytes_read += moved
-        lat = bp.t_done - bp.t_submit
+        lat = io.t_done - io.t_submit
         st.latency_hist[min(lat.bit_length(), HIST_BUCKETS - 1)] += 1
         self.outstanding -= 1
-        biodone(bp)
+        io.iodone(io)
 
 
 # --- port helpers: what runs in the thread pool -------------------------------------------------

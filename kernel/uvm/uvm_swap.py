@@ -24,7 +24,7 @@ Deviations:
   makes all slots bad while ``swpgonly < swpages``, and the machine livelocks.
 - ``swap_on(k, dev, priority)`` is the SWAP_ON case of sys_swapctl and swap_on() in one
   plain function: nothing in it can sleep here (no VOP_OPEN/VOP_GETATTR, malloc never waits).
-- Block numbers count pages, not DEV_BSIZE sectors (devices.buf counts pages).
+- Block numbers count pages, not DEV_BSIZE sectors (the emulated disks count pages).
 - A swap device is the :class:`BlockDev` protocol the arch glue implements
   (kernel/arch/emu/swapdev.py turns a sys/buf.h ``Buf`` into a request of the emulated
   disk). ``biowait`` is here because the kernel has no vfs_bio.c buffer I/O path.

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from devices.buf import PAGE_SIZE, Buf
 from devices.faults import FaultConfig
+from devices.request import PAGE_SIZE, IoRequest
 from devices.swapdisk import SwapDisk
 from devices.timing import NoneModel, TimingModel
 from emu.clock import Clock
@@ -106,26 +106,26 @@ def run_clock(
         runner.run(go())
 
 
-async def submit_wait(clock: Clock, disk: SwapDisk, bps: list[Buf]) -> None:
-    """Submit every buf in one step (one batch), then sleep until all have completed."""
+async def submit_wait(clock: Clock, disk: SwapDisk, bps: list[IoRequest]) -> None:
+    """Submit every request in one step (one batch), then sleep until all have completed."""
     w = clock.waiter("biowait")
     left = len(bps)
 
-    def done(bp: Buf) -> None:
+    def done(bp: IoRequest) -> None:
         nonlocal left
         left -= 1
         if left == 0:
             clock.wake(w)
 
     for bp in bps:
-        bp.b_iodone = done
+        bp.iodone = done
         disk.strategy(bp)
     await clock.wait(w)
 
 
 @pytest.fixture
-def io() -> Callable[[Clock, SwapDisk, list[Buf]], Coroutine[Any, Any, None]]:
-    """``await io(clock, disk, bufs)``: submit together and wait for all."""
+def io() -> Callable[[Clock, SwapDisk, list[IoRequest]], Coroutine[Any, Any, None]]:
+    """``await io(clock, disk, reqs)``: submit together and wait for all."""
     return submit_wait
 
 
