@@ -10,7 +10,7 @@ starts the request on a ``devices.swapdisk.SwapDisk``. The frame views are this 
 from creation to release: the device only reads or fills them. At completion, which the
 device delivers from the clock's idle loop (an interrupt), the device's error and residual
 are copied onto the kernel's buf (``B_ERROR``, ``b_error``, ``b_resid``), the views are
-released (the pager mapping goes away), and sys/buf.h's ``biodone`` runs the buf's
+released (the pager mapping goes away), and vfs_bio's ``biodone`` runs the buf's
 ``b_iodone``.
 
 Only this module and ``pmap.py`` in kernel/ import emu/ or devices/ (import-linter checks it).
@@ -34,7 +34,8 @@ from devices.swapdisk import INLINE_PAGES, SwapDisk
 from devices.timing import NoneModel, TimingModel
 from emu.clock import Clock
 from emu.ram import Ram
-from kernel.sys.buf import B_ERROR, B_READ, Buf, biodone
+from kernel.kern.vfs_bio import biodone
+from kernel.sys.buf import B_ERROR, B_READ, Buf
 
 if TYPE_CHECKING:
     from kernel.kernel import Kernel

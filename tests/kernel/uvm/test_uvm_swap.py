@@ -285,13 +285,13 @@ def test_bufpool_exhaustion_makes_async_put_again(kenv: Any) -> None:
         anon, pg = _anon_page(k, env, b"y")
         slot, _ = uvm_swap.uvm_swap_alloc(k, 1, False)
         anon.an_swslot = slot
-        assert k.swap is not None
-        k.swap.bufpool_hardlimit = 0
+        assert k.bufpool is not None
+        k.bufpool.pr_hardlimit = 0
         pg.pg_flags |= uvm_page.PG_BUSY
         r = await uvm_swap.uvm_swap_put(k, slot, [pg], 1, 0)
         assert r == uvm_pager.VM_PAGER_AGAIN
         pg.pg_flags &= ~uvm_page.PG_BUSY
-        k.swap.bufpool_hardlimit = None
+        k.bufpool.pr_hardlimit = None
         await _free_anon(k, anon)
 
     env.run(body)
