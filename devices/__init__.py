@@ -3,7 +3,9 @@
 * :mod:`devices.request`: ``IoRequest``, one transfer of whole pages (block, page views,
   direction, completion callback; the device reports error and residual).
 * :mod:`devices.swapdisk`: ``SwapDisk``, a sparse-image swap disk doing real gather writes and
-  scatter reads through aiofiles' thread pool, completing in virtual-time order.
+  scatter reads, completing in virtual-time order.
+* :mod:`devices.hostpool`: ``HostPool``, a disk's transfers on its image, inline or batched
+  through aiofiles' thread pool.
 * :mod:`devices.timing`: when a request completes (``none`` / ``ssd`` / ``hdd``).
 * :mod:`devices.faults`: injected errors, a slow device, a full host disk.
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import uvloop
 
-from devices import swapdisk
+from devices import hostpool
 from devices.faults import FaultConfig
 from devices.request import PAGE_SIZE, IoRequest
 from devices.swapdisk import SwapDisk
@@ -141,38 +141,6 @@ def test_image_stays_sparse_after_writing_blocks_far_apart(
     assert disk.written_pages == 4
 
 
-def test_overlapping_requests_reach_the_image_in_submission_order(
-    arena: Any, make_disk: Any, run: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A read queued behind a write of the same block, in another hop, sees the new data."""
-    slow_first = [True]
-    real = swapdisk._io_batch
-
-    def hook(fd: int, ops: list[Any]) -> list[tuple[int, int]]:
-        if slow_first[0]:
-            slow_first[0] = False
-            time.sleep(0.05)  # the write's hop is the slow one
-        return real(fd, ops)
-
-    monkeypatch.setattr(swapdisk, "_io_batch", hook)
-    clock = Clock()
-    disk = make_disk(clock, npages=64, max_hops=4)
-    a = arena(2)
-    pat = a.fill(0, 7)
-    w = wbuf(5, [a.frame(0)])
-    r = rbuf(5, [a.frame(1)])
-
-    async def main() -> None:
-        disk.strategy(w)
-        await clock.sleep(1)  # a new step: the read goes to a second hop
-        disk.strategy(r)
-        await clock.sleep(1_000)
-
-    run(clock, main)
-    assert w.error == 0 and r.error == 0
-    assert bytes(a.frame(1)) == pat
-
-
 # --- determinism ---------------------------------------------------------------------------------
 
 
@@ -180,13 +148,13 @@ def _workload(loop_factory: Any, delay_seed: int, make_disk: Any, arena: Any, ru
               monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
     """Three threads write and read clusters; the pool finishes in a random real order."""
     jitter = random.Random(delay_seed)
-    real = swapdisk._io_batch
+    real = hostpool._io_batch
 
     def hook(fd: int, ops: list[Any]) -> list[tuple[int, int]]:
         time.sleep(jitter.random() * 0.003)
         return real(fd, ops)
 
-    monkeypatch.setattr(swapdisk, "_io_batch", hook)
+    monkeypatch.setattr(hostpool, "_io_batch", hook)
     clock = Clock()
     disk = make_disk(clock, npages=2048, model=SsdModel(),
                      faults=FaultConfig(fail_write_rate=0.1, seed=3), max_hops=4, max_batch=3)
@@ -319,7 +287,7 @@ def test_a_host_oserror_becomes_the_bsd_errno_on_the_buf(
     def hook(fd: int, ops: list[Any]) -> list[tuple[int, int]]:
         return [(0, host)] * len(ops)
 
-    monkeypatch.setattr(swapdisk, "_io_batch", hook)
+    monkeypatch.setattr(hostpool, "_io_batch", hook)
     clock = Clock()
     disk = make_disk(clock, npages=8)
     a = arena(1)
@@ -363,95 +331,16 @@ def test_counters_and_latency_histogram(arena: Any, make_disk: Any, io: Any, run
     assert disk.outstanding == 0
 
 
-# --- batching -------------------------------------------------------------------------------------
-
-
-def _count_ops(monkeypatch: pytest.MonkeyPatch) -> list[list[tuple[bool, int, int]]]:
-    """Record each pool call as [(write, npages, offset), ...]."""
-    calls: list[list[tuple[bool, int, int]]] = []
-    real = swapdisk._io_batch
-
-    def hook(fd: int, ops: list[Any]) -> list[tuple[int, int]]:
-        calls.append([(w, len(data), off) for w, data, off in ops])
-        return real(fd, ops)
-
-    monkeypatch.setattr(swapdisk, "_io_batch", hook)
-    return calls
-
-
-def test_requests_of_one_step_go_to_the_pool_in_one_hop(
-    arena: Any, make_disk: Any, io: Any, run: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    calls = _count_ops(monkeypatch)
-    clock = Clock()
-    disk = make_disk(clock, npages=1024, coalesce=False)
-    a = arena(16)
-    bps = [wbuf(100 * i, [a.frame(j) for j in range(16)]) for i in range(5)]
-
-    async def main() -> None:
-        await io(clock, disk, bps)
-
-    run(clock, main)
-    assert calls == [[(True, 16, 100 * i * PAGE_SIZE) for i in range(5)]]
-
-
-def test_adjacent_requests_in_a_hop_become_one_gather_write(
-    arena: Any, make_disk: Any, io: Any, run: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    calls = _count_ops(monkeypatch)
-    clock = Clock()
-    disk = make_disk(clock, npages=1024)
-    a = arena(48)
-    pats = [a.fill(f, f) for f in range(48)]
-    bps = [wbuf(16 * i, [a.frame(16 * i + j) for j in range(16)]) for i in range(3)]
-    bps.append(wbuf(200, [a.frame(0)]))  # not adjacent: its own write
-    bps.append(rbuf(201, [a.frame(47)]))  # adjacent but a read: its own op
-
-    async def main() -> None:
-        await io(clock, disk, bps)
-
-    run(clock, main)
-    assert calls == [[(True, 48, 0), (True, 1, 200 * PAGE_SIZE), (False, 1, 201 * PAGE_SIZE)]]
-    assert all(bp.error == 0 and bp.resid == 0 for bp in bps)
-    fd = os.open(disk.path, os.O_RDONLY)
-    try:
-        assert [os.pread(fd, PAGE_SIZE, b * PAGE_SIZE) for b in range(48)] == pats
-    finally:
-        os.close(fd)
-
-
-def test_a_short_coalesced_transfer_fails_only_the_requests_it_did_not_finish(
-    arena: Any, make_disk: Any, io: Any, run: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    def hook(fd: int, ops: list[Any]) -> list[tuple[int, int]]:
-        return [(3 * PAGE_SIZE, 0) for _ in ops]  # the host wrote only 3 pages
-
-    monkeypatch.setattr(swapdisk, "_io_batch", hook)
-    clock = Clock()
-    disk = make_disk(clock, npages=64)
-    a = arena(2)
-    bps = [wbuf(2 * i, [a.frame(0), a.frame(1)]) for i in range(3)]
-
-    async def main() -> None:
-        await io(clock, disk, bps)
-
-    run(clock, main)
-    assert [(bp.error, bp.resid) for bp in bps] == [
-        (0, 0), (errno.EIO, PAGE_SIZE), (errno.EIO, 2 * PAGE_SIZE)
-    ]
-    assert disk.stats.bytes_written == 3 * PAGE_SIZE
-
-
 def test_completion_waits_for_the_real_io_even_when_virtual_time_is_ahead(
     arena: Any, make_disk: Any, run: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = swapdisk._io_batch
+    real = hostpool._io_batch
 
     def slow(fd: int, ops: list[Any]) -> list[tuple[int, int]]:
         time.sleep(0.05)
         return real(fd, ops)
 
-    monkeypatch.setattr(swapdisk, "_io_batch", slow)
+    monkeypatch.setattr(hostpool, "_io_batch", slow)
     clock = Clock()
     disk = make_disk(clock, npages=8)  # model none: due at once in virtual time
     a = arena(1)
@@ -472,10 +361,3 @@ def test_completion_waits_for_the_real_io_even_when_virtual_time_is_ahead(
 
     run(clock, main)
     assert seen == [(0, pat)]
-
-
-def test_a_batch_that_reaches_the_pool_after_close_touches_nothing() -> None:
-    gate = swapdisk._PoolGate()
-    assert swapdisk._pool_run(gate, -1, []) == []
-    gate.shut = True
-    assert swapdisk._pool_run(gate, 12345, [(True, [], 0)]) == [(0, errno.EBADF)]
