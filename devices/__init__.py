@@ -2,8 +2,8 @@
 
 * :mod:`devices.request`: ``IoRequest``, one transfer of whole pages (block, page views,
   direction, completion callback; the device reports error and residual).
-* :mod:`devices.swapdisk`: ``SwapDisk``, a sparse-image swap disk doing real gather writes and
-  scatter reads, completing in virtual-time order.
+* :mod:`devices.imagedisk`: ``ImageDisk``, a disk over a sparse image file (swap devices and
+  mapped files) doing real gather writes and scatter reads, completing in virtual-time order.
 * :mod:`devices.hostpool`: ``HostPool``, a disk's transfers on its image, inline or batched
   through aiofiles' thread pool.
 * :mod:`devices.timing`: when a request completes (``none`` / ``ssd`` / ``hdd``).
@@ -15,8 +15,8 @@ Devices import ``emu.clock`` and nothing else of the machine, and never ``kernel
 from __future__ import annotations
 
 from devices.faults import FaultConfig, FaultInjector, parse_slots
+from devices.imagedisk import DiskStats, ImageDisk
 from devices.request import IoRequest
-from devices.swapdisk import DiskStats, SwapDisk
 from devices.timing import HddModel, NoneModel, SsdModel, TimingModel, make_model
 
 __all__ = [
@@ -24,10 +24,10 @@ __all__ = [
     "FaultConfig",
     "FaultInjector",
     "HddModel",
+    "ImageDisk",
     "IoRequest",
     "NoneModel",
     "SsdModel",
-    "SwapDisk",
     "TimingModel",
     "make_model",
     "parse_slots",

@@ -1,7 +1,7 @@
 """devices.hostpool: a disk's transfers on its image file, batched through a host thread pool.
 
 A device decides *what* a request does and *when* it completes in virtual time
-(devices/swapdisk.py); this engine only moves the bytes, on the host, as cheaply as it can,
+(devices/imagedisk.py); this engine only moves the bytes, on the host, as cheaply as it can,
 and records each result. The life of a transfer here, in prose:
 
 * **queued / in the pool**: transfers queued in the same event-loop step go to aiofiles' thread
@@ -84,7 +84,7 @@ class HostPool:
         inline_max_pages: int = 0,
     ) -> None:
         if max_hops < 1 or max_hops > 255 or max_batch < 1:
-            raise ValueError(f"SwapDisk {name}: need 1 <= max_hops <= 255 and max_batch >= 1")
+            raise ValueError(f"ImageDisk {name}: need 1 <= max_hops <= 255 and max_batch >= 1")
         self.name = name
         self.clock = clock
         self.max_hops = max_hops

@@ -34,7 +34,7 @@ from typing import Any
 import structlog
 
 from devices.faults import FaultConfig
-from devices.swapdisk import INLINE_PAGES, SwapDisk
+from devices.imagedisk import INLINE_PAGES, ImageDisk
 from devices.timing import make_model
 from emu.clock import Clock, Deadlock
 from emu.cpu import Cpu, CpuContext
@@ -214,7 +214,7 @@ class Machine:
         mmu = Mmu(ram)
         cpu = Cpu(ram, mmu, clock, access_ns=mc["access_ns"], fault_ns=mc["fault_ns"],
                   quantum_ns=max(1, mc["quantum_ns"]))  # fmt: skip
-        disks: list[SwapDisk] = []
+        disks: list[ImageDisk] = []
         outcome, error = "ok", None
         k: Kernel | None = None
         stats: dict[int, ProcStats] = {}
@@ -293,7 +293,7 @@ class Machine:
             tmp.cleanup()
         return summary
 
-    def _make_disks(self, workdir: Path, clock: Clock) -> list[SwapDisk]:
+    def _make_disks(self, workdir: Path, clock: Clock) -> list[ImageDisk]:
         sc = self.scenario
         dc = sc.device
         fault_keys = ("fail_write_rate", "fail_read_rate", "fail_write_slots", "fail_read_slots",
@@ -310,8 +310,8 @@ class Machine:
             except ValueError as e:
                 raise ScenarioError(f"{sc.source}: [device]: {e}") from e
             n = self.swap_pages // ndev + (1 if i < self.swap_pages % ndev else 0)
-            disk = SwapDisk(workdir / f"swap{i}.img", n, clock, model, faults, name=f"sd{i}",
-                            inline_max_pages=INLINE_PAGES)  # fmt: skip
+            disk = ImageDisk(workdir / f"swap{i}.img", n, clock, model, faults, name=f"sd{i}",
+                             inline_max_pages=INLINE_PAGES)  # fmt: skip
             try:
                 disk.create(force=self.force)
             except FileExistsError as e:
@@ -323,7 +323,7 @@ class Machine:
             disks.append(disk)
         return disks
 
-    def _summary(self, k: Kernel | None, clock: Clock, disks: list[SwapDisk], handles: list[Any],
+    def _summary(self, k: Kernel | None, clock: Clock, disks: list[ImageDisk], handles: list[Any],
                  stats: dict[int, ProcStats], clusters: dict[int, int], passes: int,
                  outcome: str, error: str | None, wall: float) -> Summary:  # fmt: skip
         sc = self.scenario

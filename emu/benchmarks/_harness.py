@@ -41,7 +41,7 @@ import kernel.uvm.uvm_map as uvm_map
 import kernel.uvm.uvm_page as uvm_page
 import kernel.uvm.uvm_pager as uvm_pager
 import kernel.uvm.uvm_swap as uvm_swap
-from devices.swapdisk import INLINE_PAGES, SwapDisk
+from devices.imagedisk import INLINE_PAGES, ImageDisk
 from devices.timing import NoneModel, TimingModel
 from emu.clock import Clock
 from emu.cpu import Cpu
@@ -86,13 +86,13 @@ class BenchMachine:
         self.evlog = EventLog(workdir / "events.jsonl", log_level)
         self.evlog.configure(self.clock)
         self.cpu = Cpu(self.ram, self.mmu, self.clock, access_ns=access_ns, fault_ns=fault_ns)
-        self.disks: list[SwapDisk] = []
+        self.disks: list[ImageDisk] = []
         if swap_pages:
             if inline_max_pages is None:
                 inline_max_pages = INLINE_PAGES  # as the machine's disks
-            disk = SwapDisk(workdir / "swap0.img", swap_pages, self.clock,
-                            model if model is not None else NoneModel(), name="sd0",
-                            inline_max_pages=inline_max_pages)  # fmt: skip
+            disk = ImageDisk(workdir / "swap0.img", swap_pages, self.clock,
+                             model if model is not None else NoneModel(), name="sd0",
+                             inline_max_pages=inline_max_pages)  # fmt: skip
             disk.create(force=True)
             self.disks.append(disk)
         if config is None:

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from devices.faults import FaultConfig
+from devices.imagedisk import ImageDisk
 from devices.request import PAGE_SIZE, IoRequest
-from devices.swapdisk import SwapDisk
 from devices.timing import NoneModel, TimingModel
 from emu.clock import Clock
 
@@ -60,9 +60,9 @@ def arena() -> Iterator[Callable[[int], Arena]]:
 
 
 @pytest.fixture
-def make_disk(tmp_path: Path) -> Iterator[Callable[..., SwapDisk]]:
+def make_disk(tmp_path: Path) -> Iterator[Callable[..., ImageDisk]]:
     """make_disk(clock, npages=256, model=NoneModel(), faults=None, name="sd0", **kw)."""
-    made: list[SwapDisk] = []
+    made: list[ImageDisk] = []
 
     def make(
         clock: Clock,
@@ -71,8 +71,8 @@ def make_disk(tmp_path: Path) -> Iterator[Callable[..., SwapDisk]]:
         faults: FaultConfig | None = None,
         name: str = "sd0",
         **kw: Any,
-    ) -> SwapDisk:
-        d = SwapDisk(
+    ) -> ImageDisk:
+        d = ImageDisk(
             tmp_path / f"{name}-{len(made)}.img",
             npages,
             clock,
@@ -106,7 +106,7 @@ def run_clock(
         runner.run(go())
 
 
-async def submit_wait(clock: Clock, disk: SwapDisk, bps: list[IoRequest]) -> None:
+async def submit_wait(clock: Clock, disk: ImageDisk, bps: list[IoRequest]) -> None:
     """Submit every request in one step (one batch), then sleep until all have completed."""
     w = clock.waiter("biowait")
     left = len(bps)
@@ -124,7 +124,7 @@ async def submit_wait(clock: Clock, disk: SwapDisk, bps: list[IoRequest]) -> Non
 
 
 @pytest.fixture
-def io() -> Callable[[Clock, SwapDisk, list[IoRequest]], Coroutine[Any, Any, None]]:
+def io() -> Callable[[Clock, ImageDisk, list[IoRequest]], Coroutine[Any, Any, None]]:
     """``await io(clock, disk, reqs)``: submit together and wait for all."""
     return submit_wait
 

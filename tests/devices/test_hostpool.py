@@ -1,7 +1,7 @@
 """devices/hostpool.py: a disk's transfers on the host, batched through the thread pool
 (ARCHITECTURE.md, "Performance principles": hardware work allocation-free on the hot path; a
 pool hop costs about 100 µs, so the engine batches, coalesces and keeps submission order).
-Driven through a SwapDisk, the engine's only user."""
+Driven through a ImageDisk, the engine's only user."""
 
 from __future__ import annotations
 

@@ -53,7 +53,7 @@ import kernel.uvm.uvm_page as uvm_page
 import kernel.uvm.uvm_pager as uvm_pager
 import kernel.uvm.uvm_swap as uvm_swap
 from devices.faults import FaultConfig
-from devices.swapdisk import SwapDisk
+from devices.imagedisk import ImageDisk
 from devices.timing import NoneModel, TimingModel
 from emu.clock import Clock
 from emu.cpu import Cpu
@@ -94,9 +94,9 @@ class KernelEnv:
         self.mmu = Mmu(self.ram)
         self.clock = Clock()
         self.cpu = Cpu(self.ram, self.mmu, self.clock)
-        self.disks: list[SwapDisk] = []
+        self.disks: list[ImageDisk] = []
         if swap_pages:
-            disk = SwapDisk(
+            disk = ImageDisk(
                 tmp_path / "swap0.img",
                 swap_pages,
                 self.clock,

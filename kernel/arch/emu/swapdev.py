@@ -6,7 +6,7 @@ block, as a page of the device, in ``b_blkno``) to a :class:`EmuDisk`; the disk 
 ``devices.request.IoRequest`` of it: the block, the direction (``B_READ`` or not: the
 ``B_*`` flags stay in the kernel), and views of the pages' frames in the RAM arena, so a
 cluster of scattered frames becomes one gather write (or scatter read) with no copy; then it
-starts the request on a ``devices.swapdisk.SwapDisk``. The frame views are this module's
+starts the request on a ``devices.imagedisk.ImageDisk``. The frame views are this module's
 from creation to release: the device only reads or fills them. At completion, which the
 device delivers from the clock's idle loop (an interrupt), the device's error and residual
 are copied onto the kernel's buf (``B_ERROR``, ``b_error``, ``b_resid``), the views are
@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Final
 import kernel.uvm.uvm_swap as uvm_swap
 import kernel.uvm.uvm_vnode as uvm_vnode
 from devices.faults import FaultConfig
+from devices.imagedisk import INLINE_PAGES, ImageDisk
 from devices.request import IoRequest
-from devices.swapdisk import INLINE_PAGES, SwapDisk
 from devices.timing import NoneModel, TimingModel
 from emu.clock import Clock
 from emu.ram import Ram
@@ -46,7 +46,7 @@ PAGE_SHIFT: Final = 12
 
 
 class EmuDisk:
-    """A block device of the emulated machine: a SwapDisk plus the RAM its DMA reaches.
+    """A block device of the emulated machine: an ImageDisk plus the RAM its DMA reaches.
 
     Implements ``kernel.uvm.uvm_swap.BlockDev``. ``dv_isblk``: the UVM keeps page 0 of a
     block device for its disklabel; the default (a swap *file*) uses every page.
@@ -54,7 +54,7 @@ class EmuDisk:
 
     __slots__ = ("disk", "dv_isblk", "dv_name", "dv_npages", "nio", "ram")
 
-    def __init__(self, disk: SwapDisk, ram: Ram, isblk: bool = False) -> None:
+    def __init__(self, disk: ImageDisk, ram: Ram, isblk: bool = False) -> None:
         self.disk = disk
         self.ram = ram
         self.dv_name = disk.name
@@ -97,7 +97,7 @@ class EmuDisk:
         self.disk.close()
 
 
-def swap_on_fn(disk: SwapDisk, priority: int = 0) -> Callable[[Kernel], int]:
+def swap_on_fn(disk: ImageDisk, priority: int = 0) -> Callable[[Kernel], int]:
     """The boot-time ``swap_on(k) -> errno`` of ``disk`` (init_main.main calls it).
 
     => the disk must be created (open); its DMA reaches the machine's RAM (``k.md.ram``)
@@ -132,7 +132,7 @@ def vnode_create(
     npages = max(1, (size + (1 << PAGE_SHIFT) - 1) >> PAGE_SHIFT)
     clock = k.sched
     assert isinstance(clock, Clock), "vnode_create: the kernel does not run on an emu Clock"
-    disk = SwapDisk(
+    disk = ImageDisk(
         path,
         npages,
         clock,

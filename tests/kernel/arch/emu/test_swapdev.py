@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from devices.faults import FaultConfig
+from devices.imagedisk import ImageDisk
 from devices.request import IoRequest
-from devices.swapdisk import SwapDisk
 from devices.timing import SsdModel
 from emu.clock import Clock
 from emu.ram import Ram
@@ -31,8 +31,8 @@ PAGE = 4096
 def machine(tmp_path: Path) -> Any:
     clock = Clock()
     ram = Ram(8)
-    disk = SwapDisk(tmp_path / "sd0.img", 16, clock, SsdModel(),
-                    FaultConfig(fail_write_slots=[(9, 9)]))
+    disk = ImageDisk(tmp_path / "sd0.img", 16, clock, SsdModel(),
+                     FaultConfig(fail_write_slots=[(9, 9)]))
     disk.create()
     yield clock, ram, disk
     disk.close()

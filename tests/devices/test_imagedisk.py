@@ -1,4 +1,4 @@
-"""devices/swapdisk.py: the sparse-image swap disk (ARCHITECTURE.md, "Time and determinism").
+"""devices/imagedisk.py: the sparse-image disk (ARCHITECTURE.md, "Time and determinism").
 
 "A device starts the real write or read at once (aiofiles), and its completion is delivered to
 the kernel when virtual time reaches submit + service time, never earlier, and never before the
@@ -20,8 +20,8 @@ import uvloop
 
 from devices import hostpool
 from devices.faults import FaultConfig
+from devices.imagedisk import ImageDisk
 from devices.request import PAGE_SIZE, IoRequest
-from devices.swapdisk import SwapDisk
 from devices.timing import NoneModel, SsdModel
 from emu.clock import Clock
 
@@ -42,7 +42,7 @@ def rbuf(blkno: int, frames: list[memoryview]) -> IoRequest:
 
 
 def test_create_makes_a_sparse_image_of_npages_with_mode_0600(tmp_path: Path) -> None:
-    d = SwapDisk(tmp_path / "swap.img", 4096, Clock(), NoneModel())
+    d = ImageDisk(tmp_path / "swap.img", 4096, Clock(), NoneModel())
     d.create()
     try:
         st = os.stat(tmp_path / "swap.img")
@@ -57,7 +57,7 @@ def test_create_makes_a_sparse_image_of_npages_with_mode_0600(tmp_path: Path) ->
 def test_create_refuses_an_existing_path_unless_forced(tmp_path: Path) -> None:
     p = tmp_path / "swap.img"
     p.write_bytes(b"precious")
-    d = SwapDisk(p, 16, Clock(), NoneModel())
+    d = ImageDisk(p, 16, Clock(), NoneModel())
     with pytest.raises(FileExistsError, match=r"already exists.*force=True") as ei:
         d.create()
     assert ei.value.filename == str(p)
@@ -68,7 +68,7 @@ def test_create_refuses_an_existing_path_unless_forced(tmp_path: Path) -> None:
 
 
 def test_strategy_on_a_closed_disk_is_a_programmer_error(tmp_path: Path) -> None:
-    d = SwapDisk(tmp_path / "swap.img", 16, Clock(), NoneModel())
+    d = ImageDisk(tmp_path / "swap.img", 16, Clock(), NoneModel())
     with pytest.raises(RuntimeError, match="not open"):
         d.strategy(wbuf(0, [memoryview(bytearray(PAGE_SIZE))]))
 

@@ -1,8 +1,11 @@
-"""devices.swapdisk: a swap disk backed by a sparse image file, with real asynchronous I/O.
+"""devices.imagedisk: a disk backed by a sparse image file, with real asynchronous I/O.
+
+The machine's block device for everything that reaches a disk: its swap devices, and the
+files the vnode pager maps (each a disk of its own).
 
 The life of one request (a :class:`~devices.request.IoRequest`), in prose:
 
-* **submitted**: :meth:`SwapDisk.strategy` checks it (EINVAL if malformed or past the end),
+* **submitted**: :meth:`ImageDisk.strategy` checks it (EINVAL if malformed or past the end),
   decides its fault (:mod:`devices.faults`), computes its virtual completion time
   ``t_done = max(now, busy_until) + service + extra_latency`` (one request at a time, FIFO,
   like a BSD ``bufq``) and registers ``clock.io_event(t_done, ...)``. All of this is
@@ -13,7 +16,7 @@ The life of one request (a :class:`~devices.request.IoRequest`), in prose:
   records its result (``ev.real_done()``), so the order in which the pool finishes never
   shows. A failing or invalid request never reaches the host.
 * **done**: the clock's idle loop fires the event at ``t_done`` (never before the real I/O
-  finished); :meth:`SwapDisk._complete` sets the request's ``error`` and ``resid``, counts,
+  finished); :meth:`ImageDisk._complete` sets the request's ``error`` and ``resid``, counts,
   and calls its ``iodone``, like an interrupt handler.
 
 Completion order and times are the same on every run, on asyncio and on uvloop. Errors,
@@ -35,7 +38,7 @@ from devices.request import PAGE_SHIFT, PAGE_SIZE, IoRequest
 from devices.timing import TimingModel
 from emu.clock import Clock
 
-__all__ = ["HIST_BUCKETS", "INLINE_PAGES", "DiskStats", "SwapDisk"]
+__all__ = ["HIST_BUCKETS", "INLINE_PAGES", "DiskStats", "ImageDisk"]
 
 HIST_BUCKETS: Final = 64
 INLINE_PAGES: Final = 16  # inline_max_pages of the machine's disks: a swap cluster (64 KiB)
@@ -65,7 +68,7 @@ class DiskStats:
         ]
 
 
-class SwapDisk:
+class ImageDisk:
     """A block device of ``npages`` 4 KiB blocks over a sparse image file at ``path``.
 
     Call :meth:`create` before use and :meth:`close` after the clock has stopped. Only
@@ -88,7 +91,7 @@ class SwapDisk:
         inline_max_pages: int = 0,
     ) -> None:
         if npages <= 0:
-            raise ValueError(f"SwapDisk {name}: npages={npages}: must be > 0")
+            raise ValueError(f"ImageDisk {name}: npages={npages}: must be > 0")
         self.pool = HostPool(name, npages, clock, max_hops, max_batch, coalesce, inline_max_pages)
         self.path = os.fspath(path)
         self.npages = npages
@@ -112,7 +115,7 @@ class SwapDisk:
         => refuses an existing path (FileExistsError) unless force, which replaces it
         """
         if self._fd >= 0:
-            raise RuntimeError(f"SwapDisk.create: {self.name} is already open")
+            raise RuntimeError(f"ImageDisk.create: {self.name} is already open")
         if force and os.path.lexists(self.path):
             os.unlink(self.path)
         try:
@@ -120,7 +123,7 @@ class SwapDisk:
         except FileExistsError:
             raise FileExistsError(
                 errno.EEXIST,
-                f"SwapDisk.create: {self.name}: the swap image already exists; refusing to"
+                f"ImageDisk.create: {self.name}: the disk image already exists; refusing to"
                 " overwrite it (remove it, pick another path, or pass force=True)",
                 self.path,
             ) from None
@@ -160,7 +163,7 @@ class SwapDisk:
         => completion calls io.iodone(io) from the clock's idle loop at io.t_done
         """
         if self._fd < 0:
-            raise RuntimeError(f"SwapDisk.strategy: {self.name} is not open (call create())")
+            raise RuntimeError(f"ImageDisk.strategy: {self.name} is not open (call create())")
         clock = self.clock
         now = clock.now
         write = io.write
