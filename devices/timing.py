@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from typing import ClassVar, Final, Protocol
 
-from devices.buf import PAGE_SIZE
+from devices.request import PAGE_SIZE
 
 __all__ = ["MODELS", "HddModel", "NoneModel", "SsdModel", "TimingModel", "make_model"]
 

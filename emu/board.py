@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 import uvloop
 
 from devices.faults import FaultConfig
-from devices.swapdisk import SwapDisk
+from devices.imagedisk import ImageDisk
 from devices.timing import NoneModel, TimingModel
 from emu.clock import Clock
 from emu.cpu import Cpu
@@ -65,7 +65,7 @@ class Board:
         self.ram = Ram(npages)
         self.mmu = Mmu(self.ram)
         self.cpu = Cpu(self.ram, self.mmu, self.clock, **cpu)
-        self.disks: list[SwapDisk] = []
+        self.disks: list[ImageDisk] = []
         self._k: Kernel | None = None
 
     @property
@@ -85,13 +85,13 @@ class Board:
         name: str,
         inline_max_pages: int = 0,
         force: bool = False,
-    ) -> SwapDisk:
+    ) -> ImageDisk:
         """Create a swap disk of ``npages`` over a new sparse image at ``path`` (timing model
         ``none`` unless given); the kernel configures the disks in the order they were added.
         Raises FileExistsError (unless ``force``) or OSError from the image's creation."""
         if self._k is not None:
             raise RuntimeError("Board.add_swap: the kernel is already booted")
-        disk = SwapDisk(path, npages, self.clock, model if model is not None else NoneModel(),
+        disk = ImageDisk(path, npages, self.clock, model if model is not None else NoneModel(),
                         faults, name=name, inline_max_pages=inline_max_pages)  # fmt: skip
         disk.create(force=force)
         self.disks.append(disk)

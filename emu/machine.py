@@ -34,7 +34,7 @@ from typing import Any
 import structlog
 
 from devices.faults import FaultConfig
-from devices.swapdisk import INLINE_PAGES, SwapDisk
+from devices.imagedisk import INLINE_PAGES, ImageDisk
 from devices.timing import make_model
 from emu import process
 from emu.board import Board, run_loop
@@ -304,7 +304,7 @@ class Machine:
             except OSError as e:
                 raise ScenarioError(f"cannot create swap image in {workdir}: {e.strerror}") from e
 
-    def _summary(self, k: Kernel | None, clock: Clock, disks: list[SwapDisk], handles: list[Any],
+    def _summary(self, k: Kernel | None, clock: Clock, disks: list[ImageDisk], handles: list[Any],
                  stats: dict[int, ProcStats], clusters: dict[int, int], passes: int,
                  outcome: str, error: str | None, wall: float) -> Summary:  # fmt: skip
         sc = self.scenario

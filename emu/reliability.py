@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Final, TextIO
 
 from devices.faults import FaultInjector
-from devices.swapdisk import SwapDisk
+from devices.imagedisk import ImageDisk
 from emu.machine import Machine, Summary
 from emu.scenario import Scenario, ScenarioError
 from kernel.arch.emu import harness, machdep
@@ -93,7 +93,7 @@ class _Recorder(FaultInjector):
 async def _auditor(p: Any, audit: Audit) -> None:
     """The auditor process: wait for the others and for the daemons, then check everything."""
     k = p.k
-    disks: list[SwapDisk] = list(k.md.swapdevs)
+    disks: list[ImageDisk] = list(k.md.swapdevs)
     if disks and disks[0].faults is not None:
         disks[0].faults = _Recorder(disks[0].faults, audit.ios)
     others = [q for q in list(k.procs.values()) if q is not p.proc and not q.p_flag & P_SYSTEM]
@@ -110,7 +110,7 @@ async def _auditor(p: Any, audit: Audit) -> None:
         audit.check = "ok"
 
 
-def _idle(k: Any, disks: list[SwapDisk]) -> bool:
+def _idle(k: Any, disks: list[ImageDisk]) -> bool:
     uvm = k.uvm
     return (
         k.uvmexp.paging == 0

@@ -15,7 +15,7 @@ from kernel.uvm.uvmexp import Uvmexp
 
 if TYPE_CHECKING:
     from kernel.kern.kern_synch import Scheduler
-    from kernel.kern.vfs_bio import BufCache
+    from kernel.kern.vfs_bio import BufCache, Bufpool
     from kernel.sys.proc import Proc
     from kernel.uvm.uvm_pmap import Pmap
     from kernel.uvm.uvm_swap import SwapState
@@ -59,6 +59,7 @@ class Kernel:
     uvmexp: Uvmexp = field(default_factory=Uvmexp)
     swap: SwapState | None = None
     bufcache: BufCache | None = None
+    bufpool: Bufpool | None = None  # vfs_bio.c's bufpool (set up by bufinit)
     slpque: dict[Hashable, list[Any]] = field(default_factory=dict)  # sleep queues by channel
     uvm_nowait_failed: int = 0  # uvm_pdaemon.c: volatile int uvm_nowait_failed
     pages: list[Any] = field(default_factory=list)  # vm_page array by frame (lazily filled)

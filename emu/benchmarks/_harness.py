@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
 from pathlib import Path
 from typing import Any
 
-from devices.swapdisk import INLINE_PAGES
+from devices.imagedisk import INLINE_PAGES
 from devices.timing import TimingModel
 from emu import process
 from emu.board import Board

@@ -1,9 +1,9 @@
-"""emu.benchmarks.swapwrite: swap gather-write throughput through SwapDisk vs raw os.pwritev.
+"""emu.benchmarks.swapwrite: swap gather-write throughput through ImageDisk vs raw os.pwritev.
 
 Both sides write the same clusters: 16 non-contiguous 4 KiB frames of an anonymous mmap arena
 each, at consecutive 16-page blocks of a fresh sparse image in a temp dir. Ours goes through
-``SwapDisk.strategy`` (timing model none) from an emulated thread that keeps ``WINDOW``
-clusters in flight, inside ``Clock.run``, so it pays for the Buf, the virtual-time event, the
+``ImageDisk.strategy`` (timing model none) from an emulated thread that keeps ``WINDOW``
+clusters in flight, inside ``Clock.run``, so it pays for the request, the virtual-time event, the
 thread-pool hops and the completion interrupt. The reference calls ``os.pwritev`` for each
 cluster in a loop, in the same process and run. Target: ours >= 0.5x the reference.
 """
@@ -18,8 +18,8 @@ import tempfile
 import time
 from collections.abc import Callable
 
-from devices.buf import B_ASYNC, B_CALL, B_WRITE, PAGE_SIZE, Buf
-from devices.swapdisk import SwapDisk
+from devices.imagedisk import ImageDisk
+from devices.request import PAGE_SIZE, IoRequest
 from devices.timing import NoneModel
 from emu.benchmarks import BenchResult
 from emu.clock import Clock
@@ -60,7 +60,7 @@ def _ours(
 ) -> float:
     n = len(clusters)
     clock = Clock()
-    disk = SwapDisk(path, n * CLUSTER, clock, NoneModel(), name="bench0")
+    disk = ImageDisk(path, n * CLUSTER, clock, NoneModel(), name="bench0")
     disk.create()
     elapsed = [0.0]
     errors = [0]
@@ -70,19 +70,18 @@ def _ours(
         low = WINDOW // 2
         w = clock.waiter("bench")
 
-        def done(bp: Buf) -> None:
+        def done(io: IoRequest) -> None:
             nonlocal inflight
             inflight -= 1
-            errors[0] += bp.b_error != 0
+            errors[0] += io.error != 0
             if inflight <= low:
                 clock.wake(w)
 
-        flags = B_WRITE | B_ASYNC | B_CALL
         t0 = time.perf_counter()
         i = 0
         while i < n or inflight:
             while i < n and inflight < WINDOW:
-                disk.strategy(Buf(flags, i * CLUSTER, clusters[i], done))
+                disk.strategy(IoRequest(i * CLUSTER, clusters[i], True, done))
                 i += 1
                 inflight += 1
             w = clock.waiter("bench")

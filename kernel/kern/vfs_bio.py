@@ -1,7 +1,8 @@
-"""vfs_bio.c: the buffer cache, as far as the page daemon sees it.
+"""vfs_bio.c: the buffer cache, as far as the page daemon sees it, and buffer I/O completion.
 
 Port of the sizing and back-off behaviour of OpenBSD sys/kern/vfs_bio.c,v 1.212 (bufinit,
-bufadjust, bufbackoff) and the BUFPAGES_* macros of sys/sys/buf.h (reference §1.12).
+bufadjust, bufbackoff), the BUFPAGES_* macros of sys/sys/buf.h (reference §1.12), and the
+I/O side the UVM uses: ``biowait``, ``biodone`` and the pool of struct bufs (``bufpool``).
 
 The buffer cache is a *model*: no file system reads or writes through it. What the daemon can
 observe is kept exactly: the cache holds real pages taken from the allocator at boot (so they
@@ -25,6 +26,14 @@ Deviations (PORT):
   counts in tiny tests are exact; the machine's default config has it on.
 - Upstream climbs back to ``bufhighpages`` as buffers are requested; with no file I/O here,
   :func:`buf_refill` models that demand (tests and scenarios call it).
+- ``biodone`` calls ``b_iodone`` for B_CALL bufs only, as upstream, but neither wakes a
+  synchronous waiter nor releases an asynchronous buf itself (there is no brelse): a
+  synchronous transfer sets B_CALL with :func:`biowakeup` as its ``b_iodone`` (swap and vnode
+  I/O), an asynchronous one has its own ``b_iodone`` (uvm_aio_biodone).
+- The buffer pool is only counted (``k.bufpool``, set up by bufinit as upstream's pool_init;
+  the bufs themselves are Python objects): :func:`bufpool_get` / :func:`bufpool_put` stand for
+  ``pool_get(&bufpool, ...)`` / ``pool_put(&bufpool, bp)``, with an optional hard limit
+  (pool_sethardlimit) so that ``pool_get(&bufpool, PR_NOWAIT)`` can really fail.
 """
 
 from __future__ import annotations
@@ -33,6 +42,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
 import kernel.uvm.uvm_page as uvm_page
+from kernel.kern.kern_synch import INFSLP, PVM, chan, tsleep_nsec, wakeup
+from kernel.sys.buf import B_CALL, B_DONE, B_ERROR, Buf
+from kernel.sys.errno import EIO
+from kernel.sys.pool import PR_NOWAIT
 from kernel.sys.systm import Panic
 
 if TYPE_CHECKING:
@@ -44,16 +57,24 @@ __all__ = [
     "BCACHE_MIN",
     "BUFPAGES_DEFICIT",
     "BUFPAGES_INACT",
+    "PRIBIO",
     "Bcstats",
     "BufCache",
+    "Bufpool",
+    "biodone",
+    "biowait",
+    "biowakeup",
     "buf_refill",
     "bufadjust",
     "bufbackoff",
     "bufinit",
+    "bufpool_get",
+    "bufpool_put",
 ]
 
 BCACHE_MIN: Final = 128  # buf.h: minimum buffer cache size, in pages
 _DMA_HIGH: Final = 0xFFFFFFFF  # amd64 dma_constraint.ucr_high (bytes)
+PRIBIO: Final = 16  # sys/param.h: sleep priority of disk I/O waits
 
 
 @dataclass(eq=False, slots=True)
@@ -81,6 +102,18 @@ class BufCache:
     recovered: int = 0  # PORT: pages given back by bufbackoff since boot
 
 
+@dataclass(eq=False, slots=True)
+class Bufpool:
+    """struct pool bufpool, as far as it is counted (PORT: the bufs are Python objects).
+
+    Locks: (B) splbio (no await). Invariant: pr_hardlimit is None or a sleeper waits while
+    pr_nout >= pr_hardlimit.
+    """
+
+    pr_nout: int = 0  # (B) bufs handed out and not yet returned
+    pr_hardlimit: int | None = None  # (B) pool_sethardlimit(); None: no limit
+
+
 def BUFPAGES_DEFICIT(k: Kernel) -> int:
     """BUFPAGES_DEFICIT: pages the buffer cache is below its floor ("not really free")."""
     bc = k.bufcache
@@ -105,6 +138,8 @@ def bufinit(k: Kernel, dmapages: int) -> None:
     => dmapages: DMA-reachable managed pages (all of them on the emulated machine)
     => leaves ``k.bufcache`` None when the configured percentage is 0
     """
+    # PORT: pool_init(&bufpool, ...): the pool is there whatever the cache's size.
+    k.bufpool = Bufpool()
     percent = k.config.bufcachepercent
     if percent <= 0:
         k.bufcache = None
@@ -196,7 +231,77 @@ def buf_refill(k: Kernel, npages: int) -> int:
     return added
 
 
+async def biowait(k: Kernel, bp: Buf) -> int:
+    """biowait: wait for operations on a buffer to complete; returns its errno (EIO if unset).
+
+    => may sleep
+
+    No lost wakeup: B_DONE is tested and the sleep queued with no await in between, and the
+    completion sets B_DONE before it wakes us.
+    """
+    while not (bp.b_flags & B_DONE):
+        await tsleep_nsec(k, bp, PRIBIO, "biowait", INFSLP)
+    if bp.b_flags & B_ERROR:
+        return bp.b_error if bp.b_error else int(EIO)
+    return 0
+
+
+def biodone(bp: Buf) -> None:
+    """biodone: mark I/O complete on a buffer; call b_iodone for B_CALL bufs.
+
+    => interrupt context (the device's completion, from the clock's idle loop); never sleeps
+    => PORT: no wakeup or brelse for bufs without B_CALL (module docstring)
+    """
+    assert not (bp.b_flags & B_DONE), "biodone already"
+    bp.b_flags |= B_DONE
+    if bp.b_flags & B_CALL:
+        bp.b_flags &= ~B_CALL  # but note callout done
+        assert bp.b_iodone is not None
+        bp.b_iodone(bp)
+
+
+def biowakeup(bp: Buf) -> None:
+    """PORT: biodone's wakeup(bp) for a synchronous buf: the b_iodone of sync swap and vnode
+    I/O (see the module docstring).
+
+    => runs at completion, in interrupt context (the clock's idle loop); never sleeps
+    """
+    k = bp.b_kernel
+    assert k is not None
+    wakeup(k, bp)
+
+
+async def bufpool_get(k: Kernel, pflag: int) -> bool:
+    """PORT: pool_get(&bufpool, pflag), as far as the count goes (the buf is a Python object).
+
+    => False if the pool is at its hard limit and PR_NOWAIT was given
+    => may sleep (PR_WAITOK)
+    """
+    pool = _bufpool(k)
+    while pool.pr_hardlimit is not None and pool.pr_nout >= pool.pr_hardlimit:
+        if pflag & PR_NOWAIT:
+            return False
+        await tsleep_nsec(k, chan(pool, "pr_nout"), PVM, "bufpool", INFSLP)
+    pool.pr_nout += 1
+    return True
+
+
+def bufpool_put(k: Kernel) -> None:
+    """PORT: pool_put(&bufpool, bp): the buf is back; wake a PR_WAITOK sleeper."""
+    pool = _bufpool(k)
+    assert pool.pr_nout > 0
+    pool.pr_nout -= 1
+    wakeup(k, chan(pool, "pr_nout"))
+
+
 # --- port helpers ---------------------------------------------------------------------------
+
+
+def _bufpool(k: Kernel) -> Bufpool:
+    """k.bufpool, which bufinit sets up at boot."""
+    pool = k.bufpool
+    assert pool is not None, "bufpool: used before bufinit"
+    return pool
 
 
 def _buf_alloc_page(k: Kernel) -> VmPage | None:

@@ -1,8 +1,10 @@
 """sys/buf.h: the kernel's struct buf and the buffer flags the UVM uses.
 
-The kernel's view of an I/O request. The swap driver glue (kernel/arch/emu/swapdev.py) turns
-it into a request of the emulated disk (devices.buf.Buf), and on the device's completion
-interrupt copies the outcome back here and calls :func:`biodone`.
+The kernel's view of an I/O request, and the only one with ``B_*`` flags. The disk driver
+glue (kernel/arch/emu/swapdev.py) turns it into a request of the emulated disk
+(devices.request.IoRequest: a block, page views and a direction), and on the device's
+completion interrupt copies the outcome back here (``B_ERROR``, ``b_error``, ``b_resid``)
+and calls ``biodone``, which lives with ``biowait`` in kern/vfs_bio.py as in vfs_bio.c.
 
 Port: ``b_data`` is not a kernel virtual address; ``b_pages`` lists the vm_pages whose frames
 the transfer reads or fills, which is what uvm_aio_aiodone recovers from the VA upstream.
@@ -82,15 +84,5 @@ class Buf:
     b_iodone: Callable[[Buf], None] | None = None  # Function called upon completion.
     b_freelist: TailQEntry[Buf] = field(default_factory=TailQEntry)  # Free list position
     b_kernel: Kernel | None = None  # PORT: the kernel this buf belongs to (for b_iodone)
-    b_private: Any = None  # PORT: driver-private (the device request)
     b_dev: Any = None  # PORT: the swap device it goes to
 
-
-def biodone(bp: Buf) -> None:
-    """biodone: mark I/O complete; call b_iodone for B_CALL bufs (interrupt context)."""
-    assert not (bp.b_flags & B_DONE), "biodone already"
-    bp.b_flags |= B_DONE
-    if bp.b_flags & B_CALL:
-        bp.b_flags &= ~B_CALL  # but note callout done
-        assert bp.b_iodone is not None
-        bp.b_iodone(bp)

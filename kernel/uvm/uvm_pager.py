@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Final
 
 import structlog
 
+import kernel.kern.vfs_bio as vfs_bio
 import kernel.uvm.uvm_anon as uvm_anon
 import kernel.uvm.uvm_aobj as uvm_aobj
 import kernel.uvm.uvm_page as uvm_page
@@ -585,7 +586,7 @@ def uvm_aio_aiodone(bp: Buf) -> None:
     uvm_pagermapout(k, npages)
     # PORT: no swap encryption, so never PQ_ENCRYPT bounce pages here
     uvm_aio_aiodone_pages(k, pgs, npages, write, error)
-    uvm_swap.bufpool_put(k)
+    vfs_bio.bufpool_put(k)
 
 
 # --- port helpers -----------------------------------------------------------------------------

@@ -24,15 +24,14 @@ Deviations:
   makes all slots bad while ``swpgonly < swpages``, and the machine livelocks.
 - ``swap_on(k, dev, priority)`` is the SWAP_ON case of sys_swapctl and swap_on() in one
   plain function: nothing in it can sleep here (no VOP_OPEN/VOP_GETATTR, malloc never waits).
-- Block numbers count pages, not DEV_BSIZE sectors (devices.buf counts pages).
+- Block numbers count pages, not DEV_BSIZE sectors (the emulated disks count pages).
 - A swap device is the :class:`BlockDev` protocol the arch glue implements
   (kernel/arch/emu/swapdev.py turns a sys/buf.h ``Buf`` into a request of the emulated
-  disk). ``biowait`` is here because the kernel has no vfs_bio.c buffer I/O path.
-- A synchronous transfer sets B_CALL with ``biowakeup`` as its b_iodone: sys/buf.h's
+  disk). The buffer pool, ``biowait`` and ``biodone`` are vfs_bio.c's (kern/vfs_bio.py).
+- A synchronous transfer sets B_CALL with ``vfs_bio.biowakeup`` as its b_iodone: our
   ``biodone`` calls b_iodone for B_CALL bufs only and does not wake sync waiters itself.
-- The buffer pool is counted here, with an optional hard limit (pool_sethardlimit) so that
-  ``pool_get(&bufpool, PR_NOWAIT)`` can really fail; so is the pager map of uvm_pager.c
-  (``psegs``), since the Kernel record has no place for uvm_pager.c's globals.
+- The pager map of uvm_pager.c (``psegs``) is counted here, since the Kernel record has no
+  place for uvm_pager.c's globals.
 - C out-parameters are returned: ``slot, nslots = uvm_swap_alloc(k, nslots, lessok)``.
 """
 
@@ -46,24 +45,19 @@ from typing import TYPE_CHECKING, Final, Protocol
 import numpy as np
 import numpy.typing as npt
 
+import kernel.kern.vfs_bio as vfs_bio
 import kernel.uvm.uvm_pager as uvm_pager
 from kernel.kern.kern_synch import (
-    INFSLP,
     MUTEX_ASSERT_LOCKED,
-    PVM,
     Mutex,
-    chan,
     cpu_race,
     mtx_enter,
     mtx_leave,
-    tsleep_nsec,
-    wakeup,
 )
 from kernel.sys.buf import (
     B_ASYNC,
     B_BUSY,
     B_CALL,
-    B_DONE,
     B_ERROR,
     B_NOCACHE,
     B_PDAEMON,
@@ -71,9 +65,9 @@ from kernel.sys.buf import (
     B_READ,
     B_WRITE,
     Buf,
-    biodone,
 )
-from kernel.sys.errno import EBUSY, EINVAL, EIO
+from kernel.sys.errno import EBUSY, EINVAL
+from kernel.sys.pool import PR_NOWAIT, PR_WAITOK
 from kernel.sys.proc import curproc
 from kernel.sys.queue import TailQ, TailQEntry
 from kernel.sys.systm import Panic
@@ -96,10 +90,6 @@ __all__ = [
     "Swapdev",
     "Swappri",
     "SwfFlags",
-    "biowait",
-    "biowakeup",
-    "bufpool_get",
-    "bufpool_put",
     "swap_on",
     "swapdrum_add",
     "swapdrum_getsdp",
@@ -138,12 +128,6 @@ SWF_ENABLE: Final = SwfFlags.SWF_ENABLE
 SWF_BUSY: Final = SwfFlags.SWF_BUSY
 SWF_FAKE: Final = SwfFlags.SWF_FAKE
 
-
-PRIBIO: Final = 16  # sys/param.h: sleep priority of disk I/O waits
-
-# pool_get flags
-PR_WAITOK: Final = 0x0001
-PR_NOWAIT: Final = 0x0002
 
 # PORT: pager map size in MAXBSIZE segments (PAGER_MAP_SIZE / MAXBSIZE on amd64: 16 psegs of
 # 16 segments); the first two are kept for the page daemon.
@@ -215,7 +199,7 @@ class Swappri:
 
 @dataclass(eq=False, slots=True)
 class SwapState:
-    """The globals of uvm_swap.c (plus, PORT, the buffer pool and pager map counts).
+    """The globals of uvm_swap.c (plus, PORT, the pager map counts of uvm_pager.c).
 
     Locks: [S] uvm_swap_data_lock, [K] boot only.
     """
@@ -225,12 +209,30 @@ class SwapState:
     )  # [S] list of all active swap devices, by priority
     uvm_swap_data_lock: Mutex = field(default_factory=lambda: Mutex("uvm_swap_data_lock"))
     swapmap_next: int = 1  # [S] PORT: the /dev/drum extent: next free drum page (0 = none)
-    # PORT: bufpool, as far as swap I/O uses it
-    bufpool_nout: int = 0  # bufs handed out and not yet returned
-    bufpool_hardlimit: int | None = None  # pool_sethardlimit(); None: no limit
     # PORT: uvm_pager.c's pager map (psegs), in MAXBSIZE segments
     uvm_pseg_use: int = 0
     uvm_pseg_max: int = UVM_PSEG_SEGS
+    # PORT: vfs_bio.c's bufpool (k.bufpool), seen from here only through the two old test
+    # hooks below; None before uvm_swap_init or without bufinit
+    bufpool: vfs_bio.Bufpool | None = None
+
+    @property
+    def bufpool_nout(self) -> int:
+        """PORT: test hook, kept for tests written before the pool moved: k.bufpool.pr_nout."""
+        assert self.bufpool is not None
+        return self.bufpool.pr_nout
+
+    @property
+    def bufpool_hardlimit(self) -> int | None:
+        """PORT: test hook, kept for tests written before the pool moved:
+        k.bufpool.pr_hardlimit (pool_sethardlimit)."""
+        assert self.bufpool is not None
+        return self.bufpool.pr_hardlimit
+
+    @bufpool_hardlimit.setter
+    def bufpool_hardlimit(self, limit: int | None) -> None:
+        assert self.bufpool is not None
+        self.bufpool.pr_hardlimit = limit
 
 
 def _swap(k: Kernel) -> SwapState:
@@ -248,7 +250,7 @@ def uvm_swap_init(k: Kernel) -> None:
 
     => called at boot, before any swap_on
     """
-    k.swap = SwapState()
+    k.swap = SwapState(bufpool=k.bufpool)
     k.uvmexp.nswapdev = 0
 
 
@@ -401,7 +403,7 @@ def swstrategy(k: Kernel, bp: Buf) -> None:
     if sdp is None:
         bp.b_error = int(EINVAL)
         bp.b_flags |= B_ERROR
-        biodone(bp)
+        vfs_bio.biodone(bp)
         return
     # convert the drum page to a page on this swapdev
     bp.b_blkno = pageno - sdp.swd_drumoffset
@@ -568,7 +570,7 @@ async def uvm_swap_io(
     startblk = startslot  # PORT: blocks are pages
 
     pflag = PR_NOWAIT if (async_ or pdaemon) else PR_WAITOK
-    if not await bufpool_get(k, pflag):
+    if not await vfs_bio.bufpool_get(k, pflag):
         return uvm_pager.VM_PAGER_AGAIN
 
     # map the pages into the kernel (the buffer system wants a mapping)
@@ -577,7 +579,7 @@ async def uvm_swap_io(
         mapinflags |= uvm_pager.UVMPAGER_MAPIN_WAITOK
     kva = await uvm_pager.uvm_pagermapin(k, pps, npages, mapinflags)
     if not kva:
-        bufpool_put(k)
+        vfs_bio.bufpool_put(k)
         return uvm_pager.VM_PAGER_AGAIN
 
     # PORT: no swap encryption and no bounce pages (see the module docstring)
@@ -601,7 +603,7 @@ async def uvm_swap_io(
         bp.b_iodone = uvm_pager.uvm_aio_biodone
     else:
         bp.b_flags |= B_CALL  # PORT: see the module docstring
-        bp.b_iodone = biowakeup
+        bp.b_iodone = vfs_bio.biowakeup
 
     # start the I/O; if async, we are done
     swstrategy(k, bp)
@@ -613,64 +615,13 @@ async def uvm_swap_io(
         return uvm_pager.VM_PAGER_PEND
 
     # must be sync i/o: wait for it to finish
-    await biowait(k, bp)
+    await vfs_bio.biowait(k, bp)
     result = uvm_pager.VM_PAGER_ERROR if bp.b_flags & B_ERROR else uvm_pager.VM_PAGER_OK
 
     # kill the pager mapping and dispose of the buf
     uvm_pager.uvm_pagermapout(k, npages)
-    bufpool_put(k)
+    vfs_bio.bufpool_put(k)
     return result
-
-
-# --- the buffer pool and waiting for bufs (vfs_bio.c) ------------------------------------------
-
-
-async def bufpool_get(k: Kernel, pflag: int) -> bool:
-    """pool_get(&bufpool, pflag), as far as the count goes (the buf is a Python object).
-
-    => False if the pool is at its hard limit and PR_NOWAIT was given
-    => may sleep (PR_WAITOK)
-    """
-    swap = _swap(k)
-    while swap.bufpool_hardlimit is not None and swap.bufpool_nout >= swap.bufpool_hardlimit:
-        if pflag & PR_NOWAIT:
-            return False
-        await tsleep_nsec(k, chan(swap, "bufpool_nout"), PVM, "bufpool", INFSLP)
-    swap.bufpool_nout += 1
-    return True
-
-
-def bufpool_put(k: Kernel) -> None:
-    """pool_put(&bufpool, bp): the buf is back; wake a PR_WAITOK sleeper."""
-    swap = _swap(k)
-    assert swap.bufpool_nout > 0
-    swap.bufpool_nout -= 1
-    wakeup(k, chan(swap, "bufpool_nout"))
-
-
-def biowakeup(bp: Buf) -> None:
-    """biodone's wakeup(bp) for a synchronous buf: the b_iodone of sync swap and vnode I/O.
-
-    => runs at completion, in interrupt context (the clock's idle loop); never sleeps
-    """
-    k = bp.b_kernel
-    assert k is not None
-    wakeup(k, bp)
-
-
-async def biowait(k: Kernel, bp: Buf) -> int:
-    """biowait: sleep until the device is done with ``bp``; returns its errno (EIO if unset).
-
-    => may sleep
-
-    No lost wakeup: B_DONE is tested and the sleep queued with no await in between, and the
-    completion sets B_DONE before it wakes us.
-    """
-    while not (bp.b_flags & B_DONE):
-        await tsleep_nsec(k, bp, PRIBIO, "biowait", INFSLP)
-    if bp.b_flags & B_ERROR:
-        return bp.b_error if bp.b_error else int(EIO)
-    return 0
 
 
 # --- port helpers -----------------------------------------------------------------------------

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Final
 
 import structlog
 
+import kernel.kern.vfs_bio as vfs_bio
 import kernel.uvm.uvm_page as uvm_page
 import kernel.uvm.uvm_pager as uvm_pager
 import kernel.uvm.uvm_pdaemon as uvm_pdaemon
@@ -787,8 +788,8 @@ async def _vop_rdwr(
     bp.b_blkno = vn.v_blkoff + (file_offset >> PAGE_SHIFT)
     bp.b_bufsize = bp.b_bcount = npages << PAGE_SHIFT
     bp.b_kernel = k
-    bp.b_iodone = uvm_swap.biowakeup
+    bp.b_iodone = vfs_bio.biowakeup
     bp.b_dev = vn.v_dev
     vn.v_dev.dv_strategy(bp)
-    error = await uvm_swap.biowait(k, bp)
+    error = await vfs_bio.biowait(k, bp)
     return error, bp.b_bcount - bp.b_resid

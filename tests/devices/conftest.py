@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from devices.buf import PAGE_SIZE, Buf
 from devices.faults import FaultConfig
-from devices.swapdisk import SwapDisk
+from devices.imagedisk import ImageDisk
+from devices.request import PAGE_SIZE, IoRequest
 from devices.timing import NoneModel, TimingModel
 from emu.clock import Clock
 
@@ -60,9 +60,9 @@ def arena() -> Iterator[Callable[[int], Arena]]:
 
 
 @pytest.fixture
-def make_disk(tmp_path: Path) -> Iterator[Callable[..., SwapDisk]]:
+def make_disk(tmp_path: Path) -> Iterator[Callable[..., ImageDisk]]:
     """make_disk(clock, npages=256, model=NoneModel(), faults=None, name="sd0", **kw)."""
-    made: list[SwapDisk] = []
+    made: list[ImageDisk] = []
 
     def make(
         clock: Clock,
@@ -71,8 +71,8 @@ def make_disk(tmp_path: Path) -> Iterator[Callable[..., SwapDisk]]:
         faults: FaultConfig | None = None,
         name: str = "sd0",
         **kw: Any,
-    ) -> SwapDisk:
-        d = SwapDisk(
+    ) -> ImageDisk:
+        d = ImageDisk(
             tmp_path / f"{name}-{len(made)}.img",
             npages,
             clock,
@@ -106,26 +106,26 @@ def run_clock(
         runner.run(go())
 
 
-async def submit_wait(clock: Clock, disk: SwapDisk, bps: list[Buf]) -> None:
-    """Submit every buf in one step (one batch), then sleep until all have completed."""
+async def submit_wait(clock: Clock, disk: ImageDisk, bps: list[IoRequest]) -> None:
+    """Submit every request in one step (one batch), then sleep until all have completed."""
     w = clock.waiter("biowait")
     left = len(bps)
 
-    def done(bp: Buf) -> None:
+    def done(bp: IoRequest) -> None:
         nonlocal left
         left -= 1
         if left == 0:
             clock.wake(w)
 
     for bp in bps:
-        bp.b_iodone = done
+        bp.iodone = done
         disk.strategy(bp)
     await clock.wait(w)
 
 
 @pytest.fixture
-def io() -> Callable[[Clock, SwapDisk, list[Buf]], Coroutine[Any, Any, None]]:
-    """``await io(clock, disk, bufs)``: submit together and wait for all."""
+def io() -> Callable[[Clock, ImageDisk, list[IoRequest]], Coroutine[Any, Any, None]]:
+    """``await io(clock, disk, reqs)``: submit together and wait for all."""
     return submit_wait
 
 

@@ -1,6 +1,6 @@
 """devices/faults.py: fault injection (ARCHITECTURE.md: "fault injection (errors on chosen blocks
-or at a rate, slow device, full disk)"); style.md C17: errors are "reported the BSD way
-(bp.b_error = EIO, B_ERROR, then biodone), so no exception leaks into the kernel"."""
+or at a rate, slow device, full disk)"); style.md C17: no exception leaks into the kernel, the
+device reports an error on the request (``error = EIO``) and completes it."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from devices.buf import B_ASYNC, B_CALL, B_ERROR, B_READ, B_WRITE, PAGE_SIZE, Buf
 from devices.faults import FaultConfig, FaultInjector, parse_slots
+from devices.request import PAGE_SIZE, IoRequest
 from emu.clock import Clock
 
 # --- configuration ------------------------------------------------------------------------------
@@ -90,8 +90,8 @@ def test_slot_ranges_do_not_shift_which_requests_fail_by_rate() -> None:
 # --- through the device ---------------------------------------------------------------------------
 
 
-def _run_bufs(clock: Clock, disk: Any, bps: list[Buf], run: Any) -> None:
-    """Submit each buf in its own step (so they complete in order) and wait past the last."""
+def _run_bufs(clock: Clock, disk: Any, bps: list[IoRequest], run: Any) -> None:
+    """Submit each request in its own step (so they complete in order) and wait past the last."""
 
     async def main() -> None:
         for bp in bps:
@@ -102,11 +102,10 @@ def _run_bufs(clock: Clock, disk: Any, bps: list[Buf], run: Any) -> None:
     run(clock, main)
 
 
-def _bufs(a: Any, spec: list[tuple[str, int, int]]) -> list[Buf]:
+def _bufs(a: Any, spec: list[tuple[str, int, int]]) -> list[IoRequest]:
     out = []
     for op, blk, n in spec:
-        flags = (B_READ if op == "r" else B_WRITE) | B_ASYNC | B_CALL
-        out.append(Buf(flags, blk, [a.frame(i) for i in range(n)], iodone=lambda b: None))
+        out.append(IoRequest(blk, [a.frame(i) for i in range(n)], op == "w", lambda b: None))
     return out
 
 
@@ -128,8 +127,8 @@ def test_rate_failures_through_the_device_repeat_with_the_seed(
         a = arena(2)
         bps = _bufs(a, [("w" if i % 2 else "r", i, 2) for i in range(60)])
         _run_bufs(clock, disk, bps, run)
-        assert disk.stats.errors == sum(1 for bp in bps if bp.b_error)
-        return [bp.b_error for bp in bps]
+        assert disk.stats.errors == sum(1 for bp in bps if bp.error)
+        return [bp.error for bp in bps]
 
     assert errors(7) == errors(7)
     assert errors(7) != errors(8)
@@ -145,8 +144,8 @@ def test_write_slot_range_fails_writes_touching_it_and_leaves_the_image_alone(
     a.fill(0, 1)
     bps = _bufs(a, [("w", 96, 4), ("w", 98, 4), ("w", 101, 2), ("w", 102, 4), ("r", 100, 1)])
     _run_bufs(clock, disk, bps, run)
-    assert [bp.b_error for bp in bps] == [0, errno.EIO, errno.EIO, 0, 0]
-    assert bps[1].b_flags & B_ERROR and bps[1].b_resid == bps[1].b_bcount
+    assert [bp.error for bp in bps] == [0, errno.EIO, errno.EIO, 0, 0]
+    assert bps[1].error and bps[1].resid == bps[1].nbytes
     assert _image(disk, 98) == bytes(PAGE_SIZE)  # bps[0]'s zero page, not bps[1]'s pattern
     assert _image(disk, 100) == bytes(PAGE_SIZE)
     assert disk.stats.bytes_written == 8 * PAGE_SIZE
@@ -163,10 +162,10 @@ def test_read_slot_range_fails_reads_and_leaves_the_frames_alone(
     a = arena(3)
     kept = [a.fill(0, 1), a.fill(1, 2)]
     a.fill(2, 3)
-    fail = Buf(B_READ | B_ASYNC | B_CALL, 9, [a.frame(0), a.frame(1)], iodone=lambda b: None)
-    ok = Buf(B_READ | B_ASYNC | B_CALL, 11, [a.frame(2)], iodone=lambda b: None)
+    fail = IoRequest(9, [a.frame(0), a.frame(1)], False, lambda b: None)
+    ok = IoRequest(11, [a.frame(2)], False, lambda b: None)
     _run_bufs(clock, disk, [fail, ok], run)
-    assert (fail.b_error, ok.b_error) == (errno.EIO, 0)
+    assert (fail.error, ok.error) == (errno.EIO, 0)
     assert [bytes(a.frame(0)), bytes(a.frame(1))] == kept
     assert bytes(a.frame(2)) == b"\xee" * PAGE_SIZE
 
@@ -177,7 +176,7 @@ def test_nth_io_fails_exactly_that_request(arena: Any, make_disk: Any, run: Any)
     a = arena(1)
     bps = _bufs(a, [("w", 0, 1), ("r", 0, 1), ("w", 1, 1), ("r", 1, 1), ("w", 2, 1)])
     _run_bufs(clock, disk, bps, run)
-    assert [bp.b_error for bp in bps] == [0, 0, errno.EIO, 0, 0]
+    assert [bp.error for bp in bps] == [0, 0, errno.EIO, 0, 0]
 
 
 def test_max_image_bytes_refuses_growing_writes_with_enospc_and_the_file_stays_small(
@@ -192,8 +191,8 @@ def test_max_image_bytes_refuses_growing_writes_with_enospc_and_the_file_stays_s
                     ("w", 4001, 1)])
     _run_bufs(clock, disk, bps, run)
     # 3 pages, +2 > 4 refused, +1 = 4 ok, rewrite of allocated blocks ok, then full
-    assert [bp.b_error for bp in bps] == [0, errno.ENOSPC, 0, 0, errno.ENOSPC, errno.ENOSPC]
-    assert bps[1].b_flags & B_ERROR and bps[1].b_resid == 2 * PAGE_SIZE
+    assert [bp.error for bp in bps] == [0, errno.ENOSPC, 0, 0, errno.ENOSPC, errno.ENOSPC]
+    assert bps[1].error and bps[1].resid == 2 * PAGE_SIZE
     assert disk.written_pages == 4
     assert _image(disk, 2001) == bytes(PAGE_SIZE) and _image(disk, 4000) == bytes(PAGE_SIZE)
     assert disk.image_allocated_bytes() <= 1 << 20  # of a 16 MiB image
@@ -206,7 +205,7 @@ def test_reads_are_never_refused_by_max_image_bytes(arena: Any, make_disk: Any, 
     a = arena(1)
     bps = _bufs(a, [("r", 5, 1), ("w", 5, 1)])
     _run_bufs(clock, disk, bps, run)
-    assert [bp.b_error for bp in bps] == [0, errno.ENOSPC]
+    assert [bp.error for bp in bps] == [0, errno.ENOSPC]
 
 
 def test_failed_requests_take_device_time_like_any_other(
@@ -225,5 +224,5 @@ def test_failed_requests_take_device_time_like_any_other(
         await clock.sleep(1_000_000)
 
     run(clock, main)
-    assert [bp.b_error for bp in bps] == [errno.EIO, 0]
+    assert [bp.error for bp in bps] == [errno.EIO, 0]
     assert [bp.t_done for bp in bps] == [32_048, 64_096]

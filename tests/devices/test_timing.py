@@ -7,10 +7,14 @@ from typing import Any
 
 import pytest
 
-from devices.buf import B_ASYNC, B_CALL, B_READ, B_WRITE, Buf
 from devices.faults import FaultConfig
+from devices.request import IoRequest
 from devices.timing import HddModel, NoneModel, SsdModel, make_model
 from emu.clock import Clock
+
+
+def _nothing(io: IoRequest) -> None:
+    pass
 
 # --- the models alone ------------------------------------------------------------------------------
 
@@ -80,11 +84,11 @@ def test_make_model_names_the_bad_model_or_param(name: str, params: dict[str, An
 # --- through the device: one request at a time, FIFO ----------------------------------------------
 
 
-def _submit_all(clock: Clock, disk: Any, bps: list[Buf], at: list[int], run: Any) -> list[int]:
+def _submit_all(clock: Clock, disk: Any, bps: list[IoRequest], at: list[int], run: Any) -> list[int]:
     """Submit bps[i] at virtual time at[i]; return the virtual times their completions ran."""
     seen: list[int] = []
     for bp in bps:
-        bp.b_iodone = lambda b: seen.append(clock.now)
+        bp.iodone = lambda b: seen.append(clock.now)
 
     async def main() -> None:
         for bp, t in zip(bps, at, strict=True):
@@ -100,7 +104,7 @@ def test_model_none_completes_at_submit_time(arena: Any, make_disk: Any, run: An
     clock = Clock()
     disk = make_disk(clock, model=NoneModel())
     a = arena(2)
-    bps = [Buf(B_WRITE | B_ASYNC | B_CALL, i, [a.frame(i)]) for i in range(2)]
+    bps = [IoRequest(i, [a.frame(i)], True, _nothing) for i in range(2)]
     assert _submit_all(clock, disk, bps, [500, 700], run) == [500, 700]
     assert [bp.t_done for bp in bps] == [500, 700]
 
@@ -111,9 +115,9 @@ def test_fifo_queue_delays_a_second_request_until_the_first_is_served(
     clock = Clock()
     disk = make_disk(clock, model=SsdModel())
     a = arena(3)
-    w = Buf(B_WRITE | B_ASYNC | B_CALL, 0, [a.frame(0)])  # 32_048 ns
-    r = Buf(B_READ | B_ASYNC | B_CALL, 9, [a.frame(1)])  # 82_048 ns, queued behind w
-    late = Buf(B_READ | B_ASYNC | B_CALL, 9, [a.frame(2)])  # device idle again by then
+    w = IoRequest(0, [a.frame(0)], True, _nothing)  # 32_048 ns
+    r = IoRequest(9, [a.frame(1)], False, _nothing)  # 82_048 ns, queued behind w
+    late = IoRequest(9, [a.frame(2)], False, _nothing)  # device idle again by then
     done = _submit_all(clock, disk, [w, r, late], [0, 10_000, 1_000_000], run)
     assert done == [32_048, 32_048 + 82_048, 1_082_048]
     assert r.t_submit == 10_000 and r.t_done - r.t_submit == 22_048 + 82_048
@@ -126,7 +130,7 @@ def test_hdd_head_moves_with_each_request_through_the_device(
     model = HddModel()
     disk = make_disk(clock, npages=4096, model=model)
     a = arena(1)
-    bps = [Buf(B_WRITE | B_ASYNC | B_CALL, blk, [a.frame(0)]) for blk in (4000, 4001, 0)]
+    bps = [IoRequest(blk, [a.frame(0)], True, _nothing) for blk in (4000, 4001, 0)]
     done = _submit_all(clock, disk, bps, [0, 0, 0], run)
     xfer = -(-4096 * 10**9 // 150_000_000)
     seek_far = 1_000_000 + 5_000 * 63  # isqrt(4000) == 63
@@ -142,6 +146,6 @@ def test_extra_latency_is_added_to_every_request_and_keeps_the_device_busy(
     clock = Clock()
     disk = make_disk(clock, model=SsdModel(), faults=FaultConfig(extra_latency_ns=1_000_000))
     a = arena(2)
-    bps = [Buf(B_WRITE | B_ASYNC | B_CALL, i, [a.frame(i)]) for i in range(2)]
+    bps = [IoRequest(i, [a.frame(i)], True, _nothing) for i in range(2)]
     done = _submit_all(clock, disk, bps, [0, 0], run)
     assert done == [1_032_048, 2_064_096]

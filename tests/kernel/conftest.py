@@ -42,7 +42,7 @@ from typing import Any
 import pytest
 
 from devices.faults import FaultConfig
-from devices.swapdisk import SwapDisk
+from devices.imagedisk import ImageDisk
 from devices.timing import TimingModel
 from emu import process
 from emu.board import Board
@@ -84,7 +84,7 @@ class KernelEnv:
         self.mmu: Mmu = self.board.mmu
         self.clock: Clock = self.board.clock
         self.cpu: Cpu = self.board.cpu
-        self.disks: list[SwapDisk] = self.board.disks
+        self.disks: list[ImageDisk] = self.board.disks
         if swap_pages:
             self.board.add_swap(tmp_path / "swap0.img", swap_pages, model, faults, name="sd0")
         if config is None:

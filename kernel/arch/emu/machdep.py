@@ -69,7 +69,7 @@ from kernel.sys.proc import Proc
 from kernel.sys.systm import Panic
 
 if TYPE_CHECKING:
-    from devices.swapdisk import SwapDisk
+    from devices.imagedisk import ImageDisk
     from kernel.uvm.uvm_object import UvmObject
 
 __all__ = [
@@ -105,7 +105,7 @@ class EmuMachdep:
         mmu: Mmu,
         cpu: Cpu,
         clock: Clock,
-        swapdevs: Sequence[SwapDisk],
+        swapdevs: Sequence[ImageDisk],
         filedir: str | None,
         seed: int,
     ) -> None:
@@ -129,7 +129,7 @@ def boot(
     mmu: Mmu,
     cpu: Cpu,
     clock: Clock,
-    swapdevs: Sequence[SwapDisk],
+    swapdevs: Sequence[ImageDisk],
     config: KernelConfig | None = None,
     *,
     filedir: str | None = None,

@@ -2,13 +2,16 @@
 
 The machine-dependent side of swap and file I/O: what bdevsw's strategy routine and the
 disk driver are to OpenBSD. The UVM hands a sys/buf.h ``Buf`` (its pages in ``b_pages``, the
-block, as a page of the device, in ``b_blkno``) to a :class:`EmuDisk`; the disk turns it
-into a ``devices.buf.Buf`` whose data are views of the pages' frames in the RAM arena, so a
-cluster of scattered frames becomes one gather write (or scatter read) with no copy, and
-starts it on a ``devices.swapdisk.SwapDisk``. At completion, which the device delivers from
-the clock's idle loop (an interrupt), the outcome is copied back onto the kernel's buf, the
-frame views are released (the pager mapping goes away), and sys/buf.h's ``biodone`` runs the
-buf's ``b_iodone``.
+block, as a page of the device, in ``b_blkno``) to a :class:`EmuDisk`; the disk makes a
+``devices.request.IoRequest`` of it: the block, the direction (``B_READ`` or not: the
+``B_*`` flags stay in the kernel), and views of the pages' frames in the RAM arena, so a
+cluster of scattered frames becomes one gather write (or scatter read) with no copy; then it
+starts the request on a ``devices.imagedisk.ImageDisk``. The frame views are this module's
+from creation to release: the device only reads or fills them. At completion, which the
+device delivers from the clock's idle loop (an interrupt), the device's error and residual
+are copied onto the kernel's buf (``B_ERROR``, ``b_error``, ``b_resid``), the views are
+released (the pager mapping goes away), and vfs_bio's ``biodone`` runs the buf's
+``b_iodone``.
 
 Only this module and ``pmap.py`` in kernel/ import emu/ or devices/ (import-linter checks it).
 
@@ -18,25 +21,21 @@ never bounces a page (uvm_swap.py).
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
 import kernel.uvm.uvm_swap as uvm_swap
 import kernel.uvm.uvm_vnode as uvm_vnode
-from devices.buf import B_ASYNC as DEV_B_ASYNC
-from devices.buf import B_BUSY as DEV_B_BUSY
-from devices.buf import B_CALL as DEV_B_CALL
-from devices.buf import B_ERROR as DEV_B_ERROR
-from devices.buf import B_READ as DEV_B_READ
-from devices.buf import B_WRITE as DEV_B_WRITE
-from devices.buf import Buf as DevBuf
 from devices.faults import FaultConfig
-from devices.swapdisk import INLINE_PAGES, SwapDisk
+from devices.imagedisk import INLINE_PAGES, ImageDisk
+from devices.request import IoRequest
 from devices.timing import NoneModel, TimingModel
 from emu.clock import Clock
 from emu.ram import Ram
-from kernel.sys.buf import B_ASYNC, B_ERROR, B_READ, Buf, biodone
+from kernel.kern.vfs_bio import biodone
+from kernel.sys.buf import B_ERROR, B_READ, Buf
 
 if TYPE_CHECKING:
     from kernel.kernel import Kernel
@@ -47,7 +46,7 @@ PAGE_SHIFT: Final = 12
 
 
 class EmuDisk:
-    """A block device of the emulated machine: a SwapDisk plus the RAM its DMA reaches.
+    """A block device of the emulated machine: an ImageDisk plus the RAM its DMA reaches.
 
     Implements ``kernel.uvm.uvm_swap.BlockDev``. ``dv_isblk``: the UVM keeps page 0 of a
     block device for its disklabel; the default (a swap *file*) uses every page.
@@ -55,7 +54,7 @@ class EmuDisk:
 
     __slots__ = ("disk", "dv_isblk", "dv_name", "dv_npages", "nio", "ram")
 
-    def __init__(self, disk: SwapDisk, ram: Ram, isblk: bool = False) -> None:
+    def __init__(self, disk: ImageDisk, ram: Ram, isblk: bool = False) -> None:
         self.disk = disk
         self.ram = ram
         self.dv_name = disk.name
@@ -70,32 +69,26 @@ class EmuDisk:
         """strategy: start ``bp`` on the disk (never sleeps).
 
         => bp.b_blkno is a page of this disk; bp.b_pages the pages to write or fill
-        => completion copies b_error/B_ERROR/b_resid back and calls biodone(bp)
+        => the views of their frames are made here and released by _iodone
+        => completion copies the outcome to B_ERROR/b_error/b_resid and calls biodone(bp)
         """
         npages = bp.b_bcount >> PAGE_SHIFT
         assert len(bp.b_pages) >= npages, "dv_strategy: fewer pages than b_bcount"
         views = [self.ram.view(pg.phys_addr >> PAGE_SHIFT) for pg in bp.b_pages[:npages]]
-        flags = DEV_B_BUSY | DEV_B_CALL
-        flags |= DEV_B_READ if bp.b_flags & B_READ else DEV_B_WRITE
-        if bp.b_flags & B_ASYNC:
-            flags |= DEV_B_ASYNC
-        dbp = DevBuf(flags, bp.b_blkno, views, iodone=self._iodone, private=bp)
-        bp.b_private = dbp
+        write = not (bp.b_flags & B_READ)
+        req = IoRequest(bp.b_blkno, views, write, functools.partial(self._iodone, bp))
         self.nio += 1
-        self.disk.strategy(dbp)
+        self.disk.strategy(req)
 
-    def _iodone(self, dbp: DevBuf) -> None:
+    def _iodone(self, bp: Buf, req: IoRequest) -> None:
         """The device's completion (interrupt context): hand the outcome to the kernel."""
-        bp = dbp.b_private
-        assert isinstance(bp, Buf)
-        if dbp.b_flags & DEV_B_ERROR:
+        if req.error:
             bp.b_flags |= B_ERROR
-            bp.b_error = dbp.b_error
-        bp.b_resid = dbp.b_resid
-        for m in dbp.b_data:  # the pager mapping goes away with the request
+            bp.b_error = req.error
+        bp.b_resid = req.resid
+        for m in req.pages:  # the pager mapping goes away with the request
             m.release()
-        dbp.b_data = []
-        bp.b_private = None
+        req.pages = []
         self.nio -= 1
         biodone(bp)
 
@@ -104,7 +97,7 @@ class EmuDisk:
         self.disk.close()
 
 
-def swap_on_fn(disk: SwapDisk, priority: int = 0) -> Callable[[Kernel], int]:
+def swap_on_fn(disk: ImageDisk, priority: int = 0) -> Callable[[Kernel], int]:
     """The boot-time ``swap_on(k) -> errno`` of ``disk`` (init_main.main calls it).
 
     => the disk must be created (open); its DMA reaches the machine's RAM (``k.md.ram``)
@@ -139,7 +132,7 @@ def vnode_create(
     npages = max(1, (size + (1 << PAGE_SHIFT) - 1) >> PAGE_SHIFT)
     clock = k.sched
     assert isinstance(clock, Clock), "vnode_create: the kernel does not run on an emu Clock"
-    disk = SwapDisk(
+    disk = ImageDisk(
         path,
         npages,
         clock,

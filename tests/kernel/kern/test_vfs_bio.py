@@ -9,8 +9,14 @@ that is off when bufcachepercent is 0.
 
 from __future__ import annotations
 
+import pytest
+
 from kernel.kern import vfs_bio
+from kernel.kern.kern_kthread import kthread_create
+from kernel.kern.vfs_bio import biodone
 from kernel.kernel import KernelConfig
+from kernel.sys.buf import B_ASYNC, B_BUSY, B_CALL, B_DONE, B_READ, B_WRITE, BFlags, Buf
+from kernel.sys.pool import PR_NOWAIT, PR_WAITOK
 from kernel.uvm.uvm import UvmConstraintRange
 
 
@@ -85,3 +91,77 @@ def test_bufbackoff_for_memory_above_dma_only_fails(kenv):
     assert vfs_bio.bufbackoff(k, above, 4) == -1
     reaching = UvmConstraintRange(0, (1 << 40) - 1)
     assert vfs_bio.bufbackoff(k, reaching, 4) == 0
+
+
+# --- biodone (vfs_bio.c: "biodone: mark I/O complete on a buffer. If a callback has been
+# requested, e.g. the pageout daemon, do so. Otherwise, awaken waiting processes.") -------------
+
+
+def test_biodone_sets_b_done_clears_b_call_and_calls_b_iodone() -> None:
+    seen: list[BFlags] = []
+    bp = Buf(b_flags=B_WRITE | B_BUSY | B_ASYNC | B_CALL, b_iodone=lambda b: seen.append(b.b_flags))
+    biodone(bp)
+    assert seen == [B_BUSY | B_ASYNC | B_DONE]
+    assert bp.b_flags & B_BUSY  # the callee releases the buffer, not biodone
+
+
+def test_biodone_calls_b_iodone_only_for_b_call_bufs() -> None:
+    seen: list[Buf] = []
+    bp = Buf(b_flags=B_READ | B_BUSY, b_iodone=seen.append)
+    biodone(bp)
+    assert seen == [] and bp.b_flags == B_READ | B_BUSY | B_DONE
+
+
+def test_biodone_twice_is_an_error() -> None:
+    bp = Buf(b_flags=B_READ)
+    biodone(bp)
+    with pytest.raises(AssertionError, match=r"^biodone already"):
+        biodone(bp)
+
+
+# --- the buffer pool (pool_get/pool_put(&bufpool), pool_sethardlimit) --------------------------
+
+
+def test_bufinit_sets_up_the_buffer_pool_even_without_a_cache(kenv):
+    """pool_init(&bufpool) is in bufinit, whatever the cache's size (PORT: only counted)."""
+    k = kenv(npages=256, swap_pages=16, bufcache=False, start=False).k
+    assert k.bufcache is None
+    assert isinstance(k.bufpool, vfs_bio.Bufpool)
+    assert (k.bufpool.pr_nout, k.bufpool.pr_hardlimit) == (0, None)
+
+
+def test_the_swap_state_hooks_set_the_buffer_pools_hard_limit(kenv):
+    """PORT: tests written before the pool moved set ``k.swap.bufpool_hardlimit`` and read
+    ``k.swap.bufpool_nout``: both reach ``k.bufpool``."""
+    k = kenv(npages=256, swap_pages=16, start=False).k
+    assert k.swap is not None and k.bufpool is not None
+    k.bufpool.pr_nout = 2
+    k.swap.bufpool_hardlimit = k.swap.bufpool_nout
+    assert k.bufpool.pr_hardlimit == 2
+    k.swap.bufpool_hardlimit = None
+    assert k.bufpool.pr_hardlimit is None
+    k.bufpool.pr_nout = 0
+
+
+def test_a_nowait_get_at_the_hard_limit_fails_and_a_waitok_get_sleeps_until_a_put(run_kernel):
+    """pool_get(PR_NOWAIT) returns NULL at the hard limit; PR_WAITOK sleeps until a pool_put."""
+    got = []
+
+    async def waiter(k):
+        got.append(await vfs_bio.bufpool_get(k, PR_WAITOK))
+
+    async def body(k, env):
+        k.bufpool.pr_hardlimit = 1
+        assert await vfs_bio.bufpool_get(k, PR_NOWAIT)
+        assert not await vfs_bio.bufpool_get(k, PR_NOWAIT)
+        kthread_create(k, waiter, k, name="waiter")
+        await env.sleep(1000)
+        assert got == [] and k.bufpool.pr_nout == 1
+        vfs_bio.bufpool_put(k)
+        await env.sleep(1000)
+        assert got == [True] and k.bufpool.pr_nout == 1
+        vfs_bio.bufpool_put(k)
+        k.bufpool.pr_hardlimit = None
+        assert k.bufpool.pr_nout == 0
+
+    run_kernel(body, start=False)

@@ -284,11 +284,11 @@ def test_again_twice_returns_again_and_pg_keeps_exactly_one_slot(kenv: Any) -> N
         lock, anons, pgs = _dirty_anons(k, env, 3)
         pg = pgs[-1]
         swslot, swpps = _build_cluster(k, pgs)
-        assert k.swap is not None
-        k.swap.bufpool_hardlimit = 0
+        assert k.bufpool is not None
+        k.bufpool.pr_hardlimit = 0
         uvm_page.uvm_lock_pageq(k)
         r, _, npages = await uvm_pager.uvm_pager_put(k, None, pg, swpps, 3, DAEMON_FLAGS, swslot, 0)
-        k.swap.bufpool_hardlimit = None
+        k.bufpool.pr_hardlimit = None
         assert (r, npages) == (VM_PAGER_AGAIN, 1)
         assert pg.pg_flags & PG_BUSY  # the caller's to clean up (daemon I18c)
         assert anons[-1].an_swslot == swslot and k.uvmexp.swpginuse == 1
@@ -309,13 +309,13 @@ def test_again_without_pg_drops_the_whole_cluster_and_frees_every_slot(kenv: Any
     async def body(k: Kernel, env: Any) -> None:
         lock, anons, pgs = _dirty_anons(k, env, 2)
         swslot, swpps = _build_cluster(k, pgs)
-        assert k.swap is not None
-        k.swap.bufpool_hardlimit = 0
+        assert k.bufpool is not None
+        k.bufpool.pr_hardlimit = 0
         uvm_page.uvm_lock_pageq(k)
         r, _, npages = await uvm_pager.uvm_pager_put(
             k, None, None, swpps, 2, DAEMON_FLAGS, swslot, 0
         )
-        k.swap.bufpool_hardlimit = None
+        k.bufpool.pr_hardlimit = None
         assert (r, npages) == (VM_PAGER_AGAIN, 2)
         assert k.uvmexp.swpginuse == 0
         assert all(a.an_swslot == 0 for a in anons)

@@ -16,7 +16,7 @@ import kernel.uvm.uvm_page as uvm_page
 import kernel.uvm.uvm_pager as uvm_pager
 import kernel.uvm.uvm_swap as uvm_swap
 from devices.faults import FaultConfig
-from devices.swapdisk import SwapDisk
+from devices.imagedisk import ImageDisk
 from devices.timing import NoneModel
 from kernel.arch.emu import swapdev
 from kernel.kern.kern_synch import RW_WRITE, RWLock, rw_enter, rw_exit
@@ -30,7 +30,7 @@ PAGE = 4096
 
 def _add_disk(env: Any, name: str, npages: int, priority: int, **kw: Any) -> swapdev.EmuDisk:
     """A second (third...) swap device on the fixture's machine, enabled at ``priority``."""
-    disk = SwapDisk(env.tmp_path / f"{name}.img", npages, env.clock, NoneModel(), name=name, **kw)
+    disk = ImageDisk(env.tmp_path / f"{name}.img", npages, env.clock, NoneModel(), name=name, **kw)
     disk.create()
     env.disks.append(disk)  # closed by the fixture
     dev = swapdev.EmuDisk(disk, env.ram)
@@ -145,7 +145,7 @@ def test_swap_on_twice_is_ebusy_and_a_block_device_keeps_its_label(kenv: Any) ->
     drumoffset+1; a regular file uses page 0"; a device already swapping is refused."""
     env = kenv(swap_pages=0, start=False)
     k = env.k
-    disk = SwapDisk(env.tmp_path / "blk.img", 16, env.clock, NoneModel(), name="wd0")
+    disk = ImageDisk(env.tmp_path / "blk.img", 16, env.clock, NoneModel(), name="wd0")
     disk.create()
     env.disks.append(disk)
     dev = swapdev.EmuDisk(disk, env.ram, isblk=True)
@@ -285,13 +285,13 @@ def test_bufpool_exhaustion_makes_async_put_again(kenv: Any) -> None:
         anon, pg = _anon_page(k, env, b"y")
         slot, _ = uvm_swap.uvm_swap_alloc(k, 1, False)
         anon.an_swslot = slot
-        assert k.swap is not None
-        k.swap.bufpool_hardlimit = 0
+        assert k.bufpool is not None
+        k.bufpool.pr_hardlimit = 0
         pg.pg_flags |= uvm_page.PG_BUSY
         r = await uvm_swap.uvm_swap_put(k, slot, [pg], 1, 0)
         assert r == uvm_pager.VM_PAGER_AGAIN
         pg.pg_flags &= ~uvm_page.PG_BUSY
-        k.swap.bufpool_hardlimit = None
+        k.bufpool.pr_hardlimit = None
         await _free_anon(k, anon)
 
     env.run(body)

@@ -1,4 +1,4 @@
-"""devices/swapdisk.py: the sparse-image swap disk (ARCHITECTURE.md, "Time and determinism").
+"""devices/imagedisk.py: the sparse-image disk (ARCHITECTURE.md, "Time and determinism").
 
 "A device starts the real write or read at once (aiofiles), and its completion is delivered to
 the kernel when virtual time reaches submit + service time, never earlier, and never before the
@@ -18,27 +18,31 @@ from typing import Any
 import pytest
 import uvloop
 
-from devices import swapdisk
-from devices.buf import B_ASYNC, B_CALL, B_DONE, B_ERROR, B_READ, B_WRITE, PAGE_SIZE, Buf
+from devices import hostpool
 from devices.faults import FaultConfig
-from devices.swapdisk import SwapDisk
+from devices.imagedisk import ImageDisk
+from devices.request import PAGE_SIZE, IoRequest
 from devices.timing import NoneModel, SsdModel
 from emu.clock import Clock
 
 
-def wbuf(blkno: int, frames: list[memoryview]) -> Buf:
-    return Buf(B_WRITE | B_ASYNC | B_CALL, blkno, frames)
+def _nothing(io: IoRequest) -> None:
+    pass
 
 
-def rbuf(blkno: int, frames: list[memoryview]) -> Buf:
-    return Buf(B_READ | B_ASYNC | B_CALL, blkno, frames)
+def wbuf(blkno: int, frames: list[memoryview]) -> IoRequest:
+    return IoRequest(blkno, frames, True, _nothing)
+
+
+def rbuf(blkno: int, frames: list[memoryview]) -> IoRequest:
+    return IoRequest(blkno, frames, False, _nothing)
 
 
 # --- the image file --------------------------------------------------------------------------
 
 
 def test_create_makes_a_sparse_image_of_npages_with_mode_0600(tmp_path: Path) -> None:
-    d = SwapDisk(tmp_path / "swap.img", 4096, Clock(), NoneModel())
+    d = ImageDisk(tmp_path / "swap.img", 4096, Clock(), NoneModel())
     d.create()
     try:
         st = os.stat(tmp_path / "swap.img")
@@ -53,7 +57,7 @@ def test_create_makes_a_sparse_image_of_npages_with_mode_0600(tmp_path: Path) ->
 def test_create_refuses_an_existing_path_unless_forced(tmp_path: Path) -> None:
     p = tmp_path / "swap.img"
     p.write_bytes(b"precious")
-    d = SwapDisk(p, 16, Clock(), NoneModel())
+    d = ImageDisk(p, 16, Clock(), NoneModel())
     with pytest.raises(FileExistsError, match=r"already exists.*force=True") as ei:
         d.create()
     assert ei.value.filename == str(p)
@@ -64,7 +68,7 @@ def test_create_refuses_an_existing_path_unless_forced(tmp_path: Path) -> None:
 
 
 def test_strategy_on_a_closed_disk_is_a_programmer_error(tmp_path: Path) -> None:
-    d = SwapDisk(tmp_path / "swap.img", 16, Clock(), NoneModel())
+    d = ImageDisk(tmp_path / "swap.img", 16, Clock(), NoneModel())
     with pytest.raises(RuntimeError, match="not open"):
         d.strategy(wbuf(0, [memoryview(bytearray(PAGE_SIZE))]))
 
@@ -86,8 +90,8 @@ def test_gather_write_of_16_noncontiguous_frames_lands_at_its_block(
         await io(clock, disk, [bp])
 
     run(clock, main)
-    assert bp.b_flags & B_DONE and not bp.b_flags & B_ERROR and bp.b_error == 0
-    assert bp.b_resid == 0
+    assert bp.error == 0
+    assert bp.resid == 0
     fd = os.open(disk.path, os.O_RDONLY)
     try:
         for i, pat in enumerate(pats):
@@ -113,7 +117,7 @@ def test_read_fills_the_frames_in_place(arena: Any, make_disk: Any, io: Any, run
         await io(clock, disk, [bp])
 
     run(clock, main)
-    assert bp.b_error == 0
+    assert bp.error == 0
     for f, want in zip((9, 2, 14, 5), src, strict=True):
         assert a.mm[f * PAGE_SIZE : (f + 1) * PAGE_SIZE] == want
 
@@ -132,41 +136,9 @@ def test_image_stays_sparse_after_writing_blocks_far_apart(
         await io(clock, disk, bps)
 
     run(clock, main)
-    assert all(bp.b_error == 0 for bp in bps)
+    assert all(bp.error == 0 for bp in bps)
     assert disk.image_allocated_bytes() <= 4 << 20  # a few fs blocks, not 256 MiB
     assert disk.written_pages == 4
-
-
-def test_overlapping_requests_reach_the_image_in_submission_order(
-    arena: Any, make_disk: Any, run: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A read queued behind a write of the same block, in another hop, sees the new data."""
-    slow_first = [True]
-    real = swapdisk._io_batch
-
-    def hook(fd: int, ops: list[Any]) -> list[tuple[int, int]]:
-        if slow_first[0]:
-            slow_first[0] = False
-            time.sleep(0.05)  # the write's hop is the slow one
-        return real(fd, ops)
-
-    monkeypatch.setattr(swapdisk, "_io_batch", hook)
-    clock = Clock()
-    disk = make_disk(clock, npages=64, max_hops=4)
-    a = arena(2)
-    pat = a.fill(0, 7)
-    w = wbuf(5, [a.frame(0)])
-    r = rbuf(5, [a.frame(1)])
-
-    async def main() -> None:
-        disk.strategy(w)
-        await clock.sleep(1)  # a new step: the read goes to a second hop
-        disk.strategy(r)
-        await clock.sleep(1_000)
-
-    run(clock, main)
-    assert w.b_error == 0 and r.b_error == 0
-    assert bytes(a.frame(1)) == pat
 
 
 # --- determinism ---------------------------------------------------------------------------------
@@ -176,13 +148,13 @@ def _workload(loop_factory: Any, delay_seed: int, make_disk: Any, arena: Any, ru
               monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
     """Three threads write and read clusters; the pool finishes in a random real order."""
     jitter = random.Random(delay_seed)
-    real = swapdisk._io_batch
+    real = hostpool._io_batch
 
     def hook(fd: int, ops: list[Any]) -> list[tuple[int, int]]:
         time.sleep(jitter.random() * 0.003)
         return real(fd, ops)
 
-    monkeypatch.setattr(swapdisk, "_io_batch", hook)
+    monkeypatch.setattr(hostpool, "_io_batch", hook)
     clock = Clock()
     disk = make_disk(clock, npages=2048, model=SsdModel(),
                      faults=FaultConfig(fail_write_rate=0.1, seed=3), max_hops=4, max_batch=3)
@@ -196,10 +168,10 @@ def _workload(loop_factory: Any, delay_seed: int, make_disk: Any, arena: Any, ru
             w = clock.waiter("x")
             left = 0
 
-            def done(bp: Buf) -> None:
+            def done(bp: IoRequest) -> None:
                 nonlocal left
-                log.append((clock.now, k, int(bp.b_flags & B_READ), bp.b_blkno, bp.t_submit,
-                            bp.t_done, bp.b_error))
+                log.append((clock.now, k, int(bp.write), bp.blkno, bp.t_submit,
+                            bp.t_done, bp.error))
                 left -= 1
                 if left == 0:
                     clock.wake(w)
@@ -210,9 +182,9 @@ def _workload(loop_factory: Any, delay_seed: int, make_disk: Any, arena: Any, ru
                     n = rng.randint(1, 16)
                     frames = [mem.frame(k * 32 + (j * 7 + i) % 32) for i in range(n)]
                     blk = rng.randrange(0, 2048 - n)
-                    flags = B_READ if rng.random() < 0.3 else B_WRITE
+                    write = not rng.random() < 0.3
                     left += 1
-                    disk.strategy(Buf(flags | B_ASYNC | B_CALL, blk, frames, iodone=done))
+                    disk.strategy(IoRequest(blk, frames, write, done))
                     await clock.sleep(rng.randint(0, 30_000))
                 await clock.wait(w)
 
@@ -250,7 +222,7 @@ def test_completion_is_delivered_at_t_done_in_virtual_time(
     a = arena(1)
     seen: list[int] = []
     bp = wbuf(0, [a.frame(0)])
-    bp.b_iodone = lambda b: seen.append(clock.now)
+    bp.iodone = lambda b: seen.append(clock.now)
 
     async def main() -> None:
         await clock.sleep(1_000)
@@ -266,29 +238,29 @@ def test_completion_is_delivered_at_t_done_in_virtual_time(
 
 
 @pytest.mark.parametrize(
-    ("blkno", "npages", "bcount"),
-    [(-1, 1, None), (63, 2, None), (64, 1, None), (0, 0, None), (0, 2, PAGE_SIZE)],
-    ids=["negative", "straddles-end", "past-end", "empty", "bcount-mismatch"],
+    ("blkno", "npages", "page_bytes"),
+    [(-1, 1, None), (63, 2, None), (64, 1, None), (0, 0, None), (0, 2, PAGE_SIZE // 2)],
+    ids=["negative", "straddles-end", "past-end", "empty", "short-page"],
 )
 def test_a_malformed_request_completes_with_einval(
-    blkno: int, npages: int, bcount: int | None, arena: Any, make_disk: Any, run: Any
+    blkno: int, npages: int, page_bytes: int | None, arena: Any, make_disk: Any, run: Any
 ) -> None:
     clock = Clock()
     disk = make_disk(clock, npages=64, model=SsdModel())
     a = arena(2)
     bp = wbuf(blkno, [a.frame(i) for i in range(npages)])
-    if bcount is not None:
-        bp.b_bcount = bcount
+    if page_bytes is not None:
+        bp.pages[1] = bp.pages[1][:page_bytes]  # a view that is not a whole page
     done: list[int] = []
-    bp.b_iodone = lambda b: done.append(clock.now)
+    bp.iodone = lambda b: done.append(clock.now)
 
     async def main() -> None:
         disk.strategy(bp)  # does not raise
         await clock.sleep(10)
 
     run(clock, main)
-    assert bp.b_flags & B_ERROR and bp.b_error == errno.EINVAL
-    assert bp.b_resid == bp.b_bcount
+    assert bp.error == errno.EINVAL
+    assert bp.resid == bp.nbytes
     assert done == [0] and disk.busy_until == 0  # rejected at once, no device time
     assert disk.stats.errors == 1 and disk.stats.bytes_written == 0
 
@@ -303,7 +275,7 @@ def test_a_read_into_a_readonly_frame_completes_with_einval(make_disk: Any, run:
         await clock.sleep(10)
 
     run(clock, main)
-    assert bp.b_error == errno.EINVAL
+    assert bp.error == errno.EINVAL
 
 
 @pytest.mark.parametrize(("host", "want"), [(errno.ENOSPC, errno.ENOSPC), (errno.EIO, errno.EIO),
@@ -315,7 +287,7 @@ def test_a_host_oserror_becomes_the_bsd_errno_on_the_buf(
     def hook(fd: int, ops: list[Any]) -> list[tuple[int, int]]:
         return [(0, host)] * len(ops)
 
-    monkeypatch.setattr(swapdisk, "_io_batch", hook)
+    monkeypatch.setattr(hostpool, "_io_batch", hook)
     clock = Clock()
     disk = make_disk(clock, npages=8)
     a = arena(1)
@@ -325,7 +297,7 @@ def test_a_host_oserror_becomes_the_bsd_errno_on_the_buf(
         await io(clock, disk, [bp])
 
     run(clock, main)
-    assert bp.b_flags & B_ERROR and bp.b_error == want and bp.b_resid == PAGE_SIZE
+    assert bp.error == want and bp.resid == PAGE_SIZE
 
 
 # --- counters -----------------------------------------------------------------------------------
@@ -359,95 +331,16 @@ def test_counters_and_latency_histogram(arena: Any, make_disk: Any, io: Any, run
     assert disk.outstanding == 0
 
 
-# --- batching -------------------------------------------------------------------------------------
-
-
-def _count_ops(monkeypatch: pytest.MonkeyPatch) -> list[list[tuple[bool, int, int]]]:
-    """Record each pool call as [(write, npages, offset), ...]."""
-    calls: list[list[tuple[bool, int, int]]] = []
-    real = swapdisk._io_batch
-
-    def hook(fd: int, ops: list[Any]) -> list[tuple[int, int]]:
-        calls.append([(w, len(data), off) for w, data, off in ops])
-        return real(fd, ops)
-
-    monkeypatch.setattr(swapdisk, "_io_batch", hook)
-    return calls
-
-
-def test_requests_of_one_step_go_to_the_pool_in_one_hop(
-    arena: Any, make_disk: Any, io: Any, run: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    calls = _count_ops(monkeypatch)
-    clock = Clock()
-    disk = make_disk(clock, npages=1024, coalesce=False)
-    a = arena(16)
-    bps = [wbuf(100 * i, [a.frame(j) for j in range(16)]) for i in range(5)]
-
-    async def main() -> None:
-        await io(clock, disk, bps)
-
-    run(clock, main)
-    assert calls == [[(True, 16, 100 * i * PAGE_SIZE) for i in range(5)]]
-
-
-def test_adjacent_requests_in_a_hop_become_one_gather_write(
-    arena: Any, make_disk: Any, io: Any, run: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    calls = _count_ops(monkeypatch)
-    clock = Clock()
-    disk = make_disk(clock, npages=1024)
-    a = arena(48)
-    pats = [a.fill(f, f) for f in range(48)]
-    bps = [wbuf(16 * i, [a.frame(16 * i + j) for j in range(16)]) for i in range(3)]
-    bps.append(wbuf(200, [a.frame(0)]))  # not adjacent: its own write
-    bps.append(rbuf(201, [a.frame(47)]))  # adjacent but a read: its own op
-
-    async def main() -> None:
-        await io(clock, disk, bps)
-
-    run(clock, main)
-    assert calls == [[(True, 48, 0), (True, 1, 200 * PAGE_SIZE), (False, 1, 201 * PAGE_SIZE)]]
-    assert all(bp.b_error == 0 and bp.b_resid == 0 for bp in bps)
-    fd = os.open(disk.path, os.O_RDONLY)
-    try:
-        assert [os.pread(fd, PAGE_SIZE, b * PAGE_SIZE) for b in range(48)] == pats
-    finally:
-        os.close(fd)
-
-
-def test_a_short_coalesced_transfer_fails_only_the_requests_it_did_not_finish(
-    arena: Any, make_disk: Any, io: Any, run: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    def hook(fd: int, ops: list[Any]) -> list[tuple[int, int]]:
-        return [(3 * PAGE_SIZE, 0) for _ in ops]  # the host wrote only 3 pages
-
-    monkeypatch.setattr(swapdisk, "_io_batch", hook)
-    clock = Clock()
-    disk = make_disk(clock, npages=64)
-    a = arena(2)
-    bps = [wbuf(2 * i, [a.frame(0), a.frame(1)]) for i in range(3)]
-
-    async def main() -> None:
-        await io(clock, disk, bps)
-
-    run(clock, main)
-    assert [(bp.b_error, bp.b_resid) for bp in bps] == [
-        (0, 0), (errno.EIO, PAGE_SIZE), (errno.EIO, 2 * PAGE_SIZE)
-    ]
-    assert disk.stats.bytes_written == 3 * PAGE_SIZE
-
-
 def test_completion_waits_for_the_real_io_even_when_virtual_time_is_ahead(
     arena: Any, make_disk: Any, run: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = swapdisk._io_batch
+    real = hostpool._io_batch
 
     def slow(fd: int, ops: list[Any]) -> list[tuple[int, int]]:
         time.sleep(0.05)
         return real(fd, ops)
 
-    monkeypatch.setattr(swapdisk, "_io_batch", slow)
+    monkeypatch.setattr(hostpool, "_io_batch", slow)
     clock = Clock()
     disk = make_disk(clock, npages=8)  # model none: due at once in virtual time
     a = arena(1)
@@ -455,12 +348,12 @@ def test_completion_waits_for_the_real_io_even_when_virtual_time_is_ahead(
     seen: list[tuple[int, bytes]] = []
     bp = wbuf(3, [a.frame(0)])
 
-    def done(b: Buf) -> None:
+    def done(b: IoRequest) -> None:
         fd = os.open(disk.path, os.O_RDONLY)
         seen.append((clock.now, os.pread(fd, PAGE_SIZE, 3 * PAGE_SIZE)))
         os.close(fd)
 
-    bp.b_iodone = done
+    bp.iodone = done
 
     async def main() -> None:
         disk.strategy(bp)
@@ -468,10 +361,3 @@ def test_completion_waits_for_the_real_io_even_when_virtual_time_is_ahead(
 
     run(clock, main)
     assert seen == [(0, pat)]
-
-
-def test_a_batch_that_reaches_the_pool_after_close_touches_nothing() -> None:
-    gate = swapdisk._PoolGate()
-    assert swapdisk._pool_run(gate, -1, []) == []
-    gate.shut = True
-    assert swapdisk._pool_run(gate, 12345, [(True, [], 0)]) == [(0, errno.EBADF)]
