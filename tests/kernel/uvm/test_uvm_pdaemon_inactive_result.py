@@ -1,23 +1,18 @@
-"""uvm_pdaemon.py: uvmpd_scan_inactive, one test per row of its branch catalogue.
+"""uvm_pdaemon.py: uvmpd_scan_inactive, what it does with the pageout's result.
 
-Each test pins one row of docs/uvm-reference.md §2.3 (I0a … I18e) and quotes it, or the C
-comment of seed/uvm_pdaemon.c 1.105 the row comes from. The machine is real (RAM, MMU, swap
-disk, files); the pages are made by user processes that map memory, write it and then sleep
-until the test releases them. The test body plays the page daemon: the machine boots with
-``start=False``, the body installs the trap handler and an aiodone daemon, calls uvmpd_tune
-as uvm_pageout does, names itself ``uvm.pagedaemon_proc`` (so its swap writes are B_PDAEMON
-and aiodoned takes them off ``uvmexp.paging``), deactivates pages the way the active scan does
-(A5: PROT_NONE, then uvm_pagedeactivate) and calls ``uvmpd_scan_inactive(k, pma,
-k.uvm.page_inactive)`` with the page queues locked. That makes every row's condition exact.
+Catalogue ids (docs/uvm-reference.md §2.3): I16 I17 I18 I18a I18b I18c I18d I18e (pageout
+result). The rest of §2.3: I0a-I11 in test_uvm_pdaemon_inactive_page.py, I12-I15 in
+test_uvm_pdaemon_inactive_cluster.py.
 
-Concurrency ("another CPU acting at that instant") goes through ``RWLock.rwl_hook``, called
-at each try-lock the scan makes, and through a kernel thread "cpu1" that holds locks while
-the scan runs. Failures come from device fault injection, the buffer pool limit
-(``pool_sethardlimit``: uvm_swap_io gets no buf without sleeping → VM_PAGER_AGAIN) and pager
-map segments held by the test (a cluster cannot be mapped, a single page can).
-
-Thresholds on the machines used here (uvmpd_tune, reference §1.1): npages < 270 gives
-freemin 9, freetarg 12, and the seed's stop target free + paging ≥ 4 × freetarg = 48.
+Each test pins one row of §2.3 and quotes it, or the C comment of seed/uvm_pdaemon.c 1.105
+the row comes from. As in test_uvm_pdaemon_inactive_page.py (its docstring says more), the
+pages belong to user processes (``pw.hold``, with a ballast leaving ``free=`` pages free), the
+test body plays the page daemon (the ``run_as_pagedaemon`` fixture) and calls the inactive
+scan with the page queues locked (pdaemon_inactive._scan), and another CPU acts through
+``RWLock.rwl_hook`` or the kernel thread "cpu1". Failures come from device fault injection,
+the buffer pool limit (``pool_sethardlimit``: uvm_swap_io gets no buf without sleeping →
+VM_PAGER_AGAIN) and pager map segments held by the test (a cluster cannot be mapped, a single
+page can).
 
 Rows that a correct kernel on one CPU cannot reach, and how they are driven here:
 - I16 "p no longer PQ_INACTIVE → queue head": p stays PG_BUSY (the daemon's) from I11 until
@@ -43,20 +38,14 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from structlog.testing import capture_logs
 
-import kernel.uvm.uvm_pdaemon as uvm_pdaemon
 from devices.faults import FaultConfig
 from kernel.arch.emu import swapdev
 from kernel.arch.emu.machdep import UserProcess
-from kernel.kern.kern_synch import (
-    RW_WRITE,
-    RWLock,
-    rw_enter_nosleep,
-    rw_exit,
-)
-from kernel.kernel import Kernel, KernelConfig
+from kernel.kern.kern_synch import RW_WRITE, RWLock, rw_enter_nosleep, rw_exit
+from kernel.kernel import Kernel
 from kernel.sys.proc import Proc, curproc, set_curproc
 from kernel.sys.systm import Panic
-from kernel.uvm import uvm_aobj, uvm_page, uvm_pager, uvm_vnode
+from kernel.uvm import uvm_page, uvm_pager, uvm_vnode
 from kernel.uvm.uvm_page import (
     PG_BUSY,
     PG_CLEAN,
@@ -67,92 +56,23 @@ from kernel.uvm.uvm_page import (
     PQ_INACTIVE,
     VmPage,
 )
-from kernel.uvm.uvm_pmemrange import (
-    UvmPmalloc,
-)
 
 import pdaemon_world as pw
-from pdaemon_inactive import _fill_swap_with_swap_only_pages
-from pdaemon_world import Holder, Job
+from pdaemon_inactive import (
+    _file_bytes,
+    _fill_swap_with_swap_only_pages,
+    _load,
+    _pageouts,
+    _scan,
+    _settle,
+)
+from pdaemon_world import PAGE, Holder, Job
 
 if TYPE_CHECKING:
     from conftest import KernelEnv
 
-PAGE = 4096
-STOP = 48  # 4 × freetarg on every machine of this file (freetarg 12)
 
-COUNTERS = (
-    "pdscans", "pdreact", "pdbusy", "pdanscan", "pdobscan", "pdfreed", "pdpageouts",
-    "pdpending", "pgswapout", "swpgonly", "swpginuse", "paging", "free",
-)  # fmt: skip
-
-
-# --- the machine --------------------------------------------------------------------------------
-
-
-def _machine(kenv: Any, npages: int = 128, swap_pages: int = 256, **kw: Any) -> KernelEnv:
-    """A booted machine whose kernel threads the test body starts itself (see module doc)."""
-    env: KernelEnv = kenv(
-        npages=npages,
-        swap_pages=swap_pages,
-        start=False,
-        config=KernelConfig(bufcachepercent=0),
-        **kw,
-    )
-    return env
-
-
-async def _scan(k: Kernel, pma: UvmPmalloc | None = None) -> dict[str, int]:
-    """uvmpd_scan's call of uvmpd_scan_inactive (S2): page queues locked around it.
-    Returns how much each counter of COUNTERS moved."""
-    before = _snap(k)
-    uvm_page.uvm_lock_pageq(k)
-    await uvm_pdaemon.uvmpd_scan_inactive(k, pma, k.uvm.page_inactive)
-    assert k.uvm.pageqlock.mtx_owner is curproc()  # returns with the page queues locked
-    uvm_page.uvm_unlock_pageq(k)
-    return _delta(k, before)
-
-
-def _snap(k: Kernel) -> dict[str, int]:
-    return {c: getattr(k.uvmexp, c) for c in COUNTERS}
-
-
-def _delta(k: Kernel, before: dict[str, int]) -> dict[str, int]:
-    return {c: getattr(k.uvmexp, c) - v for c, v in before.items()}
-
-
-def _inactive(k: Kernel) -> list[VmPage]:
-    return list(k.uvm.page_inactive)
-
-
-async def _settle(env: KernelEnv) -> None:
-    """Until aiodoned finished every pageout in flight."""
-    await env.settle(step_ns=100_000)
-
-
-# --- other threads: user processes that hold pages, and another CPU --------------------------------
-
-
-async def _pressure(env: KernelEnv, free: int) -> Holder:
-    """A process holding enough active pages that exactly ``free`` pages stay free."""
-    n = env.k.uvmexp.free - free
-    h = await pw.hold(env, "ballast", pw.region("anon", n))
-    assert env.k.uvmexp.free == free
-    return h
-
-
-def _load(va: int, n: int = 8) -> Job:
-    async def job(p: UserProcess) -> bytes:
-        return await p.load(va, n)
-
-    return job
-
-
-def _store(va: int, data: bytes) -> Job:
-    async def job(p: UserProcess) -> None:
-        await p.store(va, data)
-
-    return job
+# --- a process's job, another CPU, the buffer pool ---------------------------------------------
 
 
 def _munmap(va: int, n: int) -> Job:
@@ -172,9 +92,6 @@ def _take_as(p: Proc | None, lock: RWLock) -> None:
         set_curproc(me)
 
 
-# --- pmas, swap, files ------------------------------------------------------------------------------
-
-
 def _no_bufs(k: Kernel) -> None:
     """pool_sethardlimit(&bufpool, <bufs in use>): uvm_swap_io cannot get a buf without
     sleeping, so an async pageout returns VM_PAGER_AGAIN (reference §1.9 step 1)."""
@@ -187,33 +104,18 @@ def _bufs_back(k: Kernel) -> None:
     k.swap.bufpool_hardlimit = None
 
 
-def _aobj_slot(k: Kernel, h: Holder, r: int, i: int) -> int:
-    entry = pw.entry(h, r)
-    assert entry.uvm_obj is not None
-    return uvm_aobj.uao_find_swslot(k, entry.uvm_obj, (entry.offset >> 12) + i)
+# === the pageout's result: I16-I18e ===============================================================
 
 
-def _file_bytes(env: KernelEnv, name: str, i: int) -> bytes:
-    vp = env.k.md.files[name]
-    with open(vp.v_dev.disk.path, "rb") as f:
-        f.seek(i * PAGE)
-        return f.read(PAGE)
-
-
-def _pageouts(logs: list[dict[str, Any]]) -> list[tuple[int, str]]:
-    return [(e["npages"], e["result"]) for e in logs if e["event"] == "uvmpd_scan_inactive.pageout"]
-
-
-def test_I16_pend_adds_the_cluster_to_paging_and_goes_on_with_the_next_page(kenv: Any) -> None:
+def test_I16_pend_adds_the_cluster_to_paging_and_goes_on_with_the_next_page(
+    run_as_pagedaemon: Any,
+) -> None:
     """I16: "PEND | `paging` += npages ...; lock pages; `pdpending` +1; next := successor of
     p if p still PQ_INACTIVE". Then aiodoned takes the B_PDAEMON buf off `paging` (D2), and
     the pages are clean, unbusied and still inactive with their new slots (§1.10)."""
-    env = _machine(kenv)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        pw.be_the_pagedaemon(k, env)
-        h = await pw.hold(env, "w", pw.region("anon", 17))
-        ballast = await _pressure(env, 20)
+        h = await pw.hold(env, "w", pw.region("anon", 17), free=20)
         pgs = pw.pgs(env, h)
         pw.deactivate(k, pgs)
         d = await _scan(k)
@@ -225,9 +127,9 @@ def test_I16_pend_adds_the_cluster_to_paging_and_goes_on_with_the_next_page(kenv
         for pg in pgs:
             assert pg.pg_flags & PG_CLEAN and pg.pg_flags & PQ_INACTIVE
             assert not pg.pg_flags & PG_BUSY
-        await pw.release(env, h, ballast)
+        await pw.release(env, h)
 
-    env.run(body)
+    run_as_pagedaemon(body)
 
 
 async def _hold_pager_map(k: Kernel) -> int:
@@ -239,17 +141,14 @@ async def _hold_pager_map(k: Kernel) -> int:
     return n
 
 
-def test_I16_after_the_pager_retried_pg_alone_paging_grows_by_one(kenv: Any) -> None:
+def test_I16_after_the_pager_retried_pg_alone_paging_grows_by_one(run_as_pagedaemon: Any) -> None:
     """I16: "`paging` += npages (npages is 1 if the pager retried pg alone)"; §1.8 step 5:
     on AGAIN the cluster is dropped (its other pages unbusied, their slots zeroed and freed)
     and pg, which keeps the cluster's first slot, is retried alone. Here the pager map is
     exhausted: the 16-page cluster cannot be mapped, pg alone can (direct map)."""
-    env = _machine(kenv)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        pw.be_the_pagedaemon(k, env)
-        h = await pw.hold(env, "w", pw.region("anon", 16))
-        ballast = await _pressure(env, 20)
+        h = await pw.hold(env, "w", pw.region("anon", 16), free=20)
         pgs = pw.pgs(env, h)
         pw.deactivate(k, pgs)
         held = await _hold_pager_map(k)
@@ -266,12 +165,14 @@ def test_I16_after_the_pager_retried_pg_alone_paging_grows_by_one(kenv: Any) -> 
             assert pg.uanon is not None and pg.uanon.an_swslot == 0
         await _settle(env)
         assert p.pg_flags & PG_CLEAN and k.uvmexp.paging == 0
-        await pw.release(env, h, ballast)
+        await pw.release(env, h)
 
-    env.run(body)
+    run_as_pagedaemon(body)
 
 
-def test_I16_p_lost_to_another_cpu_before_the_relock_restarts_at_the_head(kenv: Any) -> None:
+def test_I16_p_lost_to_another_cpu_before_the_relock_restarts_at_the_head(
+    run_as_pagedaemon: Any,
+) -> None:
     """I16: "next := successor of p if p still PQ_INACTIVE, else the queue head" (C: "there
     is a very remote chance that the pending async i/o can finish _before_ we get here. if
     that happens, our page "p" may no longer be on the inactive queue. so we verify this when
@@ -284,12 +185,9 @@ def test_I16_p_lost_to_another_cpu_before_the_relock_restarts_at_the_head(kenv: 
     head, where it frees the now clean pages in the same pass; B's page, after p, comes
     last. aiodoned took the cluster off ``paging`` before the daemon added it: the counter is
     -16 for that instant (the C has the same order)."""
-    env = _machine(kenv)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        pw.be_the_pagedaemon(k, env)
-        h = await pw.hold(env, "w", pw.region("anon", 16), pw.region("anon", 1))
-        ballast = await _pressure(env, 30)
+        h = await pw.hold(env, "w", pw.region("anon", 16), pw.region("anon", 1), free=30)
         a, b = pw.pgs(env, h, 0), pw.pg(env, h, 1, 0)
         p = a[15]
         pw.deactivate(k, [*a, b])
@@ -314,21 +212,18 @@ def test_I16_p_lost_to_another_cpu_before_the_relock_restarts_at_the_head(kenv: 
         assert all(pg.pg_flags & PQ_FREE for pg in a)
         assert b.pg_flags & PG_BUSY and k.uvmexp.swpgonly == 15
         await _settle(env)
-        await pw.release(env, h, ballast)
+        await pw.release(env, h)
 
-    env.run(body)
+    run_as_pagedaemon(body)
 
 
-def test_I17_failed_final_flush_drops_the_whole_cluster(kenv: Any) -> None:
+def test_I17_failed_final_flush_drops_the_whole_cluster(run_as_pagedaemon: Any) -> None:
     """I17: "not PEND, p is none (final flush failed) | next := none; lock pages"; §1.8: with
     no pg, AGAIN frees "all n" slots and the pages are dropped (unbusied, slot zeroed, still
     dirty). No buf can be had without sleeping (bufpool at its hard limit)."""
-    env = _machine(kenv)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        pw.be_the_pagedaemon(k, env)
-        h = await pw.hold(env, "w", pw.region("anon", 3))
-        ballast = await _pressure(env, 30)
+        h = await pw.hold(env, "w", pw.region("anon", 3), free=30)
         pgs = pw.pgs(env, h)
         pw.deactivate(k, pgs)
         _no_bufs(k)
@@ -340,22 +235,19 @@ def test_I17_failed_final_flush_drops_the_whole_cluster(kenv: Any) -> None:
         for pg in pgs:
             assert pg.pg_flags & PQ_INACTIVE and not pg.pg_flags & (PG_BUSY | PG_CLEAN)
             assert pg.uanon is not None and pg.uanon.an_swslot == 0
-        await pw.release(env, h, ballast)
+        await pw.release(env, h)
 
-    env.run(body)
+    run_as_pagedaemon(body)
 
 
-def test_I18_pageout_wakes_the_thread_waiting_for_the_busy_page(kenv: Any) -> None:
+def test_I18_pageout_wakes_the_thread_waiting_for_the_busy_page(run_as_pagedaemon: Any) -> None:
     """I18: "not PEND, p exists | ...; wake PG_WANTED sleepers; clear BUSY and WANTED" (C:
     "handle PG_WANTED now"). At the page's try-lock the process is told to read the page;
     it runs while the daemon sleeps in the synchronous file write, faults on the busy page
     and waits for it (PG_WANTED); the daemon's clean-up wakes it."""
-    env = _machine(kenv)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        pw.be_the_pagedaemon(k, env)
-        h = await pw.hold(env, "w", pw.region("file", 1, "f"))
-        ballast = await _pressure(env, 30)
+        h = await pw.hold(env, "w", pw.region("file", 1, "f"), free=30)
         pg = pw.pg(env, h, 0, 0)
         pw.deactivate(k, [pg])
         lock = pw.lock(h, 0)
@@ -373,16 +265,18 @@ def test_I18_pageout_wakes_the_thread_waiting_for_the_busy_page(kenv: Any) -> No
         assert not pg.pg_flags & (PG_BUSY | PG_WANTED) and pg.pg_flags & PG_CLEAN
         await pw.until(env, lambda: h.done >= ticket[0], "the read")
         assert h.results[ticket[0] - 1] == pw.data("w", 0, 0)
-        await pw.release(env, h, ballast)
+        await pw.release(env, h)
 
-    env.run(body)
+    run_as_pagedaemon(body)
 
 
 class SwpgonlyUndercount(AssertionError):
     """The I18a clean-up took one off `uvmexp.swpgonly` for a page never counted there."""
 
 
-def test_I18a_released_anon_page_after_failed_pageout_frees_page_and_anon(kenv: Any) -> None:
+def test_I18a_released_anon_page_after_failed_pageout_frees_page_and_anon(
+    run_as_pagedaemon: Any,
+) -> None:
     """I18a: "p is PG_RELEASED (anon only) | clear `an_page` and `p->uanon`; ...
     `uvm_anfree(anon)`; remove mappings; lock pages; next := successor; free p", with the
     1.134 fix the port carries (reference §4.1: 1.105 unlocked the anon lock first, then
@@ -403,15 +297,13 @@ def test_I18a_released_anon_page_after_failed_pageout_frees_page_and_anon(kenv: 
     after it (without the port's fix it is not: SwpgonlyUndercount; with swpgonly 0 the same
     scan dies on "uvm_anfree: swpgonly underflow"). uvm_check runs at the end.
     """
-    env = _machine(kenv)
     seen: dict[str, int] = {}
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        pw.be_the_pagedaemon(k, env)
         h = await pw.hold(
-            env, "w", pw.region("anon", 15), pw.region("anon", 1), pw.region("shared", 1, "shm")
+            env, "w", pw.region("anon", 15), pw.region("anon", 1), pw.region("shared", 1, "shm"),
+            free=30,
         )
-        ballast = await _pressure(env, 30)
         await _fill_swap_with_swap_only_pages(env, h, 2)
         assert k.uvmexp.swpgonly == 1
         a, p = pw.pgs(env, h, 0), pw.pg(env, h, 1, 0)
@@ -458,30 +350,26 @@ def test_I18a_released_anon_page_after_failed_pageout_frees_page_and_anon(kenv: 
             assert pg.uanon is not None and pg.uanon.an_swslot == 0
         assert k.uvmexp.swpginuse == 1  # only the aobj page's slot
         seen["swpgonly"] = k.uvmexp.swpgonly
-        await pw.release(env, h, ballast)
+        await pw.release(env, h)
 
-    env.check_at_teardown = False  # checked below, after the swpgonly count
-    env.run(body)
+    env = run_as_pagedaemon(body, check_at_teardown=False)  # checked below, after the count
     if seen["swpgonly"] != 1:
         raise SwpgonlyUndercount(f"swpgonly {seen['swpgonly']}, one aobj page is only in swap")
     env.check()
 
 
-def test_I18b_vnode_write_error_reactivates_the_page(kenv: Any) -> None:
+def test_I18b_vnode_write_error_reactivates_the_page(run_as_pagedaemon: Any) -> None:
     """I18b: "not released, result ≠ OK and ≠ AGAIN (ERROR/BAD/FAIL) | lock pages; next :=
     successor; activate p; clear reference" (C: "we "reactivate" page to get it out of the
     way (it will eventually drift back into the inactive queue for a retry)"). The file's
     disk fails every write."""
-    env = _machine(kenv)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        pw.be_the_pagedaemon(k, env)
         md = k.md
         md.files["bad"] = swapdev.vnode_create(
             k, env.tmp_path / "bad", PAGE, faults=FaultConfig(fail_write_slots=[(0, 0)])
         )
-        h = await pw.hold(env, "w", pw.region("file", 1, "bad"), pw.region("anon", 1))
-        ballast = await _pressure(env, 30)
+        h = await pw.hold(env, "w", pw.region("file", 1, "bad"), pw.region("anon", 1), free=30)
         pg, nxt = pw.pg(env, h, 0, 0), pw.pg(env, h, 1, 0)
         pw.deactivate(k, [pg, nxt])
         with capture_logs() as logs:
@@ -493,22 +381,19 @@ def test_I18b_vnode_write_error_reactivates_the_page(kenv: Any) -> None:
         assert nxt.pg_flags & PG_BUSY  # the scan went on with p's successor
         assert _file_bytes(env, "bad", 0) == bytes(PAGE)
         await _settle(env)
-        await pw.release(env, h, ballast)
+        await pw.release(env, h)
 
-    env.run(body)
+    run_as_pagedaemon(body)
 
 
-def test_I18c_swap_again_leaves_the_page_inactive_with_one_slot(kenv: Any) -> None:
+def test_I18c_swap_again_leaves_the_page_inactive_with_one_slot(run_as_pagedaemon: Any) -> None:
     """I18c: "not released, AGAIN | lock pages; next := successor; clear reference; p stays
     inactive (swap: keeps the one slot the pager gave back)" (C: "tmp resource shortage, we
     skip to next page"). 16 pages fill a cluster; no buf: the cluster is dropped, p keeps
     the cluster's first slot, its retry alone fails too."""
-    env = _machine(kenv)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        pw.be_the_pagedaemon(k, env)
-        h = await pw.hold(env, "w", pw.region("anon", 16))
-        ballast = await _pressure(env, 30)
+        h = await pw.hold(env, "w", pw.region("anon", 16), free=30)
         pgs = pw.pgs(env, h)
         pw.deactivate(k, pgs)
         _no_bufs(k)
@@ -527,21 +412,20 @@ def test_I18c_swap_again_leaves_the_page_inactive_with_one_slot(kenv: Any) -> No
         assert d["pdpending"] == 1
         await _settle(env)
         assert all(pg.pg_flags & PG_CLEAN for pg in pgs)
-        await pw.release(env, h, ballast)
+        await pw.release(env, h)
 
-    env.run(body)
+    run_as_pagedaemon(body)
 
 
-def test_I18d_successful_vnode_pageout_marks_clean_and_a_later_pass_frees_it(kenv: Any) -> None:
+def test_I18d_successful_vnode_pageout_marks_clean_and_a_later_pass_frees_it(
+    run_as_pagedaemon: Any,
+) -> None:
     """I18d: "not released, OK | lock pages; next := successor; clear ref and mod; set
     PG_CLEAN (p is freed on a **later** visit, not now)" (§2.5: "they are freed by a later
     pass once clean")."""
-    env = _machine(kenv)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        pw.be_the_pagedaemon(k, env)
-        h = await pw.hold(env, "w", pw.region("file", 1, "f"))
-        ballast = await _pressure(env, 30)
+        h = await pw.hold(env, "w", pw.region("file", 1, "f"), free=30)
         pg = pw.pg(env, h, 0, 0)
         pw.deactivate(k, [pg])
         d = await _scan(k)
@@ -553,9 +437,9 @@ def test_I18d_successful_vnode_pageout_marks_clean_and_a_later_pass_frees_it(ken
         assert (d["pdfreed"], d["pdpageouts"], d["free"]) == (1, 0, 1)
         assert pg.pg_flags & PQ_FREE
         assert await pw.run_on(env, h, _load(h.vas[0], PAGE)) == pw.data("w", 0, 0)  # from the file
-        await pw.release(env, h, ballast)
+        await pw.release(env, h)
 
-    env.run(body)
+    run_as_pagedaemon(body)
 
 
 # === a pager that breaks its contract: the daemon's DIAGNOSTIC check and safety net ===============
@@ -575,15 +459,13 @@ def test_I18_pager_put_returning_unlock_panics_under_DIAGNOSTIC(kenv: Any) -> No
     'unlock' code")). No pager of this kernel returns it from a put (uvn_put: OK, AGAIN, BAD,
     ERROR; uvm_swap_put: PEND, AGAIN, OK, ERROR), so the file's pager here is a buggy one
     whose put returns UNLOCK; the check catches it as the page comes back."""
-    env = _machine(kenv)
+    env = pw.daemonless(kenv, npages=128, swap_pages=256)
 
     async def bad_put(k: Kernel, uobj: Any, pps: list[Any], npages: int, flags: int) -> int:
         return uvm_pager.VM_PAGER_UNLOCK
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        pw.be_the_pagedaemon(k, env)
-        h = await pw.hold(env, "w", pw.region("file", 1, "f"))
-        await _pressure(env, 30)
+        h = await pw.hold(env, "w", pw.region("file", 1, "f"), free=30)
         _bad_pager(env, h, 0, bad_put)
         pg = pw.pg(env, h, 0, 0)
         pw.deactivate(k, [pg])
@@ -593,7 +475,7 @@ def test_I18_pager_put_returning_unlock_panics_under_DIAGNOSTIC(kenv: Any) -> No
     seen: list[Any] = []
     env.check_at_teardown = False  # a panicked kernel: p stays busy, its object locked
     with pytest.raises(Panic, match="pagedaemon: pageout returned invalid 'unlock' code"):
-        env.run(body)
+        env.run(pw.as_pagedaemon(body))
     # the panic came as the page came back, before the daemon touched it
     pg, lock = seen
     assert pg.pg_flags & PG_BUSY and lock.rwl_owner is env.testproc
@@ -601,7 +483,7 @@ def test_I18_pager_put_returning_unlock_panics_under_DIAGNOSTIC(kenv: Any) -> No
 
 
 def test_I18e_page_requeued_during_its_pageout_makes_the_scan_restart_at_the_head(
-    kenv: Any,
+    run_as_pagedaemon: Any,
 ) -> None:
     """I18e: "if next exists but is no longer PQ_INACTIVE, next := queue head" (C: "do a
     safety check of nextpg to make sure it is on the inactive queue (it should be since
@@ -614,7 +496,6 @@ def test_I18e_page_requeued_during_its_pageout_makes_the_scan_restart_at_the_hea
     active queue from there. With it, the scan starts over at the head: B's page (whose lock
     another CPU holds, so it is skipped each time) is tried twice, then C's page is paged out.
     """
-    env = _machine(kenv)
     real_put = uvm_vnode.uvm_vnodeops.pgo_put
     assert real_put is not None
 
@@ -630,11 +511,9 @@ def test_I18e_page_requeued_during_its_pageout_makes_the_scan_restart_at_the_hea
         return result
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        pw.be_the_pagedaemon(k, env)
         h = await pw.hold(
-            env, "w", pw.region("anon", 1), pw.region("file", 2, "f"), pw.region("anon", 1)
+            env, "w", pw.region("anon", 1), pw.region("file", 2, "f"), pw.region("anon", 1), free=30
         )
-        ballast = await _pressure(env, 30)
         b, (p0, p1), c = pw.pg(env, h, 0, 0), pw.pgs(env, h, 1), pw.pg(env, h, 2, 0)
         _bad_pager(env, h, 1, put_then_requeue)
         pw.deactivate(k, [b, p0, p1, c])
@@ -656,6 +535,8 @@ def test_I18e_page_requeued_during_its_pageout_makes_the_scan_restart_at_the_hea
         assert _file_bytes(env, "f", 1) == pw.data("w", 1, 1)
         await pw.run_on(env, cpu, pw.exit_(lb))
         await _settle(env)
-        await pw.release(env, h, ballast)
+        await pw.release(env, h)
 
-    env.run(body)
+    run_as_pagedaemon(body)
+
+
