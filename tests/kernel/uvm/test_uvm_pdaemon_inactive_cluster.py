@@ -26,30 +26,17 @@ from devices.faults import FaultConfig
 from kernel.kern.kern_synch import RWLock
 from kernel.kernel import Kernel
 from kernel.uvm import uvm_swap
-from kernel.uvm.uvm_page import (
-    PG_BUSY,
-    PG_CLEAN,
-    PQ_ACTIVE,
-    PQ_INACTIVE,
-)
+from kernel.uvm.uvm_page import PG_BUSY, PG_CLEAN, PQ_ACTIVE, PQ_INACTIVE
 
 import pdaemon_world as pw
-from pdaemon_inactive import (
-    _aobj_slot,
-    _file_bytes,
-    _load,
-    _pageouts,
-    _scan,
-    _settle,
-    _store,
-)
+from pdaemon_inactive import _aobj_slot, _file_bytes, _load, _pageouts, _scan, _settle, _store
 from pdaemon_world import PAGE
 
 if TYPE_CHECKING:
     from conftest import KernelEnv
 
 
-# === swap-backed dirty pages: I12-I12e ===============================================================
+# === swap-backed dirty pages: I12-I12e ============================================================
 
 
 def test_I12_old_slot_is_freed_before_the_page_joins_a_new_cluster(run_as_pagedaemon: Any) -> None:
@@ -267,7 +254,7 @@ def test_I12e_a_full_cluster_is_paged_out_at_once(run_as_pagedaemon: Any) -> Non
     run_as_pagedaemon(body)
 
 
-# === object pages, the final flush, the pageout: I13-I15 ===========================================
+# === object pages, the final flush, the pageout: I13-I15 ==========================================
 
 
 def test_I13_dirty_vnode_page_is_written_synchronously_through_its_object(

@@ -43,12 +43,7 @@ from kernel.uvm.uvm_page import (
     atop,
     ptoa,
 )
-from kernel.uvm.uvm_pmemrange import (
-    UVM_PLA_NOWAIT,
-    UVM_PMA_BUSY,
-    UVM_PMA_FREED,
-    UVM_PMA_LINKED,
-)
+from kernel.uvm.uvm_pmemrange import UVM_PLA_NOWAIT, UVM_PMA_BUSY, UVM_PMA_FREED, UVM_PMA_LINKED
 
 import pdaemon_world as pw
 from pdaemon_inactive import (
@@ -72,7 +67,7 @@ def _inactive(k: Kernel) -> list[VmPage]:
     return list(k.uvm.page_inactive)
 
 
-# === start position: I0a-I0d ========================================================================
+# === start position: I0a-I0d ======================================================================
 
 
 def test_I0d_empty_inactive_queue_does_nothing(run_as_pagedaemon: Any) -> None:
@@ -204,7 +199,7 @@ def test_I0b_pma_that_matches_no_page_starts_at_head_and_is_forgotten(
     run_as_pagedaemon(body)
 
 
-# === per page: I1-I11 ===============================================================================
+# === per page: I1-I11 =============================================================================
 
 
 def test_I1a_target_met_leaves_before_the_first_page(run_as_pagedaemon: Any) -> None:
@@ -597,7 +592,7 @@ def test_I11_dirty_page_is_busied_write_protected_and_counted_in_pgswapout(
     run_as_pagedaemon(body)
 
 
-# === the stop target (reference §4.3) =================================================================
+# === the stop target (reference §4.3) =============================================================
 
 
 @pytest.mark.parametrize(("free", "paged_out"), [(31, 32), (32, 16)])

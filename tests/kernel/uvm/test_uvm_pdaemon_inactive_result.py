@@ -72,7 +72,7 @@ if TYPE_CHECKING:
     from conftest import KernelEnv
 
 
-# --- a process's job, another CPU, the buffer pool ---------------------------------------------
+# --- a process's job, another CPU, the buffer pool ------------------------------------------------
 
 
 def _munmap(va: int, n: int) -> Job:
