@@ -1,26 +1,20 @@
-"""uvm_pdaemon.py: the daemon loop and everything around the inactive scan.
+"""uvm_pdaemon.py: uvm_pageout, the daemon's loop: one test per row M1-M11.
 
-One test per row of docs/uvm-reference.md §2.1 (uvm_pageout M1-M11), §2.2 (uvmpd_scan S0-S4'
-and the active walk A1-A6) and §2.4 (uvm_aiodone_daemon D1-D3, uvmpd_trylockowner,
-uvmpd_dropswap, uvmpd_drop / uvmpd_hibernate), plus uvm_wait and uvmpd_tune (seed lines
-118-196). Each test quotes the row or the C comment it pins. The inactive scan's own rows
-(I0a-I18e) are pinned in test_uvm_pdaemon_inactive.py.
+Catalogue ids (docs/uvm-reference.md §2.1): M1 M1' M2 M3 M4 M5 M6 M7 M8 M8' M9 M9' M10 M10'
+M11 (primes are spelled ``prime`` in test names). The rest of the daemon: uvm_wait and
+uvmpd_tune in test_uvm_pdaemon_wait_tune.py, uvmpd_scan and the active walk (S*, A*) in
+test_uvm_pdaemon_scan.py, the inactive scan (I*) in test_uvm_pdaemon_inactive_*.py, the
+helpers of §2.4 (D*, trylockowner, dropswap, drop/hibernate) in test_uvm_pdaemon_helpers.py.
+Each test quotes the row or the C comment it pins.
 
-The machine is real: RAM, MMU, swap disk, files. Pages belong to user processes that map
-memory, touch it and then sleep until the test releases them (``Holder``); "another CPU" is a
-kernel thread running the jobs the test posts (``OtherCpu``), or an ``RWLock.rwl_hook`` for
-something that must happen at the instant of a try-lock; the daemon's own per-pass hook
-``k.hooks["pdaemon.pass"]`` records each pass and, where a row needs it, acts at the end of a
-pass as another CPU would.
-
-Two ways of running the daemon code:
-
-- The loop rows (M*) boot the machine normally: the real ``pagedaemon`` thread runs
-  ``uvm_pageout``; the test wakes it, or lets an allocator do so, and reads the passes back.
-- The scan rows (S*, A*) boot with ``start=False``: the test body plays the page daemon
-  (``uvm.pagedaemon_proc``), tunes the thresholds as uvm_pageout does and calls
-  ``uvmpd_scan`` with the page queues locked. It sets ``uvmexp.inactarg`` as the loop's M6
-  would leave it for the pass, which is how a test picks inactive_shortage (S3).
+The machine is real: RAM, MMU, swap disk, files. Pages belong to user processes that map memory,
+touch it and then sleep until the test releases them (``Holder``); "another CPU" is a kernel
+thread running the jobs the test posts (``OtherCpu``), or an ``RWLock.rwl_hook`` for something
+that must happen at the instant of a try-lock. The machine boots normally (the
+``live_pagedaemon`` fixture): the real ``pagedaemon`` thread runs ``uvm_pageout``; the test
+wakes it, or lets an allocator do so, and reads the passes back from the daemon's per-pass hook
+``k.hooks["pdaemon.pass"]``, which records each pass and, where a row needs it, acts at the end
+of a pass as another CPU would (``on_pass``).
 
 Thresholds on every machine under 270 pages (uvmpd_tune, reference §1.1): freemin 9,
 freetarg 12, inactarg at least 13, and the seed's stop target free + paging >= 48.
@@ -29,46 +23,20 @@ freetarg 12, inactarg at least 13, and the seed's stop target free + paging >= 4
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, MutableMapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from structlog.testing import capture_logs
 
 import kernel.kern.vfs_bio as vfs_bio
-import kernel.uvm.uvm_pdaemon as uvm_pdaemon
-from kernel.arch.emu.machdep import UserProcess
-from kernel.kern.kern_kthread import kthread_create
-from kernel.kern.kern_synch import (
-    INFSLP,
-    PVM,
-    RW_WRITE,
-    RWLock,
-    chan,
-    rw_enter,
-    rw_exit,
-    tsleep_nsec,
-    wakeup,
-)
-from kernel.kernel import Kernel, KernelConfig, KernelCosts
+from kernel.kern.kern_synch import RWLock, chan
+from kernel.kernel import Kernel, KernelCosts
 from kernel.sys.errno import ENOMEM
-from kernel.sys.mman import PROT_NONE, PROT_READ
-from kernel.sys.proc import Proc, curproc
-from kernel.uvm import uvm_aobj, uvm_page, uvm_pager, uvm_pmemrange, uvm_swap
-from kernel.uvm.uvm_object import UvmObject
-from kernel.uvm.uvm_page import (
-    PG_BUSY,
-    PG_CLEAN,
-    PQ_ACTIVE,
-    VmPage,
-    atop,
-    ptoa,
-)
+from kernel.uvm import uvm_pmemrange
+from kernel.uvm.uvm_page import VmPage, atop, ptoa
 from kernel.uvm.uvm_pmemrange import (
     UVM_PLA_NOWAIT,
     UVM_PLA_USERESERVE,
-    UVM_PLA_WAITOK,
     UVM_PMA_BUSY,
     UVM_PMA_FREED,
     UVM_PMA_LINKED,
@@ -76,30 +44,27 @@ from kernel.uvm.uvm_pmemrange import (
 )
 
 import pdaemon_world as pw
-from pdaemon_world import Holder, Job
+from pdaemon_passes import (
+    _asleep,
+    _daemon,
+    _free_pages,
+    _kernel_pages,
+    _kernel_pages_at,
+    _pass_logs,
+    _quiet,
+    _record_passes,
+    _requester,
+    _sleeper,
+    _wake_daemon,
+)
+from pdaemon_world import FREETARG, MS
 
 if TYPE_CHECKING:
     from conftest import KernelEnv
 
-PAGE = 4096
-MS = 1_000_000
 SECOND = 1_000_000_000
-FREETARG = 12  # uvmpd_tune on every machine under 270 pages
 DMA_HIGH = 0xFFFFFFFF
 NO_CONSTRAINT_LOGGED = -1  # the pass log line shows no_constraint's high end as -1
-
-SCAN_COUNTERS = (
-    "pdrevs", "pdswout", "pdscans", "pdfreed", "pddeact", "pdpageouts", "swpginuse", "swpgonly",
-    "free", "inactive", "active",
-)  # fmt: skip
-
-
-# --- machines -----------------------------------------------------------------------------------
-
-
-def _cfg(*, bufcachepercent: int = 0, **kw: Any) -> KernelConfig:
-    """KernelConfig with the buffer cache off unless asked (free counts stay exact)."""
-    return KernelConfig(bufcachepercent=bufcachepercent, **kw)
 
 
 def _spinning_costs() -> KernelCosts:
@@ -108,304 +73,13 @@ def _spinning_costs() -> KernelCosts:
     return KernelCosts(pass_ns=MS)
 
 
-def _daemonless(kenv: Any, npages: int = 64, swap_pages: int = 16, **cfg: Any) -> KernelEnv:
-    """A machine booted without kernel threads: the body plays the page daemon (S*, A*, D*)."""
-    env: KernelEnv = kenv(npages=npages, swap_pages=swap_pages, start=False, config=_cfg(**cfg))
-    return env
+# === uvm_pageout: M1-M11 (seed lines 208-323) =====================================================
 
 
-async def _scan(k: Kernel, pma: UvmPmalloc | None = None) -> dict[str, int]:
-    """uvmpd_scan as uvm_pageout calls it (M8): page queues locked around it. Returns how much
-    each counter of SCAN_COUNTERS moved."""
-    before = {c: getattr(k.uvmexp, c) for c in SCAN_COUNTERS}
-    uvm_page.uvm_lock_pageq(k)
-    await uvm_pdaemon.uvmpd_scan(k, pma)
-    assert k.uvm.pageqlock.mtx_owner is curproc()  # "called with pageq's locked", kept so
-    uvm_page.uvm_unlock_pageq(k)
-    return {c: getattr(k.uvmexp, c) - v for c, v in before.items()}
-
-
-# --- the daemon's passes --------------------------------------------------------------------------
-
-
-@dataclass
-class PassRec:
-    """What the ``pdaemon.pass`` hook saw at the end of one pass of uvm_pageout."""
-
-    delta: dict[str, int]
-    t: int
-    pdwoke: int
-    free: int
-    paging: int
-    inactive: int
-    inactarg: int
-    freemin: int
-    freetarg: int
-    wiredmax: int
-    nowait_failed: int
-    allocs: list[UvmPmalloc]
-    pageq_free: bool
-    fpageq_free: bool
-
-
-OnPass = Callable[[Kernel, int], None]
-
-
-def _record_passes(k: Kernel, on_pass: OnPass | None = None) -> list[PassRec]:
-    """Install the daemon's per-pass hook; ``on_pass(k, n)`` runs after pass n is recorded, in
-    the daemon's context, standing for another CPU acting at that instant."""
-    passes: list[PassRec] = []
-    pmr = k.uvm.pmr_control
-    assert pmr is not None
-
-    def hook(k: Kernel, delta: dict[str, int], clusters: list[int]) -> None:
-        u = k.uvmexp
-        rec = PassRec(
-            delta=dict(delta),
-            t=k.sched.now,
-            pdwoke=u.pdwoke,
-            free=u.free,
-            paging=u.paging,
-            inactive=u.inactive,
-            inactarg=u.inactarg,
-            freemin=u.freemin,
-            freetarg=u.freetarg,
-            wiredmax=u.wiredmax,
-            nowait_failed=k.uvm_nowait_failed,
-            allocs=list(pmr.allocs),
-            pageq_free=k.uvm.pageqlock.mtx_owner is False,
-            fpageq_free=k.uvm.fpageqlock.mtx_owner is False,
-        )
-        passes.append(rec)
-        if on_pass is not None:
-            on_pass(k, len(passes))
-
-    k.hooks["pdaemon.pass"] = hook
-    return passes
-
-
-def _pass_logs(logs: list[MutableMapping[str, Any]]) -> list[MutableMapping[str, Any]]:
-    return [e for e in logs if e["event"] == "uvm_pageout.pass"]
-
-
-def _wake_daemon(k: Kernel) -> None:
-    """wakeup(&uvm.pagedaemon), as an allocator does (reference §1.5 step 1)."""
-    wakeup(k, chan(k.uvm, "pagedaemon"))
-
-
-def _daemon(k: Kernel) -> Proc:
-    p = k.uvm.pagedaemon_proc
-    assert p is not None
-    return p
-
-
-async def _quiet(env: KernelEnv, passes: list[PassRec], n: int) -> None:
-    """Until the daemon has made ``n`` passes and sleeps again on its channel (M1)."""
-    pd = _daemon(env.k)
-
-    def settled() -> bool:
-        return len(passes) > n or (len(passes) == n and pd.p_wmesg == "pgdaemon")
-
-    await pw.until(env, settled, f"{n} passes")
-    await env.sleep(10 * MS)
-    assert len(passes) == n and pd.p_wmesg == "pgdaemon"
-
-
-# --- other threads: processes that hold pages, another CPU, sleepers ------------------------------
-
-
-def _reads(h: Holder, r: int, idxs: range | list[int]) -> Job:
-    async def job(p: UserProcess) -> None:
-        for i in idxs:
-            await p.load(h.vas[r] + i * PAGE, 8)
-
-    return job
-
-
-def _writes(h: Holder, r: int, idxs: range | list[int]) -> Job:
-    async def job(p: UserProcess) -> None:
-        for i in idxs:
-            await p.store(h.vas[r] + i * PAGE, pw.data("rewrite", r, i))
-
-    return job
-
-
-def _mapped(k: Kernel, pg: VmPage) -> bool:
-    return bool(k.pmap.pmap_page_mapped(pg))
-
-
-@dataclass(eq=False)
-class Sleeper:
-    """A kernel thread asleep on one channel until a wakeup; records what it saw when it ran
-    again (a wakeup only makes it runnable: _asleep tells whether it is still queued)."""
-
-    ident: Any = None
-    woken_at: int | None = None
-    pdwoke: int | None = None
-    free: int | None = None
-
-
-def _sleeper(k: Kernel, ident: Any, name: str) -> Sleeper:
-    s = Sleeper(ident)
-
-    async def main() -> None:
-        await tsleep_nsec(k, ident, PVM, name, INFSLP)
-        s.woken_at, s.pdwoke, s.free = k.sched.now, k.uvmexp.pdwoke, k.uvmexp.free
-
-    kthread_create(k, main, name=name)
-    return s
-
-
-def _asleep(k: Kernel, s: Sleeper) -> bool:
-    """Still on its channel's sleep queue (wakeup() takes the whole queue off)."""
-    return bool(k.slpque.get(s.ident))
-
-
-# --- memory the kernel holds, allocation requests ------------------------------------------------
-
-
-def _kernel_pages(k: Kernel, n: int) -> list[VmPage]:
-    """``n`` pages the kernel holds (busy, no owner, on no queue), from the reserve if need be."""
-    pgs = []
-    for _ in range(n):
-        pg = uvm_page.uvm_pagealloc(k, None, 0, None, uvm_page.UVM_PGA_USERESERVE)
-        assert pg is not None
-        pgs.append(pg)
-    return pgs
-
-
-def _kernel_pages_at(k: Kernel, start: int, n: int) -> list[VmPage]:
-    """The ``n`` free frames from ``start`` on, held by the kernel like _kernel_pages."""
-    out: list[VmPage] = []
-    flags = UVM_PLA_NOWAIT | UVM_PLA_USERESERVE
-    r = uvm_pmemrange.uvm_pmr_getpages_nowait(k, n, start, start + n, 1, 0, n, flags, out)
-    assert r == 0 and [atop(pg.phys_addr) for pg in out] == list(range(start, start + n))
-    for pg in out:
-        pg.pg_flags |= PG_BUSY
-    return out
-
-
-def _free_pages(k: Kernel, pgs: list[VmPage]) -> None:
-    uvm_page.uvm_lock_pageq(k)
-    for pg in pgs:
-        uvm_page.uvm_pagefree(k, pg)
-    uvm_page.uvm_unlock_pageq(k)
-
-
-@dataclass(eq=False)
-class Requester:
-    """A kernel thread in a WAITOK allocation of ``count`` pages in frames [start, end)."""
-
-    got: list[int] = field(default_factory=list)
-    error: int | None = None
-
-
-def _requester(k: Kernel, count: int, start: int, end: int, flags: int = 0) -> Requester:
-    """uvm_pmr_getpages(WAITOK): the search fails, uvm_wait_pla queues a request (a pma) and
-    wakes the daemon (reference §1.5 step 5); once woken it retries. The pages it gets are
-    recorded and given back at once."""
-    req = Requester()
-
-    async def main() -> None:
-        out: list[VmPage] = []
-        req.error = await uvm_pmemrange.uvm_pmr_getpages(
-            k, count, start, end, 1, 0, count, UVM_PLA_WAITOK | flags, out
-        )
-        req.got = [atop(pg.phys_addr) for pg in out]
-        _free_pages(k, out)
-
-    kthread_create(k, main, name="requester")
-    return req
-
-
-# --- swap ----------------------------------------------------------------------------------------
-
-
-async def _anon_round_trip(env: KernelEnv, h: Holder, r: int, idxs: range) -> list[int]:
-    """Reference §1.14: page each anon out (new slot, write, freed), then the holder reads it
-    back (swap-in): resident again, active, PG_CLEAN and still owning its slot."""
-    slots = [await env.page_out(pw.anon(env, h, r, i)) for i in idxs]
-    await pw.run_on(env, h, _reads(h, r, idxs))
-    for i, slot in zip(idxs, slots, strict=True):
-        anon = pw.anon(env, h, r, i)
-        assert anon.an_swslot == slot and anon.an_page is not None
-        assert anon.an_page.pg_flags & PQ_ACTIVE and anon.an_page.pg_flags & PG_CLEAN
-    return slots
-
-
-async def _aobj_page_out(k: Kernel, uobj: UvmObject, pg: VmPage) -> int:
-    """env.page_out for an aobj page: new slot, synchronous write, PG_CLEAN, then freed the
-    way the inactive scan frees a clean page (I7: swpgonly +1). Returns the slot."""
-    await rw_enter(k, uobj.vmobjlock, RW_WRITE)
-    idx = pg.offset >> 12
-    uvm_aobj.uao_dropswap(k, uobj, idx)
-    slot, n = uvm_swap.uvm_swap_alloc(k, 1, False)
-    assert slot and n == 1
-    uvm_aobj.uao_set_swslot(k, uobj, idx, slot)
-    pg.pg_flags |= PG_BUSY
-    k.pmap.pmap_page_protect(pg, PROT_READ)
-    rw_exit(uobj.vmobjlock)
-    r = await uvm_swap.uvm_swap_put(k, slot, [pg], 1, uvm_pager.PGO_SYNCIO)
-    assert r == uvm_pager.VM_PAGER_OK
-    await rw_enter(k, uobj.vmobjlock, RW_WRITE)
-    k.pmap.pmap_clear_reference(pg)
-    k.pmap.pmap_clear_modify(pg)
-    pg.pg_flags = (pg.pg_flags | PG_CLEAN) & ~PG_BUSY
-    uvm_page.uvm_lock_pageq(k)
-    k.uvmexp.swpgonly += 1
-    k.pmap.pmap_page_protect(pg, PROT_NONE)
-    uvm_page.uvm_pagefree(k, pg)
-    uvm_page.uvm_unlock_pageq(k)
-    rw_exit(uobj.vmobjlock)
-    return slot
-
-
-async def _aobj_round_trip(env: KernelEnv, h: Holder, r: int, idxs: range) -> list[int]:
-    """_anon_round_trip for the pages of a shared (aobj) region."""
-    k = env.k
-    uobj = pw.obj(h, r)
-    slots = [await _aobj_page_out(k, uobj, pw.pg(env, h, r, i)) for i in idxs]
-    await pw.run_on(env, h, _reads(h, r, idxs))
-    for i, slot in zip(idxs, slots, strict=True):
-        assert uvm_aobj.uao_find_swslot(k, uobj, i) == slot
-        pg = pw.pg(env, h, r, i)
-        assert pg.pg_flags & PQ_ACTIVE and pg.pg_flags & PG_CLEAN
-    return slots
-
-
-async def _async_write(k: Kernel, pgs: list[VmPage]) -> int:
-    """An asynchronous swap write of idle dirty anon pages by whoever runs this, built as the
-    inactive scan builds a cluster (I11/I12): busy, write-protected, one slot run; then
-    uvm_pager_put (PEND). Returns the first slot."""
-    n = len(pgs)
-    slot, got = uvm_swap.uvm_swap_alloc(k, n, False)
-    assert slot and got == n
-    swpps: list[VmPage | None] = [None] * uvm_swap.SWCLUSTPAGES
-    for i, pg in enumerate(pgs):
-        anon = pg.uanon
-        assert anon is not None and anon.an_lock is not None
-        await rw_enter(k, anon.an_lock, RW_WRITE)
-        assert not pg.pg_flags & (PG_BUSY | PG_CLEAN)
-        pg.pg_flags |= PG_BUSY
-        k.pmap.pmap_page_protect(pg, PROT_READ)
-        anon.an_swslot = slot + i
-        swpps[i] = pg
-        rw_exit(anon.an_lock)
-    uvm_page.uvm_lock_pageq(k)
-    flags = uvm_pager.PGO_ALLPAGES | uvm_pager.PGO_PDFREECLUST
-    r, _, _ = await uvm_pager.uvm_pager_put(k, None, pgs[-1], swpps, n, flags, slot, 0)
-    assert r == uvm_pager.VM_PAGER_PEND
-    return slot
-
-
-# === uvm_pageout: M1-M11 (seed lines 208-323) =========================================================
-
-
-def test_M1_sleeps_when_no_request_and_no_nowait_failure(kenv: Any) -> None:
+def test_M1_sleeps_when_no_request_and_no_nowait_failure(live_pagedaemon: Any) -> None:
     """M1: "`uvm_nowait_failed == 0` and request list empty | sleep on `&uvm.pagedaemon` (free
     lock, no timeout); after waking `pdwoke` +1"."""
-    env = kenv(npages=64, config=_cfg())
-    passes = _record_passes(env.k)
+    env, passes = live_pagedaemon(npages=64)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
         await env.sleep(SECOND)
@@ -420,12 +94,10 @@ def test_M1_sleeps_when_no_request_and_no_nowait_failure(kenv: Any) -> None:
     env.run(body)
 
 
-def test_M1prime_no_sleep_while_a_nowait_failure_is_flagged(kenv: Any) -> None:
+def test_M1prime_no_sleep_while_a_nowait_failure_is_flagged(live_pagedaemon: Any) -> None:
     """M1': "flag set or list non-empty | no sleep, `pdwoke` unchanged". At the end of pass 1
     another CPU's NOWAIT allocation fails its search (reference §1.5 step 5: "sets the global
     `uvm_nowait_failed = 1` and wakes the daemon"): pass 2 follows without a sleep."""
-    env = kenv(npages=64, config=_cfg())
-    k = env.k
     failed: list[int] = []
 
     def nowait_fails(k: Kernel, n: int) -> None:
@@ -436,7 +108,7 @@ def test_M1prime_no_sleep_while_a_nowait_failure_is_flagged(kenv: Any) -> None:
             failed.append(r)
             assert k.uvm_nowait_failed == 1
 
-    passes = _record_passes(k, nowait_fails)
+    env, passes = live_pagedaemon(nowait_fails, npages=64)
     frame: list[int] = []
 
     async def body(k: Kernel, env: KernelEnv) -> None:
@@ -487,12 +159,11 @@ async def _request_scenario(env: KernelEnv) -> dict[str, Any]:
 
 
 def test_M2_first_request_is_the_pma_marked_busy_and_its_range_is_the_constraint(
-    kenv: Any,
+    live_pagedaemon: Any,
 ) -> None:
     """M2: "list non-empty | first request = pma; set its BUSY; constraint = its range".
     uvm_wait_pla queues the range in bytes: ptoa(start) .. ptoa(end) - 1 (reference §1.5)."""
-    env = kenv(npages=64, config=_cfg())
-    passes = _record_passes(env.k)
+    env, passes = live_pagedaemon(npages=64)
     out: dict[str, Any] = {}
 
     async def body(k: Kernel, env: KernelEnv) -> None:
@@ -509,13 +180,12 @@ def test_M2_first_request_is_the_pma_marked_busy_and_its_range_is_the_constraint
 
 
 def test_M10_request_freed_during_the_pass_is_unlinked_and_its_requester_woken(
-    kenv: Any,
+    live_pagedaemon: Any,
 ) -> None:
     """M10: "pma, FREED set | clear BUSY and LINKED, unlink, wake the requester". While the
     daemon holds it BUSY, uvm_wakeup_pla only sets FREED (reference §1.5: "if the request is
     not BUSY it also clears LINKED, unlinks it and wakes its sleeper")."""
-    env = kenv(npages=64, config=_cfg())
-    passes = _record_passes(env.k)
+    env, passes = live_pagedaemon(npages=64)
     out: dict[str, Any] = {}
 
     async def body(k: Kernel, env: KernelEnv) -> None:
@@ -535,21 +205,19 @@ def test_M10_request_freed_during_the_pass_is_unlinked_and_its_requester_woken(
 
 
 def test_M10prime_unsatisfied_request_brings_the_next_pass_without_a_sleep(
-    kenv: Any,
+    live_pagedaemon: Any,
 ) -> None:
     """M10': "pma, FREED not set | clear BUSY only; request stays queued → next loop does not
     sleep" ("XXX If UVM_PMA_FREED isn't set, no pages were freed.  Should we set UVM_PMA_FAIL
     in that case?"). The requested frame is a kernel page; another CPU frees it at the end of
     pass 2: uvm_wakeup_pla completes the request itself, as it is no longer BUSY."""
-    env = kenv(npages=64, config=_cfg())
-    k = env.k
     held: list[VmPage] = []
 
     def free_at_pass_2(k: Kernel, n: int) -> None:
         if n == 2:
             _free_pages(k, held)
 
-    passes = _record_passes(k, free_at_pass_2)
+    env, passes = live_pagedaemon(free_at_pass_2, npages=64)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
         held.extend(_kernel_pages(k, 1))
@@ -567,11 +235,9 @@ def test_M10prime_unsatisfied_request_brings_the_next_pass_without_a_sleep(
     env.run(body)
 
 
-def test_M10prime_leaves_the_request_linked_without_BUSY(kenv: Any) -> None:
+def test_M10prime_leaves_the_request_linked_without_BUSY(live_pagedaemon: Any) -> None:
     """M10': at the end of a pass that freed nothing in its range, the request is still on
     the list, LINKED, no longer BUSY, and its requester still sleeps."""
-    env = kenv(npages=64, config=_cfg())
-    k = env.k
     held: list[VmPage] = []
     state: list[tuple[int, bool, bool]] = []
 
@@ -584,7 +250,7 @@ def test_M10prime_leaves_the_request_linked_without_BUSY(kenv: Any) -> None:
         if n == 1:
             _free_pages(k, held)
 
-    _record_passes(k, look)
+    env, _ = live_pagedaemon(look, npages=64)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
         held.extend(_kernel_pages(k, 1))
@@ -597,13 +263,12 @@ def test_M10prime_leaves_the_request_linked_without_BUSY(kenv: Any) -> None:
 
 
 def test_M3_nowait_failure_constrains_only_bufbackoff_to_dma_and_clears_the_flag(
-    kenv: Any,
+    live_pagedaemon: Any,
 ) -> None:
     """M3: "list empty, flag set | constraint = `dma_constraint`; clear the flag; pma = none"
     ("XXX realisticly, this is what our nowait callers probably care about"). "with M3 the
     DMA constraint only reaches bufbackoff; the scans get `pma == NULL`"."""
-    env = kenv(npages=256, config=_cfg(bufcachepercent=50))
-    passes = _record_passes(env.k)
+    env, passes = live_pagedaemon(npages=256, bufcachepercent=50)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
         h = await pw.hold(env, "h", ("anon", 4, None, "w"))
@@ -624,10 +289,9 @@ def test_M3_nowait_failure_constrains_only_bufbackoff_to_dma_and_clears_the_flag
     env.run(body)
 
 
-def test_M4_without_request_or_flag_the_constraint_is_unrestricted(kenv: Any) -> None:
+def test_M4_without_request_or_flag_the_constraint_is_unrestricted(live_pagedaemon: Any) -> None:
     """M4: "list empty, flag clear | constraint = `no_constraint`"."""
-    env = kenv(npages=64, config=_cfg())
-    passes = _record_passes(env.k)
+    env, passes = live_pagedaemon(npages=64)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
         with capture_logs() as logs:
@@ -639,12 +303,11 @@ def test_M4_without_request_or_flag_the_constraint_is_unrestricted(kenv: Any) ->
     env.run(body)
 
 
-def test_M5_retunes_when_npages_changed_since_the_last_loop(kenv: Any) -> None:
+def test_M5_retunes_when_npages_changed_since_the_last_loop(live_pagedaemon: Any) -> None:
     """M5: "npages changed since last loop | rerun uvmpd_tune" ("check for new pages?").
     Memory hot-plug is not modelled: the test changes uvmexp.npages as uvm_page_physload
     would, then puts it back."""
-    env = kenv(npages=64, config=_cfg())
-    passes = _record_passes(env.k)
+    env, passes = live_pagedaemon(npages=64)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
         _wake_daemon(k)
@@ -662,11 +325,10 @@ def test_M5_retunes_when_npages_changed_since_the_last_loop(kenv: Any) -> None:
     env.run(body)
 
 
-def test_M6_inactarg_is_a_third_of_the_paging_queues(kenv: Any) -> None:
+def test_M6_inactarg_is_a_third_of_the_paging_queues(live_pagedaemon: Any) -> None:
     """M6: "inactarg = (active+inactive)/3, raised to freetarg+1 if <= freetarg": 48 active
     pages give 16; the scan (M8: inactive 0 < 16) then deactivates 16 (A5)."""
-    env = kenv(npages=64, config=_cfg())
-    passes = _record_passes(env.k)
+    env, passes = live_pagedaemon(npages=64)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
         h = await pw.hold(env, "h", ("anon", 48, None, "w"))
@@ -679,10 +341,9 @@ def test_M6_inactarg_is_a_third_of_the_paging_queues(kenv: Any) -> None:
     env.run(body)
 
 
-def test_M6_inactarg_is_raised_above_freetarg_on_small_queues(kenv: Any) -> None:
+def test_M6_inactarg_is_raised_above_freetarg_on_small_queues(live_pagedaemon: Any) -> None:
     """M6: 9 active pages give 9 / 3 = 3 <= freetarg 12, raised to freetarg + 1 = 13."""
-    env = kenv(npages=64, config=_cfg())
-    passes = _record_passes(env.k)
+    env, passes = live_pagedaemon(npages=64)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
         h = await pw.hold(env, "h", ("anon", 9, None, "w"))
@@ -695,13 +356,14 @@ def test_M6_inactarg_is_raised_above_freetarg_on_small_queues(kenv: Any) -> None
 
 
 @pytest.mark.parametrize("ndrm", [0, 1])
-def test_M7_size_zero_becomes_16_and_bufbackoff_gets_twice_that(kenv: Any, ndrm: int) -> None:
+def test_M7_size_zero_becomes_16_and_bufbackoff_gets_twice_that(
+    live_pagedaemon: Any, ndrm: int
+) -> None:
     """M7: "size = pma pages + max(0, freetarg - (free - DEFICIT)); 0 → 16" ("size = 16;
     /* XXX */"), then "(void) bufbackoff(&constraint, size * 2)". The cache backs off by
     max(size, bufbackpages) pages (reference §1.12): here 32. With NDRM > 0 the daemon also
     calls drmbackoff(size * 2), a no-op here (no DRM device is emulated)."""
-    env = kenv(npages=256, config=_cfg(bufcachepercent=50, ndrm=ndrm))
-    passes = _record_passes(env.k)
+    env, passes = live_pagedaemon(npages=256, bufcachepercent=50, ndrm=ndrm)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
         bc = k.bufcache
@@ -716,10 +378,9 @@ def test_M7_size_zero_becomes_16_and_bufbackoff_gets_twice_that(kenv: Any, ndrm:
     env.run(body)
 
 
-def test_M7_size_is_the_free_target_shortfall(kenv: Any) -> None:
+def test_M7_size_is_the_free_target_shortfall(live_pagedaemon: Any) -> None:
     """M7: with free 10 and no request, size = freetarg - free = 2: bufbackoff(.., 4)."""
-    env = kenv(npages=256, config=_cfg(bufcachepercent=50))
-    passes = _record_passes(env.k)
+    env, passes = live_pagedaemon(npages=256, bufcachepercent=50)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
         h = await pw.hold(env, "h", ("anon", k.uvmexp.free - 10, None, "w"))
@@ -734,20 +395,18 @@ def test_M7_size_is_the_free_target_shortfall(kenv: Any) -> None:
     env.run(body)
 
 
-def test_M7_size_adds_the_request_pages_to_the_shortfall(kenv: Any) -> None:
+def test_M7_size_adds_the_request_pages_to_the_shortfall(live_pagedaemon: Any) -> None:
     """M7: "size = pma pages (pm_size>>PAGE_SHIFT, if pma) + ..." : a 3-page kernel request
     (USERESERVE, so the reserve does not stop it before its search) with free 10 gives
     size 3 + 2 = 5: bufbackoff(.., 10). Another CPU frees the requested frames at the end of
     the pass."""
-    env = kenv(npages=256, config=_cfg(bufcachepercent=50))
-    k = env.k
     held: list[VmPage] = []
 
     def free_them(k: Kernel, n: int) -> None:
         if n == 1:
             _free_pages(k, held)
 
-    passes = _record_passes(k, free_them)
+    env, passes = live_pagedaemon(free_them, npages=256, bufcachepercent=50)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
         held.extend(_kernel_pages_at(k, 200, 3))
@@ -765,13 +424,12 @@ def test_M7_size_adds_the_request_pages_to_the_shortfall(kenv: Any) -> None:
 
 
 def test_M7_bufbackoff_gets_the_constraint_a_request_above_dma_recovers_nothing(
-    kenv: Any,
+    live_pagedaemon: Any,
 ) -> None:
     """M7: "bufbackoff(&constraint, 2×size)" with M2's constraint. A request for memory above
     4 GiB (none on this machine): bufbackoff "return -1 if the range lies entirely above DMA
     memory" (reference §1.12), so the cache keeps its pages; the daemon goes on."""
-    env = kenv(npages=256, config=_cfg(bufcachepercent=50, costs=_spinning_costs()))
-    passes = _record_passes(env.k)
+    env, passes = live_pagedaemon(npages=256, bufcachepercent=50, costs=_spinning_costs())
 
     async def body(k: Kernel, env: KernelEnv) -> None:
         bc = k.bufcache
@@ -787,11 +445,10 @@ def test_M7_bufbackoff_gets_the_constraint_a_request_above_dma_recovers_nothing(
     env.run(body)
 
 
-def test_M8_scans_when_free_is_below_freetarg(kenv: Any) -> None:
+def test_M8_scans_when_free_is_below_freetarg(live_pagedaemon: Any) -> None:
     """M8: "pma, or `free − DEFICIT < freetarg`, or `inactive + INACT < inactarg` |
     `uvmpd_scan(pma)`": free 10 < 12 with the inactive target met (18 of inactarg 18)."""
-    env = kenv(npages=64, config=_cfg(), swap_pages=64)
-    passes = _record_passes(env.k)
+    env, passes = live_pagedaemon(npages=64, swap_pages=64)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
         h = await pw.hold(env, "h", ("anon", 54, None, "w"))
@@ -807,10 +464,9 @@ def test_M8_scans_when_free_is_below_freetarg(kenv: Any) -> None:
     env.run(body)
 
 
-def test_M8_scans_when_inactive_is_below_inactarg(kenv: Any) -> None:
+def test_M8_scans_when_inactive_is_below_inactarg(live_pagedaemon: Any) -> None:
     """M8: free 44 >= freetarg, but inactive 0 < inactarg 13: scan, and A5 deactivates 13."""
-    env = kenv(npages=64, config=_cfg())
-    passes = _record_passes(env.k)
+    env, passes = live_pagedaemon(npages=64)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
         h = await pw.hold(env, "h", ("anon", 20, None, "w"))
@@ -822,17 +478,15 @@ def test_M8_scans_when_inactive_is_below_inactarg(kenv: Any) -> None:
     env.run(body)
 
 
-def test_M8_scans_for_a_queued_request_even_when_both_targets_are_met(kenv: Any) -> None:
+def test_M8_scans_for_a_queued_request_even_when_both_targets_are_met(live_pagedaemon: Any) -> None:
     """M8: "pma" alone is enough: free 43 and inactive 13 = inactarg, but a request waits."""
-    env = kenv(npages=64, config=_cfg())
-    k = env.k
     held: list[VmPage] = []
 
     def free_it(k: Kernel, n: int) -> None:
         if n == 1:
             _free_pages(k, held)
 
-    passes = _record_passes(k, free_it)
+    env, passes = live_pagedaemon(free_it, npages=64)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
         h = await pw.hold(env, "h", ("anon", 20, None, "w"))
@@ -849,10 +503,11 @@ def test_M8_scans_for_a_queued_request_even_when_both_targets_are_met(kenv: Any)
     env.run(body)
 
 
-def test_M8prime_no_scan_when_both_targets_are_met_and_nothing_is_requested(kenv: Any) -> None:
+def test_M8prime_no_scan_when_both_targets_are_met_and_nothing_is_requested(
+    live_pagedaemon: Any,
+) -> None:
     """M8': "none of those | no scan": free 44 >= 12 and inactive 13 >= inactarg 13."""
-    env = kenv(npages=64, config=_cfg())
-    passes = _record_passes(env.k)
+    env, passes = live_pagedaemon(npages=64)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
         h = await pw.hold(env, "h", ("anon", 20, None, "w"))
@@ -897,7 +552,7 @@ def test_M9_wakes_free_sleepers_when_free_is_above_reserve_kernel(kenv: Any) -> 
     """M9: "`free > reserve_kernel` or `paging == 0` | `wakeup(&uvmexp.free)`" ("if there's
     any free memory to be had, wake up any waiters"): free 10 > 8, although this pass's
     pageouts are in flight; the pass freed nothing, so M9 is what woke the sleeper."""
-    env = kenv(npages=64, swap_pages=64, config=_cfg())
+    env = kenv(npages=64, swap_pages=64, config=pw.config())
     out: list[tuple[int, int, int, bool]] = []
 
     async def body(k: Kernel, env: KernelEnv) -> None:
@@ -909,7 +564,7 @@ def test_M9_wakes_free_sleepers_when_free_is_above_reserve_kernel(kenv: Any) -> 
 
 def test_M9_wakes_free_sleepers_when_nothing_is_paging_even_at_the_reserve(kenv: Any) -> None:
     """M9: free 8 = reserve_kernel, but paging == 0: still "wake up any waiters"."""
-    env = kenv(npages=64, swap_pages=64, config=_cfg())
+    env = kenv(npages=64, swap_pages=64, config=pw.config())
     out: list[tuple[int, int, int, bool]] = []
 
     async def body(k: Kernel, env: KernelEnv) -> None:
@@ -923,7 +578,7 @@ def test_M9prime_no_wakeup_at_the_reserve_while_pageouts_are_in_flight(kenv: Any
     """M9 not taken: free 8 <= reserve_kernel and paging 8 > 0 (this pass's pageouts are in
     flight): the daemon leaves the free sleepers asleep; the completions will wake someone
     (D3)."""
-    env = kenv(npages=64, swap_pages=64, config=_cfg())
+    env = kenv(npages=64, swap_pages=64, config=pw.config())
     out: list[tuple[int, int, int, bool]] = []
 
     async def body(k: Kernel, env: KernelEnv) -> None:
@@ -933,12 +588,11 @@ def test_M9prime_no_wakeup_at_the_reserve_while_pageouts_are_in_flight(kenv: Any
     assert out == [(8, 8, 0, True)]
 
 
-def test_M11_each_pass_ends_unlocked_and_pays_its_cpu_time(kenv: Any) -> None:
+def test_M11_each_pass_ends_unlocked_and_pays_its_cpu_time(live_pagedaemon: Any) -> None:
     """M11: "always | unlock, `sched_pause(yield)`" ("scan done.  unlock page queues (the only
     lock we are holding)"). A daemon that loops without sleeping (a request it cannot
     satisfy, M10') yields its CPU time every pass: passes are a quantum apart."""
-    env = kenv(npages=64, config=_cfg(costs=_spinning_costs()))
-    passes = _record_passes(env.k)
+    env, passes = live_pagedaemon(npages=64, costs=_spinning_costs())
 
     async def body(k: Kernel, env: KernelEnv) -> None:
         high = atop(DMA_HIGH + 1)
