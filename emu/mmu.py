@@ -5,10 +5,8 @@ the region's *leaf*, a row of 512 PTEs. The leaves of all spaces are rows of one
 int64 array ``_pte``, so a slot number (row*512 + index) names one PTE for the life of its row.
 Row 0 is the shared empty leaf, never allocated and all zero: a lookup that finds no leaf reads
 it and gets "not present" without a branch. A space maps key -> row in ``_regions`` (scalar
-paths) and, rebuilt lazily when its leaves change, keeps a sorted key array (for
-``np.searchsorted``) and *clusters*: runs of keys with gaps of at most 64, each with a dense
-table ``delta`` such that ``slot = vpn + delta[key - base]``. A batch that lies in one cluster is
-translated with shifts, a subtraction, an add and two gathers. Untouched regions cost nothing.
+paths) and keeps a :class:`emu.mmu_batch.BatchCache` for numpy batches (sorted keys and dense
+per-cluster tables, rebuilt lazily when its leaves change; see that module).
 
 PTE: ``frame << 2 | PTE_W | PTE_V``; 0 is "not present"; PTE_W is never set without PTE_V.
 
@@ -21,7 +19,6 @@ usually followed by a refault) leaves empty leaves in place.
 
 from __future__ import annotations
 
-import bisect
 import itertools
 import operator
 from collections.abc import Iterator
@@ -31,6 +28,7 @@ from typing import Literal, SupportsIndex
 import numpy as np
 import numpy.typing as npt
 
+from emu.mmu_batch import LEAF_MASK, LEAF_SHIFT, REGION_SHIFT, BatchCache
 from emu.ram import PAGE_SHIFT, Ram
 
 __all__ = ["VA_BITS", "VA_LIMIT", "AddressSpace", "Fault", "FaultKind", "Mmu", "PageFault"]
@@ -40,10 +38,6 @@ VA_LIMIT = 1 << VA_BITS
 PTE_V = 1  # valid
 PTE_W = 2  # writable (implies PTE_V)
 PTE_FRAME_SHIFT = 2
-LEAF_SHIFT = 9  # 512 PTEs per leaf
-LEAF_MASK = (1 << LEAF_SHIFT) - 1
-REGION_SHIFT = PAGE_SHIFT + LEAF_SHIFT  # vaddr >> 21 is the region key
-_CLUSTER_GAP = 64  # regions; a larger gap between keys starts a new cluster
 
 FaultKind = Literal["not_present", "protection"]
 
@@ -71,18 +65,14 @@ class AddressSpace:
     """One process's page tables (a pmap). Created by :meth:`Mmu.new_space`; dead after
     :meth:`Mmu.destroy_space`. ``resident`` counts its valid PTEs."""
 
-    __slots__ = ("_cbases", "_clusters", "_keys", "_mmu", "_regions", "_rows", "_stale", "asid",
-                 "resident")
+    __slots__ = ("_batch", "_mmu", "_regions", "asid", "resident")
 
     def __init__(self, mmu: Mmu, asid: int) -> None:
         self.asid = asid
         self.resident = 0
         self._mmu: Mmu | None = mmu
         self._regions: dict[int, int] = {}  # region key -> leaf row
-        self._stale = True  # the arrays below need a rebuild from _regions
-        self._keys = self._rows = np.zeros(0, np.int64)  # sorted keys, their rows
-        self._cbases: list[int] = []  # first key of each cluster, for bisect
-        self._clusters: list[tuple[int, int, npt.NDArray[np.int64]]] = []  # (base, end, delta)
+        self._batch = BatchCache()  # the same map for numpy batches, rebuilt when stale
 
     def __repr__(self) -> str:
         return f"<AddressSpace asid={self.asid} resident={self.resident}>"
@@ -288,7 +278,8 @@ class Mmu:
             raise ValueError(f"Mmu: address {vmin if vmin < 0 else vmax:#x} is outside the 48-bit space")
         # numpy trap: uint64 mixed with int64 promotes to float64; below 2**48 the bits agree.
         v = vaddrs.view(np.int64) if vaddrs.dtype == np.uint64 else vaddrs.astype(np.int64)
-        pte = self._gather(space, v, vmin >> REGION_SHIFT, vmax >> REGION_SHIFT)
+        kmin, kmax = vmin >> REGION_SHIFT, vmax >> REGION_SHIFT
+        pte = space._batch.gather(self._pte, space._regions, v, kmin, kmax)
 
         # ok where nonzero: with a write mask, (pte & 3) > w passes 3 > 1, 3 > 0 and 1 > 0 only
         okv: npt.NDArray[np.generic] = (
@@ -312,39 +303,6 @@ class Mmu:
         elif write:
             self.ram.mod[frames] = 1
         return fault
-
-    def _gather(
-        self, space: AddressSpace, v: npt.NDArray[np.int64], kmin: int, kmax: int
-    ) -> npt.NDArray[np.int64]:
-        """The PTE of every address in ``v`` (0 where nothing is mapped). Indices are in range
-        by construction; mode="wrap" skips numpy's bounds check (half the cost of "raise")."""
-        if kmin == kmax:  # one region: a constant offset from vpn to slot
-            row = space._regions.get(kmin, 0)
-            idx = v >> PAGE_SHIFT
-            idx += (row - kmin) << LEAF_SHIFT
-            return self._pte.take(idx, mode="wrap")
-        if space._stale:
-            self._rebuild(space)
-        i = bisect.bisect_right(space._cbases, kmin) - 1
-        base, end, delta = space._clusters[i] if i >= 0 else (0, 0, space._keys)
-        if kmax < end:  # one cluster: the dense delta table
-            k = v >> REGION_SHIFT
-            k -= base
-            idx = v >> PAGE_SHIFT
-            idx += delta.take(k, mode="wrap")
-            return self._pte.take(idx, mode="wrap")
-        keys = space._keys
-        if len(keys) == 0:
-            return np.zeros(len(v), np.int64)
-        k = v >> REGION_SHIFT
-        pos = np.searchsorted(keys, k)
-        np.minimum(pos, len(keys) - 1, out=pos)
-        rows = np.where(keys.take(pos, mode="wrap") == k, space._rows.take(pos, mode="wrap"), 0)
-        rows <<= LEAF_SHIFT
-        idx = v >> PAGE_SHIFT
-        idx &= LEAF_MASK
-        idx |= rows
-        return self._pte.take(idx, mode="wrap")
 
     # --- internals -----------------------------------------------------------------------------
 
@@ -417,14 +375,14 @@ class Mmu:
             self._grow()
         row = space._regions[key] = self._free_rows.pop()
         self._row_space[row], self._row_key[row], self._row_used[row] = space, key, 0
-        space._stale = True
+        space._batch.stale = True
         return row
 
     def _free_row(self, row: int) -> None:
         space, self._row_space[row] = self._row_space[row], None
         assert space is not None and self._row_used[row] == 0
         del space._regions[self._row_key[row]]
-        space._stale = True
+        space._batch.stale = True
         self._free_rows.append(row)
 
     def _grow(self) -> None:
@@ -438,18 +396,3 @@ class Mmu:
         self._row_space += [None] * (new - old)
         self._row_key, self._row_used = self._row_key + [0] * (new - old), self._row_used + [0] * (new - old)
         self._free_rows += range(new - 1, old - 1, -1)
-
-    def _rebuild(self, space: AddressSpace) -> None:
-        """Rebuild the sorted key array and the clusters of ``space`` from its regions."""
-        keys = np.array(sorted(space._regions), dtype=np.int64)
-        space._keys, space._rows = keys, np.array([space._regions[k] for k in keys.tolist()], np.int64)
-        cuts = (np.flatnonzero(np.diff(keys) > _CLUSTER_GAP) + 1).tolist()
-        space._cbases, space._clusters = [], []
-        for a, b in itertools.pairwise([0, *cuts, len(keys)] if len(keys) else []):
-            base, end = int(keys[a]), int(keys[b - 1]) + 1
-            # slot = row*512 + (vpn & 511) = vpn + (row - key)*512; row 0 for absent keys
-            delta = -(np.arange(base, end, dtype=np.int64) << LEAF_SHIFT)
-            delta[keys[a:b] - base] += space._rows[a:b] << LEAF_SHIFT
-            space._cbases.append(base)
-            space._clusters.append((base, end, delta))
-        space._stale = False

@@ -1,10 +1,16 @@
 """The world the page daemon's tests build around it (shared by test_uvm_pdaemon_*.py).
 
 A machine booted with ``start=False`` whose test body plays the page daemon
-(:func:`be_the_pagedaemon`), user processes that map memory, touch it and then run the jobs
-the test posts (:class:`Holder`), another CPU (:class:`OtherCpu`, a kernel thread running
-posted jobs), and ways to reach a region's pages, anons and owner lock, and to hand the daemon
-an allocation request as uvm_pageout does.
+(:func:`daemonless`, :func:`be_the_pagedaemon`; the ``run_as_pagedaemon`` fixture in this
+directory's conftest does both), user processes that map memory, touch it and then run the jobs
+the test posts (:class:`Holder`, optionally with a ballast process that leaves exactly ``free``
+pages free), another CPU (:class:`OtherCpu`, a kernel thread running posted jobs), and ways to
+reach a region's pages, anons and owner lock, and to hand the daemon an allocation request as
+uvm_pageout does.
+
+The other helper modules of these tests: ``pdaemon_passes`` (the real daemon thread's passes,
+sleepers, kernel-held memory, allocation requests), ``pdaemon_swap`` (swap and I/O done by
+hand) and ``pdaemon_inactive`` (the inactive scan's calls and counters).
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from kernel.kern.kern_synch import (
     tsleep_nsec,
     wakeup,
 )
-from kernel.kernel import Kernel
+from kernel.kernel import Kernel, KernelConfig
 from kernel.sys.mman import PROT_NONE
 from kernel.sys.proc import Proc
 from kernel.uvm import uvm_map, uvm_page, uvm_swap
@@ -39,15 +45,35 @@ from kernel.uvm.uvm_page import VmPage
 from kernel.uvm.uvm_pmemrange import UVM_PMA_BUSY, UVM_PMA_LINKED, UvmPmalloc
 
 if TYPE_CHECKING:
-    from conftest import KernelEnv
+    from devices.faults import FaultConfig
+
+    from conftest import Body, KernelEnv
 
 PAGE = 4096
+MS = 1_000_000
+FREETARG = 12  # uvmpd_tune on every machine under 270 pages
 
 Job = Callable[..., Awaitable[Any]]
 Region = tuple[str, int, str | None, str]  # kind, pages, name, touch ("w", "r" or "": none)
 
 
 # --- the machine ----------------------------------------------------------------------------------
+
+
+def config(*, bufcachepercent: int = 0, **kw: Any) -> KernelConfig:
+    """KernelConfig with the buffer cache off unless asked (free counts stay exact)."""
+    return KernelConfig(bufcachepercent=bufcachepercent, **kw)
+
+
+def daemonless(
+    kenv: Any, *, npages: int, swap_pages: int, faults: FaultConfig | None = None, **cfg: Any
+) -> KernelEnv:
+    """A machine booted without kernel threads (``start=False``): the test body starts what it
+    needs, usually by :func:`be_the_pagedaemon`. ``cfg`` goes to :func:`config`."""
+    env: KernelEnv = kenv(
+        npages=npages, swap_pages=swap_pages, start=False, config=config(**cfg), faults=faults
+    )
+    return env
 
 
 def machine_without_pagedaemon(k: Kernel) -> None:
@@ -71,6 +97,16 @@ def be_the_pagedaemon(k: Kernel, env: KernelEnv) -> None:
     uvm_pdaemon.uvmpd_tune(k)
     uvm_page.uvm_unlock_pageq(k)
     assert (k.uvmexp.freemin, k.uvmexp.freetarg) == (9, 12)
+
+
+def as_pagedaemon(body: Body) -> Body:
+    """``body`` run by the page daemon: :func:`be_the_pagedaemon` first."""
+
+    async def run(k: Kernel, env: KernelEnv) -> None:
+        be_the_pagedaemon(k, env)
+        await body(k, env)
+
+    return run
 
 
 async def until(env: KernelEnv, cond: Callable[[], bool], what: str, step: int = 100_000) -> None:
@@ -131,11 +167,13 @@ async def run_on(env: KernelEnv, w: Worker, job: Job) -> Any:
 class Holder(Worker):
     """A user process that maps ``regions``, touches every page ("w": writes :func:`data`,
     "r": reads, "": leaves it alone), then runs the jobs ``job(p)`` the test posts, until
-    released."""
+    released; ``ballast`` is the process :func:`hold` started with it, if any, released with
+    it."""
 
     regions: list[Region] = field(default_factory=list)
     vas: list[int] = field(default_factory=list)
     up: UserProcess | None = None
+    ballast: Holder | None = None
     ready: bool = False
     released: bool = False
 
@@ -171,16 +209,28 @@ async def _holder_main(p: UserProcess, h: Holder) -> None:
         await tsleep_nsec(p.k, h, PVM, "hold", INFSLP)
 
 
-async def hold(env: KernelEnv, name: str, *regions: Region) -> Holder:
-    """Start a Holder process and wait until it touched every page."""
+async def hold(env: KernelEnv, name: str, *regions: Region, free: int | None = None) -> Holder:
+    """Start a Holder process and wait until it touched every page; with ``free``, then start
+    its ballast (:func:`pressure`) so that exactly ``free`` pages stay free."""
     h = Holder(env.k, regions=list(regions))
     h.up = env.spawn(_holder_main, name, h=h)
     await until(env, lambda: h.ready, f"{name} ready")
+    if free is not None:
+        h.ballast = await pressure(env, free)
     return h
 
 
-async def release(env: KernelEnv, *hs: Holder) -> None:
-    """Let the holders exit and wait until they have."""
+async def pressure(env: KernelEnv, free: int) -> Holder:
+    """A process holding enough active pages that exactly ``free`` pages stay free."""
+    n = env.k.uvmexp.free - free
+    h = await hold(env, "ballast", region("anon", n))
+    assert env.k.uvmexp.free == free
+    return h
+
+
+async def release(env: KernelEnv, *holders: Holder) -> None:
+    """Let the holders (and their ballast) exit and wait until they have."""
+    hs = [x for h in holders for x in (h, h.ballast) if x is not None]
     for h in hs:
         h.released = True
         wakeup(env.k, h)

@@ -1,26 +1,20 @@
-"""uvm_pdaemon.py: the daemon loop and everything around the inactive scan.
+"""uvm_pdaemon.py: uvm_pageout, the daemon's loop: one test per row M1-M11.
 
-One test per row of docs/uvm-reference.md §2.1 (uvm_pageout M1-M11), §2.2 (uvmpd_scan S0-S4'
-and the active walk A1-A6) and §2.4 (uvm_aiodone_daemon D1-D3, uvmpd_trylockowner,
-uvmpd_dropswap, uvmpd_drop / uvmpd_hibernate), plus uvm_wait and uvmpd_tune (seed lines
-118-196). Each test quotes the row or the C comment it pins. The inactive scan's own rows
-(I0a-I18e) are pinned in test_uvm_pdaemon_inactive.py.
+Catalogue ids (docs/uvm-reference.md §2.1): M1 M1' M2 M3 M4 M5 M6 M7 M8 M8' M9 M9' M10 M10'
+M11 (primes are spelled ``prime`` in test names). The rest of the daemon: uvm_wait and
+uvmpd_tune in test_uvm_pdaemon_wait_tune.py, uvmpd_scan and the active walk (S*, A*) in
+test_uvm_pdaemon_scan.py, the inactive scan (I*) in test_uvm_pdaemon_inactive_*.py, the
+helpers of §2.4 (D*, trylockowner, dropswap, drop/hibernate) in test_uvm_pdaemon_helpers.py.
+Each test quotes the row or the C comment it pins.
 
-The machine is real: RAM, MMU, swap disk, files. Pages belong to user processes that map
-memory, touch it and then sleep until the test releases them (``Holder``); "another CPU" is a
-kernel thread running the jobs the test posts (``OtherCpu``), or an ``RWLock.rwl_hook`` for
-something that must happen at the instant of a try-lock; the daemon's own per-pass hook
-``k.hooks["pdaemon.pass"]`` records each pass and, where a row needs it, acts at the end of a
-pass as another CPU would.
-
-Two ways of running the daemon code:
-
-- The loop rows (M*) boot the machine normally: the real ``pagedaemon`` thread runs
-  ``uvm_pageout``; the test wakes it, or lets an allocator do so, and reads the passes back.
-- The scan rows (S*, A*) boot with ``start=False``: the test body plays the page daemon
-  (``uvm.pagedaemon_proc``), tunes the thresholds as uvm_pageout does and calls
-  ``uvmpd_scan`` with the page queues locked. It sets ``uvmexp.inactarg`` as the loop's M6
-  would leave it for the pass, which is how a test picks inactive_shortage (S3).
+The machine is real: RAM, MMU, swap disk, files. Pages belong to user processes that map memory,
+touch it and then sleep until the test releases them (``Holder``); "another CPU" is a kernel
+thread running the jobs the test posts (``OtherCpu``), or an ``RWLock.rwl_hook`` for something
+that must happen at the instant of a try-lock. The machine boots normally (the
+``live_pagedaemon`` fixture): the real ``pagedaemon`` thread runs ``uvm_pageout``; the test
+wakes it, or lets an allocator do so, and reads the passes back from the daemon's per-pass hook
+``k.hooks["pdaemon.pass"]``, which records each pass and, where a row needs it, acts at the end
+of a pass as another CPU would (``on_pass``).
 
 Thresholds on every machine under 270 pages (uvmpd_tune, reference §1.1): freemin 9,
 freetarg 12, inactarg at least 13, and the seed's stop target free + paging >= 48.
@@ -29,51 +23,20 @@ freetarg 12, inactarg at least 13, and the seed's stop target free + paging >= 4
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, MutableMapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from structlog.testing import capture_logs
 
 import kernel.kern.vfs_bio as vfs_bio
-import kernel.uvm.uvm_pdaemon as uvm_pdaemon
-from emu.process import UserProcess
-from kernel.kern.kern_kthread import kthread_create
-from kernel.kern.kern_synch import (
-    INFSLP,
-    PVM,
-    RW_WRITE,
-    RWLock,
-    chan,
-    rw_enter,
-    rw_exit,
-    tsleep_nsec,
-    wakeup,
-)
-from kernel.kernel import Kernel, KernelConfig, KernelCosts
+from kernel.kern.kern_synch import RWLock, chan
+from kernel.kernel import Kernel, KernelCosts
 from kernel.sys.errno import ENOMEM
-from kernel.sys.mman import PROT_NONE, PROT_READ
-from kernel.sys.proc import Proc, curproc, set_curproc
-from kernel.sys.systm import Panic
-from kernel.uvm import uvm_aobj, uvm_page, uvm_pager, uvm_pmemrange, uvm_swap
-from kernel.uvm.uvm import dma_constraint
-from kernel.uvm.uvm_object import UvmObject
-from kernel.uvm.uvm_page import (
-    PG_BUSY,
-    PG_CLEAN,
-    PG_RELEASED,
-    PQ_ACTIVE,
-    PQ_FREE,
-    PQ_INACTIVE,
-    VmPage,
-    atop,
-    ptoa,
-)
+from kernel.uvm import uvm_pmemrange
+from kernel.uvm.uvm_page import VmPage, atop, ptoa
 from kernel.uvm.uvm_pmemrange import (
     UVM_PLA_NOWAIT,
     UVM_PLA_USERESERVE,
-    UVM_PLA_WAITOK,
     UVM_PMA_BUSY,
     UVM_PMA_FREED,
     UVM_PMA_LINKED,
@@ -81,30 +44,27 @@ from kernel.uvm.uvm_pmemrange import (
 )
 
 import pdaemon_world as pw
-from pdaemon_world import Holder, Job
+from pdaemon_passes import (
+    _asleep,
+    _daemon,
+    _free_pages,
+    _kernel_pages,
+    _kernel_pages_at,
+    _pass_logs,
+    _quiet,
+    _record_passes,
+    _requester,
+    _sleeper,
+    _wake_daemon,
+)
+from pdaemon_world import FREETARG, MS
 
 if TYPE_CHECKING:
     from conftest import KernelEnv
 
-PAGE = 4096
-MS = 1_000_000
 SECOND = 1_000_000_000
-FREETARG = 12  # uvmpd_tune on every machine under 270 pages
 DMA_HIGH = 0xFFFFFFFF
 NO_CONSTRAINT_LOGGED = -1  # the pass log line shows no_constraint's high end as -1
-
-SCAN_COUNTERS = (
-    "pdrevs", "pdswout", "pdscans", "pdfreed", "pddeact", "pdpageouts", "swpginuse", "swpgonly",
-    "free", "inactive", "active",
-)  # fmt: skip
-
-
-# --- machines -----------------------------------------------------------------------------------
-
-
-def _cfg(*, bufcachepercent: int = 0, **kw: Any) -> KernelConfig:
-    """KernelConfig with the buffer cache off unless asked (free counts stay exact)."""
-    return KernelConfig(bufcachepercent=bufcachepercent, **kw)
 
 
 def _spinning_costs() -> KernelCosts:
@@ -113,523 +73,13 @@ def _spinning_costs() -> KernelCosts:
     return KernelCosts(pass_ns=MS)
 
 
-def _daemonless(kenv: Any, npages: int = 64, swap_pages: int = 16, **cfg: Any) -> KernelEnv:
-    """A machine booted without kernel threads: the body plays the page daemon (S*, A*, D*)."""
-    env: KernelEnv = kenv(npages=npages, swap_pages=swap_pages, start=False, config=_cfg(**cfg))
-    return env
+# === uvm_pageout: M1-M11 (seed lines 208-323) =====================================================
 
 
-async def _scan(k: Kernel, pma: UvmPmalloc | None = None) -> dict[str, int]:
-    """uvmpd_scan as uvm_pageout calls it (M8): page queues locked around it. Returns how much
-    each counter of SCAN_COUNTERS moved."""
-    before = {c: getattr(k.uvmexp, c) for c in SCAN_COUNTERS}
-    uvm_page.uvm_lock_pageq(k)
-    await uvm_pdaemon.uvmpd_scan(k, pma)
-    assert k.uvm.pageqlock.mtx_owner is curproc()  # "called with pageq's locked", kept so
-    uvm_page.uvm_unlock_pageq(k)
-    return {c: getattr(k.uvmexp, c) - v for c, v in before.items()}
-
-
-# --- the daemon's passes --------------------------------------------------------------------------
-
-
-@dataclass
-class PassRec:
-    """What the ``pdaemon.pass`` hook saw at the end of one pass of uvm_pageout."""
-
-    delta: dict[str, int]
-    t: int
-    pdwoke: int
-    free: int
-    paging: int
-    inactive: int
-    inactarg: int
-    freemin: int
-    freetarg: int
-    wiredmax: int
-    nowait_failed: int
-    allocs: list[UvmPmalloc]
-    pageq_free: bool
-    fpageq_free: bool
-
-
-OnPass = Callable[[Kernel, int], None]
-
-
-def _record_passes(k: Kernel, on_pass: OnPass | None = None) -> list[PassRec]:
-    """Install the daemon's per-pass hook; ``on_pass(k, n)`` runs after pass n is recorded, in
-    the daemon's context, standing for another CPU acting at that instant."""
-    passes: list[PassRec] = []
-    pmr = k.uvm.pmr_control
-    assert pmr is not None
-
-    def hook(k: Kernel, delta: dict[str, int], clusters: list[int]) -> None:
-        u = k.uvmexp
-        rec = PassRec(
-            delta=dict(delta),
-            t=k.sched.now,
-            pdwoke=u.pdwoke,
-            free=u.free,
-            paging=u.paging,
-            inactive=u.inactive,
-            inactarg=u.inactarg,
-            freemin=u.freemin,
-            freetarg=u.freetarg,
-            wiredmax=u.wiredmax,
-            nowait_failed=k.uvm_nowait_failed,
-            allocs=list(pmr.allocs),
-            pageq_free=k.uvm.pageqlock.mtx_owner is False,
-            fpageq_free=k.uvm.fpageqlock.mtx_owner is False,
-        )
-        passes.append(rec)
-        if on_pass is not None:
-            on_pass(k, len(passes))
-
-    k.hooks["pdaemon.pass"] = hook
-    return passes
-
-
-def _pass_logs(logs: list[MutableMapping[str, Any]]) -> list[MutableMapping[str, Any]]:
-    return [e for e in logs if e["event"] == "uvm_pageout.pass"]
-
-
-def _wake_daemon(k: Kernel) -> None:
-    """wakeup(&uvm.pagedaemon), as an allocator does (reference §1.5 step 1)."""
-    wakeup(k, chan(k.uvm, "pagedaemon"))
-
-
-def _daemon(k: Kernel) -> Proc:
-    p = k.uvm.pagedaemon_proc
-    assert p is not None
-    return p
-
-
-async def _quiet(env: KernelEnv, passes: list[PassRec], n: int) -> None:
-    """Until the daemon has made ``n`` passes and sleeps again on its channel (M1)."""
-    pd = _daemon(env.k)
-
-    def settled() -> bool:
-        return len(passes) > n or (len(passes) == n and pd.p_wmesg == "pgdaemon")
-
-    await pw.until(env, settled, f"{n} passes")
-    await env.sleep(10 * MS)
-    assert len(passes) == n and pd.p_wmesg == "pgdaemon"
-
-
-# --- other threads: processes that hold pages, another CPU, sleepers ------------------------------
-
-
-def _reads(h: Holder, r: int, idxs: range | list[int]) -> Job:
-    async def job(p: UserProcess) -> None:
-        for i in idxs:
-            await p.load(h.vas[r] + i * PAGE, 8)
-
-    return job
-
-
-def _writes(h: Holder, r: int, idxs: range | list[int]) -> Job:
-    async def job(p: UserProcess) -> None:
-        for i in idxs:
-            await p.store(h.vas[r] + i * PAGE, pw.data("rewrite", r, i))
-
-    return job
-
-
-def _mapped(k: Kernel, pg: VmPage) -> bool:
-    return bool(k.pmap.pmap_page_mapped(pg))
-
-
-@dataclass(eq=False)
-class Sleeper:
-    """A kernel thread asleep on one channel until a wakeup; records what it saw when it ran
-    again (a wakeup only makes it runnable: _asleep tells whether it is still queued)."""
-
-    ident: Any = None
-    woken_at: int | None = None
-    pdwoke: int | None = None
-    free: int | None = None
-
-
-def _sleeper(k: Kernel, ident: Any, name: str) -> Sleeper:
-    s = Sleeper(ident)
-
-    async def main() -> None:
-        await tsleep_nsec(k, ident, PVM, name, INFSLP)
-        s.woken_at, s.pdwoke, s.free = k.sched.now, k.uvmexp.pdwoke, k.uvmexp.free
-
-    kthread_create(k, main, name=name)
-    return s
-
-
-def _asleep(k: Kernel, s: Sleeper) -> bool:
-    """Still on its channel's sleep queue (wakeup() takes the whole queue off)."""
-    return bool(k.slpque.get(s.ident))
-
-
-# --- memory the kernel holds, allocation requests ------------------------------------------------
-
-
-def _kernel_pages(k: Kernel, n: int) -> list[VmPage]:
-    """``n`` pages the kernel holds (busy, no owner, on no queue), from the reserve if need be."""
-    pgs = []
-    for _ in range(n):
-        pg = uvm_page.uvm_pagealloc(k, None, 0, None, uvm_page.UVM_PGA_USERESERVE)
-        assert pg is not None
-        pgs.append(pg)
-    return pgs
-
-
-def _kernel_pages_at(k: Kernel, start: int, n: int) -> list[VmPage]:
-    """The ``n`` free frames from ``start`` on, held by the kernel like _kernel_pages."""
-    out: list[VmPage] = []
-    flags = UVM_PLA_NOWAIT | UVM_PLA_USERESERVE
-    r = uvm_pmemrange.uvm_pmr_getpages_nowait(k, n, start, start + n, 1, 0, n, flags, out)
-    assert r == 0 and [atop(pg.phys_addr) for pg in out] == list(range(start, start + n))
-    for pg in out:
-        pg.pg_flags |= PG_BUSY
-    return out
-
-
-def _free_pages(k: Kernel, pgs: list[VmPage]) -> None:
-    uvm_page.uvm_lock_pageq(k)
-    for pg in pgs:
-        uvm_page.uvm_pagefree(k, pg)
-    uvm_page.uvm_unlock_pageq(k)
-
-
-@dataclass(eq=False)
-class Requester:
-    """A kernel thread in a WAITOK allocation of ``count`` pages in frames [start, end)."""
-
-    got: list[int] = field(default_factory=list)
-    error: int | None = None
-
-
-def _requester(k: Kernel, count: int, start: int, end: int, flags: int = 0) -> Requester:
-    """uvm_pmr_getpages(WAITOK): the search fails, uvm_wait_pla queues a request (a pma) and
-    wakes the daemon (reference §1.5 step 5); once woken it retries. The pages it gets are
-    recorded and given back at once."""
-    req = Requester()
-
-    async def main() -> None:
-        out: list[VmPage] = []
-        req.error = await uvm_pmemrange.uvm_pmr_getpages(
-            k, count, start, end, 1, 0, count, UVM_PLA_WAITOK | flags, out
-        )
-        req.got = [atop(pg.phys_addr) for pg in out]
-        _free_pages(k, out)
-
-    kthread_create(k, main, name="requester")
-    return req
-
-
-# --- swap ----------------------------------------------------------------------------------------
-
-
-async def _anon_round_trip(env: KernelEnv, h: Holder, r: int, idxs: range) -> list[int]:
-    """Reference §1.14: page each anon out (new slot, write, freed), then the holder reads it
-    back (swap-in): resident again, active, PG_CLEAN and still owning its slot."""
-    slots = [await env.page_out(pw.anon(env, h, r, i)) for i in idxs]
-    await pw.run_on(env, h, _reads(h, r, idxs))
-    for i, slot in zip(idxs, slots, strict=True):
-        anon = pw.anon(env, h, r, i)
-        assert anon.an_swslot == slot and anon.an_page is not None
-        assert anon.an_page.pg_flags & PQ_ACTIVE and anon.an_page.pg_flags & PG_CLEAN
-    return slots
-
-
-async def _aobj_page_out(k: Kernel, uobj: UvmObject, pg: VmPage) -> int:
-    """env.page_out for an aobj page: new slot, synchronous write, PG_CLEAN, then freed the
-    way the inactive scan frees a clean page (I7: swpgonly +1). Returns the slot."""
-    await rw_enter(k, uobj.vmobjlock, RW_WRITE)
-    idx = pg.offset >> 12
-    uvm_aobj.uao_dropswap(k, uobj, idx)
-    slot, n = uvm_swap.uvm_swap_alloc(k, 1, False)
-    assert slot and n == 1
-    uvm_aobj.uao_set_swslot(k, uobj, idx, slot)
-    pg.pg_flags |= PG_BUSY
-    k.pmap.pmap_page_protect(pg, PROT_READ)
-    rw_exit(uobj.vmobjlock)
-    r = await uvm_swap.uvm_swap_put(k, slot, [pg], 1, uvm_pager.PGO_SYNCIO)
-    assert r == uvm_pager.VM_PAGER_OK
-    await rw_enter(k, uobj.vmobjlock, RW_WRITE)
-    k.pmap.pmap_clear_reference(pg)
-    k.pmap.pmap_clear_modify(pg)
-    pg.pg_flags = (pg.pg_flags | PG_CLEAN) & ~PG_BUSY
-    uvm_page.uvm_lock_pageq(k)
-    k.uvmexp.swpgonly += 1
-    k.pmap.pmap_page_protect(pg, PROT_NONE)
-    uvm_page.uvm_pagefree(k, pg)
-    uvm_page.uvm_unlock_pageq(k)
-    rw_exit(uobj.vmobjlock)
-    return slot
-
-
-async def _aobj_round_trip(env: KernelEnv, h: Holder, r: int, idxs: range) -> list[int]:
-    """_anon_round_trip for the pages of a shared (aobj) region."""
-    k = env.k
-    uobj = pw.obj(h, r)
-    slots = [await _aobj_page_out(k, uobj, pw.pg(env, h, r, i)) for i in idxs]
-    await pw.run_on(env, h, _reads(h, r, idxs))
-    for i, slot in zip(idxs, slots, strict=True):
-        assert uvm_aobj.uao_find_swslot(k, uobj, i) == slot
-        pg = pw.pg(env, h, r, i)
-        assert pg.pg_flags & PQ_ACTIVE and pg.pg_flags & PG_CLEAN
-    return slots
-
-
-async def _async_write(k: Kernel, pgs: list[VmPage]) -> int:
-    """An asynchronous swap write of idle dirty anon pages by whoever runs this, built as the
-    inactive scan builds a cluster (I11/I12): busy, write-protected, one slot run; then
-    uvm_pager_put (PEND). Returns the first slot."""
-    n = len(pgs)
-    slot, got = uvm_swap.uvm_swap_alloc(k, n, False)
-    assert slot and got == n
-    swpps: list[VmPage | None] = [None] * uvm_swap.SWCLUSTPAGES
-    for i, pg in enumerate(pgs):
-        anon = pg.uanon
-        assert anon is not None and anon.an_lock is not None
-        await rw_enter(k, anon.an_lock, RW_WRITE)
-        assert not pg.pg_flags & (PG_BUSY | PG_CLEAN)
-        pg.pg_flags |= PG_BUSY
-        k.pmap.pmap_page_protect(pg, PROT_READ)
-        anon.an_swslot = slot + i
-        swpps[i] = pg
-        rw_exit(anon.an_lock)
-    uvm_page.uvm_lock_pageq(k)
-    flags = uvm_pager.PGO_ALLPAGES | uvm_pager.PGO_PDFREECLUST
-    r, _, _ = await uvm_pager.uvm_pager_put(k, None, pgs[-1], swpps, n, flags, slot, 0)
-    assert r == uvm_pager.VM_PAGER_PEND
-    return slot
-
-
-# === uvm_wait (seed lines 118-163) =================================================================
-
-
-def test_uvm_wait_wakes_the_daemon_and_sleeps_until_free_memory_is_announced(kenv: Any) -> None:
-    """uvm_wait: "wake the daemon!" then msleep on &uvmexp.free with PNORELOCK; the daemon's
-    pass ends with M9 ("if there's any free memory to be had, wake up any waiters")."""
-    env = kenv(npages=64, config=_cfg())
-    passes = _record_passes(env.k)
-
-    async def body(k: Kernel, env: KernelEnv) -> None:
-        await env.sleep(MS)
-        assert k.uvmexp.pdwoke == 0
-        await uvm_pdaemon.uvm_wait(k, "testwait")
-        assert k.uvmexp.pdwoke == 1 and len(passes) == 1
-        assert k.uvm.fpageqlock.mtx_owner is False  # PNORELOCK: returns with no lock held
-
-    env.run(body)
-
-
-def test_uvm_wait_by_the_daemon_returns_at_once_when_bufbackoff_succeeds(kenv: Any) -> None:
-    """uvm_wait: "check for page daemon going to sleep (waiting for itself)": the daemon
-    prints, tries bufbackoff(NULL, 4) and returns if that reported success."""
-    env = _daemonless(kenv, npages=256, bufcachepercent=10)
-
-    async def body(k: Kernel, env: KernelEnv) -> None:
-        k.uvm.pagedaemon_proc = env.testproc
-        bc = k.bufcache
-        assert bc is not None and bc.bufpages - bc.buflowpages >= 4
-        free, t0 = k.uvmexp.free, k.sched.now
-        with capture_logs() as logs:
-            await uvm_pdaemon.uvm_wait(k, "selfwait")
-        assert k.sched.now == t0  # no sleep
-        assert bc.backoffs == 1 and bc.recovered == 4 and k.uvmexp.free == free + 4
-        events = [e["event"] for e in logs]
-        assert "uvm_wait.emergency_bufbackoff" in events
-        assert "pagedaemon.deadlock_detected" not in events
-
-    env.run(body)
-
-
-def test_uvm_wait_by_the_daemon_without_bufbackoff_reports_deadlock_and_sleeps_125ms(
-    kenv: Any,
-) -> None:
-    """uvm_wait: "[2] put a timeout on the sleep, thus causing the pagedaemon to only pause
-    (rather than sleep forever)": printf "pagedaemon: deadlock detected!", timo = 125 ms.
-    With no buffer cache bufbackoff fails (reference §1.12)."""
-    env = _daemonless(kenv)
-
-    async def body(k: Kernel, env: KernelEnv) -> None:
-        k.uvm.pagedaemon_proc = env.testproc
-        t0 = k.sched.now
-        with capture_logs() as logs:
-            await uvm_pdaemon.uvm_wait(k, "selfwait")
-        assert k.sched.now - t0 == 125 * MS  # nobody woke it: the timeout ended the sleep
-        events = [e["event"] for e in logs]
-        assert events.index("uvm_wait.emergency_bufbackoff") < events.index(
-            "pagedaemon.deadlock_detected"
-        )
-        assert k.uvm.fpageqlock.mtx_owner is False
-
-    env.run(body)
-
-
-def test_uvm_wait_by_the_daemon_panics_on_deadlock_under_DEBUG(kenv: Any) -> None:
-    """uvm_wait: "for now we panic if DEBUG is defined" (panic("pagedaemon deadlock"))."""
-    env = _daemonless(kenv, debug=True)
-
-    async def body(k: Kernel, env: KernelEnv) -> None:
-        k.uvm.pagedaemon_proc = env.testproc
-        with pytest.raises(Panic, match="pagedaemon deadlock"):
-            await uvm_pdaemon.uvm_wait(k, "selfwait")
-        assert k.slpque.get(chan(k.uvmexp, "free")) is None  # it never went to sleep
-
-    env.run(body)
-
-
-def test_uvm_wait_from_proc0_panics_under_DIAGNOSTIC(kenv: Any) -> None:
-    """uvm_wait, #ifdef DIAGNOSTIC: "if (curproc == &proc0) panic("%s: cannot sleep for
-    memory during boot", __func__)"."""
-    env = _daemonless(kenv)
-
-    async def body(k: Kernel, env: KernelEnv) -> None:
-        set_curproc(k.proc0)
-        try:
-            with pytest.raises(Panic, match="cannot sleep for memory during boot"):
-                await uvm_pdaemon.uvm_wait(k, "boot")
-        finally:
-            set_curproc(env.testproc)
-
-    env.run(body)
-
-
-def test_uvm_wait_from_proc0_without_DIAGNOSTIC_sleeps_like_any_caller(kenv: Any) -> None:
-    """Without DIAGNOSTIC the proc0 check is compiled out: proc0 sleeps on &uvmexp.free until
-    a page is freed (uvm_pmr_freepages wakes &uvmexp.free on every call, reference §1.5)."""
-    env = _daemonless(kenv, diagnostic=False)
-
-    async def body(k: Kernel, env: KernelEnv) -> None:
-        (pg,) = _kernel_pages(k, 1)
-        cpu = pw.other_cpu(k)
-
-        async def free_later() -> None:
-            await env.sleep(5 * MS)
-            _free_pages(k, [pg])
-
-        pw.post(cpu, free_later)
-        set_curproc(k.proc0)
-        try:
-            await uvm_pdaemon.uvm_wait(k, "boot")
-        finally:
-            set_curproc(env.testproc)
-        assert k.sched.now == 5 * MS
-
-    env.run(body)
-
-
-# === uvmpd_tune (seed lines 172-196) ==================================================================
-
-
-def test_uvmpd_tune_worked_example_4096_pages(run_kernel: Any) -> None:
-    """Reference §1.1 worked example: "npages = 4096 (16 MiB) gives freemin 136, freetarg 181,
-    and the seed's stop target free + paging >= 4 x freetarg = 724 pages"; wiredmax =
-    npages / 3. uvm_pageout tunes once at start ("ensure correct priority and set paging
-    parameters")."""
-
-    async def body(k: Kernel, env: KernelEnv) -> None:
-        await env.sleep(MS)
-
-    env = run_kernel(body, npages=4096, swap_pages=16, config=_cfg())
-    u = env.k.uvmexp
-    assert (u.freemin, u.freetarg, u.wiredmax) == (136, 181, 1365)
-    assert u.freetarg << 2 == 724
-
-
-@pytest.mark.parametrize(
-    ("npages", "freemin", "freetarg", "wiredmax"),
-    [(16, 9, 12, 5), (64, 9, 12, 21), (269, 9, 12, 89), (300, 10, 13, 100), (512, 17, 22, 170)],
-)
-def test_uvmpd_tune_keeps_freemin_above_reserve_kernel_on_small_machines(
-    run_kernel: Any, npages: int, freemin: int, freetarg: int, wiredmax: int
-) -> None:
-    """uvmpd_tune: freemin = max(npages / 30, 16 KiB); "Make sure there's always a user page
-    free": at least reserve_kernel + 1 = 9; freetarg = freemin * 4 / 3."""
-
-    async def body(k: Kernel, env: KernelEnv) -> None:
-        await env.sleep(MS)
-
-    env = run_kernel(body, npages=npages, swap_pages=16, config=_cfg())
-    u = env.k.uvmexp
-    assert u.reserve_kernel == 8 and u.freemin >= u.reserve_kernel + 1
-    assert (u.freemin, u.freetarg, u.wiredmax) == (freemin, freetarg, wiredmax)
-
-
-def _tune(k: Kernel, npages: int) -> tuple[int, int]:
-    """uvmpd_tune of ``k`` as if it had ``npages`` (uvmexp.npages restored after)."""
-    u = k.uvmexp
-    saved = u.npages, u.freemin, u.freetarg, u.wiredmax
-    u.npages = npages
-    uvm_page.uvm_lock_pageq(k)
-    try:
-        uvm_pdaemon.uvmpd_tune(k)
-    finally:
-        uvm_page.uvm_unlock_pageq(k)
-    got = u.freemin, u.freetarg
-    u.npages, u.freemin, u.freetarg, u.wiredmax = saved
-    return got
-
-
-def test_uvmpd_tune_freetarg_floor_never_acts_with_4k_pages(run_kernel: Any) -> None:
-    """uvmpd_tune: "if (uvmexp.freetarg <= uvmexp.freemin) uvmexp.freetarg = uvmexp.freemin +
-    1;" acts only when freemin * 4 / 3 <= freemin, that is freemin <= 2. With 4 KiB pages the
-    16 KiB floor alone makes freemin at least 4 (and reserve_kernel 8 makes it at least 9),
-    so on this machine the line is dead whatever npages and reserve_kernel are: the booted
-    kernel's own uvmpd_tune, for every npages up to 2^16 and a sweep to 2^30, with
-    reserve_kernel 0 to 8."""
-    seen: list[tuple[int, int, int]] = []
-
-    async def body(k: Kernel, env: KernelEnv) -> None:
-        u = k.uvmexp
-        reserve = u.reserve_kernel
-        sizes = [*range(1, 1 << 16), *(1 << b for b in range(16, 31)), 3 * (1 << 20) + 7]
-        for rk in range(0, 9):
-            u.reserve_kernel = rk
-            for n in sizes:
-                freemin, freetarg = _tune(k, n)
-                assert freemin >= max(4, rk + 1) and freetarg == freemin * 4 // 3 > freemin
-            seen.append((rk, *_tune(k, 4096)))
-        u.reserve_kernel = reserve
-
-    run_kernel(body, npages=64, swap_pages=16, config=_cfg())
-    assert seen[0] == (0, 136, 181) and seen[8] == (8, 136, 181)
-
-
-def test_uvmpd_tune_freetarg_floor_on_a_16k_page_port_with_a_one_page_reserve(
-    run_kernel: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """What the floor is for: with 16 KiB pages the 16 KiB minimum is one page, and with a
-    kernel reserve of one page "Make sure there's always a user page free" raises freemin to
-    reserve_kernel + 1 = 2; then freetarg = 2 * 4 / 3 = 2 <= freemin, and the floor makes it
-    freemin + 1 = 3 (above 16 KiB pages: npages 59 gives npages / 30 = 1). Neither this page
-    size nor this reserve exists on this machine (previous test); the daemon's PAGE_SHIFT
-    and uvmexp.reserve_kernel are changed around one call of the booted kernel's
-    uvmpd_tune, the rest of the machine stays at 4 KiB pages."""
-    got: list[tuple[int, int]] = []
-
-    async def body(k: Kernel, env: KernelEnv) -> None:
-        u = k.uvmexp
-        reserve = u.reserve_kernel
-        u.reserve_kernel = 1
-        with monkeypatch.context() as m:
-            m.setattr(uvm_pdaemon, "PAGE_SHIFT", 14)
-            got.extend([_tune(k, 59), _tune(k, 60), _tune(k, 120)])
-        u.reserve_kernel = reserve
-
-    run_kernel(body, npages=64, swap_pages=16, config=_cfg())
-    # 59 and 60 pages: freemin 2 → floor; 120 pages: freemin 4, freetarg 5 (no floor)
-    assert got == [(2, 3), (2, 3), (4, 5)]
-
-
-# === uvm_pageout: M1-M11 (seed lines 208-323) =========================================================
-
-
-def test_M1_sleeps_when_no_request_and_no_nowait_failure(kenv: Any) -> None:
+def test_M1_sleeps_when_no_request_and_no_nowait_failure(live_pagedaemon: Any) -> None:
     """M1: "`uvm_nowait_failed == 0` and request list empty | sleep on `&uvm.pagedaemon` (free
     lock, no timeout); after waking `pdwoke` +1"."""
-    env = kenv(npages=64, config=_cfg())
-    passes = _record_passes(env.k)
+    env, passes = live_pagedaemon(npages=64)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
         await env.sleep(SECOND)
@@ -644,12 +94,10 @@ def test_M1_sleeps_when_no_request_and_no_nowait_failure(kenv: Any) -> None:
     env.run(body)
 
 
-def test_M1prime_no_sleep_while_a_nowait_failure_is_flagged(kenv: Any) -> None:
+def test_M1prime_no_sleep_while_a_nowait_failure_is_flagged(live_pagedaemon: Any) -> None:
     """M1': "flag set or list non-empty | no sleep, `pdwoke` unchanged". At the end of pass 1
     another CPU's NOWAIT allocation fails its search (reference §1.5 step 5: "sets the global
     `uvm_nowait_failed = 1` and wakes the daemon"): pass 2 follows without a sleep."""
-    env = kenv(npages=64, config=_cfg())
-    k = env.k
     failed: list[int] = []
 
     def nowait_fails(k: Kernel, n: int) -> None:
@@ -660,7 +108,7 @@ def test_M1prime_no_sleep_while_a_nowait_failure_is_flagged(kenv: Any) -> None:
             failed.append(r)
             assert k.uvm_nowait_failed == 1
 
-    passes = _record_passes(k, nowait_fails)
+    env, passes = live_pagedaemon(nowait_fails, npages=64)
     frame: list[int] = []
 
     async def body(k: Kernel, env: KernelEnv) -> None:
@@ -711,12 +159,11 @@ async def _request_scenario(env: KernelEnv) -> dict[str, Any]:
 
 
 def test_M2_first_request_is_the_pma_marked_busy_and_its_range_is_the_constraint(
-    kenv: Any,
+    live_pagedaemon: Any,
 ) -> None:
     """M2: "list non-empty | first request = pma; set its BUSY; constraint = its range".
     uvm_wait_pla queues the range in bytes: ptoa(start) .. ptoa(end) - 1 (reference §1.5)."""
-    env = kenv(npages=64, config=_cfg())
-    passes = _record_passes(env.k)
+    env, passes = live_pagedaemon(npages=64)
     out: dict[str, Any] = {}
 
     async def body(k: Kernel, env: KernelEnv) -> None:
@@ -733,13 +180,12 @@ def test_M2_first_request_is_the_pma_marked_busy_and_its_range_is_the_constraint
 
 
 def test_M10_request_freed_during_the_pass_is_unlinked_and_its_requester_woken(
-    kenv: Any,
+    live_pagedaemon: Any,
 ) -> None:
     """M10: "pma, FREED set | clear BUSY and LINKED, unlink, wake the requester". While the
     daemon holds it BUSY, uvm_wakeup_pla only sets FREED (reference §1.5: "if the request is
     not BUSY it also clears LINKED, unlinks it and wakes its sleeper")."""
-    env = kenv(npages=64, config=_cfg())
-    passes = _record_passes(env.k)
+    env, passes = live_pagedaemon(npages=64)
     out: dict[str, Any] = {}
 
     async def body(k: Kernel, env: KernelEnv) -> None:
@@ -759,21 +205,19 @@ def test_M10_request_freed_during_the_pass_is_unlinked_and_its_requester_woken(
 
 
 def test_M10prime_unsatisfied_request_brings_the_next_pass_without_a_sleep(
-    kenv: Any,
+    live_pagedaemon: Any,
 ) -> None:
     """M10': "pma, FREED not set | clear BUSY only; request stays queued → next loop does not
     sleep" ("XXX If UVM_PMA_FREED isn't set, no pages were freed.  Should we set UVM_PMA_FAIL
     in that case?"). The requested frame is a kernel page; another CPU frees it at the end of
     pass 2: uvm_wakeup_pla completes the request itself, as it is no longer BUSY."""
-    env = kenv(npages=64, config=_cfg())
-    k = env.k
     held: list[VmPage] = []
 
     def free_at_pass_2(k: Kernel, n: int) -> None:
         if n == 2:
             _free_pages(k, held)
 
-    passes = _record_passes(k, free_at_pass_2)
+    env, passes = live_pagedaemon(free_at_pass_2, npages=64)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
         held.extend(_kernel_pages(k, 1))
@@ -791,11 +235,9 @@ def test_M10prime_unsatisfied_request_brings_the_next_pass_without_a_sleep(
     env.run(body)
 
 
-def test_M10prime_leaves_the_request_linked_without_BUSY(kenv: Any) -> None:
+def test_M10prime_leaves_the_request_linked_without_BUSY(live_pagedaemon: Any) -> None:
     """M10': at the end of a pass that freed nothing in its range, the request is still on
     the list, LINKED, no longer BUSY, and its requester still sleeps."""
-    env = kenv(npages=64, config=_cfg())
-    k = env.k
     held: list[VmPage] = []
     state: list[tuple[int, bool, bool]] = []
 
@@ -808,7 +250,7 @@ def test_M10prime_leaves_the_request_linked_without_BUSY(kenv: Any) -> None:
         if n == 1:
             _free_pages(k, held)
 
-    _record_passes(k, look)
+    env, _ = live_pagedaemon(look, npages=64)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
         held.extend(_kernel_pages(k, 1))
@@ -821,13 +263,12 @@ def test_M10prime_leaves_the_request_linked_without_BUSY(kenv: Any) -> None:
 
 
 def test_M3_nowait_failure_constrains_only_bufbackoff_to_dma_and_clears_the_flag(
-    kenv: Any,
+    live_pagedaemon: Any,
 ) -> None:
     """M3: "list empty, flag set | constraint = `dma_constraint`; clear the flag; pma = none"
     ("XXX realisticly, this is what our nowait callers probably care about"). "with M3 the
     DMA constraint only reaches bufbackoff; the scans get `pma == NULL`"."""
-    env = kenv(npages=256, config=_cfg(bufcachepercent=50))
-    passes = _record_passes(env.k)
+    env, passes = live_pagedaemon(npages=256, bufcachepercent=50)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
         h = await pw.hold(env, "h", ("anon", 4, None, "w"))
@@ -848,10 +289,9 @@ def test_M3_nowait_failure_constrains_only_bufbackoff_to_dma_and_clears_the_flag
     env.run(body)
 
 
-def test_M4_without_request_or_flag_the_constraint_is_unrestricted(kenv: Any) -> None:
+def test_M4_without_request_or_flag_the_constraint_is_unrestricted(live_pagedaemon: Any) -> None:
     """M4: "list empty, flag clear | constraint = `no_constraint`"."""
-    env = kenv(npages=64, config=_cfg())
-    passes = _record_passes(env.k)
+    env, passes = live_pagedaemon(npages=64)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
         with capture_logs() as logs:
@@ -863,12 +303,11 @@ def test_M4_without_request_or_flag_the_constraint_is_unrestricted(kenv: Any) ->
     env.run(body)
 
 
-def test_M5_retunes_when_npages_changed_since_the_last_loop(kenv: Any) -> None:
+def test_M5_retunes_when_npages_changed_since_the_last_loop(live_pagedaemon: Any) -> None:
     """M5: "npages changed since last loop | rerun uvmpd_tune" ("check for new pages?").
     Memory hot-plug is not modelled: the test changes uvmexp.npages as uvm_page_physload
     would, then puts it back."""
-    env = kenv(npages=64, config=_cfg())
-    passes = _record_passes(env.k)
+    env, passes = live_pagedaemon(npages=64)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
         _wake_daemon(k)
@@ -886,11 +325,10 @@ def test_M5_retunes_when_npages_changed_since_the_last_loop(kenv: Any) -> None:
     env.run(body)
 
 
-def test_M6_inactarg_is_a_third_of_the_paging_queues(kenv: Any) -> None:
+def test_M6_inactarg_is_a_third_of_the_paging_queues(live_pagedaemon: Any) -> None:
     """M6: "inactarg = (active+inactive)/3, raised to freetarg+1 if <= freetarg": 48 active
     pages give 16; the scan (M8: inactive 0 < 16) then deactivates 16 (A5)."""
-    env = kenv(npages=64, config=_cfg())
-    passes = _record_passes(env.k)
+    env, passes = live_pagedaemon(npages=64)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
         h = await pw.hold(env, "h", ("anon", 48, None, "w"))
@@ -903,10 +341,9 @@ def test_M6_inactarg_is_a_third_of_the_paging_queues(kenv: Any) -> None:
     env.run(body)
 
 
-def test_M6_inactarg_is_raised_above_freetarg_on_small_queues(kenv: Any) -> None:
+def test_M6_inactarg_is_raised_above_freetarg_on_small_queues(live_pagedaemon: Any) -> None:
     """M6: 9 active pages give 9 / 3 = 3 <= freetarg 12, raised to freetarg + 1 = 13."""
-    env = kenv(npages=64, config=_cfg())
-    passes = _record_passes(env.k)
+    env, passes = live_pagedaemon(npages=64)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
         h = await pw.hold(env, "h", ("anon", 9, None, "w"))
@@ -919,13 +356,14 @@ def test_M6_inactarg_is_raised_above_freetarg_on_small_queues(kenv: Any) -> None
 
 
 @pytest.mark.parametrize("ndrm", [0, 1])
-def test_M7_size_zero_becomes_16_and_bufbackoff_gets_twice_that(kenv: Any, ndrm: int) -> None:
+def test_M7_size_zero_becomes_16_and_bufbackoff_gets_twice_that(
+    live_pagedaemon: Any, ndrm: int
+) -> None:
     """M7: "size = pma pages + max(0, freetarg - (free - DEFICIT)); 0 → 16" ("size = 16;
     /* XXX */"), then "(void) bufbackoff(&constraint, size * 2)". The cache backs off by
     max(size, bufbackpages) pages (reference §1.12): here 32. With NDRM > 0 the daemon also
     calls drmbackoff(size * 2), a no-op here (no DRM device is emulated)."""
-    env = kenv(npages=256, config=_cfg(bufcachepercent=50, ndrm=ndrm))
-    passes = _record_passes(env.k)
+    env, passes = live_pagedaemon(npages=256, bufcachepercent=50, ndrm=ndrm)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
         bc = k.bufcache
@@ -940,10 +378,9 @@ def test_M7_size_zero_becomes_16_and_bufbackoff_gets_twice_that(kenv: Any, ndrm:
     env.run(body)
 
 
-def test_M7_size_is_the_free_target_shortfall(kenv: Any) -> None:
+def test_M7_size_is_the_free_target_shortfall(live_pagedaemon: Any) -> None:
     """M7: with free 10 and no request, size = freetarg - free = 2: bufbackoff(.., 4)."""
-    env = kenv(npages=256, config=_cfg(bufcachepercent=50))
-    passes = _record_passes(env.k)
+    env, passes = live_pagedaemon(npages=256, bufcachepercent=50)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
         h = await pw.hold(env, "h", ("anon", k.uvmexp.free - 10, None, "w"))
@@ -958,20 +395,18 @@ def test_M7_size_is_the_free_target_shortfall(kenv: Any) -> None:
     env.run(body)
 
 
-def test_M7_size_adds_the_request_pages_to_the_shortfall(kenv: Any) -> None:
+def test_M7_size_adds_the_request_pages_to_the_shortfall(live_pagedaemon: Any) -> None:
     """M7: "size = pma pages (pm_size>>PAGE_SHIFT, if pma) + ..." : a 3-page kernel request
     (USERESERVE, so the reserve does not stop it before its search) with free 10 gives
     size 3 + 2 = 5: bufbackoff(.., 10). Another CPU frees the requested frames at the end of
     the pass."""
-    env = kenv(npages=256, config=_cfg(bufcachepercent=50))
-    k = env.k
     held: list[VmPage] = []
 
     def free_them(k: Kernel, n: int) -> None:
         if n == 1:
             _free_pages(k, held)
 
-    passes = _record_passes(k, free_them)
+    env, passes = live_pagedaemon(free_them, npages=256, bufcachepercent=50)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
         held.extend(_kernel_pages_at(k, 200, 3))
@@ -989,13 +424,12 @@ def test_M7_size_adds_the_request_pages_to_the_shortfall(kenv: Any) -> None:
 
 
 def test_M7_bufbackoff_gets_the_constraint_a_request_above_dma_recovers_nothing(
-    kenv: Any,
+    live_pagedaemon: Any,
 ) -> None:
     """M7: "bufbackoff(&constraint, 2×size)" with M2's constraint. A request for memory above
     4 GiB (none on this machine): bufbackoff "return -1 if the range lies entirely above DMA
     memory" (reference §1.12), so the cache keeps its pages; the daemon goes on."""
-    env = kenv(npages=256, config=_cfg(bufcachepercent=50, costs=_spinning_costs()))
-    passes = _record_passes(env.k)
+    env, passes = live_pagedaemon(npages=256, bufcachepercent=50, costs=_spinning_costs())
 
     async def body(k: Kernel, env: KernelEnv) -> None:
         bc = k.bufcache
@@ -1011,11 +445,10 @@ def test_M7_bufbackoff_gets_the_constraint_a_request_above_dma_recovers_nothing(
     env.run(body)
 
 
-def test_M8_scans_when_free_is_below_freetarg(kenv: Any) -> None:
+def test_M8_scans_when_free_is_below_freetarg(live_pagedaemon: Any) -> None:
     """M8: "pma, or `free − DEFICIT < freetarg`, or `inactive + INACT < inactarg` |
     `uvmpd_scan(pma)`": free 10 < 12 with the inactive target met (18 of inactarg 18)."""
-    env = kenv(npages=64, config=_cfg(), swap_pages=64)
-    passes = _record_passes(env.k)
+    env, passes = live_pagedaemon(npages=64, swap_pages=64)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
         h = await pw.hold(env, "h", ("anon", 54, None, "w"))
@@ -1031,10 +464,9 @@ def test_M8_scans_when_free_is_below_freetarg(kenv: Any) -> None:
     env.run(body)
 
 
-def test_M8_scans_when_inactive_is_below_inactarg(kenv: Any) -> None:
+def test_M8_scans_when_inactive_is_below_inactarg(live_pagedaemon: Any) -> None:
     """M8: free 44 >= freetarg, but inactive 0 < inactarg 13: scan, and A5 deactivates 13."""
-    env = kenv(npages=64, config=_cfg())
-    passes = _record_passes(env.k)
+    env, passes = live_pagedaemon(npages=64)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
         h = await pw.hold(env, "h", ("anon", 20, None, "w"))
@@ -1046,17 +478,15 @@ def test_M8_scans_when_inactive_is_below_inactarg(kenv: Any) -> None:
     env.run(body)
 
 
-def test_M8_scans_for_a_queued_request_even_when_both_targets_are_met(kenv: Any) -> None:
+def test_M8_scans_for_a_queued_request_even_when_both_targets_are_met(live_pagedaemon: Any) -> None:
     """M8: "pma" alone is enough: free 43 and inactive 13 = inactarg, but a request waits."""
-    env = kenv(npages=64, config=_cfg())
-    k = env.k
     held: list[VmPage] = []
 
     def free_it(k: Kernel, n: int) -> None:
         if n == 1:
             _free_pages(k, held)
 
-    passes = _record_passes(k, free_it)
+    env, passes = live_pagedaemon(free_it, npages=64)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
         h = await pw.hold(env, "h", ("anon", 20, None, "w"))
@@ -1073,10 +503,11 @@ def test_M8_scans_for_a_queued_request_even_when_both_targets_are_met(kenv: Any)
     env.run(body)
 
 
-def test_M8prime_no_scan_when_both_targets_are_met_and_nothing_is_requested(kenv: Any) -> None:
+def test_M8prime_no_scan_when_both_targets_are_met_and_nothing_is_requested(
+    live_pagedaemon: Any,
+) -> None:
     """M8': "none of those | no scan": free 44 >= 12 and inactive 13 >= inactarg 13."""
-    env = kenv(npages=64, config=_cfg())
-    passes = _record_passes(env.k)
+    env, passes = live_pagedaemon(npages=64)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
         h = await pw.hold(env, "h", ("anon", 20, None, "w"))
@@ -1121,7 +552,7 @@ def test_M9_wakes_free_sleepers_when_free_is_above_reserve_kernel(kenv: Any) -> 
     """M9: "`free > reserve_kernel` or `paging == 0` | `wakeup(&uvmexp.free)`" ("if there's
     any free memory to be had, wake up any waiters"): free 10 > 8, although this pass's
     pageouts are in flight; the pass freed nothing, so M9 is what woke the sleeper."""
-    env = kenv(npages=64, swap_pages=64, config=_cfg())
+    env = kenv(npages=64, swap_pages=64, config=pw.config())
     out: list[tuple[int, int, int, bool]] = []
 
     async def body(k: Kernel, env: KernelEnv) -> None:
@@ -1133,7 +564,7 @@ def test_M9_wakes_free_sleepers_when_free_is_above_reserve_kernel(kenv: Any) -> 
 
 def test_M9_wakes_free_sleepers_when_nothing_is_paging_even_at_the_reserve(kenv: Any) -> None:
     """M9: free 8 = reserve_kernel, but paging == 0: still "wake up any waiters"."""
-    env = kenv(npages=64, swap_pages=64, config=_cfg())
+    env = kenv(npages=64, swap_pages=64, config=pw.config())
     out: list[tuple[int, int, int, bool]] = []
 
     async def body(k: Kernel, env: KernelEnv) -> None:
@@ -1147,7 +578,7 @@ def test_M9prime_no_wakeup_at_the_reserve_while_pageouts_are_in_flight(kenv: Any
     """M9 not taken: free 8 <= reserve_kernel and paging 8 > 0 (this pass's pageouts are in
     flight): the daemon leaves the free sleepers asleep; the completions will wake someone
     (D3)."""
-    env = kenv(npages=64, swap_pages=64, config=_cfg())
+    env = kenv(npages=64, swap_pages=64, config=pw.config())
     out: list[tuple[int, int, int, bool]] = []
 
     async def body(k: Kernel, env: KernelEnv) -> None:
@@ -1157,12 +588,11 @@ def test_M9prime_no_wakeup_at_the_reserve_while_pageouts_are_in_flight(kenv: Any
     assert out == [(8, 8, 0, True)]
 
 
-def test_M11_each_pass_ends_unlocked_and_pays_its_cpu_time(kenv: Any) -> None:
+def test_M11_each_pass_ends_unlocked_and_pays_its_cpu_time(live_pagedaemon: Any) -> None:
     """M11: "always | unlock, `sched_pause(yield)`" ("scan done.  unlock page queues (the only
     lock we are holding)"). A daemon that loops without sleeping (a request it cannot
     satisfy, M10') yields its CPU time every pass: passes are a quantum apart."""
-    env = kenv(npages=64, config=_cfg(costs=_spinning_costs()))
-    passes = _record_passes(env.k)
+    env, passes = live_pagedaemon(npages=64, costs=_spinning_costs())
 
     async def body(k: Kernel, env: KernelEnv) -> None:
         high = atop(DMA_HIGH + 1)
@@ -1172,903 +602,5 @@ def test_M11_each_pass_ends_unlocked_and_pays_its_cpu_time(kenv: Any) -> None:
         assert all(b - a >= MS for a, b in itertools.pairwise(times))
         assert all(p.pageq_free and p.fpageq_free for p in passes)
         assert [p.pdwoke for p in passes[:4]] == [1, 1, 1, 1]
-
-    env.run(body)
-
-
-# === uvm_aiodone_daemon: D1-D3 (seed lines 329-369) ===================================================
-
-
-def test_D1_aiodoned_sleeps_while_no_buf_is_done(kenv: Any) -> None:
-    """D1: "queue empty → sleep" ("Otherwise sleep while avoiding races"): a wakeup with an
-    empty queue sends it back to sleep without a batch."""
-    env = kenv(npages=64, config=_cfg())
-
-    async def body(k: Kernel, env: KernelEnv) -> None:
-        await env.sleep(MS)
-        ad = k.uvm.aiodoned_proc
-        assert ad is not None and (ad.p_stat, ad.p_wmesg) == ("sleep", "aiodoned")
-        with capture_logs() as logs:
-            wakeup(k, chan(k.uvm, "aiodoned"))
-            await env.sleep(MS)
-        assert ad.p_wmesg == "aiodoned" and k.uvm.aio_done.empty()
-        assert [e for e in logs if e["event"] == "uvm_aiodone_daemon.batch"] == []
-
-    env.run(body)
-
-
-def test_D2_only_B_PDAEMON_bufs_take_their_pages_off_paging(kenv: Any) -> None:
-    """D2: "B_PDAEMON → paging −= pages" ("if (bp->b_flags & B_PDAEMON) uvmexp.paging -=
-    bp->b_bufsize >> PAGE_SHIFT"): the daemon's cluster (I16 counted it in paging) comes off;
-    another thread's async write was never counted and is not taken off."""
-    env = _daemonless(kenv, swap_pages=64)
-
-    async def body(k: Kernel, env: KernelEnv) -> None:
-        pw.be_the_pagedaemon(k, env)
-        h = await pw.hold(env, "h", ("anon", 20, None, "w"))
-        pgs = pw.pgs(env, h, 0)
-        pw.deactivate(k, pgs)
-        uvm_page.uvm_lock_pageq(k)
-        await uvm_pdaemon.uvmpd_scan_inactive(k, None, k.uvm.page_inactive)
-        uvm_page.uvm_unlock_pageq(k)
-        assert k.uvmexp.paging == 16  # one cluster of 16 in flight, B_PDAEMON
-        k.uvm.pagedaemon_proc = None  # another thread writes the other four
-        await _async_write(k, [pg for pg in pgs if not pg.pg_flags & PG_BUSY])
-        with capture_logs() as logs:
-            await pw.until(env, lambda: not any(pg.pg_flags & PG_BUSY for pg in pgs), "completions")
-            await env.sleep(MS)
-        batches = [e for e in logs if e["event"] == "uvm_aiodone_daemon.batch"]
-        assert sum(e["npages"] for e in batches) == 20 and sum(e["nbufs"] for e in batches) == 2
-        assert k.uvmexp.paging == 0  # 16 off, not 20
-        await pw.release(env, h)
-
-    env.run(body)
-
-
-async def _d3_scenario(env: KernelEnv, free: int) -> tuple[bool, bool]:
-    """A stand-in for the page daemon asleep on its channel and a free-memory sleeper; memory
-    held so that ``free`` pages are free; one async write completes. Returns whether each was
-    woken (daemon, free sleeper) by the completion."""
-    k = env.k
-    pw.machine_without_pagedaemon(k)
-    uvm_page.uvm_lock_pageq(k)
-    uvm_pdaemon.uvmpd_tune(k)
-    uvm_page.uvm_unlock_pageq(k)
-    pd = _sleeper(k, chan(k.uvm, "pagedaemon"), "pgdaemon")
-    fs = _sleeper(k, chan(k.uvmexp, "free"), "freewait")
-    h = await pw.hold(env, "h", ("anon", 4, None, "w"))
-    held = _kernel_pages(k, k.uvmexp.free - free)
-    assert k.uvmexp.free == free
-    await _async_write(k, pw.pgs(env, h, 0))
-    assert pd.woken_at is None and fs.woken_at is None
-    with capture_logs() as logs:
-        await pw.until(env, lambda: pd.woken_at is not None or fs.woken_at is not None, "a wakeup")
-        await env.sleep(MS)
-    (batch,) = [e for e in logs if e["event"] == "uvm_aiodone_daemon.batch"]
-    assert batch["free_sampled"] == free and batch["nbufs"] == 1
-    assert k.uvmexp.free == free  # completing the write freed nothing
-    woken = (not _asleep(k, pd), not _asleep(k, fs))
-    _free_pages(k, held)
-    await pw.release(env, h)
-    return woken
-
-
-def test_D3_completion_with_sampled_free_at_the_reserve_wakes_the_daemon(kenv: Any) -> None:
-    """D3: "sampled free ≤ reserve_kernel → wake daemon" ("if (free <= uvmexp.reserve_kernel)
-    wakeup(&uvm.pagedaemon)"), and not the free sleepers."""
-    env = _daemonless(kenv, swap_pages=64)
-    out: list[tuple[bool, bool]] = []
-
-    async def body(k: Kernel, env: KernelEnv) -> None:
-        out.append(await _d3_scenario(env, k.uvmexp.reserve_kernel))
-
-    env.run(body)
-    assert out == [(True, False)]
-
-
-def test_D3_completion_with_sampled_free_above_the_reserve_wakes_the_free_sleepers(
-    kenv: Any,
-) -> None:
-    """D3: "else wake free sleepers" ("wakeup(&uvmexp.free)"), and not the daemon."""
-    env = _daemonless(kenv, swap_pages=64)
-    out: list[tuple[bool, bool]] = []
-
-    async def body(k: Kernel, env: KernelEnv) -> None:
-        out.append(await _d3_scenario(env, k.uvmexp.reserve_kernel + 1))
-
-    env.run(body)
-    assert out == [(False, True)]
-
-
-def test_D3_decides_on_the_free_count_sampled_before_the_bufs_complete(kenv: Any) -> None:
-    """D3 with reference §4.13 ("The wake-up target is chosen from the free count read before
-    completing the bufs"): the process unmaps its pages while their pageout is in flight, so
-    the completion frees them (PG_RELEASED, §1.10) and free climbs from 8 to 12 — yet the
-    daemon is woken, as the sample said 8 <= reserve_kernel."""
-    env = _daemonless(kenv, swap_pages=64)
-
-    async def body(k: Kernel, env: KernelEnv) -> None:
-        pw.machine_without_pagedaemon(k)
-        pd = _sleeper(k, chan(k.uvm, "pagedaemon"), "pgdaemon")
-        h = await pw.hold(env, "h", ("anon", 4, None, "w"))
-        pgs = pw.pgs(env, h, 0)
-        held = _kernel_pages(k, k.uvmexp.free - 8)
-        await _async_write(k, pgs)
-
-        released: list[bool] = []
-
-        async def unmap(p: UserProcess) -> None:
-            await p.munmap(h.vas[0], 4 * PAGE)
-            released.append(all(pg.pg_flags & PG_BUSY and pg.pg_flags & PG_RELEASED for pg in pgs))
-
-        with capture_logs() as logs:
-            await pw.run_on(env, h, unmap)
-            assert released == [True]  # unmapped before the completion: left to it to free
-            await pw.until(env, lambda: k.uvm.aio_done.empty() and k.uvmexp.free == 12, "done")
-            await env.sleep(MS)
-        (batch,) = [e for e in logs if e["event"] == "uvm_aiodone_daemon.batch"]
-        assert batch["free_sampled"] == 8 and all(pg.pg_flags & PQ_FREE for pg in pgs)
-        assert not _asleep(k, pd)
-        assert k.uvmexp.swpginuse == 0  # the released anons gave their slots back
-        _free_pages(k, held)
-        await pw.release(env, h)
-
-    env.run(body)
-
-
-# === uvmpd_trylockowner, uvmpd_dropswap (seed lines 376-416) ==========================================
-
-
-def test_trylockowner_takes_the_object_lock_of_an_object_page(kenv: Any) -> None:
-    """uvmpd_trylockowner: "if (uobj != NULL) slock = uobj->vmobjlock", write try-lock,
-    "return the locked rwlock on success"."""
-    env = kenv(npages=64, config=_cfg())
-
-    async def body(k: Kernel, env: KernelEnv) -> None:
-        h = await pw.hold(env, "h", ("file", 1, "f.dat", "r"), ("shared", 1, "shm", "w"))
-        for r in (0, 1):
-            pg = pw.pg(env, h, r, 0)
-            slock = uvm_pdaemon.uvmpd_trylockowner(pg)
-            assert slock is pw.obj(h, r).vmobjlock and slock.rwl_owner is env.testproc
-            rw_exit(slock)
-        await pw.release(env, h)
-
-    env.run(body)
-
-
-def test_trylockowner_takes_the_anon_lock_of_an_anon_page(kenv: Any) -> None:
-    """uvmpd_trylockowner: "else { struct vm_anon *anon = pg->uanon; KASSERT(anon != NULL);
-    slock = anon->an_lock; }" (the amap's lock)."""
-    env = kenv(npages=64, config=_cfg())
-
-    async def body(k: Kernel, env: KernelEnv) -> None:
-        h = await pw.hold(env, "h", ("anon", 1, None, "w"))
-        slock = uvm_pdaemon.uvmpd_trylockowner(pw.pg(env, h, 0, 0))
-        assert slock is pw.anon(env, h, 0, 0).an_lock is pw.lock(h, 0)
-        assert slock.rwl_owner is env.testproc
-        rw_exit(slock)
-        await pw.release(env, h)
-
-    env.run(body)
-
-
-def test_trylockowner_returns_None_when_the_owner_is_locked_elsewhere(kenv: Any) -> None:
-    """uvmpd_trylockowner: "if (rw_enter(slock, RW_WRITE|RW_NOSLEEP)) return NULL" — the
-    lock stays with whoever holds it."""
-    env = kenv(npages=64, config=_cfg())
-
-    async def body(k: Kernel, env: KernelEnv) -> None:
-        h = await pw.hold(env, "h", ("anon", 1, None, "w"), ("file", 1, "f.dat", "r"))
-        cpu = pw.other_cpu(k)
-        for r in (0, 1):
-            lock = pw.lock(h, r)
-            await pw.run_on(env, cpu, pw.enter(k, lock))
-            assert uvm_pdaemon.uvmpd_trylockowner(pw.pg(env, h, r, 0)) is None
-            assert lock.rwl_owner is cpu.proc
-            await pw.run_on(env, cpu, pw.exit_(lock))
-        await pw.release(env, h)
-
-    env.run(body)
-
-
-def test_dropswap_frees_the_slot_of_an_anon_page(kenv: Any) -> None:
-    """uvmpd_dropswap: "if ((pg->pg_flags & PQ_ANON) && anon->an_swslot) {
-    uvm_swap_free(anon->an_swslot, 1); anon->an_swslot = 0; }". The page was paged in, then
-    written and deactivated (dirty: the case of I10/I12)."""
-    env = kenv(npages=64, config=_cfg())
-
-    async def body(k: Kernel, env: KernelEnv) -> None:
-        h = await pw.hold(env, "h", ("anon", 2, None, "w"))
-        (slot,) = await _anon_round_trip(env, h, 0, range(1))
-        await pw.run_on(env, h, _writes(h, 0, [0]))
-        pg = pw.pg(env, h, 0, 0)
-        pw.deactivate(k, [pg])
-        assert not pg.pg_flags & PG_CLEAN
-        inuse = k.uvmexp.swpginuse
-        lock = pw.lock(h, 0)
-        await rw_enter(k, lock, RW_WRITE)
-        uvm_pdaemon.uvmpd_dropswap(k, pg)
-        rw_exit(lock)
-        assert pw.anon(env, h, 0, 0).an_swslot == 0 and pw.slot_free(k, slot)
-        assert k.uvmexp.swpginuse == inuse - 1
-        await pw.release(env, h)
-
-    env.run(body)
-
-
-def test_dropswap_frees_the_aobj_slot_of_an_aobj_page(kenv: Any) -> None:
-    """uvmpd_dropswap: "else if (pg->pg_flags & PQ_AOBJ) { int slot = uao_set_swslot(
-    pg->uobject, pg->offset >> PAGE_SHIFT, 0); if (slot) uvm_swap_free(slot, 1); }"."""
-    env = kenv(npages=64, config=_cfg())
-
-    async def body(k: Kernel, env: KernelEnv) -> None:
-        h = await pw.hold(env, "h", ("shared", 2, "shm", "w"))
-        (slot,) = await _aobj_round_trip(env, h, 0, range(1))
-        await pw.run_on(env, h, _writes(h, 0, [0]))
-        pg = pw.pg(env, h, 0, 0)
-        pw.deactivate(k, [pg])
-        inuse = k.uvmexp.swpginuse
-        lock = pw.lock(h, 0)
-        await rw_enter(k, lock, RW_WRITE)
-        uvm_pdaemon.uvmpd_dropswap(k, pg)
-        rw_exit(lock)
-        assert uvm_aobj.uao_find_swslot(k, pw.obj(h, 0), 0) == 0 and pw.slot_free(k, slot)
-        assert k.uvmexp.swpginuse == inuse - 1
-        await pw.release(env, h)
-
-    env.run(body)
-
-
-def test_dropswap_leaves_vnode_pages_and_slotless_anons_alone(kenv: Any) -> None:
-    """uvmpd_dropswap: "=> called with owner locked": a vnode page has no swap, an anon
-    without a slot has none to drop; nothing changes."""
-    env = kenv(npages=64, config=_cfg())
-
-    async def body(k: Kernel, env: KernelEnv) -> None:
-        h = await pw.hold(env, "h", ("file", 1, "f.dat", "r"), ("anon", 1, None, "w"))
-        inuse = k.uvmexp.swpginuse
-        for r in (0, 1):
-            pg = pw.pg(env, h, r, 0)
-            flags = pg.pg_flags
-            lock = pw.lock(h, r)
-            await rw_enter(k, lock, RW_WRITE)
-            uvm_pdaemon.uvmpd_dropswap(k, pg)
-            rw_exit(lock)
-            assert pg.pg_flags == flags
-        assert pw.anon(env, h, 1, 0).an_swslot == 0 and k.uvmexp.swpginuse == inuse
-        await pw.release(env, h)
-
-    env.run(body)
-
-
-# === uvmpd_scan: S0-S4' (seed lines 877-944) ==========================================================
-
-
-def test_S0_every_scan_counts_a_revolution(kenv: Any) -> None:
-    """S0: "always | `pdrevs` +1", even when there is nothing to do."""
-    env = _daemonless(kenv)
-
-    async def body(k: Kernel, env: KernelEnv) -> None:
-        pw.be_the_pagedaemon(k, env)
-        assert (await _scan(k))["pdrevs"] == 1
-        assert (await _scan(k))["pdrevs"] == 1
-        assert k.uvmexp.pdrevs == 2
-
-    env.run(body)
-
-
-def test_S1_swapout_threads_below_target_with_pmap_collect(kenv: Any) -> None:
-    """S1: "`__HAVE_PMAP_COLLECT` and `free − DEFICIT < freetarg` | `pdswout` +1; unlock pages;
-    `uvm_swapout_threads`; re-lock" ("swap out some processes if we are below our free
-    target")."""
-    env = _daemonless(kenv, have_pmap_collect=True)
-
-    async def body(k: Kernel, env: KernelEnv) -> None:
-        pw.be_the_pagedaemon(k, env)
-        h = await pw.hold(env, "h", ("anon", 54, None, "w"))
-        assert k.uvmexp.free == 10
-        d = await _scan(k)
-        assert d["pdswout"] == 1 and k.uvmexp.pdswout == 1
-        await pw.release(env, h)
-
-    env.run(body)
-
-
-def test_S1_no_swapout_at_the_free_target_with_pmap_collect(kenv: Any) -> None:
-    """S1 not taken: free >= freetarg, even with __HAVE_PMAP_COLLECT."""
-    env = _daemonless(kenv, have_pmap_collect=True)
-
-    async def body(k: Kernel, env: KernelEnv) -> None:
-        pw.be_the_pagedaemon(k, env)
-        h = await pw.hold(env, "h", ("anon", 52, None, "w"))
-        assert k.uvmexp.free == FREETARG
-        assert (await _scan(k))["pdswout"] == 0
-        await pw.release(env, h)
-
-    env.run(body)
-
-
-def test_S1_absent_by_default_as_on_amd64(kenv: Any) -> None:
-    """S1: "**Absent on amd64.**" (reference §1.13: "On amd64 the whole call is compiled out of
-    the daemon since 1.105"): below target, pdswout stays 0."""
-    env = _daemonless(kenv)
-
-    async def body(k: Kernel, env: KernelEnv) -> None:
-        pw.be_the_pagedaemon(k, env)
-        assert k.config.have_pmap_collect is False
-        h = await pw.hold(env, "h", ("anon", 54, None, "w"))
-        assert k.uvmexp.free == 10
-        assert (await _scan(k))["pdswout"] == 0
-        await pw.release(env, h)
-
-    env.run(body)
-
-
-def test_S2_the_inactive_scan_gets_the_pma(kenv: Any) -> None:
-    """S2: "run uvmpd_scan_inactive(pma, inactive queue)". With the free target met
-    (free + paging >= 48), the scan without a request stops at once (I1a); with a request not
-    yet FREED it goes on and frees the head page, which marks the request FREED, and stops."""
-    env = _daemonless(kenv)
-
-    async def body(k: Kernel, env: KernelEnv) -> None:
-        pw.be_the_pagedaemon(k, env)
-        h = await pw.hold(env, "h", ("file", 2, "f.dat", "r"), ("anon", 6, None, "w"))
-        files = pw.pgs(env, h, 0)
-        pw.deactivate(k, files)
-        k.uvmexp.inactarg = 1  # no inactive shortage, before or after one page is freed
-        assert k.uvmexp.free == 56
-        d = await _scan(k)
-        assert (d["pdscans"], d["pdfreed"]) == (0, 0)
-        dma = dma_constraint()
-        pma = pw.linked_pma(k, dma.ucr_low, dma.ucr_high)
-        d = await _scan(k, pma)
-        pw.pma_done(k, pma)
-        assert (d["pdscans"], d["pdfreed"]) == (1, 1) and pma.pm_flags & UVM_PMA_FREED
-        assert files[0].pg_flags & PQ_FREE and files[1].pg_flags & PQ_INACTIVE
-        await pw.release(env, h)
-
-    env.run(body)
-
-
-def test_scan_start_dma_pma_matches_every_page_of_the_machine(kenv: Any) -> None:
-    """Reference §4.5: "Request ranges are byte addresses ... but the daemon compares
-    `atop(physical address)` (a page number) against them, so almost every page "matches" a
-    DMA range" (the port mirrors it: module docstring). A DMA request (bytes 0 .. 0xffffffff)
-    matches every page of the machine, so uvmpd_scan's inactive scan starts at whichever page
-    heads the queue with the request kept: with the free target met, only the request keeps
-    it going, it frees that head page (the request is then FREED) and stops."""
-    env = _daemonless(kenv, npages=64)
-
-    async def body(k: Kernel, env: KernelEnv) -> None:
-        pw.be_the_pagedaemon(k, env)
-        dma = dma_constraint()
-        assert all(dma.ucr_low <= atop(ptoa(f)) < dma.ucr_high for f in range(64))
-        h = await pw.hold(env, "h", ("file", 3, "f.dat", "r"), ("anon", 4, None, "w"))
-        files = sorted(pw.pgs(env, h, 0), key=lambda pg: -pg.phys_addr)
-        pw.deactivate(k, files)  # highest frame first
-        k.uvmexp.inactarg = 0
-        for head in files:
-            assert k.uvm.page_inactive.first() is head
-            assert k.uvmexp.free >= 4 * FREETARG  # the target is met
-            pma = pw.linked_pma(k, dma.ucr_low, dma.ucr_high)
-            d = await _scan(k, pma)
-            pw.pma_done(k, pma)
-            assert (d["pdscans"], d["pdfreed"]) == (1, 1) and pma.pm_flags & UVM_PMA_FREED
-            assert head.pg_flags & PQ_FREE
-        await pw.release(env, h)
-
-    env.run(body)
-
-
-def test_scan_start_byte_range_of_one_frame_matches_no_page_number(kenv: Any) -> None:
-    """Reference §4.5, the other side: a request for exactly the bytes of the frame holding
-    a clean inactive page, ptoa(f) .. ptoa(f + 1) - 1, matches no page *number* (all < 64),
-    so the scan starts at the head with the request forgotten (I0b) and, the free target
-    being met, frees nothing — not even the page the request asked for."""
-    env = _daemonless(kenv, npages=64)
-
-    async def body(k: Kernel, env: KernelEnv) -> None:
-        pw.be_the_pagedaemon(k, env)
-        h = await pw.hold(env, "h", ("file", 2, "f.dat", "r"), ("anon", 4, None, "w"))
-        files = pw.pgs(env, h, 0)
-        pw.deactivate(k, files)
-        k.uvmexp.inactarg = 2
-        f = atop(files[1].phys_addr)
-        assert f >= 1 and k.uvmexp.free >= 4 * FREETARG
-        pma = pw.linked_pma(k, ptoa(f), ptoa(f + 1) - 1)
-        d = await _scan(k, pma)
-        pw.pma_done(k, pma)
-        assert d["pdscans"] == 0 and d["pdfreed"] == 0 and not pma.pm_flags & UVM_PMA_FREED
-        assert files[1].pg_flags & PQ_INACTIVE
-        await pw.release(env, h)
-
-    env.run(body)
-
-
-def test_S3_inactive_shortage_counts_clean_buffer_pages_as_inactive(kenv: Any) -> None:
-    """S3: "inactive_shortage = inactarg − inactive − INACT": with inactarg 20, 4 inactive
-    pages and BUFPAGES_INACT clean buffer pages above the floor, the walk deactivates
-    20 - 4 - INACT pages. (Free is high, so the inactive scan stops at once, I1a.)"""
-    env = _daemonless(kenv, npages=128, bufcachepercent=10)
-
-    async def body(k: Kernel, env: KernelEnv) -> None:
-        pw.be_the_pagedaemon(k, env)
-        h = await pw.hold(env, "h", ("anon", 30, None, "w"))
-        pgs = pw.pgs(env, h, 0)
-        pw.deactivate(k, pgs[:4])
-        inact = vfs_bio.BUFPAGES_INACT(k)
-        assert inact > 0 and k.uvmexp.free >= 4 * FREETARG
-        k.uvmexp.inactarg = 20
-        d = await _scan(k)
-        assert d["pdscans"] == 0 and d["pddeact"] == 20 - 4 - inact
-        assert all(pg.pg_flags & PQ_INACTIVE for pg in pgs[: 20 - inact])
-        assert all(pg.pg_flags & PQ_ACTIVE for pg in pgs[20 - inact :])
-        await pw.release(env, h)
-
-    env.run(body)
-
-
-async def _swap_in_use(env: KernelEnv, anon_pages: int, round_trips: int = 16) -> Holder:
-    """Reference §1.14 on a 16-slot swap: a file page heads the active queue, then
-    ``anon_pages`` anon pages; ``round_trips`` of them (0 ..) were paged out and read back, so
-    they are active, PG_CLEAN, and own a slot each. No page is only in swap."""
-    k = env.k
-    h = await pw.hold(env, "h", ("file", 1, "f.dat", "r"), ("anon", anon_pages, None, "w"))
-    await _anon_round_trip(env, h, 1, range(round_trips))
-    assert k.uvmexp.swpages == 16 and k.uvmexp.swpginuse == round_trips
-    assert k.uvmexp.swpgonly == 0
-    k.uvmexp.inactarg = 0  # no inactive shortage: the walk runs for swap only
-    return h
-
-
-def _trylocks(lock: RWLock) -> list[int]:
-    calls: list[int] = []
-    lock.rwl_hook = lambda rwl: calls.append(1)
-    return calls
-
-
-@pytest.mark.parametrize(("anon_pages", "shortage"), [(53, 2), (52, 1)])
-def test_S4_swap_shortage_when_swap_slots_all_in_use(
-    kenv: Any, anon_pages: int, shortage: int
-) -> None:
-    """S4: "`free − DEFICIT < freetarg` and `swpginuse == swpages` and not `uvm_swapisfull()`
-    and pages_freed == 0 | swap_shortage = freetarg − (free − DEFICIT)" ("detect if we're not
-    going to be able to page anything out until we free some swap resources from active
-    pages"): exactly that many slots are taken from active pages."""
-    env = _daemonless(kenv)
-
-    async def body(k: Kernel, env: KernelEnv) -> None:
-        pw.be_the_pagedaemon(k, env)
-        h = await _swap_in_use(env, anon_pages)
-        assert k.uvmexp.free == FREETARG - shortage
-        d = await _scan(k)
-        assert d["pdfreed"] == 0 and d["swpginuse"] == -shortage
-        lost = [i for i in range(16) if pw.anon(env, h, 1, i).an_swslot == 0]
-        assert lost == list(range(shortage))
-        await pw.release(env, h)
-
-    env.run(body)
-
-
-def test_S4prime_no_swap_shortage_while_a_swap_slot_is_free(kenv: Any) -> None:
-    """S4': "otherwise | swap_shortage = 0": 15 of 16 slots in use (swpginuse != swpages):
-    no slot is taken, and with no inactive shortage the active walk does not even start."""
-    env = _daemonless(kenv)
-
-    async def body(k: Kernel, env: KernelEnv) -> None:
-        pw.be_the_pagedaemon(k, env)
-        h = await _swap_in_use(env, 53, round_trips=15)
-        assert k.uvmexp.free < FREETARG
-        calls = _trylocks(pw.lock(h, 1))
-        d = await _scan(k)
-        assert d["swpginuse"] == 0 and calls == []
-        assert all(pw.anon(env, h, 1, i).an_swslot for i in range(15))
-        await pw.release(env, h)
-
-    env.run(body)
-
-
-def test_S4prime_no_swap_shortage_when_swap_is_full(kenv: Any) -> None:
-    """S4': swap full (`uvm_swapisfull()`: swpgonly == swpages, every slot holds data that is
-    only in swap): nothing to gain from active pages; the walk does not start."""
-    env = _daemonless(kenv)
-
-    async def body(k: Kernel, env: KernelEnv) -> None:
-        pw.be_the_pagedaemon(k, env)
-        h = await pw.hold(env, "h", ("anon", 54, None, "w"), ("anon", 16, None, ""))
-        for i in range(16):
-            await env.page_out(pw.anon(env, h, 0, i))
-        await pw.run_on(env, h, _writes(h, 1, range(16)))
-        assert k.uvmexp.swpgonly == k.uvmexp.swpginuse == k.uvmexp.swpages == 16
-        assert k.uvmexp.free == 10
-        k.uvmexp.inactarg = 0
-        calls0, calls1 = _trylocks(pw.lock(h, 0)), _trylocks(pw.lock(h, 1))
-        d = await _scan(k)
-        assert d["swpginuse"] == 0 and calls0 == calls1 == []
-        await pw.release(env, h)
-
-    env.run(body)
-
-
-def test_S4prime_no_swap_shortage_when_the_inactive_scan_freed_pages(kenv: Any) -> None:
-    """S4': "pages_freed == 0" fails: the inactive scan freed a clean page (I7), so no slot
-    is taken from the active pages although free < freetarg and every slot is in use."""
-    env = _daemonless(kenv)
-
-    async def body(k: Kernel, env: KernelEnv) -> None:
-        pw.be_the_pagedaemon(k, env)
-        h = await _swap_in_use(env, 53)
-        pw.deactivate(k, [pw.pg(env, h, 1, 15)])  # clean: paged in, never written since
-        d = await _scan(k)
-        assert d["pdfreed"] == 1 and d["swpgonly"] == 1 and k.uvmexp.free == 11 < FREETARG
-        assert d["swpginuse"] == 0
-        assert all(pw.anon(env, h, 1, i).an_swslot for i in range(16))
-        await pw.release(env, h)
-
-    env.run(body)
-
-
-def test_S4prime_no_swap_shortage_at_the_free_target(kenv: Any) -> None:
-    """S4': free - DEFICIT = freetarg: no shortage, every slot stays."""
-    env = _daemonless(kenv)
-
-    async def body(k: Kernel, env: KernelEnv) -> None:
-        pw.be_the_pagedaemon(k, env)
-        h = await _swap_in_use(env, 51)
-        assert k.uvmexp.free == FREETARG
-        calls = _trylocks(pw.lock(h, 1))
-        d = await _scan(k)
-        assert d["swpginuse"] == 0 and calls == []
-        await pw.release(env, h)
-
-    env.run(body)
-
-
-# === the active walk: A1-A6 (seed lines 946-998) =====================================================
-
-
-async def _two_owners(env: KernelEnv, first: int = 1, second: int = 10) -> Holder:
-    """Two anon regions, each with its own amap lock; region 0's pages head the active
-    queue. Free memory is plentiful (no swap shortage)."""
-    h = await pw.hold(env, "h", ("anon", first, None, "w"), ("anon", second, None, "w"))
-    q = list(env.k.uvm.page_active)
-    assert q[:first] == pw.pgs(env, h, 0) and q[first:] == pw.pgs(env, h, 1)
-    return h
-
-
-async def _busy(k: Kernel, lock: RWLock, pg: VmPage, busy: bool) -> None:
-    """Busy (or un-busy) a page from the test body, as an I/O owner does: under its owner's
-    lock, write-protected while busy."""
-    await rw_enter(k, lock, RW_WRITE)
-    if busy:
-        pg.pg_flags |= PG_BUSY
-        k.pmap.pmap_page_protect(pg, PROT_READ)
-    else:
-        pg.pg_flags &= ~PG_BUSY
-    rw_exit(lock)
-
-
-def test_A1_busy_active_page_is_skipped_without_locking_its_owner(kenv: Any) -> None:
-    """A1: "PG_BUSY (checked without the owner lock) | skip"."""
-    env = _daemonless(kenv)
-
-    async def body(k: Kernel, env: KernelEnv) -> None:
-        pw.be_the_pagedaemon(k, env)
-        h = await _two_owners(env)
-        busy = pw.pg(env, h, 0, 0)
-        await _busy(k, pw.lock(h, 0), busy, True)
-        calls = _trylocks(pw.lock(h, 0))
-        k.uvmexp.inactarg = 3
-        d = await _scan(k)
-        assert calls == [] and busy.pg_flags & PQ_ACTIVE
-        assert d["pddeact"] == 3
-        assert all(pg.pg_flags & PQ_INACTIVE for pg in pw.pgs(env, h, 1)[:3])
-        pw.lock(h, 0).rwl_hook = None
-        await _busy(k, pw.lock(h, 0), busy, False)
-        await pw.release(env, h)
-
-    env.run(body)
-
-
-def test_A2_page_whose_owner_lock_is_held_elsewhere_is_skipped(kenv: Any) -> None:
-    """A2: "owner try-lock fails | skip" ("lock the page's owner.")."""
-    env = _daemonless(kenv)
-
-    async def body(k: Kernel, env: KernelEnv) -> None:
-        pw.be_the_pagedaemon(k, env)
-        h = await _two_owners(env, first=2)
-        cpu = pw.other_cpu(k)
-        await pw.run_on(env, cpu, pw.enter(k, pw.lock(h, 0)))
-        calls = _trylocks(pw.lock(h, 0))
-        k.uvmexp.inactarg = 3
-        d = await _scan(k)
-        assert len(calls) == 2 and pw.lock(h, 0).rwl_owner is cpu.proc
-        assert all(pg.pg_flags & PQ_ACTIVE for pg in pw.pgs(env, h, 0))
-        assert d["pddeact"] == 3
-        assert all(pg.pg_flags & PQ_INACTIVE for pg in pw.pgs(env, h, 1)[:3])
-        pw.lock(h, 0).rwl_hook = None
-        await pw.run_on(env, cpu, pw.exit_(pw.lock(h, 0)))
-        await pw.release(env, h)
-
-    env.run(body)
-
-
-def test_A3_page_busied_at_the_lock_instant_is_unlocked_and_skipped(kenv: Any) -> None:
-    """A3: "PG_BUSY after locking | unlock, skip" ("skip this page if it's busy."). Another
-    CPU busies the page between the unlocked check (A1) and the try-lock."""
-    env = _daemonless(kenv)
-
-    async def body(k: Kernel, env: KernelEnv) -> None:
-        pw.be_the_pagedaemon(k, env)
-        h = await _two_owners(env)
-        pg = pw.pg(env, h, 0, 0)
-        lock = pw.lock(h, 0)
-
-        def busied_now(rwl: RWLock) -> None:
-            rwl.rwl_hook = None
-            pg.pg_flags |= PG_BUSY
-            k.pmap.pmap_page_protect(pg, PROT_READ)
-
-        lock.rwl_hook = busied_now
-        k.uvmexp.inactarg = 3
-        d = await _scan(k)
-        assert lock.rwl_hook is None  # the try-lock happened (and succeeded) ...
-        assert lock.rwl_owner is False  # ... and was released
-        assert pg.pg_flags & PQ_ACTIVE and pg.pg_flags & PG_BUSY
-        assert d["pddeact"] == 3
-        assert all(p.pg_flags & PQ_INACTIVE for p in pw.pgs(env, h, 1)[:3])
-        await _busy(k, lock, pg, False)
-        await pw.release(env, h)
-
-    env.run(body)
-
-
-def test_A4a_swap_shortage_takes_the_slot_of_an_active_anon_page(kenv: Any) -> None:
-    """A4a: "swap_shortage > 0, PQ_ANON, slot ≠ 0 | free slot, `an_swslot` = 0, clear PG_CLEAN,
-    swap_shortage −1" ("if there's a shortage of swap, free any swap allocated to this page
-    so that other pages can be paged out")."""
-    env = _daemonless(kenv)
-
-    async def body(k: Kernel, env: KernelEnv) -> None:
-        pw.be_the_pagedaemon(k, env)
-        h = await _swap_in_use(env, 53)
-        slots = [pw.anon(env, h, 1, i).an_swslot for i in range(16)]
-        d = await _scan(k)
-        assert d["swpginuse"] == -2
-        for i in range(16):
-            anon = pw.anon(env, h, 1, i)
-            pg = anon.an_page
-            assert pg is not None
-            if i < 2:
-                assert anon.an_swslot == 0 and pw.slot_free(k, slots[i])
-                assert not pg.pg_flags & PG_CLEAN
-            else:
-                assert anon.an_swslot == slots[i] and pg.pg_flags & PG_CLEAN
-        await pw.release(env, h)
-
-    env.run(body)
-
-
-def test_A4b_swap_shortage_takes_the_slot_of_an_active_aobj_page(kenv: Any) -> None:
-    """A4b: "swap_shortage > 0, PQ_AOBJ, aobj slot ≠ 0 | clear it in the aobj, free slot,
-    clear PG_CLEAN, swap_shortage −1"."""
-    env = _daemonless(kenv)
-
-    async def body(k: Kernel, env: KernelEnv) -> None:
-        pw.be_the_pagedaemon(k, env)
-        h = await pw.hold(env, "h", ("shared", 20, "shm", "w"), ("anon", 34, None, "w"))
-        slots = await _aobj_round_trip(env, h, 0, range(16))
-        assert k.uvmexp.swpginuse == 16 and k.uvmexp.free == 10
-        k.uvmexp.inactarg = 0
-        d = await _scan(k)
-        assert d["swpginuse"] == -2
-        uobj = pw.obj(h, 0)
-        for i in range(16):
-            pg = pw.pg(env, h, 0, i)
-            if i < 2:
-                assert uvm_aobj.uao_find_swslot(k, uobj, i) == 0 and pw.slot_free(k, slots[i])
-                assert not pg.pg_flags & PG_CLEAN
-            else:
-                assert uvm_aobj.uao_find_swslot(k, uobj, i) == slots[i]
-                assert pg.pg_flags & PG_CLEAN
-        await pw.release(env, h)
-
-    env.run(body)
-
-
-def test_A4c_page_without_a_slot_does_not_count_against_the_swap_shortage(kenv: Any) -> None:
-    """A4c: "swap_shortage > 0, no slot (or vnode page) | nothing". The walk meets the file
-    page and 37 slotless anon pages before the 16 with slots; the shortage of 2 still takes
-    two slots, and the slotless pages keep their flags (the file page stays PG_CLEAN)."""
-    env = _daemonless(kenv)
-
-    async def body(k: Kernel, env: KernelEnv) -> None:
-        pw.be_the_pagedaemon(k, env)
-        h = await _swap_in_use(env, 53)
-        head = list(k.uvm.page_active)[:38]
-        assert head[0] is pw.pg(env, h, 0, 0) and all(pg.uanon is None or
-            pg.uanon.an_swslot == 0 for pg in head)  # fmt: skip
-        flags = [pg.pg_flags for pg in head]
-        d = await _scan(k)
-        assert d["swpginuse"] == -2
-        assert [pg.pg_flags for pg in head] == flags and head[0].pg_flags & PG_CLEAN
-        await pw.release(env, h)
-
-    env.run(body)
-
-
-def test_A5_deactivates_inactive_shortage_pages_from_the_head_unmapping_them(kenv: Any) -> None:
-    """A5: "inactive_shortage > 0 | remove all mappings (PROT_NONE), deactivate, `pddeact` +1,
-    inactive_shortage −1" ("deactivate this page if there's a shortage of inactive pages")."""
-    env = _daemonless(kenv)
-
-    async def body(k: Kernel, env: KernelEnv) -> None:
-        pw.be_the_pagedaemon(k, env)
-        h = await pw.hold(env, "h", ("anon", 20, None, "w"))
-        pgs = pw.pgs(env, h, 0)
-        k.uvmexp.inactarg = 5
-        d = await _scan(k)
-        assert d["pddeact"] == 5 and (d["inactive"], d["active"]) == (5, -5)
-        assert list(k.uvm.page_inactive) == pgs[:5]
-        assert not any(_mapped(k, pg) for pg in pgs[:5])
-        assert all(_mapped(k, pg) and pg.pg_flags & PQ_ACTIVE for pg in pgs[5:])
-        await pw.release(env, h)
-
-    env.run(body)
-
-
-def test_A5prime_page_stays_active_and_mapped_without_inactive_shortage(kenv: Any) -> None:
-    """A5': "inactive_shortage ≤ 0 | page stays active": the walk runs for the swap shortage
-    only; the pages that lose their slot stay on the active queue, mapped."""
-    env = _daemonless(kenv)
-
-    async def body(k: Kernel, env: KernelEnv) -> None:
-        pw.be_the_pagedaemon(k, env)
-        h = await _swap_in_use(env, 53)
-        d = await _scan(k)
-        assert d["pddeact"] == 0 and d["swpginuse"] == -2
-        for i in range(2):
-            pg = pw.pg(env, h, 1, i)
-            assert pw.anon(env, h, 1, i).an_swslot == 0
-            assert pg.pg_flags & PQ_ACTIVE and _mapped(k, pg)
-        await pw.release(env, h)
-
-    env.run(body)
-
-
-def test_A6_owner_lock_is_released_after_each_page(kenv: Any) -> None:
-    """A6: "always | unlock owner" ("we're done with this page."): at every try-lock of the
-    shared amap lock it is free again, and it is free after the walk."""
-    env = _daemonless(kenv)
-
-    async def body(k: Kernel, env: KernelEnv) -> None:
-        pw.be_the_pagedaemon(k, env)
-        h = await pw.hold(env, "h", ("anon", 20, None, "w"))
-        lock = pw.lock(h, 0)
-        states: list[bool] = []
-        lock.rwl_hook = lambda rwl: states.append(rwl.rwl_owner is False)
-        k.uvmexp.inactarg = 5
-        await _scan(k)
-        lock.rwl_hook = None
-        assert states == [True] * 5 and lock.rwl_owner is False
-        await pw.release(env, h)
-
-    env.run(body)
-
-
-# === uvmpd_drop / uvmpd_hibernate (seed lines 1002-1052, HIBERNATE) ==================================
-
-
-def test_uvmpd_drop_and_hibernate_refuse_without_HIBERNATE(kenv: Any) -> None:
-    """uvmpd_drop and uvmpd_hibernate exist only "#ifdef HIBERNATE"; the port refuses to run
-    them in a kernel built without it."""
-    env = kenv(npages=64, config=_cfg())
-
-    async def body(k: Kernel, env: KernelEnv) -> None:
-        h = await pw.hold(env, "h", ("file", 2, "f.dat", "r"))
-        with pytest.raises(Panic, match="HIBERNATE"):
-            await uvm_pdaemon.uvmpd_drop(k, k.uvm.page_active)
-        with pytest.raises(Panic, match="HIBERNATE"):
-            await uvm_pdaemon.uvmpd_hibernate(k)
-        assert all(pg.pg_flags & PQ_ACTIVE for pg in pw.pgs(env, h, 0))
-        await pw.release(env, h)
-
-    env.run(body)
-
-
-def test_uvmpd_hibernate_frees_clean_idle_object_pages_on_both_queues(kenv: Any) -> None:
-    """uvmpd_drop: "if (p->pg_flags & PQ_ANON || p->uobject == NULL) continue; if
-    (p->pg_flags & PG_BUSY) continue; if (p->pg_flags & PG_CLEAN) { ... pmap_page_protect(p,
-    PROT_NONE); uvm_pagefree(p); }", a clean aobj page counting in swpgonly ("this page now
-    lives only in swap"); uvmpd_hibernate runs it on the inactive then the active queue."""
-    env = kenv(npages=64, config=_cfg(hibernate=True))
-
-    async def body(k: Kernel, env: KernelEnv) -> None:
-        h = await pw.hold(
-            env, "h", ("file", 6, "f.dat", "r"), ("shared", 2, "shm", "w"), ("anon", 3, None, "w")
-        )
-        await _aobj_round_trip(env, h, 1, range(1))  # aobj page 0: clean, with a slot
-        await _anon_round_trip(env, h, 2, range(1))  # anon page 0: clean, with a slot
-        await pw.run_on(env, h, _writes(h, 0, [2]))
-        f = pw.pgs(env, h, 0)
-        pw.deactivate(k, f[:3])  # 0, 1 clean inactive; 2 inactive, dirty (pmap saw the write)
-        assert not f[2].pg_flags & PG_CLEAN
-        await _busy(k, pw.lock(h, 0), f[4], True)
-        shm, anons = pw.pgs(env, h, 1), pw.pgs(env, h, 2)
-        assert shm[0].pg_flags & PG_CLEAN and not shm[1].pg_flags & PG_CLEAN
-        assert anons[0].pg_flags & PG_CLEAN
-        swpgonly = k.uvmexp.swpgonly
-        await uvm_pdaemon.uvmpd_hibernate(k)
-        freed = [pg.pg_flags & PQ_FREE != 0 for pg in [*f, *shm, *anons]]
-        assert freed == [True, True, False, True, False, True, True, False, False, False, False]
-        assert k.uvmexp.swpgonly == swpgonly + 1
-        assert uvm_page.uvm_pagelookup(pw.obj(h, 0), 0) is None
-        assert k.uvm.pageqlock.mtx_owner is False and pw.lock(h, 0).rwl_owner is False
-        await _busy(k, pw.lock(h, 0), f[4], False)
-        got = []
-
-        async def reread(p: UserProcess) -> None:
-            got.append(await p.load(h.vas[1], PAGE))
-
-        await pw.run_on(env, h, reread)  # the dropped aobj page comes back from swap
-        assert got == [pw.data("h", 1, 0)]
-        await pw.release(env, h)
-
-    env.run(body)
-
-
-def test_uvmpd_drop_rechecks_PG_CLEAN_after_waiting_for_the_object_lock(kenv: Any) -> None:
-    """uvmpd_drop: rw_enter may sleep, so "if the page is clean we can free it now" is tested
-    again under the lock: another CPU that held the lock dirtied the page meanwhile."""
-    env = kenv(npages=64, config=_cfg(hibernate=True))
-
-    async def body(k: Kernel, env: KernelEnv) -> None:
-        h = await pw.hold(env, "h", ("file", 1, "f.dat", "r"))
-        pg = pw.pg(env, h, 0, 0)
-        lock = pw.lock(h, 0)
-        cpu = pw.other_cpu(k)
-        await pw.run_on(env, cpu, pw.enter(k, lock))
-
-        async def dirty_then_unlock() -> None:
-            await env.sleep(MS)
-            pg.pg_flags &= ~PG_CLEAN
-            rw_exit(lock)
-
-        pw.post(cpu, dirty_then_unlock)
-        t0 = k.sched.now
-        await uvm_pdaemon.uvmpd_drop(k, k.uvm.page_active)
-        assert k.sched.now - t0 >= MS  # it slept on the lock
-        assert pg.pg_flags & PQ_ACTIVE and uvm_page.uvm_pagelookup(pw.obj(h, 0), 0) is pg
-        assert lock.rwl_owner is False and k.uvm.pageqlock.mtx_owner is False
-        await pw.release(env, h)
-
-    env.run(body)
-
-
-def test_uvmpd_drop_trusts_PG_CLEAN_and_drops_a_page_written_through_its_mapping(
-    kenv: Any,
-) -> None:
-    """uvmpd_drop tests only the PG_CLEAN flag, never pmap_is_modified: a file page written
-    through its mapping since it was read (the write is only in the pmap's modified bit;
-    PG_CLEAN is resynced at deactivation, reference §1.6) is dropped, and the write is lost —
-    the file still holds its old bytes. Upstream, the file systems are synced before
-    hibernating (their flush checks the pmap), so this pins the seed's precondition."""
-    env = kenv(npages=64, config=_cfg(hibernate=True))
-
-    async def body(k: Kernel, env: KernelEnv) -> None:
-        h = await pw.hold(env, "h", ("file", 1, "f.dat", "r"))
-        await pw.run_on(env, h, _writes(h, 0, [0]))
-        pg = pw.pg(env, h, 0, 0)
-        assert pg.pg_flags & PG_CLEAN and k.pmap.pmap_is_modified(pg)
-        await uvm_pdaemon.uvmpd_hibernate(k)
-        assert pg.pg_flags & PQ_FREE
-        got: list[bytes] = []
-
-        async def reread(p: UserProcess) -> None:
-            got.append(await p.load(h.vas[0], 8))
-
-        await pw.run_on(env, h, reread)
-        assert got == [bytes(8)]  # the sparse file's zeros, not the write
-        await pw.release(env, h)
 
     env.run(body)
