@@ -147,16 +147,16 @@ class Machine:
     def _check_sizes(self) -> None:
         mc = self.scenario.machine
         try:
-            self.ram_pages = parse_size(mc["ram"])
-            self.swap_pages = parse_size(mc["swap"])
+            self.ram_pages = parse_size(mc.ram)
+            self.swap_pages = parse_size(mc.swap)
         except ValueError as e:
             raise ScenarioError(f"{self.scenario.source}: machine.ram/swap: {e}") from e
         if self.ram_pages < MIN_RAM_PAGES:
             raise ScenarioError(
-                f"{self.scenario.source}: machine.ram = {mc['ram']!r} is {self.ram_pages} pages;"
+                f"{self.scenario.source}: machine.ram = {mc.ram!r} is {self.ram_pages} pages;"
                 f" the kernel needs at least {MIN_RAM_PAGES} pages ({MIN_RAM_PAGES * 4} KiB)"
             )
-        if self.swap_pages < mc["swap_devices"]:
+        if self.swap_pages < mc.swap_devices:
             raise ScenarioError(
                 f"{self.scenario.source}: machine.swap is smaller than one page per device"
             )
@@ -184,7 +184,7 @@ class Machine:
 
     def run(self) -> Summary:
         """Run the machine until every process has exited; return the summary."""
-        loop = self.scenario.machine["loop"]
+        loop = self.scenario.machine.loop
         factory: Callable[[], asyncio.AbstractEventLoop] | None = None
         if loop == "uvloop":
             import uvloop
@@ -212,8 +212,8 @@ class Machine:
         evlog.configure(clock)
         ram = Ram(self.ram_pages)
         mmu = Mmu(ram)
-        cpu = Cpu(ram, mmu, clock, access_ns=mc["access_ns"], fault_ns=mc["fault_ns"],
-                  quantum_ns=max(1, mc["quantum_ns"]))  # fmt: skip
+        cpu = Cpu(ram, mmu, clock, access_ns=mc.access_ns, fault_ns=mc.fault_ns,
+                  quantum_ns=max(1, mc.quantum_ns))  # fmt: skip
         disks: list[SwapDisk] = []
         outcome, error = "ok", None
         k: Kernel | None = None
@@ -222,16 +222,16 @@ class Machine:
         clusters: dict[int, int] = {}
         passes = [0]
         try:
-            log.info("run.start", schema=SCHEMA, scenario=sc.name, seed=mc["seed"],
-                     ram_pages=self.ram_pages, swap_pages=self.swap_pages, loop=mc["loop"],
-                     device=dc["model"],
+            log.info("run.start", schema=SCHEMA, scenario=sc.name, seed=mc.seed,
+                     ram_pages=self.ram_pages, swap_pages=self.swap_pages, loop=mc.loop,
+                     device=dc.model,
                      wall_start=datetime.datetime.now(datetime.UTC).isoformat())  # fmt: skip
             disks = self._make_disks(workdir, clock)
             config = kernel_config(kc)
             filedir = workdir / "files"
             filedir.mkdir(exist_ok=True)
             k = machdep.boot(
-                ram, mmu, cpu, clock, disks, config, filedir=str(filedir), seed=mc["seed"]
+                ram, mmu, cpu, clock, disks, config, filedir=str(filedir), seed=mc.seed
             )
             self.kernel = k
 
@@ -246,10 +246,10 @@ class Machine:
                 assert k is not None
                 machdep.start(k)
                 time_traps(k, cpu, clock, stats)
-                c.spawn(sampler, k, mc["sample_interval_ns"], self, len(self._attached),
+                c.spawn(sampler, k, mc.sample_interval_ns, self, len(self._attached),
                         handles, name="sampler", daemon=True)  # fmt: skip
-                if mc["max_virtual_ns"]:
-                    c.spawn(watchdog, c, mc["max_virtual_ns"], name="watchdog", daemon=True)
+                if mc.max_virtual_ns:
+                    c.spawn(watchdog, c, mc.max_virtual_ns, name="watchdog", daemon=True)
                 for name, kind, fn, params in self._attached:
                     h = machdep.spawn_process(k, name, guard(fn), **params)
                     stats[h.pid] = ProcStats(name, kind)
@@ -296,17 +296,15 @@ class Machine:
     def _make_disks(self, workdir: Path, clock: Clock) -> list[SwapDisk]:
         sc = self.scenario
         dc = sc.device
-        fault_keys = ("fail_write_rate", "fail_read_rate", "fail_write_slots", "fail_read_slots",
-                      "fail_nth_io", "max_image_bytes", "extra_latency_ns")  # fmt: skip
-        model_params = {k: v for k, v in dc.items() if k not in fault_keys and k != "model"}
-        fk = {k: dc[k] for k in fault_keys}
+        model_params = dc.model_params()
+        fk = dc.faults()
         fk["max_image_bytes"] = fk["max_image_bytes"] or None
-        ndev = sc.machine["swap_devices"]
+        ndev = sc.machine.swap_devices
         disks = []
         for i in range(ndev):
             try:
-                model = make_model(dc["model"], **model_params)
-                faults = FaultConfig.from_mapping({**fk, "seed": sc.machine["seed"] * 1000 + i})
+                model = make_model(dc.model, **model_params)
+                faults = FaultConfig.from_mapping({**fk, "seed": sc.machine.seed * 1000 + i})
             except ValueError as e:
                 raise ScenarioError(f"{sc.source}: [device]: {e}") from e
             n = self.swap_pages // ndev + (1 if i < self.swap_pages % ndev else 0)
@@ -357,8 +355,8 @@ class Machine:
         return Summary({
             "schema": SUMMARY_SCHEMA,
             "scenario": sc.name,
-            "seed": sc.machine["seed"],
-            "loop": sc.machine["loop"],
+            "seed": sc.machine.seed,
+            "loop": sc.machine.loop,
             "outcome": outcome,
             "error": error,
             "ram_pages": self.ram_pages,
