@@ -7,15 +7,19 @@ Validation, the error messages, ``--set`` coercion and the key list of ``emu sce
 like a field of :class:`kernel.kernel.KernelConfig` reaches the kernel with no other change
 (:func:`emu.probes.kernel_config`).
 
-:func:`check_table` validates one table against a Struct key by key, so that each message names the
-input, the ``section.key``, the value and what is accepted.
+:func:`check_table` validates one table against a Struct key by key, so that each message
+names the input, the ``section.key``, the value and what is accepted; a workload's params go
+through the same function with a Struct made from its signature (:func:`signature_struct`).
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import tomllib
-from collections.abc import Mapping
+import typing
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 import msgspec
@@ -24,7 +28,7 @@ from msgspec import Meta, Struct
 
 __all__ = [
     "SECTIONS", "ConfigError", "DeviceSection", "KernelSection", "MachineSection", "check_table",
-    "coerce", "keys_help", "what",
+    "coerce", "keys_help", "signature_struct", "what",
 ]  # fmt: skip
 
 S = TypeVar("S", bound=Struct)
@@ -226,6 +230,34 @@ def check_table(cls: type[S], given: Mapping[str, Any], label: str, prefix: str,
             doc = _info(f.type)[1] or what(f.type)
             raise ConfigError(f"{label}: {prefix}{f.name} is missing: {doc}")
     return msgspec.convert(out, cls)
+
+
+@functools.cache
+def signature_struct(fn: Callable[..., Any]) -> tuple[type[Struct], bool]:
+    """The keyword params of ``fn`` after its first (a workload's ``p``) as a Struct: types
+    from the annotations (``Annotated[int, Meta(ge=1)]`` carries a range), defaults from the
+    signature; and whether ``fn`` also takes ``**params``. A param without an annotation, or
+    with one msgspec cannot check, takes any value."""
+    try:
+        hints = typing.get_type_hints(fn, include_extras=True)
+    except Exception:  # an annotation naming something out of reach: check no type
+        hints = {}
+    fields: list[tuple[str, Any, Any] | tuple[str, Any]] = []
+    var_kw = False
+    for prm in list(inspect.signature(fn).parameters.values())[1:]:
+        if prm.kind is prm.VAR_KEYWORD:
+            var_kw = True
+            continue
+        if prm.kind is prm.VAR_POSITIONAL:
+            continue
+        t = hints.get(prm.name, Any)
+        try:
+            mi.type_info(t)
+        except (TypeError, ValueError):
+            t = Any
+        fields.append((prm.name, t) if prm.default is prm.empty else (prm.name, t, prm.default))
+    name = getattr(fn, "__name__", "params")
+    return msgspec.defstruct(name, fields, kw_only=True, frozen=True), var_kw
 
 
 def coerce(cls: type[Struct], key: str, raw: str) -> Any:

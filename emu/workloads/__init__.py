@@ -2,7 +2,9 @@
 
 ``WORKLOADS[kind]`` is ``async def fn(p: ProcessHandle, **params) -> None``; a scenario's
 ``[[workload]]`` table names it with ``kind = "..."`` and passes the other keys as params.
-:func:`describe` lists every kind with its params and defaults (``emu scenarios --workloads``).
+:func:`describe` lists every kind with its params and defaults (``emu scenarios --workloads``):
+the params' types and defaults come from each function's signature and annotations
+(:func:`emu.config.signature_struct`), their docs from its ``Params:`` docstring section.
 docs/workloads.md is the guide.
 """
 
@@ -13,6 +15,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
+from emu.config import signature_struct, what
 from emu.workloads.stock import file_rmw, hog, phase_shift, seq_scan, shared_pair, uniform, zipf
 from emu.workloads.trace import trace_replay
 
@@ -37,6 +42,7 @@ class Param:
     name: str
     default: Any  # inspect.Parameter.empty when the param is required
     doc: str
+    what: str = "any value"  # the declared type in words (emu.config.what)
 
     @property
     def required(self) -> bool:
@@ -73,14 +79,17 @@ def _param_docs(doc: str) -> dict[str, str]:
 
 
 def info(kind: str) -> WorkloadInfo:
-    """Summary and params (name, default, doc) of the stock workload ``kind``."""
+    """Summary and params (name, default, doc, type) of the stock workload ``kind``; the
+    types and defaults are those every run checks (:func:`emu.config.signature_struct`)."""
     fn = WORKLOADS[kind]
     doc = inspect.getdoc(fn) or ""
     docs = _param_docs(doc)
+    st, _ = signature_struct(fn)
     params = tuple(
-        Param(name, prm.default, docs.get(name, ""))
-        for name, prm in list(inspect.signature(fn).parameters.items())[1:]
-    )
+        Param(f.name, inspect.Parameter.empty if f.required else f.default, docs.get(f.name, ""),
+              what(f.type))
+        for f in msgspec.structs.fields(st)
+    )  # fmt: skip
     return WorkloadInfo(kind, doc.split("\n", 1)[0], params)
 
 

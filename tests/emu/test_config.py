@@ -10,6 +10,7 @@ from emu.cli import main
 from emu.config import SECTIONS, KernelSection, coerce, keys_help
 from emu.machine import Machine
 from emu.scenario import ScenarioError, load_scenario, parse_set
+from emu.workloads import info
 
 
 def test_a_loaded_scenario_is_typed_and_filled_with_the_definitions_defaults() -> None:
@@ -71,3 +72,10 @@ def test_every_key_of_every_section_is_listed_by_emu_scenarios_help(
 def test_the_api_keywords_validate_through_the_same_definition(kw: dict[str, object], needle: str) -> None:
     with pytest.raises(ScenarioError, match=needle.replace(".", r"\.").replace("(", r"\(")):
         Machine(**kw)  # type: ignore[arg-type]
+
+
+def test_workload_params_are_typed_from_the_signature() -> None:
+    params = {p.name: p for p in info("zipf").params}
+    assert params["pages"].default == 1024 and params["pages"].what.startswith("an integer")
+    assert params["scatter"].what == "true or false"
+    assert info("trace_replay").params[0].required
