@@ -267,9 +267,9 @@ def _check_sweepable(sc: Scenario) -> None:
             "each device counts fail_nth_io on its own; sweep a scenario with one swap device"
         )
     for key in _FAULT_KEYS:
-        if getattr(sc.device, key):
+        if value := getattr(sc.device, key):
             raise ScenarioError(
-                f"{sc.source}: ioerr-sweep: device.{key} = {getattr(sc.device, key)!r}: the sweep injects "
+                f"{sc.source}: ioerr-sweep: device.{key} = {value!r}: the sweep injects "
                 f"its own faults; remove it (e.g. --set device.{key}=0)"
             )
 

@@ -69,7 +69,9 @@ def test_every_key_of_every_section_is_listed_by_emu_scenarios_help(
         ({"nosuch": 1}, "unknown key machine.nosuch"),
     ],
 )
-def test_the_api_keywords_validate_through_the_same_definition(kw: dict[str, object], needle: str) -> None:
+def test_the_api_keywords_validate_through_the_same_definition(
+    kw: dict[str, object], needle: str
+) -> None:
     with pytest.raises(ScenarioError, match=needle.replace(".", r"\.").replace("(", r"\(")):
         Machine(**kw)  # type: ignore[arg-type]
 
