@@ -196,7 +196,7 @@ def _why(ftype: Any, value: Any) -> str:
     if isinstance(info, mi.LiteralType):
         return f"use {what(info)}"
     if not _type_ok(info, value):
-        return f"expected {doc or what(info)}"
+        return f"expected {what(info)}" + (f" ({doc})" if doc else "")
     if isinstance(info, mi.StrType):
         return f"must be {doc or what(info)}"
     return f"must be {_bounds(info) or what(info)}" + (f" ({doc})" if doc else "")

@@ -3,6 +3,8 @@ coercion and the key list (issue 11 item 5)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import msgspec
 import pytest
 
@@ -81,3 +83,20 @@ def test_workload_params_are_typed_from_the_signature() -> None:
     assert params["pages"].default == 1024 and params["pages"].what.startswith("an integer")
     assert params["scatter"].what == "true or false"
     assert info("trace_replay").params[0].required
+
+
+@pytest.mark.parametrize(
+    ("item", "needle"),
+    [
+        ("machine.seed=abc", "machine.seed = 'abc': expected an integer (seed of every"),
+        ("machine.seed=1.5", "machine.seed = 1.5: expected an integer"),
+        ("kernel.debug=1", "kernel.debug = 1: expected true or false (DEBUG:"),
+        ("device.rpm=fast", "device.rpm = 'fast': expected an integer (hdd: spindle speed)"),
+    ],
+)
+def test_a_value_of_the_wrong_type_says_which_type_is_expected(
+    item: str, needle: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 12 item 20: ``seed = 'abc'`` -> "expected an integer", then what the key is."""
+    assert main(["run", "small", "--quiet", "--out", str(tmp_path), "--set", item]) == 2
+    assert needle in capsys.readouterr().err
