@@ -27,8 +27,9 @@ import msgspec.inspect as mi
 from msgspec import Meta, Struct
 
 __all__ = [
-    "SECTIONS", "ConfigError", "DeviceSection", "KernelSection", "MachineSection", "check_table",
-    "coerce", "keys_help", "signature_struct", "what",
+    "SECTIONS", "ConfigError", "ConfigTypeError", "Count", "DeviceSection", "Fraction",
+    "KernelSection", "MachineSection", "Ns", "Pages", "check_table", "coerce", "keys_help",
+    "signature_struct", "what",
 ]  # fmt: skip
 
 S = TypeVar("S", bound=Struct)
@@ -38,7 +39,16 @@ class ConfigError(ValueError):
     """A scenario (file, key or value) that cannot be run; the message says how to fix it."""
 
 
+class ConfigTypeError(ConfigError, TypeError):
+    """An unknown key, a missing one, or a value of the wrong type (also a TypeError, as a
+    Python call with such an argument would raise)."""
+
+
+# Constrained types for sections and workload params (emu.api re-exports them).
 Ns = Annotated[int, Meta(ge=0)]  # a virtual duration in ns
+Count = Annotated[int, Meta(ge=0)]  # how many (accesses, passes, ...)
+Pages = Annotated[int, Meta(ge=1)]  # a size in pages
+Fraction = Annotated[float, Meta(ge=0, le=1)]  # a probability or a share
 
 
 class MachineSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -190,45 +200,54 @@ def _type_ok(info: mi.Type, value: Any) -> bool:
     return True
 
 
-def _why(ftype: Any, value: Any) -> str:
-    """Why msgspec refused ``value`` for ``ftype``: what is expected, and the key's doc."""
-    info, doc = _info(ftype)
+def _why(ftype: Any, value: Any, doc: str) -> tuple[str, bool]:
+    """Why msgspec refused ``value`` for ``ftype``: what is expected and the key's doc; and
+    whether it is the value's type (else its range) that is wrong."""
+    info = _info(ftype)[0]
     if isinstance(info, mi.LiteralType):
-        return f"use {what(info)}"
+        return f"use {what(info)}", not any(type(v) is type(value) for v in info.values)
     if not _type_ok(info, value):
-        return f"expected {what(info)}" + (f" ({doc})" if doc else "")
+        return f"expected {what(info)}" + (f" ({doc})" if doc else ""), True
     if isinstance(info, mi.StrType):
-        return f"must be {doc or what(info)}"
-    return f"must be {_bounds(info) or what(info)}" + (f" ({doc})" if doc else "")
+        return f"must be {doc or what(info)}", False
+    return f"must be {_bounds(info) or what(info)}" + (f" ({doc})" if doc else ""), False
 
 
 def check_table(cls: type[S], given: Mapping[str, Any], label: str, prefix: str, title: str,
-          extra: bool = False) -> S:  # fmt: skip
+                *, noun: str = "key", docs: Mapping[str, str] | None = None,
+                extra: bool = False) -> S:  # fmt: skip
     """Validate the table ``given`` against ``cls`` key by key and build it.
 
     => ``label`` names the input (a file, "<api>"), ``prefix`` goes before each key in
        messages ("machine."), ``title`` names the table in the list of known keys ("[machine]")
-    => ``extra``: keys ``cls`` does not declare are kept aside, not refused (a workload that
+    => ``docs``: what each key is, where ``cls`` has no description (a workload's docstring)
+    => ``extra``: keys ``cls`` does not declare are let through, not refused (a workload that
        takes ``**params``); the built Struct never holds them
-    => raises ConfigError naming the key, the value and what is accepted
+    => raises ConfigTypeError for an unknown key or a value of the wrong type, ConfigError
+       for a value out of range; the message names the key, the value and what is accepted
     """
     fields = {f.name: f for f in msgspec.structs.fields(cls)}
+    docs = docs or {}
     out: dict[str, Any] = {}
     for key, value in given.items():
         f = fields.get(key)
         if f is None:
             if extra:
                 continue
-            known = ", ".join(sorted(fields))
-            raise ConfigError(f"{label}: unknown key {prefix}{key}; known keys of {title}: {known}")
+            known = ", ".join(sorted(fields)) or "none"
+            raise ConfigTypeError(
+                f"{label}: unknown {noun} {prefix}{key}; known {noun}s of {title}: {known}"
+            )
         try:
             out[key] = msgspec.convert(value, f.type, strict=True)
         except msgspec.ValidationError as e:
-            raise ConfigError(f"{label}: {prefix}{key} = {value!r}: {_why(f.type, value)}") from e
+            why, wrong_type = _why(f.type, value, docs.get(key) or _info(f.type)[1])
+            err = ConfigTypeError if wrong_type else ConfigError
+            raise err(f"{label}: {prefix}{key} = {value!r}: {why}") from e
     for f in fields.values():
         if f.required and f.name not in out:
-            doc = _info(f.type)[1] or what(f.type)
-            raise ConfigError(f"{label}: {prefix}{f.name} is missing: {doc}")
+            doc = docs.get(f.name) or _info(f.type)[1] or what(f.type)
+            raise ConfigTypeError(f"{label}: {prefix}{f.name} is missing: {doc}")
     return msgspec.convert(out, cls)
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import inspect
 import json
 import os
 import tempfile
@@ -54,6 +55,7 @@ from emu.probes import (
 )
 from emu.ram import Ram, parse_size
 from emu.scenario import Scenario, ScenarioError, validate
+from emu.workloads import WORKLOADS, check_params
 from kernel.arch.emu import machdep
 from kernel.kernel import Kernel
 from kernel.sys.systm import Panic
@@ -130,18 +132,9 @@ class Machine:
     ) -> Machine:
         m = cls.__new__(cls)
         m._setup(sc, run_dir, force, log_level, keep_images=False)
-        from emu.workloads import WORKLOADS
-
         for w in sc.workloads:
-            fn = WORKLOADS.get(w.kind)
-            if fn is None:
-                raise ScenarioError(
-                    f"{sc.source}: workload '{w.name}': unknown kind {w.kind!r}; "
-                    f"stock kinds: {', '.join(sorted(WORKLOADS))}"
-                )
             for i in range(w.count):
-                name = w.name if w.count == 1 else f"{w.name}.{i}"
-                m._attached.append((name, w.kind, fn, dict(w.params)))
+                m.attach(w.kind, name=w.name if w.count == 1 else f"{w.name}.{i}", **w.params)
         return m
 
     def _check_sizes(self) -> None:
@@ -163,21 +156,27 @@ class Machine:
 
     def attach(self, fn: Workload | str, name: str | None = None, **params: Any) -> None:
         """Attach ``fn`` (``async def fn(p, **params)``, or a stock workload's kind name) as a
-        process called ``name``; it starts when :meth:`run` does."""
+        process called ``name``; it starts when :meth:`run` does.
+
+        => ``params`` are checked against ``fn``'s signature and annotations now: an unknown
+           name or a value of the wrong type raises TypeError, one out of range ValueError
+        => a ``fn`` that is not a coroutine function raises TypeError
+        """
         kind = "custom"
         if isinstance(fn, str):
-            from emu.workloads import WORKLOADS
-
             if fn not in WORKLOADS:
                 raise ScenarioError(
                     f"attach: unknown stock workload {fn!r}; kinds: {', '.join(sorted(WORKLOADS))}"
                 )
             kind, fn = fn, WORKLOADS[fn]
-        if not callable(fn):
-            raise TypeError(f"attach: {fn!r} is not a coroutine function")
+        if not inspect.iscoroutinefunction(fn):
+            raise TypeError(f"attach: {fn!r} is not a coroutine function; a workload is "
+                            "`async def fn(p, **params)`")  # fmt: skip
         name = str(name or getattr(fn, "__name__", "proc"))
         if any(a[0] == name for a in self._attached):
             raise ScenarioError(f"attach: a process named {name!r} is already attached")
+        label = kind if kind != "custom" else getattr(fn, "__name__", kind)
+        params = check_params(fn, params, f"{self.scenario.source}: workload '{name}' ({label})")
         self._attached.append((name, kind, fn, params))
 
     # --- running ---------------------------------------------------------------------------

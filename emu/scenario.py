@@ -8,8 +8,11 @@ A scenario has four sections, each a typed structure defined once in :mod:`emu.c
     [kernel]     KernelSection: daemon and UVM options (diagnostic, bufcache, ...)
     [[workload]] WorkloadSpec: kind, name, count, and the workload's own params
 
-Every unknown key and every bad value is refused with :class:`ScenarioError`, whose message
-names the input, the key and the fix; the CLI turns it into exit status 2.
+Every unknown key and every bad value, workload params included (checked against the
+workload's signature, :func:`emu.workloads.check_params`), is refused with
+:class:`ScenarioError`, whose message names the input, the key and the fix; the CLI turns it
+into exit status 2. ``--set section.key=value`` overrides a key, ``--set
+workload.NAME.PARAM=value`` a param of the workload called NAME.
 """
 
 from __future__ import annotations
@@ -31,7 +34,9 @@ from emu.config import (
     MachineSection,
     check_table,
     coerce,
+    signature_struct,
 )
+from emu.workloads import WORKLOADS, check_params
 
 __all__ = [
     "SECTIONS", "Scenario", "ScenarioError", "WorkloadSpec", "builtin_names", "load_scenario",
@@ -99,6 +104,28 @@ def parse_set(item: str) -> tuple[str, str, Any]:
     return section, key, coerce(cls, key, raw) if cls is not None else raw
 
 
+def _set_param(data: dict[str, Any], item: str, key: str, raw: str) -> None:
+    """``--set workload.NAME.PARAM=VALUE``: set a param of the [[workload]] named NAME, with
+    the param's declared type."""
+    name, sep, param = key.partition(".")
+    tables = data.get("workload", [])
+    if not sep or not param or not isinstance(tables, list):
+        raise ScenarioError(f"--set '{item}': expected workload.NAME.PARAM=VALUE, "
+                            "e.g. --set workload.hog.max_pages=256")  # fmt: skip
+    names = [t.get("name", f"{t.get('kind')}{i}") if isinstance(t, dict) else None
+             for i, t in enumerate(tables)]  # fmt: skip
+    if name not in names:
+        known = ", ".join(str(n) for n in names) or "none"
+        raise ScenarioError(f"--set '{item}': no workload named {name!r}; workloads: {known}")
+    table = tables[names.index(name)]
+    fn = WORKLOADS.get(table.get("kind"))
+    value = coerce(signature_struct(fn)[0], param, raw) if fn is not None else raw
+    if param in WorkloadSpec.__struct_fields__:
+        table.setdefault("params", {})[param] = value
+    else:
+        table[param] = value  # an inline param wins over the params table
+
+
 def load_scenario(
     spec: str | dict[str, Any], overrides: list[str] | None = None, name: str | None = None
 ) -> Scenario:
@@ -114,8 +141,9 @@ def load_scenario(
     for item in overrides or []:
         section, key, value = parse_set(item)
         if section == "workload":
-            raise ScenarioError(f"--set '{item}': workloads are set in the scenario file")
-        data.setdefault(section, {})[key] = value
+            _set_param(data, item, key, value)
+        else:
+            data.setdefault(section, {})[key] = value
     return validate(data, label, sname)
 
 
@@ -154,6 +182,13 @@ def _workload(w: Any, i: int, label: str) -> WorkloadSpec:
     if isinstance(table.get("kind"), str):
         table.setdefault("name", f"{table['kind']}{i}")
     spec = check_table(WorkloadSpec, table, where, "", "[[workload]]")
+    fn = WORKLOADS.get(spec.kind)
+    if fn is None:
+        raise ScenarioError(
+            f"{label}: workload '{spec.name}': unknown kind {spec.kind!r}; "
+            f"stock kinds: {', '.join(sorted(WORKLOADS))} (see `emu scenarios --workloads`)"
+        )
+    params = check_params(fn, params, f"{label}: workload '{spec.name}' ({spec.kind})")
     return WorkloadSpec(kind=spec.kind, name=spec.name, count=spec.count, params=params)
 
 

@@ -17,11 +17,11 @@ from typing import Any
 
 import msgspec
 
-from emu.config import signature_struct, what
+from emu.config import check_table, signature_struct, what
 from emu.workloads.stock import file_rmw, hog, phase_shift, seq_scan, shared_pair, uniform, zipf
 from emu.workloads.trace import trace_replay
 
-__all__ = ["WORKLOADS", "Param", "WorkloadInfo", "describe", "info"]
+__all__ = ["WORKLOADS", "Param", "WorkloadInfo", "check_params", "describe", "info"]
 
 Workload = Callable[..., Awaitable[None]]
 
@@ -91,6 +91,25 @@ def info(kind: str) -> WorkloadInfo:
         for f in msgspec.structs.fields(st)
     )  # fmt: skip
     return WorkloadInfo(kind, doc.split("\n", 1)[0], params)
+
+
+def check_params(fn: Workload, params: dict[str, Any], where: str) -> dict[str, Any]:
+    """The params of one process of workload ``fn``, checked against its signature before
+    the run: names, types and ranges from the annotations (``emu.api.Pages`` ...).
+
+    => ``where`` starts each message: the input and the workload ("small.toml: workload
+       'hog' (hog)")
+    => returns the params converted to their declared types (an int given for a float is a
+       float); a workload that takes ``**params`` gets its other params as given
+    => raises ConfigTypeError (a TypeError) for an unknown name, a missing or mistyped
+       value; ConfigError (a ValueError) for a value out of range
+    """
+    st, var_kw = signature_struct(fn)
+    title = getattr(fn, "__name__", "the workload")
+    docs = {k: v.rstrip(".") for k, v in _param_docs(inspect.getdoc(fn) or "").items()}
+    checked = check_table(st, params, where, "", title, noun="param", docs=docs, extra=var_kw)
+    fields = st.__struct_fields__
+    return {k: getattr(checked, k) if k in fields else v for k, v in params.items()}
 
 
 def describe() -> str:
