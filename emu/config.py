@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import re
 import tomllib
 import typing
 from collections.abc import Callable, Mapping
@@ -24,6 +25,7 @@ from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 import msgspec
 import msgspec.inspect as mi
+import psutil
 from msgspec import Meta, Struct
 
 __all__ = [
@@ -44,6 +46,95 @@ class ConfigTypeError(ConfigError, TypeError):
     Python call with such an argument would raise)."""
 
 
+PAGE_SIZE = 4096  # emu.ram.PAGE_SIZE: a size is a whole number of these
+MIN_RAM_PAGES = 64  # below this the kernel's reserves and targets leave nothing to run on
+_UNITS = {"kib": 1 << 10, "k": 1 << 10, "mib": 1 << 20, "m": 1 << 20, "gib": 1 << 30,
+          "g": 1 << 30, "tib": 1 << 40, "t": 1 << 40, "pages": PAGE_SIZE, "page": PAGE_SIZE}
+_SIZE_RE = re.compile(r"\s*(\d+)\s*([a-z]*)\s*", re.IGNORECASE)
+_UNIT_HINT = 'give a unit: KiB, MiB, GiB or pages (e.g. "64MiB" or "16384pages")'
+
+
+def plural(n: int, what: str) -> str:
+    return f"{n} {what}" + ("" if n == 1 else "s")
+
+
+def _iec(nbytes: int) -> str:
+    """``nbytes`` in the largest binary unit that keeps it whole: 1536 KiB, 64 MiB."""
+    for unit, mult in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if nbytes >= mult and nbytes % mult == 0:
+            return f"{nbytes // mult} {unit}"
+    return f"{nbytes} bytes"
+
+
+class Size:
+    """A RAM or swap size: a whole number of pages, as written (``"64MiB"``, ``"300pages"``).
+
+    In a scenario file and in ``--set`` a size carries its unit; in the Python API an int is
+    a number of bytes, like every other size there.
+    """
+
+    __slots__ = ("nbytes", "spec")
+
+    def __init__(self, nbytes: int, spec: str | None = None) -> None:
+        self.nbytes = nbytes
+        self.spec = spec if spec is not None else _iec(nbytes).replace(" ", "") if nbytes else "0"
+
+    @property
+    def pages(self) -> int:
+        return self.nbytes // PAGE_SIZE
+
+    def __str__(self) -> str:
+        return self.spec
+
+    def __repr__(self) -> str:
+        return f"Size({self.spec!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Size) and other.nbytes == self.nbytes
+
+    def __hash__(self) -> int:
+        return hash(self.nbytes)
+
+    @classmethod
+    def parse(cls, value: object, python: bool = False) -> Size:
+        """A Size from ``"64MiB"`` / ``"300pages"`` (or, with ``python``, an int of bytes).
+
+        => raises ConfigTypeError for a value that is no size (a bare number from TOML: the
+           unit is missing), ConfigError for one that is not whole pages
+        """
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise ConfigTypeError(f"expected a size such as \"64MiB\"; {_UNIT_HINT}")
+        if isinstance(value, int):
+            if not python and value != 0:
+                raise ConfigTypeError(f"a bare number is not a size; {_UNIT_HINT}")
+            if value < 0:
+                raise ConfigError("a size cannot be negative")
+            nbytes, spec = value, None
+        else:
+            m = _SIZE_RE.fullmatch(value)
+            if m is not None and not m.group(2) and int(m.group(1)) == 0:
+                return cls(0, value.strip())  # nothing needs no unit: swap = "0" is no swap
+            if m is None or not m.group(2) or m.group(2).lower() not in _UNITS:
+                why = "a bare number is not a size" if m and not m.group(2) else "not a size"
+                raise ConfigTypeError(f"{why}; {_UNIT_HINT}")
+            nbytes, spec = int(m.group(1)) * _UNITS[m.group(2).lower()], value.strip()
+        if nbytes % PAGE_SIZE:
+            raise ConfigError(
+                f"{_iec(nbytes)} is not a whole number of 4 KiB pages ({nbytes} bytes = "
+                f"{plural(nbytes // PAGE_SIZE, 'page')} + {nbytes % PAGE_SIZE} bytes); use a "
+                "multiple of 4 KiB"
+            )
+        return cls(nbytes, spec)
+
+
+_SIZE = mi.CustomType(Size)
+
+
+def host_memory() -> int:
+    """Bytes of memory the host can give a run now (psutil's ``available``)."""
+    return int(psutil.virtual_memory().available)
+
+
 # Constrained types for sections and workload params (emu.api re-exports them).
 Ns = Annotated[int, Meta(ge=0)]  # a virtual duration in ns
 Count = Annotated[int, Meta(ge=0)]  # how many (accesses, passes, ...)
@@ -54,10 +145,12 @@ Fraction = Annotated[float, Meta(ge=0, le=1)]  # a probability or a share
 class MachineSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """[machine]: the emulated hardware and the run."""
 
-    ram: Annotated[str | int, Meta(
-        description='emulated RAM: "64MiB", "1GiB" or a page count')] = "64MiB"
-    swap: Annotated[str | int, Meta(
-        description='swap image size: "256MiB" or a page count')] = "256MiB"
+    ram: Annotated[Size, Meta(
+        description=f'emulated RAM: "64MiB", "1GiB", "300pages" (>= {MIN_RAM_PAGES} pages)')
+    ] = Size(64 << 20, "64MiB")
+    swap: Annotated[Size, Meta(
+        description='swap space: "256MiB", "2048pages"; 0 runs without swap')
+    ] = Size(256 << 20, "256MiB")
     seed: Annotated[int, Meta(description="seed of every random choice in the run")] = 1
     loop: Annotated[Literal["uvloop", "asyncio"], Meta(description="the event loop")] = "uvloop"
     access_ns: Annotated[Ns, Meta(description="virtual CPU time per memory access (ns)")] = 5
@@ -129,7 +222,9 @@ class KernelSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
         description="HIBERNATE: compile in uvmpd_drop / uvmpd_hibernate")] = False
     bufcache: Annotated[bool, Meta(
         description="model the buffer cache (bufbackoff, BUFPAGES_*)")] = True
-    bufcachepercent: Annotated[int, Meta(description="buffer cache size, percent of RAM")] = 10
+    bufcachepercent: Annotated[int, Meta(
+        ge=5, le=90, description="buffer cache size in percent of RAM, as kern.bufcachepercent")
+    ] = 10
     check_every_pass: Annotated[bool, Meta(
         description="run uvm_check after every daemon pass (with diagnostic)")] = True
     scan_page_ns: Annotated[Ns, Meta(
@@ -178,6 +273,8 @@ def what(t: Any) -> str:
     if type(info) in names:
         bounds = _bounds(info)
         return names[type(info)] + (f" {bounds}" if bounds else "")
+    if info == _SIZE:
+        return "a size with a unit (KiB, MiB, GiB or pages)"
     if isinstance(info, mi.CustomType):
         return f"a {info.cls.__name__}"
     return "any value"
@@ -215,7 +312,7 @@ def _why(ftype: Any, value: Any, doc: str) -> tuple[str, bool]:
 
 def check_table(cls: type[S], given: Mapping[str, Any], label: str, prefix: str, title: str,
                 *, noun: str = "key", docs: Mapping[str, str] | None = None,
-                extra: bool = False) -> S:  # fmt: skip
+                extra: bool = False, python: bool = False) -> S:  # fmt: skip
     """Validate the table ``given`` against ``cls`` key by key and build it.
 
     => ``label`` names the input (a file, "<api>"), ``prefix`` goes before each key in
@@ -223,6 +320,7 @@ def check_table(cls: type[S], given: Mapping[str, Any], label: str, prefix: str,
     => ``docs``: what each key is, where ``cls`` has no description (a workload's docstring)
     => ``extra``: keys ``cls`` does not declare are let through, not refused (a workload that
        takes ``**params``); the built Struct never holds them
+    => ``python``: the values come from Python, not TOML text: an int size is bytes
     => raises ConfigTypeError for an unknown key or a value of the wrong type, ConfigError
        for a value out of range; the message names the key, the value and what is accepted
     """
@@ -238,6 +336,12 @@ def check_table(cls: type[S], given: Mapping[str, Any], label: str, prefix: str,
             raise ConfigTypeError(
                 f"{label}: unknown {noun} {prefix}{key}; known {noun}s of {title}: {known}"
             )
+        if _info(f.type)[0] == _SIZE:
+            try:
+                out[key] = Size.parse(value, python)
+            except ConfigError as e:
+                raise type(e)(f"{label}: {prefix}{key} = {value!r}: {e}") from None
+            continue
         try:
             out[key] = msgspec.convert(value, f.type, strict=True)
         except msgspec.ValidationError as e:
@@ -311,6 +415,8 @@ def keys_help() -> str:
 def _toml(v: Any) -> str:
     if v is None:
         return "(model default)"
+    if isinstance(v, Size):
+        return json.dumps(str(v))
     if isinstance(v, bool):
         return "true" if v else "false"
     return json.dumps(v) if isinstance(v, str) else str(v)

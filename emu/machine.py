@@ -53,7 +53,7 @@ from emu.probes import (
     watchdog,
     write_private,
 )
-from emu.ram import Ram, parse_size
+from emu.ram import Ram
 from emu.scenario import Scenario, ScenarioError, validate
 from emu.workloads import WORKLOADS, check_params
 from kernel.arch.emu import machdep
@@ -63,7 +63,6 @@ from kernel.sys.systm import Panic
 __all__ = ["Machine", "Summary", "run_scenario"]
 
 SUMMARY_SCHEMA = "uvm-emu/summary/1"
-MIN_RAM_PAGES = 64  # below this the kernel's reserves and targets leave nothing to run on
 
 log = structlog.get_logger("emu.machine")
 
@@ -83,10 +82,12 @@ class Summary(dict[str, Any]):
 class Machine:
     """An emulated machine: RAM, MMU, CPU, swap disk(s), the kernel, and workloads.
 
-    Keyword arguments mirror the scenario sections: ``kernel`` ([kernel] keys),
-    ``device_params`` (timing-model parameters), ``faults`` (fault-injection keys), and the
-    [machine] keys ``access_ns``, ``fault_ns``, ``quantum_ns``, ``sample_interval_ns``,
-    ``max_virtual_ns``, ``swap_devices``. Bad values raise :class:`ScenarioError`.
+    ``ram`` and ``swap`` are sizes: ``"16MiB"``, ``"300pages"``, or an int number of bytes
+    (``swap=0``: no swap). The other keyword arguments mirror the scenario sections:
+    ``kernel`` ([kernel] keys), ``device_params`` (timing-model parameters), ``faults``
+    (fault-injection keys), and the [machine] keys ``access_ns``, ``fault_ns``,
+    ``quantum_ns``, ``sample_interval_ns``, ``max_virtual_ns``, ``swap_devices``. Bad values
+    raise :class:`ScenarioError` (a ValueError; a TypeError too for a wrong type or name).
     """
 
     def __init__(
@@ -112,7 +113,8 @@ class Machine:
             "device": {"model": device, **(device_params or {}), **(faults or {})},
             "kernel": dict(kernel or {}),
         }
-        self._setup(validate(data, "<api>", name), run_dir, force, log_level, keep_images)
+        self._setup(validate(data, "<api>", name, python=True), run_dir, force, log_level,
+                    keep_images)  # fmt: skip
 
     def _setup(self, sc: Scenario, run_dir: str | os.PathLike[str] | None, force: bool,
                log_level: str, keep_images: bool) -> None:  # fmt: skip
@@ -124,7 +126,8 @@ class Machine:
         self._attached: list[tuple[str, str, Workload, dict[str, Any]]] = []
         self.kernel: Kernel | None = None  # the booted kernel, after run()
         self.progress: Callable[[int, int, int], None] | None = None  # (t_ns, done, total)
-        self._check_sizes()
+        self.ram_pages = sc.machine.ram.pages
+        self.swap_pages = sc.machine.swap.pages
 
     @classmethod
     def from_scenario(
@@ -136,23 +139,6 @@ class Machine:
             for i in range(w.count):
                 m.attach(w.kind, name=w.name if w.count == 1 else f"{w.name}.{i}", **w.params)
         return m
-
-    def _check_sizes(self) -> None:
-        mc = self.scenario.machine
-        try:
-            self.ram_pages = parse_size(mc.ram)
-            self.swap_pages = parse_size(mc.swap)
-        except ValueError as e:
-            raise ScenarioError(f"{self.scenario.source}: machine.ram/swap: {e}") from e
-        if self.ram_pages < MIN_RAM_PAGES:
-            raise ScenarioError(
-                f"{self.scenario.source}: machine.ram = {mc.ram!r} is {self.ram_pages} pages;"
-                f" the kernel needs at least {MIN_RAM_PAGES} pages ({MIN_RAM_PAGES * 4} KiB)"
-            )
-        if self.swap_pages < mc.swap_devices:
-            raise ScenarioError(
-                f"{self.scenario.source}: machine.swap is smaller than one page per device"
-            )
 
     def attach(self, fn: Workload | str, name: str | None = None, **params: Any) -> None:
         """Attach ``fn`` (``async def fn(p, **params)``, or a stock workload's kind name) as a
@@ -298,7 +284,7 @@ class Machine:
         model_params = dc.model_params()
         fk = dc.faults()
         fk["max_image_bytes"] = fk["max_image_bytes"] or None
-        ndev = sc.machine.swap_devices
+        ndev = sc.machine.swap_devices if self.swap_pages else 0  # swap = 0: no swap device
         disks = []
         for i in range(ndev):
             try:

@@ -27,6 +27,8 @@ from typing import Annotated, Any
 from msgspec import Meta, Struct, field
 
 from emu.config import (
+    MIN_RAM_PAGES,
+    PAGE_SIZE,
     SECTIONS,
     ConfigError,
     DeviceSection,
@@ -34,6 +36,8 @@ from emu.config import (
     MachineSection,
     check_table,
     coerce,
+    host_memory,
+    plural,
     signature_struct,
 )
 from emu.workloads import WORKLOADS, check_params
@@ -130,6 +134,7 @@ def load_scenario(
     spec: str | dict[str, Any], overrides: list[str] | None = None, name: str | None = None
 ) -> Scenario:
     """Load and validate a scenario from a built-in name, a TOML path or a dict."""
+    python = isinstance(spec, dict)  # a dict is Python values: an int size is bytes
     if isinstance(spec, dict):
         label, data, sname = "<api>", copy.deepcopy(spec), name or "api"
     else:
@@ -144,10 +149,13 @@ def load_scenario(
             _set_param(data, item, key, value)
         else:
             data.setdefault(section, {})[key] = value
-    return validate(data, label, sname)
+    return validate(data, label, sname, python)
 
 
-def validate(data: dict[str, Any], label: str = "<api>", name: str = "api") -> Scenario:
+def validate(data: dict[str, Any], label: str = "<api>", name: str = "api",
+             python: bool = False) -> Scenario:  # fmt: skip
+    """The typed Scenario of ``data`` (parsed TOML; with ``python``, values given in Python,
+    where an int size is bytes), or ScenarioError naming the first thing wrong."""
     for section in data:
         if section not in SECTIONS and section != "workload":
             raise ScenarioError(
@@ -159,7 +167,9 @@ def validate(data: dict[str, Any], label: str = "<api>", name: str = "api") -> S
         given = data.get(section, {})
         if not isinstance(given, dict):
             raise ScenarioError(f"{label}: [{section}] must be a table")
-        out[section] = check_table(cls, given, label, f"{section}.", f"[{section}]")
+        out[section] = check_table(cls, given, label, f"{section}.", f"[{section}]",
+                                   python=python)  # fmt: skip
+    _check_machine(out["machine"], label)
     wl = data.get("workload", [])
     if not isinstance(wl, list):
         raise ScenarioError(f"{label}: workloads are [[workload]] tables (an array of tables)")
@@ -169,6 +179,29 @@ def validate(data: dict[str, Any], label: str = "<api>", name: str = "api") -> S
         if names.count(n) > 1:
             raise ScenarioError(f"{label}: two workloads are named '{n}'; give each its own name")
     return Scenario(name=name, **out, workloads=workloads, source=label)
+
+
+def _check_machine(mc: MachineSection, label: str) -> None:
+    """What no key can say alone: the RAM the kernel needs and the host can back, and swap
+    spread over its devices."""
+    ram, swap = mc.ram, mc.swap
+    if ram.pages < MIN_RAM_PAGES:
+        raise ScenarioError(
+            f"{label}: machine.ram = {str(ram)!r} is {ram.pages} pages; the kernel needs at "
+            f"least {MIN_RAM_PAGES} pages ({MIN_RAM_PAGES * PAGE_SIZE >> 10} KiB)"
+        )
+    avail = host_memory()
+    if ram.nbytes > avail:
+        raise ScenarioError(
+            f"{label}: machine.ram = {str(ram)!r} is more than this host can back: "
+            f"{ram.nbytes >> 20} MiB asked, {avail >> 20} MiB of memory available; use at "
+            f'most "{avail >> 20}MiB"'
+        )
+    if 0 < swap.pages < mc.swap_devices:
+        raise ScenarioError(
+            f"{label}: machine.swap = {str(swap)!r} is {plural(swap.pages, 'page')}, less than "
+            f"one page per swap device (machine.swap_devices = {mc.swap_devices})"
+        )
 
 
 def _workload(w: Any, i: int, label: str) -> WorkloadSpec:

@@ -41,7 +41,7 @@ def test_run_writes_run_dir_latest_link_summary_and_plots(
     [
         (["--set", "machine.nosuch=1"], "unknown key machine.nosuch"),
         (["--set", "machine.ram=\"3KiB\""], "machine.ram"),
-        (["--set", "machine.ram=16"], "at least 64 pages"),
+        (["--set", "machine.ram=16pages"], "at least 64 pages"),
         (["--set", "device.fail_write_rate=2.0"], "probability"),
         (["--set", "device.model=\"tape\""], "device.model"),
         (["--set", "kernel.diagnostic=\"yes\""], "kernel.diagnostic"),

@@ -17,7 +17,7 @@ from emu.workloads import info
 
 def test_a_loaded_scenario_is_typed_and_filled_with_the_definitions_defaults() -> None:
     sc = load_scenario("small")
-    assert sc.machine.seed == 7 and sc.machine.loop == "asyncio" and sc.machine.ram == "512KiB"
+    assert sc.machine.seed == 7 and sc.machine.loop == "asyncio" and str(sc.machine.ram) == "512KiB"
     assert sc.kernel == KernelSection(diagnostic=True, check_every_pass=True)
     assert sc.device.model == "none" and sc.device.faults()["fail_nth_io"] == 0
     assert [w.kind for w in sc.workloads] == ["hog", "uniform"]

@@ -97,7 +97,7 @@ def test_soak_fails_on_a_process_that_crashes_and_on_a_run_that_does_not_end() -
     """Only a BusError after an injected fault is an expected process end; anything else,
     and any outcome but ok, is a problem that makes `emu soak` exit 1."""
     # each param is valid on its own; the workload refuses the pair when it runs
-    data = {"machine": {"ram": 128, "swap": 512, "loop": "asyncio"},
+    data = {"machine": {"ram": "128pages", "swap": "512pages", "loop": "asyncio"},
             "workload": [{"kind": "phase_shift", "name": "bad", "pages": 8,
                           "working_set": 16}]}  # fmt: skip
     rep = soak(load_scenario(data), minutes=0, out=io.StringIO())

@@ -53,7 +53,7 @@ def _strip_wall(evs: list[dict[str, object]]) -> list[dict[str, object]]:
 
 
 def _small(tmp: Path | None, seed: int = 1, loop: str = "asyncio", **kw: object) -> Machine:
-    return Machine(ram=256, swap=2048, seed=seed, device="ssd", loop=loop, run_dir=tmp, **kw)  # type: ignore[arg-type]
+    return Machine(ram="256pages", swap="2048pages", seed=seed, device="ssd", loop=loop, run_dir=tmp, **kw)  # type: ignore[arg-type]
 
 
 def test_overcommitted_writer_pages_out_and_in_and_reads_back_intact(tmp_path: Path) -> None:
@@ -143,7 +143,7 @@ def test_api_without_run_dir_returns_summary_only() -> None:
 
 def test_bad_api_input_is_refused_with_a_clear_message(tmp_path: Path) -> None:
     with pytest.raises(ScenarioError, match="at least 64 pages"):
-        Machine(ram=8, swap=64)
+        Machine(ram="8pages", swap="64pages")
     with pytest.raises(ScenarioError, match=r"machine\.loop"):
         Machine(loop="trio")
     with pytest.raises(ScenarioError, match=r"unknown key kernel\.nosuch"):
