@@ -340,7 +340,7 @@ def print_sweep(rep: SweepReport, file: TextIO | None = None) -> None:
 
 
 def _short(failed: str) -> str:
-    """ "scan: BusError: BusError: read at ..." -> "scan: BusError"."""
+    """ "scan: BusError: read at ..." -> "scan: BusError"."""
     name, _, error = failed.partition(": ")
     return f"{name}: {error.partition(':')[0]}"
 
