@@ -228,6 +228,9 @@ def _workload(w: Any, i: int, label: str) -> WorkloadSpec:
 def prepare_run_dir(sc: Scenario, out: Path, exact: Path | None, force: bool) -> Path:
     """The run directory: ``exact`` if given, else ``out/<scenario>-s<seed>-<n>``; sets
     ``out/latest`` to point at it."""
+    path, flag = (out, "--out") if exact is None else (exact, "--run-dir")
+    if path.is_file():
+        raise ScenarioError(f"{flag} {path} is a file, not a directory; choose a directory")
     try:
         if exact is not None:
             if exact.exists() and not force:
