@@ -10,6 +10,7 @@ like a field of :class:`kernel.kernel.KernelConfig` reaches the kernel with no o
 :func:`check_table` validates one table against a Struct key by key, so that each message
 names the input, the ``section.key``, the value and what is accepted; a workload's params go
 through the same function with a Struct made from its signature (:func:`signature_struct`).
+Sizes (``ram``, ``swap``) are :class:`emu.sizes.Size`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from __future__ import annotations
 import functools
 import inspect
 import json
-import re
 import tomllib
 import typing
 from collections.abc import Callable, Mapping
@@ -25,8 +25,9 @@ from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 import msgspec
 import msgspec.inspect as mi
-import psutil
 from msgspec import Meta, Struct
+
+from emu.sizes import Size
 
 __all__ = [
     "SECTIONS", "ConfigError", "ConfigTypeError", "Count", "DeviceSection", "Fraction",
@@ -46,93 +47,8 @@ class ConfigTypeError(ConfigError, TypeError):
     Python call with such an argument would raise)."""
 
 
-PAGE_SIZE = 4096  # emu.ram.PAGE_SIZE: a size is a whole number of these
 MIN_RAM_PAGES = 64  # below this the kernel's reserves and targets leave nothing to run on
-_UNITS = {"kib": 1 << 10, "k": 1 << 10, "mib": 1 << 20, "m": 1 << 20, "gib": 1 << 30,
-          "g": 1 << 30, "tib": 1 << 40, "t": 1 << 40, "pages": PAGE_SIZE, "page": PAGE_SIZE}
-_SIZE_RE = re.compile(r"\s*(\d+)\s*([a-z]*)\s*", re.IGNORECASE)
-_UNIT_HINT = 'give a unit: KiB, MiB, GiB or pages (e.g. "64MiB" or "16384pages")'
-
-
-def plural(n: int, what: str) -> str:
-    return f"{n} {what}" + ("" if n == 1 else "s")
-
-
-def _iec(nbytes: int) -> str:
-    """``nbytes`` in the largest binary unit that keeps it whole: 1536 KiB, 64 MiB."""
-    for unit, mult in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if nbytes >= mult and nbytes % mult == 0:
-            return f"{nbytes // mult} {unit}"
-    return f"{nbytes} bytes"
-
-
-class Size:
-    """A RAM or swap size: a whole number of pages, as written (``"64MiB"``, ``"300pages"``).
-
-    In a scenario file and in ``--set`` a size carries its unit; in the Python API an int is
-    a number of bytes, like every other size there.
-    """
-
-    __slots__ = ("nbytes", "spec")
-
-    def __init__(self, nbytes: int, spec: str | None = None) -> None:
-        self.nbytes = nbytes
-        self.spec = spec if spec is not None else _iec(nbytes).replace(" ", "") if nbytes else "0"
-
-    @property
-    def pages(self) -> int:
-        return self.nbytes // PAGE_SIZE
-
-    def __str__(self) -> str:
-        return self.spec
-
-    def __repr__(self) -> str:
-        return f"Size({self.spec!r})"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Size) and other.nbytes == self.nbytes
-
-    def __hash__(self) -> int:
-        return hash(self.nbytes)
-
-    @classmethod
-    def parse(cls, value: object, python: bool = False) -> Size:
-        """A Size from ``"64MiB"`` / ``"300pages"`` (or, with ``python``, an int of bytes).
-
-        => raises ConfigTypeError for a value that is no size (a bare number from TOML: the
-           unit is missing), ConfigError for one that is not whole pages
-        """
-        if isinstance(value, bool) or not isinstance(value, int | str):
-            raise ConfigTypeError(f"expected a size such as \"64MiB\"; {_UNIT_HINT}")
-        if isinstance(value, int):
-            if not python and value != 0:
-                raise ConfigTypeError(f"a bare number is not a size; {_UNIT_HINT}")
-            if value < 0:
-                raise ConfigError("a size cannot be negative")
-            nbytes, spec = value, None
-        else:
-            m = _SIZE_RE.fullmatch(value)
-            if m is not None and not m.group(2) and int(m.group(1)) == 0:
-                return cls(0, value.strip())  # nothing needs no unit: swap = "0" is no swap
-            if m is None or not m.group(2) or m.group(2).lower() not in _UNITS:
-                why = "a bare number is not a size" if m and not m.group(2) else "not a size"
-                raise ConfigTypeError(f"{why}; {_UNIT_HINT}")
-            nbytes, spec = int(m.group(1)) * _UNITS[m.group(2).lower()], value.strip()
-        if nbytes % PAGE_SIZE:
-            raise ConfigError(
-                f"{_iec(nbytes)} is not a whole number of 4 KiB pages ({nbytes} bytes = "
-                f"{plural(nbytes // PAGE_SIZE, 'page')} + {nbytes % PAGE_SIZE} bytes); use a "
-                "multiple of 4 KiB"
-            )
-        return cls(nbytes, spec)
-
-
 _SIZE = mi.CustomType(Size)
-
-
-def host_memory() -> int:
-    """Bytes of memory the host can give a run now (psutil's ``available``)."""
-    return int(psutil.virtual_memory().available)
 
 
 # Constrained types for sections and workload params (emu.api re-exports them).
@@ -146,7 +62,7 @@ class MachineSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     """[machine]: the emulated hardware and the run."""
 
     ram: Annotated[Size, Meta(
-        description=f'emulated RAM: "64MiB", "1GiB", "300pages" (>= {MIN_RAM_PAGES} pages)')
+        description=f'emulated RAM, at least {MIN_RAM_PAGES} pages: "64MiB", "300pages"')
     ] = Size(64 << 20, "64MiB")
     swap: Annotated[Size, Meta(
         description='swap space: "256MiB", "2048pages"; 0 runs without swap')
@@ -274,7 +190,7 @@ def what(t: Any) -> str:
         bounds = _bounds(info)
         return names[type(info)] + (f" {bounds}" if bounds else "")
     if info == _SIZE:
-        return "a size with a unit (KiB, MiB, GiB or pages)"
+        return "a size: KiB, MiB, GiB or pages"
     if isinstance(info, mi.CustomType):
         return f"a {info.cls.__name__}"
     return "any value"
@@ -339,8 +255,10 @@ def check_table(cls: type[S], given: Mapping[str, Any], label: str, prefix: str,
         if _info(f.type)[0] == _SIZE:
             try:
                 out[key] = Size.parse(value, python)
-            except ConfigError as e:
-                raise type(e)(f"{label}: {prefix}{key} = {value!r}: {e}") from None
+            except ValueError as e:
+                raise ConfigError(f"{label}: {prefix}{key} = {value!r}: {e}") from None
+            except TypeError as e:
+                raise ConfigTypeError(f"{label}: {prefix}{key} = {value!r}: {e}") from None
             continue
         try:
             out[key] = msgspec.convert(value, f.type, strict=True)

@@ -28,7 +28,6 @@ from msgspec import Meta, Struct, field
 
 from emu.config import (
     MIN_RAM_PAGES,
-    PAGE_SIZE,
     SECTIONS,
     ConfigError,
     DeviceSection,
@@ -36,10 +35,10 @@ from emu.config import (
     MachineSection,
     check_table,
     coerce,
-    host_memory,
-    plural,
     signature_struct,
 )
+from emu.ram import PAGE_SIZE
+from emu.sizes import host_memory, plural
 from emu.workloads import WORKLOADS, check_params
 
 __all__ = [
