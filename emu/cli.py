@@ -45,7 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--loop", choices=["uvloop", "asyncio"], help="event loop (machine.loop)")
     r.add_argument("--out", default="runs", help="parent directory of the run directory")
     r.add_argument("--run-dir", help="exact run directory (must not exist unless --force)")
-    r.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    r.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a scenario key (`emu scenarios --help` lists them), or a "
+                        "workload's param with workload.NAME.PARAM=VALUE")  # fmt: skip
     r.add_argument("--trace", action="append", default=[], metavar="FORMAT:PATH",
                    help="replay a memory trace as one more workload")  # fmt: skip
     r.add_argument("--force", action="store_true", help="reuse an existing run directory")
