@@ -3,6 +3,12 @@
 A workload is ``async def fn(p: ProcessHandle, **params) -> None``. ``Machine.attach(fn, ...)``
 makes it a process with its own address space; ``p`` is its handle. Everything a workload
 does to memory goes through ``p`` and so through the emulated MMU and the kernel.
+
+The params are checked against ``fn``'s signature before the run: unknown names and values
+of the wrong type raise TypeError, values out of range ValueError. A range is part of the
+annotation: ``pages: Pages = 256`` (an int >= 1); ``Count`` (>= 0), ``Fraction`` (0 to 1)
+and ``Ns`` (virtual ns, >= 0) are the others defined here; any
+``Annotated[int, msgspec.Meta(ge=.., le=..)]`` works the same.
 """
 
 from __future__ import annotations
@@ -11,6 +17,10 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 import numpy as np
+
+from emu.config import Count, Fraction, Ns, Pages
+
+__all__ = ["Count", "Fraction", "Integrity", "MapKind", "Ns", "Pages", "ProcessHandle"]
 
 MapKind = Literal["anon", "shared", "file"]
 

@@ -21,7 +21,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from emu.scenario import ScenarioError, builtin_names, load_scenario
+import msgspec
+
+from emu.config import keys_help
+from emu.scenario import ScenarioError, WorkloadSpec, builtin_names, load_scenario
 
 
 class UsageError(Exception):
@@ -42,7 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--loop", choices=["uvloop", "asyncio"], help="event loop (machine.loop)")
     r.add_argument("--out", default="runs", help="parent directory of the run directory")
     r.add_argument("--run-dir", help="exact run directory (must not exist unless --force)")
-    r.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    r.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a scenario key (`emu scenarios --help` lists them), or a "
+                        "workload's param with workload.NAME.PARAM=VALUE")  # fmt: skip
     r.add_argument("--trace", action="append", default=[], metavar="FORMAT:PATH",
                    help="replay a memory trace as one more workload")  # fmt: skip
     r.add_argument("--force", action="store_true", help="reuse an existing run directory")
@@ -50,7 +55,11 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     r.add_argument("--quiet", action="store_true", help="no progress bar or tables")
 
-    s = sub.add_parser("scenarios", help="list the built-in scenarios")
+    s = sub.add_parser(
+        "scenarios", help="list the built-in scenarios", epilog="keys of a scenario file "
+        "(also for --set SECTION.KEY=VALUE):\n\n" + keys_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
     s.add_argument("--workloads", action="store_true", help="also list the stock workloads")
 
     a = sub.add_parser("analyze", help="tables and plots of one run, or two side by side")
@@ -123,11 +132,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         fmt, path = spec.split(":", 1)
         if not Path(path).exists():
             raise UsageError(f"--trace '{spec}': no such file {path!r}")
-        from emu.scenario import WorkloadSpec
-
         _check_trace(spec, fmt, Path(path))
         params = {"path": str(Path(path).resolve()), "fmt": fmt}
-        sc.workloads.append(WorkloadSpec("trace_replay", f"trace{len(sc.workloads)}", 1, params))
+        trace = WorkloadSpec(kind="trace_replay", name=f"trace{len(sc.workloads)}", params=params)
+        sc = msgspec.structs.replace(sc, workloads=[*sc.workloads, trace])
     run_dir = prepare_run_dir(sc, Path(args.out), args.run_dir and Path(args.run_dir), args.force)
     progress = not args.quiet and sys.stdout.isatty()
     summary = run_scenario(sc, run_dir, log_level=args.log_level, progress=progress)
@@ -157,8 +165,8 @@ def _cmd_scenarios(args: argparse.Namespace) -> int:
         sc = load_scenario(name)
         kinds = ", ".join(f"{w.name}({w.kind}{'x' + str(w.count) if w.count > 1 else ''})"
                           for w in sc.workloads)  # fmt: skip
-        print(f"{name:12s} ram={sc.machine['ram']} swap={sc.machine['swap']} "
-              f"device={sc.device['model']} workloads: {kinds}")  # fmt: skip
+        print(f"{name:12s} ram={sc.machine.ram} swap={sc.machine.swap} "
+              f"device={sc.device.model} workloads: {kinds}")  # fmt: skip
     if args.workloads:
         from emu.workloads import describe
 

@@ -35,7 +35,7 @@ class MemoryFault(Exception):
         self.vaddr = vaddr
         self.write = write
         self.reason = reason
-        what = f"{type(self).__name__}: {'write' if write else 'read'} at {vaddr:#x}"
+        what = f"{'write' if write else 'read'} at {vaddr:#x}"  # the type says which signal
         super().__init__(f"{what}: {reason}" if reason else what)
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import inspect
 import json
 import os
 import tempfile
@@ -53,8 +54,8 @@ from emu.probes import (
     watchdog,
     write_private,
 )
-from emu.ram import parse_size
 from emu.scenario import Scenario, ScenarioError, validate
+from emu.workloads import WORKLOADS, check_params
 from kernel.arch.emu import machdep
 from kernel.kernel import Kernel
 from kernel.sys.systm import Panic
@@ -62,7 +63,6 @@ from kernel.sys.systm import Panic
 __all__ = ["Machine", "Summary", "run_scenario"]
 
 SUMMARY_SCHEMA = "uvm-emu/summary/1"
-MIN_RAM_PAGES = 64  # below this the kernel's reserves and targets leave nothing to run on
 
 log = structlog.get_logger("emu.machine")
 
@@ -82,10 +82,12 @@ class Summary(dict[str, Any]):
 class Machine:
     """An emulated machine: RAM, MMU, CPU, swap disk(s), the kernel, and workloads.
 
-    Keyword arguments mirror the scenario sections: ``kernel`` ([kernel] keys),
-    ``device_params`` (timing-model parameters), ``faults`` (fault-injection keys), and the
-    [machine] keys ``access_ns``, ``fault_ns``, ``quantum_ns``, ``sample_interval_ns``,
-    ``max_virtual_ns``, ``swap_devices``. Bad values raise :class:`ScenarioError`.
+    ``ram`` and ``swap`` are sizes: ``"16MiB"``, ``"300pages"``, or an int number of bytes
+    (``swap=0``: no swap). The other keyword arguments mirror the scenario sections:
+    ``kernel`` ([kernel] keys), ``device_params`` (timing-model parameters), ``faults``
+    (fault-injection keys), and the [machine] keys ``access_ns``, ``fault_ns``,
+    ``quantum_ns``, ``sample_interval_ns``, ``max_virtual_ns``, ``swap_devices``. Bad values
+    raise :class:`ScenarioError` (a ValueError; a TypeError too for a wrong type or name).
     """
 
     def __init__(
@@ -111,7 +113,8 @@ class Machine:
             "device": {"model": device, **(device_params or {}), **(faults or {})},
             "kernel": dict(kernel or {}),
         }
-        self._setup(validate(data, "<api>", name), run_dir, force, log_level, keep_images)
+        self._setup(validate(data, "<api>", name, python=True), run_dir, force, log_level,
+                    keep_images)  # fmt: skip
 
     def _setup(self, sc: Scenario, run_dir: str | os.PathLike[str] | None, force: bool,
                log_level: str, keep_images: bool) -> None:  # fmt: skip
@@ -123,7 +126,8 @@ class Machine:
         self._attached: list[tuple[str, str, Workload, dict[str, Any]]] = []
         self.kernel: Kernel | None = None  # the booted kernel, after run()
         self.progress: Callable[[int, int, int], None] | None = None  # (t_ns, done, total)
-        self._check_sizes()
+        self.ram_pages = sc.machine.ram.pages
+        self.swap_pages = sc.machine.swap.pages
 
     @classmethod
     def from_scenario(
@@ -131,61 +135,41 @@ class Machine:
     ) -> Machine:
         m = cls.__new__(cls)
         m._setup(sc, run_dir, force, log_level, keep_images=False)
-        from emu.workloads import WORKLOADS
-
         for w in sc.workloads:
-            fn = WORKLOADS.get(w.kind)
-            if fn is None:
-                raise ScenarioError(
-                    f"{sc.source}: workload '{w.name}': unknown kind {w.kind!r}; "
-                    f"stock kinds: {', '.join(sorted(WORKLOADS))}"
-                )
             for i in range(w.count):
-                name = w.name if w.count == 1 else f"{w.name}.{i}"
-                m._attached.append((name, w.kind, fn, dict(w.params)))
+                m.attach(w.kind, name=w.name if w.count == 1 else f"{w.name}.{i}", **w.params)
         return m
-
-    def _check_sizes(self) -> None:
-        mc = self.scenario.machine
-        try:
-            self.ram_pages = parse_size(mc["ram"])
-            self.swap_pages = parse_size(mc["swap"])
-        except ValueError as e:
-            raise ScenarioError(f"{self.scenario.source}: machine.ram/swap: {e}") from e
-        if self.ram_pages < MIN_RAM_PAGES:
-            raise ScenarioError(
-                f"{self.scenario.source}: machine.ram = {mc['ram']!r} is {self.ram_pages} pages;"
-                f" the kernel needs at least {MIN_RAM_PAGES} pages ({MIN_RAM_PAGES * 4} KiB)"
-            )
-        if self.swap_pages < mc["swap_devices"]:
-            raise ScenarioError(
-                f"{self.scenario.source}: machine.swap is smaller than one page per device"
-            )
 
     def attach(self, fn: Workload | str, name: str | None = None, **params: Any) -> None:
         """Attach ``fn`` (``async def fn(p, **params)``, or a stock workload's kind name) as a
-        process called ``name``; it starts when :meth:`run` does."""
+        process called ``name``; it starts when :meth:`run` does.
+
+        => ``params`` are checked against ``fn``'s signature and annotations now: an unknown
+           name or a value of the wrong type raises TypeError, one out of range ValueError
+        => a ``fn`` that is not a coroutine function raises TypeError
+        """
         kind = "custom"
         if isinstance(fn, str):
-            from emu.workloads import WORKLOADS
-
             if fn not in WORKLOADS:
                 raise ScenarioError(
                     f"attach: unknown stock workload {fn!r}; kinds: {', '.join(sorted(WORKLOADS))}"
                 )
             kind, fn = fn, WORKLOADS[fn]
-        if not callable(fn):
-            raise TypeError(f"attach: {fn!r} is not a coroutine function")
+        if not inspect.iscoroutinefunction(fn):
+            raise TypeError(f"attach: {fn!r} is not a coroutine function; a workload is "
+                            "`async def fn(p, **params)`")  # fmt: skip
         name = str(name or getattr(fn, "__name__", "proc"))
         if any(a[0] == name for a in self._attached):
             raise ScenarioError(f"attach: a process named {name!r} is already attached")
+        label = kind if kind != "custom" else getattr(fn, "__name__", kind)
+        params = check_params(fn, params, f"{self.scenario.source}: workload '{name}' ({label})")
         self._attached.append((name, kind, fn, params))
 
     # --- running ---------------------------------------------------------------------------
 
     def run(self) -> Summary:
         """Run the machine until every process has exited; return the summary."""
-        return run_loop(self.arun(), self.scenario.machine["loop"])
+        return run_loop(self.arun(), self.scenario.machine.loop)
 
     async def arun(self) -> Summary:
         """:meth:`run` for callers already inside an event loop."""
@@ -202,8 +186,8 @@ class Machine:
         evlog = EventLog(
             workdir / "events.jsonl" if self.run_dir is not None else None, self.log_level
         )
-        board = Board(self.ram_pages, access_ns=mc["access_ns"], fault_ns=mc["fault_ns"],
-                      quantum_ns=max(1, mc["quantum_ns"]))  # fmt: skip
+        board = Board(self.ram_pages, access_ns=mc.access_ns, fault_ns=mc.fault_ns,
+                      quantum_ns=max(1, mc.quantum_ns))  # fmt: skip
         clock, cpu, disks = board.clock, board.cpu, board.disks
         evlog.configure(clock)
         outcome, error = "ok", None
@@ -213,15 +197,15 @@ class Machine:
         clusters: dict[int, int] = {}
         passes = [0]
         try:
-            log.info("run.start", schema=SCHEMA, scenario=sc.name, seed=mc["seed"],
-                     ram_pages=self.ram_pages, swap_pages=self.swap_pages, loop=mc["loop"],
-                     device=dc["model"],
+            log.info("run.start", schema=SCHEMA, scenario=sc.name, seed=mc.seed,
+                     ram_pages=self.ram_pages, swap_pages=self.swap_pages, loop=mc.loop,
+                     device=dc.model,
                      wall_start=datetime.datetime.now(datetime.UTC).isoformat())  # fmt: skip
             self._add_disks(board, workdir)
             config = kernel_config(kc)
             filedir = workdir / "files"
             filedir.mkdir(exist_ok=True)
-            k = board.boot(config, filedir=str(filedir), seed=mc["seed"])
+            k = board.boot(config, filedir=str(filedir), seed=mc.seed)
             self.kernel = k
 
             def on_pass(_k: Kernel, delta: dict[str, int], cl: list[int]) -> None:
@@ -235,10 +219,10 @@ class Machine:
                 assert k is not None
                 machdep.start(k)
                 time_traps(k, cpu, clock, stats)
-                c.spawn(sampler, k, mc["sample_interval_ns"], self, len(self._attached),
+                c.spawn(sampler, k, mc.sample_interval_ns, self, len(self._attached),
                         handles, name="sampler", daemon=True)  # fmt: skip
-                if mc["max_virtual_ns"]:
-                    c.spawn(watchdog, c, mc["max_virtual_ns"], name="watchdog", daemon=True)
+                if mc.max_virtual_ns:
+                    c.spawn(watchdog, c, mc.max_virtual_ns, name="watchdog", daemon=True)
                 for name, kind, fn, params in self._attached:
                     h = process.spawn(k, name, guard(fn), **params)
                     stats[h.pid] = ProcStats(name, kind)
@@ -281,16 +265,14 @@ class Machine:
     def _add_disks(self, board: Board, workdir: Path) -> None:
         sc = self.scenario
         dc = sc.device
-        fault_keys = ("fail_write_rate", "fail_read_rate", "fail_write_slots", "fail_read_slots",
-                      "fail_nth_io", "max_image_bytes", "extra_latency_ns")  # fmt: skip
-        model_params = {k: v for k, v in dc.items() if k not in fault_keys and k != "model"}
-        fk = {k: dc[k] for k in fault_keys}
+        model_params = dc.model_params()
+        fk = dc.faults()
         fk["max_image_bytes"] = fk["max_image_bytes"] or None
-        ndev = sc.machine["swap_devices"]
+        ndev = sc.machine.swap_devices if self.swap_pages else 0  # swap = 0: no swap device
         for i in range(ndev):
             try:
-                model = make_model(dc["model"], **model_params)
-                faults = FaultConfig.from_mapping({**fk, "seed": sc.machine["seed"] * 1000 + i})
+                model = make_model(dc.model, **model_params)
+                faults = FaultConfig.from_mapping({**fk, "seed": sc.machine.seed * 1000 + i})
             except ValueError as e:
                 raise ScenarioError(f"{sc.source}: [device]: {e}") from e
             n = self.swap_pages // ndev + (1 if i < self.swap_pages % ndev else 0)
@@ -338,8 +320,8 @@ class Machine:
         return Summary({
             "schema": SUMMARY_SCHEMA,
             "scenario": sc.name,
-            "seed": sc.machine["seed"],
-            "loop": sc.machine["loop"],
+            "seed": sc.machine.seed,
+            "loop": sc.machine.loop,
             "outcome": outcome,
             "error": error,
             "ram_pages": self.ram_pages,

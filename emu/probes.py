@@ -8,6 +8,7 @@ written after a panic. Used by :class:`emu.machine.Machine`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Awaitable, Callable
@@ -17,6 +18,7 @@ from typing import Any
 import structlog
 
 from emu.clock import Clock
+from emu.config import KernelSection
 from emu.cpu import Cpu, CpuContext
 from kernel.kernel import Kernel, KernelConfig, KernelCosts
 from kernel.sys.systm import Panic
@@ -106,14 +108,14 @@ async def sampler(k: Kernel, interval: int, m: Any, total: int, handles: list[An
         await k.sched.sleep(interval, "sampler", weak=True)  # type: ignore[attr-defined]
 
 
-def kernel_config(kc: dict[str, Any]) -> KernelConfig:
-    costs = KernelCosts(scan_page_ns=kc["scan_page_ns"])
-    return KernelConfig(
-        diagnostic=kc["diagnostic"], debug=kc["debug"],
-        have_pmap_collect=kc["have_pmap_collect"], hibernate=kc["hibernate"],
-        bufcachepercent=kc["bufcachepercent"] if kc["bufcache"] else 0,
-        check_every_pass=kc["check_every_pass"], costs=costs,
-    )  # fmt: skip
+def kernel_config(kc: KernelSection) -> KernelConfig:
+    """The kernel's build options from [kernel]: a key named like a KernelConfig field passes
+    as is (a new option needs only its line in KernelSection); ``bufcache = false`` is a
+    ``bufcachepercent`` of 0, and ``scan_page_ns`` goes into the costs."""
+    opts = {f.name: getattr(kc, f.name) for f in dataclasses.fields(KernelConfig)
+            if f.name in kc.__struct_fields__}  # fmt: skip
+    opts["bufcachepercent"] = kc.bufcachepercent if kc.bufcache else 0
+    return KernelConfig(**opts, costs=KernelCosts(scan_page_ns=kc.scan_page_ns))
 
 
 def write_private(path: Path, data: bytes) -> None:

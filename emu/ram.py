@@ -56,7 +56,7 @@ def parse_size(spec: str | int) -> int:
         raise ValueError(f"parse_size: {spec!r} is not a size; expected {_FORMS}")
     if isinstance(spec, int):
         if spec <= 0:
-            raise ValueError(f"parse_size: {spec!r} pages is not positive; expected {_FORMS}")
+            raise ValueError(f"parse_size: {spec!r}: must be at least 1 page; expected {_FORMS}")
         return spec
     m = _SIZE_RE.fullmatch(spec)
     if m is None:
@@ -74,7 +74,7 @@ def parse_size(spec: str | int) -> int:
     else:
         raise ValueError(f"parse_size: unknown unit {m.group(2)!r} in {spec!r}; expected {_FORMS}")
     if pages <= 0:
-        raise ValueError(f"parse_size: {spec!r} is empty; expected {_FORMS}")
+        raise ValueError(f"parse_size: {spec!r}: must be at least 1 page; expected {_FORMS}")
     return pages
 
 

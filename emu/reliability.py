@@ -27,12 +27,13 @@ refuses them.
 
 from __future__ import annotations
 
-import copy
 import os
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Final, TextIO
+
+from msgspec.structs import replace
 
 from devices.faults import FaultInjector
 from devices.imagedisk import ImageDisk
@@ -139,10 +140,12 @@ def audited_run(sc: Scenario, **overrides: Any) -> tuple[Summary, Audit, Machine
     """Run a copy of ``sc`` with the auditor; ``overrides`` are ``section__key=value``
     (``device__fail_nth_io=3``). Returns the summary (auditor left out), the audit and the
     machine (``m.kernel`` is the booted kernel)."""
-    sc = copy.deepcopy(sc)
+    changes: dict[str, dict[str, Any]] = {}
     for name, value in overrides.items():
         section, key = name.split("__", 1)
-        getattr(sc, section)[key] = value
+        changes.setdefault(section, {})[key] = value
+    sc = replace(sc, **{section: replace(getattr(sc, section), **kv)
+                        for section, kv in changes.items()})  # fmt: skip
     m = Machine.from_scenario(sc)
     audit = attach_auditor(m)
     s = m.run()
@@ -256,15 +259,15 @@ def _row(
 
 
 def _check_sweepable(sc: Scenario) -> None:
-    if sc.machine["swap_devices"] != 1:
+    if sc.machine.swap_devices != 1:
         raise ScenarioError(
-            f"{sc.source}: ioerr-sweep: machine.swap_devices = {sc.machine['swap_devices']}: "
+            f"{sc.source}: ioerr-sweep: machine.swap_devices = {sc.machine.swap_devices}: "
             "each device counts fail_nth_io on its own; sweep a scenario with one swap device"
         )
     for key in _FAULT_KEYS:
-        if sc.device[key]:
+        if value := getattr(sc.device, key):
             raise ScenarioError(
-                f"{sc.source}: ioerr-sweep: device.{key} = {sc.device[key]!r}: the sweep injects "
+                f"{sc.source}: ioerr-sweep: device.{key} = {value!r}: the sweep injects "
                 f"its own faults; remove it (e.g. --set device.{key}=0)"
             )
 
@@ -284,10 +287,8 @@ def sweep(
     if stride < 1 or (max_runs is not None and max_runs < 1):
         raise ScenarioError("ioerr-sweep: --stride and --max-runs must be at least 1")
     _check_sweepable(sc)
-    sc = copy.deepcopy(sc)
-    sc.kernel["diagnostic"] = True
-    sc.kernel["check_every_pass"] = True
-    base_guard = sc.machine["max_virtual_ns"] or BASELINE_GUARD_NS
+    sc = replace(sc, kernel=replace(sc.kernel, diagnostic=True, check_every_pass=True))
+    base_guard = sc.machine.max_virtual_ns or BASELINE_GUARD_NS
     s, audit, _ = audited_run(sc, machine__max_virtual_ns=base_guard)
     kinds = audit.ios
     io = s["io"]
@@ -303,7 +304,7 @@ def sweep(
             rows.append(_row(k, kinds[k - 1], s, audit, len(audit.ios)))
             if on_row is not None:
                 on_row(rows[-1], len(ks))
-    return SweepReport(sc.name, sc.machine["seed"], len(kinds), io["writes"] + io["reads"],
+    return SweepReport(sc.name, sc.machine.seed, len(kinds), io["writes"] + io["reads"],
                        baseline, rows)  # fmt: skip
 
 
@@ -337,7 +338,7 @@ def print_sweep(rep: SweepReport, file: TextIO | None = None) -> None:
 
 
 def _short(failed: str) -> str:
-    """ "scan: BusError: BusError: read at ..." -> "scan: BusError"."""
+    """ "scan: BusError: read at ..." -> "scan: BusError"."""
     name, _, error = failed.partition(": ")
     return f"{name}: {error.partition(':')[0]}"
 

@@ -1,17 +1,18 @@
 """emu.scenario: TOML scenarios, their validation, and ``--set`` overrides.
 
-A scenario has four sections::
+A scenario has four sections, each a typed structure defined once in :mod:`emu.config`
+(``emu scenarios --help`` lists every key)::
 
-    [machine]   ram, swap, seed, loop, access_ns, fault_ns, quantum_ns, sample_interval_ns,
-                max_virtual_ns
-    [device]    model ("none" | "ssd" | "hdd"), the model's parameters, and the fault-injection
-                keys fail_write_rate, fail_read_rate, fail_write_slots, fail_read_slots,
-                fail_nth_io, max_image_bytes, extra_latency_ns
-    [kernel]    daemon and UVM options (diagnostic, have_pmap_collect, bufcache, ...)
-    [[workload]] kind, name, count, and the workload's own params
+    [machine]    MachineSection: sizes, seed, event loop, CPU costs, limits
+    [device]     DeviceSection: the timing model, its parameters, fault injection
+    [kernel]     KernelSection: daemon and UVM options (diagnostic, bufcache, ...)
+    [[workload]] WorkloadSpec: kind, name, count, and the workload's own params
 
-Every unknown key and every bad value is refused with :class:`ScenarioError`, whose message
-names the input, the key and the fix; the CLI turns it into exit status 2.
+Every unknown key and every bad value, workload params included (checked against the
+workload's signature, :func:`emu.workloads.check_params`), is refused with
+:class:`ScenarioError`, whose message names the input, the key and the fix; the CLI turns it
+into exit status 2. ``--set section.key=value`` overrides a key, ``--set
+workload.NAME.PARAM=value`` a param of the workload called NAME.
 """
 
 from __future__ import annotations
@@ -20,85 +21,54 @@ import copy
 import importlib.resources
 import os
 import tomllib
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from msgspec import Meta, Struct, field
+
+from emu.config import (
+    MIN_RAM_PAGES,
+    SECTIONS,
+    ConfigError,
+    DeviceSection,
+    KernelSection,
+    MachineSection,
+    check_table,
+    coerce,
+    signature_struct,
+)
+from emu.ram import PAGE_SIZE
+from emu.sizes import host_memory, plural
+from emu.workloads import WORKLOADS, check_params
 
 __all__ = [
-    "SECTIONS", "Scenario", "ScenarioError", "builtin_names", "load_scenario", "prepare_run_dir",
+    "SECTIONS", "Scenario", "ScenarioError", "WorkloadSpec", "builtin_names", "load_scenario",
+    "prepare_run_dir",
 ]  # fmt: skip
 
-
-class ScenarioError(ValueError):
-    """A scenario (file, key or value) that cannot be run; the message says how to fix it."""
+ScenarioError = ConfigError
 
 
-# key -> (type or tuple of types, default, help)
-_MACHINE: dict[str, tuple[Any, Any, str]] = {
-    "ram": ((str, int), "64MiB", 'emulated RAM: "64MiB", "1GiB" or a page count'),
-    "swap": ((str, int), "256MiB", 'swap image size: "256MiB" or a page count'),
-    "seed": (int, 1, "seed of every random choice in the run"),
-    "loop": (str, "uvloop", '"uvloop" or "asyncio"'),
-    "access_ns": (int, 5, "virtual CPU time per memory access (ns)"),
-    "fault_ns": (int, 2000, "virtual CPU time per trap into the kernel (ns)"),
-    "quantum_ns": (int, 100_000, "CPU time a thread may run before its time passes (ns)"),
-    "sample_interval_ns": (int, 2_000_000, "period of uvmexp.sample events (ns)"),
-    "max_virtual_ns": (int, 0, "stop the run after this much virtual time (0 = no limit)"),
-    "swap_devices": (int, 1, "number of swap devices the swap size is split over"),
-}
-_DEVICE: dict[str, tuple[Any, Any, str]] = {
-    "model": (str, "ssd", '"none", "ssd" or "hdd"'),
-    "fail_write_rate": ((float, int), 0.0, "probability (0..1) that a swap write fails with EIO"),
-    "fail_read_rate": ((float, int), 0.0, "probability (0..1) that a swap read fails with EIO"),
-    "fail_write_slots": (str, "", 'slot ranges whose writes fail, e.g. "100-200,300-310"'),
-    "fail_read_slots": (str, "", 'slot ranges whose reads fail, e.g. "100-200"'),
-    "fail_nth_io": (int, 0, "fail exactly the N-th I/O of the device (1-based, 0 = off)"),
-    "max_image_bytes": (int, 0, "refuse writes that grow the image past this (0 = no limit)"),
-    "extra_latency_ns": (int, 0, "latency added to every request (ns)"),
-    # timing-model parameters (checked again by the model itself)
-    "read_latency_ns": (int, None, "ssd: latency of a read (ns)"),
-    "write_latency_ns": (int, None, "ssd: latency of a write (ns)"),
-    "bandwidth_bps": (int, None, "ssd/hdd: transfer rate, bytes per second"),
-    "rpm": (int, None, "hdd: spindle speed"),
-    "settle_ns": (int, None, "hdd: fixed part of a seek (ns)"),
-    "seek_ns_per_sqrt_block": (int, None, "hdd: seek time per sqrt(blocks travelled) (ns)"),
-}
-_KERNEL: dict[str, tuple[Any, Any, str]] = {
-    "diagnostic": (bool, True, "DIAGNOSTIC: assertions and uvm_check after daemon passes"),
-    "debug": (bool, False, "DEBUG: panic when the pagedaemon deadlocks"),
-    "have_pmap_collect": (bool, False, "__HAVE_PMAP_COLLECT: swap out sleeping processes"),
-    "hibernate": (bool, False, "HIBERNATE: compile in uvmpd_drop / uvmpd_hibernate"),
-    "bufcache": (bool, True, "model the buffer cache (bufbackoff, BUFPAGES_*)"),
-    "bufcachepercent": (int, 10, "buffer cache size, percent of RAM"),
-    "check_every_pass": (bool, True, "run uvm_check after every daemon pass (with diagnostic)"),
-    "scan_page_ns": (int, 200, "virtual CPU time per page the daemon examines (ns)"),
-}
-_WORKLOAD_KEYS = {"kind", "name", "count", "params"}
+class WorkloadSpec(Struct, frozen=True, kw_only=True):
+    """[[workload]]: one stock workload; its other keys (or a ``params`` table) are params."""
 
-SECTIONS: dict[str, dict[str, tuple[Any, Any, str]]] = {
-    "machine": _MACHINE,
-    "device": _DEVICE,
-    "kernel": _KERNEL,
-}
-
-
-@dataclass
-class WorkloadSpec:
-    kind: str
-    name: str
-    count: int = 1
+    kind: Annotated[str, Meta(
+        description='kind = "..." names a stock workload (see `emu scenarios --workloads`)')]
+    name: Annotated[str, Meta(
+        min_length=1, pattern="^[^/]*$", description="a non-empty name without '/'")]
+    count: Annotated[int, Meta(
+        ge=1, description="number of processes; copies are named NAME.0, NAME.1, ...")] = 1
     params: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
-class Scenario:
+class Scenario(Struct, frozen=True, kw_only=True):
     """A validated scenario: every section filled with defaults."""
 
     name: str
-    machine: dict[str, Any]
-    device: dict[str, Any]
-    kernel: dict[str, Any]
-    workloads: list[WorkloadSpec]
+    machine: MachineSection = field(default_factory=MachineSection)
+    device: DeviceSection = field(default_factory=DeviceSection)
+    kernel: KernelSection = field(default_factory=KernelSection)
+    workloads: list[WorkloadSpec] = field(default_factory=list)
     source: str = "<api>"
 
 
@@ -125,24 +95,45 @@ def _read_text(spec: str) -> tuple[str, str, str]:
 
 
 def parse_set(item: str) -> tuple[str, str, Any]:
-    """``section.key=value`` -> (section, key, value); value parsed as TOML, else a string."""
+    """``section.key=value`` -> (section, key, value); the value has the key's declared type
+    when it reads as one (:func:`emu.config.coerce`), else it is the text itself."""
     if "=" not in item or "." not in item.split("=", 1)[0]:
         raise ScenarioError(
             f"--set '{item}': expected section.key=value, e.g. --set machine.ram=128MiB"
         )
     lhs, raw = item.split("=", 1)
     section, key = lhs.strip().split(".", 1)
-    try:
-        value = tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = raw
-    return section, key, value
+    cls = SECTIONS.get(section)
+    return section, key, coerce(cls, key, raw) if cls is not None else raw
+
+
+def _set_param(data: dict[str, Any], item: str, key: str, raw: str) -> None:
+    """``--set workload.NAME.PARAM=VALUE``: set a param of the [[workload]] named NAME, with
+    the param's declared type."""
+    name, sep, param = key.partition(".")
+    tables = data.get("workload", [])
+    if not sep or not param or not isinstance(tables, list):
+        raise ScenarioError(f"--set '{item}': expected workload.NAME.PARAM=VALUE, "
+                            "e.g. --set workload.hog.max_pages=256")  # fmt: skip
+    names = [t.get("name", f"{t.get('kind')}{i}") if isinstance(t, dict) else None
+             for i, t in enumerate(tables)]  # fmt: skip
+    if name not in names:
+        known = ", ".join(str(n) for n in names) or "none"
+        raise ScenarioError(f"--set '{item}': no workload named {name!r}; workloads: {known}")
+    table = tables[names.index(name)]
+    fn = WORKLOADS.get(table.get("kind"))
+    value = coerce(signature_struct(fn)[0], param, raw) if fn is not None else raw
+    if param in WorkloadSpec.__struct_fields__:
+        table.setdefault("params", {})[param] = value
+    else:
+        table[param] = value  # an inline param wins over the params table
 
 
 def load_scenario(
     spec: str | dict[str, Any], overrides: list[str] | None = None, name: str | None = None
 ) -> Scenario:
     """Load and validate a scenario from a built-in name, a TOML path or a dict."""
+    python = isinstance(spec, dict)  # a dict is Python values: an int size is bytes
     if isinstance(spec, dict):
         label, data, sname = "<api>", copy.deepcopy(spec), name or "api"
     else:
@@ -154,41 +145,30 @@ def load_scenario(
     for item in overrides or []:
         section, key, value = parse_set(item)
         if section == "workload":
-            raise ScenarioError(f"--set '{item}': workloads are set in the scenario file")
-        data.setdefault(section, {})[key] = value
-    return validate(data, label, sname)
+            _set_param(data, item, key, value)
+        else:
+            data.setdefault(section, {})[key] = value
+    return validate(data, label, sname, python)
 
 
-def validate(data: dict[str, Any], label: str = "<api>", name: str = "api") -> Scenario:
+def validate(data: dict[str, Any], label: str = "<api>", name: str = "api",
+             python: bool = False) -> Scenario:  # fmt: skip
+    """The typed Scenario of ``data`` (parsed TOML; with ``python``, values given in Python,
+    where an int size is bytes), or ScenarioError naming the first thing wrong."""
     for section in data:
         if section not in SECTIONS and section != "workload":
             raise ScenarioError(
                 f"{label}: unknown section [{section}]; sections are "
                 "[machine], [device], [kernel] and [[workload]]"
             )
-    out: dict[str, dict[str, Any]] = {}
-    for section, schema in SECTIONS.items():
+    out: dict[str, Any] = {}
+    for section, cls in SECTIONS.items():
         given = data.get(section, {})
         if not isinstance(given, dict):
             raise ScenarioError(f"{label}: [{section}] must be a table")
-        sec: dict[str, Any] = {}
-        for key, value in given.items():
-            if key not in schema:
-                known = ", ".join(sorted(schema))
-                raise ScenarioError(
-                    f"{label}: unknown key {section}.{key}; known keys of [{section}]: {known}"
-                )
-            types, _, help_ = schema[key]
-            if isinstance(value, bool) and types is not bool and bool not in _tuple(types):
-                raise ScenarioError(f"{label}: {section}.{key} = {value!r}: expected {help_}")
-            if not isinstance(value, types):
-                raise ScenarioError(f"{label}: {section}.{key} = {value!r}: expected {help_}")
-            sec[key] = value
-        for key, (_, default, _) in schema.items():
-            if key not in sec and default is not None:
-                sec[key] = default
-        out[section] = sec
-    _check_values(out, label)
+        out[section] = check_table(cls, given, label, f"{section}.", f"[{section}]",
+                                   python=python)  # fmt: skip
+    _check_machine(out["machine"], label)
     wl = data.get("workload", [])
     if not isinstance(wl, list):
         raise ScenarioError(f"{label}: workloads are [[workload]] tables (an array of tables)")
@@ -197,57 +177,59 @@ def validate(data: dict[str, Any], label: str = "<api>", name: str = "api") -> S
     for n in names:
         if names.count(n) > 1:
             raise ScenarioError(f"{label}: two workloads are named '{n}'; give each its own name")
-    return Scenario(name, out["machine"], out["device"], out["kernel"], workloads, label)
+    return Scenario(name=name, **out, workloads=workloads, source=label)
 
 
-def _tuple(t: Any) -> tuple[Any, ...]:
-    return t if isinstance(t, tuple) else (t,)
-
-
-def _check_values(s: dict[str, dict[str, Any]], label: str) -> None:
-    m, d = s["machine"], s["device"]
-    if m["loop"] not in ("uvloop", "asyncio"):
-        raise ScenarioError(f'{label}: machine.loop = {m["loop"]!r}: use "uvloop" or "asyncio"')
-    for key in ("access_ns", "fault_ns", "quantum_ns", "max_virtual_ns"):
-        if m[key] < 0:
-            raise ScenarioError(f"{label}: machine.{key} = {m[key]}: must be >= 0")
-    if m["sample_interval_ns"] <= 0 or m["swap_devices"] < 1:
+def _check_machine(mc: MachineSection, label: str) -> None:
+    """What no key can say alone: the RAM the kernel needs and the host can back, and swap
+    spread over its devices."""
+    ram, swap = mc.ram, mc.swap
+    if ram.pages < MIN_RAM_PAGES:
         raise ScenarioError(
-            f"{label}: machine.sample_interval_ns and machine.swap_devices must be positive"
+            f"{label}: machine.ram = {str(ram)!r} is {ram.pages} pages; the kernel needs at "
+            f"least {MIN_RAM_PAGES} pages ({MIN_RAM_PAGES * PAGE_SIZE >> 10} KiB)"
         )
-    if d["model"] not in ("none", "ssd", "hdd"):
-        raise ScenarioError(f'{label}: device.model = {d["model"]!r}: use "none", "ssd" or "hdd"')
-    for key in ("fail_write_rate", "fail_read_rate"):
-        if not 0.0 <= float(d[key]) <= 1.0:
-            raise ScenarioError(f"{label}: device.{key} = {d[key]}: a probability from 0 to 1")
-    for key in ("fail_nth_io", "max_image_bytes", "extra_latency_ns"):
-        if d[key] < 0:
-            raise ScenarioError(f"{label}: device.{key} = {d[key]}: must be >= 0")
+    avail = host_memory()
+    if ram.nbytes > avail:
+        raise ScenarioError(
+            f"{label}: machine.ram = {str(ram)!r} is more than this host can back: "
+            f"{ram.nbytes >> 20} MiB asked, {avail >> 20} MiB of memory available; use at "
+            f'most "{avail >> 20}MiB"'
+        )
+    if 0 < swap.pages < mc.swap_devices:
+        raise ScenarioError(
+            f"{label}: machine.swap = {str(swap)!r} is {plural(swap.pages, 'page')}, less than "
+            f"one page per swap device (machine.swap_devices = {mc.swap_devices})"
+        )
 
 
 def _workload(w: Any, i: int, label: str) -> WorkloadSpec:
     where = f"{label}: [[workload]] #{i + 1}"
     if not isinstance(w, dict):
         raise ScenarioError(f"{where}: must be a table")
+    table = {key: w[key] for key in ("kind", "name", "count") if key in w}
     params = dict(w.get("params", {}))
-    for key, value in w.items():
-        if key not in _WORKLOAD_KEYS:
-            params[key] = value  # workload params may also be given inline
-    kind = w.get("kind")
-    if not isinstance(kind, str):
-        raise ScenarioError(f'{where}: needs kind = "..." (see `emu scenarios --workloads`)')
-    count = w.get("count", 1)
-    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
-        raise ScenarioError(f"{where}: count = {count!r}: a whole number >= 1")
-    name = w.get("name", f"{kind}{i}")
-    if not isinstance(name, str) or not name or "/" in name:
-        raise ScenarioError(f"{where}: name = {name!r}: a non-empty name without '/'")
-    return WorkloadSpec(kind, name, count, params)
+    fixed = WorkloadSpec.__struct_fields__
+    params.update((key, value) for key, value in w.items() if key not in fixed)
+    if isinstance(table.get("kind"), str):
+        table.setdefault("name", f"{table['kind']}{i}")
+    spec = check_table(WorkloadSpec, table, where, "", "[[workload]]")
+    fn = WORKLOADS.get(spec.kind)
+    if fn is None:
+        raise ScenarioError(
+            f"{label}: workload '{spec.name}': unknown kind {spec.kind!r}; "
+            f"stock kinds: {', '.join(sorted(WORKLOADS))} (see `emu scenarios --workloads`)"
+        )
+    params = check_params(fn, params, f"{label}: workload '{spec.name}' ({spec.kind})")
+    return WorkloadSpec(kind=spec.kind, name=spec.name, count=spec.count, params=params)
 
 
 def prepare_run_dir(sc: Scenario, out: Path, exact: Path | None, force: bool) -> Path:
     """The run directory: ``exact`` if given, else ``out/<scenario>-s<seed>-<n>``; sets
     ``out/latest`` to point at it."""
+    path, flag = (out, "--out") if exact is None else (exact, "--run-dir")
+    if path.is_file():
+        raise ScenarioError(f"{flag} {path} is a file, not a directory; choose a directory")
     try:
         if exact is not None:
             if exact.exists() and not force:
@@ -259,9 +241,9 @@ def prepare_run_dir(sc: Scenario, out: Path, exact: Path | None, force: bool) ->
         else:
             out.mkdir(parents=True, exist_ok=True)
             n = 1
-            while (out / f"{sc.name}-s{sc.machine['seed']}-{n}").exists():
+            while (out / f"{sc.name}-s{sc.machine.seed}-{n}").exists():
                 n += 1
-            run_dir = out / f"{sc.name}-s{sc.machine['seed']}-{n}"
+            run_dir = out / f"{sc.name}-s{sc.machine.seed}-{n}"
             run_dir.mkdir()
             latest = out / "latest"
             if latest.is_symlink() or latest.exists():

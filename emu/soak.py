@@ -82,7 +82,7 @@ def soak(
     out = out or sys.stdout
     rep = SoakReport(rss_start_kib=host_rss_kib())
     t_end = clock() + minutes * 60.0
-    guard = sc.machine["max_virtual_ns"] or BASELINE_GUARD_NS  # a hung run ends, and fails
+    guard = sc.machine.max_virtual_ns or BASELINE_GUARD_NS  # a hung run ends, and fails
     while rep.runs == 0 or clock() < t_end:
         run_seed = seed + rep.runs
         s, audit, _ = audited_run(sc, machine__seed=run_seed, machine__max_virtual_ns=guard)

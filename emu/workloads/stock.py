@@ -14,10 +14,13 @@ them); docs/workloads.md is the user guide.
 
 from __future__ import annotations
 
+from typing import Annotated, Literal
+
 import numpy as np
 import numpy.typing as npt
+from msgspec import Meta
 
-from emu.api import MapKind, ProcessHandle
+from emu.api import Count, Fraction, MapKind, Ns, Pages, ProcessHandle
 from emu.workloads.stamps import PAGE_SIZE, ZERO_PAGE, check_page, make_page, read_header
 
 __all__ = ["file_rmw", "hog", "phase_shift", "seq_scan", "shared_pair", "uniform", "zipf"]
@@ -128,8 +131,8 @@ def _check_fraction(name: str, value: float) -> None:
 
 
 async def seq_scan(
-    p: ProcessHandle, pages: int = 256, passes: int = 4, write_fraction: float = 0.1,
-    think_ns: int = 0,
+    p: ProcessHandle, pages: Pages = 256, passes: Count = 4, write_fraction: Fraction = 0.1,
+    think_ns: Ns = 0,
 ) -> None:
     """Sequential passes over one anonymous region: write it all, then read and verify.
 
@@ -155,8 +158,8 @@ async def seq_scan(
 
 
 async def uniform(
-    p: ProcessHandle, pages: int = 256, accesses: int = 4096, write_fraction: float = 0.3,
-    think_ns: int = 0,
+    p: ProcessHandle, pages: Pages = 256, accesses: Count = 4096, write_fraction: Fraction = 0.3,
+    think_ns: Ns = 0,
 ) -> None:
     """Uniformly random page accesses over one anonymous region.
 
@@ -182,8 +185,9 @@ def _zipf_cdf(n: int, alpha: float) -> npt.NDArray[np.float64]:
 
 
 async def zipf(
-    p: ProcessHandle, pages: int = 1024, accesses: int = 8192, alpha: float = 1.0,
-    write_fraction: float = 0.3, scatter: bool = True, think_ns: int = 0,
+    p: ProcessHandle, pages: Pages = 1024, accesses: Count = 8192,
+    alpha: Annotated[float, Meta(ge=0)] = 1.0, write_fraction: Fraction = 0.3,
+    scatter: bool = True, think_ns: Ns = 0,
 ) -> None:
     """Zipf-distributed page accesses: a small hot set and a long cold tail.
 
@@ -214,9 +218,9 @@ async def zipf(
 
 
 async def phase_shift(
-    p: ProcessHandle, pages: int = 1024, working_set: int = 128, phases: int = 4,
-    accesses_per_phase: int = 2048, shift: int | None = None, write_fraction: float = 0.3,
-    think_ns: int = 0,
+    p: ProcessHandle, pages: Pages = 1024, working_set: Pages = 128, phases: Count = 4,
+    accesses_per_phase: Count = 2048, shift: int | None = None, write_fraction: Fraction = 0.3,
+    think_ns: Ns = 0,
 ) -> None:
     """A working set that moves between phases: uniform accesses inside a window of pages.
 
@@ -244,8 +248,8 @@ async def phase_shift(
 
 
 async def hog(
-    p: ProcessHandle, step_pages: int = 64, max_pages: int = 4096, dirty: bool = True,
-    sample: int = 16, final_check: bool = True, think_ns: int = 0,
+    p: ProcessHandle, step_pages: Pages = 64, max_pages: Count = 4096, dirty: bool = True,
+    sample: Count = 16, final_check: bool = True, think_ns: Ns = 0,
 ) -> None:
     """Grow memory step by step to a limit, touching the whole footprint after each step.
 
@@ -282,9 +286,9 @@ async def hog(
 
 
 async def shared_pair(
-    p: ProcessHandle, region: str = "pair", pages: int = 256, rank: int = 0, nprocs: int = 2,
-    accesses: int = 4096, write_fraction: float = 0.5, peer_fraction: float = 0.25,
-    think_ns: int = 0,
+    p: ProcessHandle, region: str = "pair", pages: Pages = 256, rank: Count = 0,
+    nprocs: Annotated[int, Meta(ge=1)] = 2, accesses: Count = 4096,
+    write_fraction: Fraction = 0.5, peer_fraction: Fraction = 0.25, think_ns: Ns = 0,
 ) -> None:
     """One of ``nprocs`` processes sharing the anonymous region ``region`` (an aobj).
 
@@ -350,8 +354,8 @@ def _peer_expected(
 
 
 async def file_rmw(
-    p: ProcessHandle, file: str = "rmw.dat", pages: int = 256, passes: int = 4,
-    order: str = "seq", remap: bool = True, think_ns: int = 0,
+    p: ProcessHandle, file: str = "rmw.dat", pages: Pages = 256, passes: Count = 4,
+    order: Literal["seq", "random"] = "seq", remap: bool = True, think_ns: Ns = 0,
 ) -> None:
     """Read, verify, modify and write back every page of a file mapping, pass after pass.
 

@@ -23,11 +23,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import numpy.typing as npt
+from msgspec import Meta
 
-from emu.api import ProcessHandle
+from emu.api import Count, Ns, Pages, ProcessHandle
 from emu.workloads.stamps import PAGE_SIZE, ZERO_PAGE
 from emu.workloads.textscan import Block, TraceError, open_binary, text_blocks
 
@@ -341,10 +343,10 @@ def _rechunk(blocks: Iterator[Chunk], n: int) -> Iterator[Chunk]:
 # --- the replay workload -----------------------------------------------------------------------
 
 async def trace_replay(
-    p: ProcessHandle, path: str, fmt: str | None = None, chunk: int = 4096,
-    limit: int | None = None, offset: int | None = None, region_shift: int = 21,
-    collapse: bool = False, instructions: bool = True, span: bool = False,
-    check_zero: int = 0, think_ns: int = 0,
+    p: ProcessHandle, path: str, fmt: str | None = None, chunk: Pages = 4096,
+    limit: Count | None = None, offset: Count | None = None,
+    region_shift: Annotated[int, Meta(ge=12, le=47)] = 21, collapse: bool = False,
+    instructions: bool = True, span: bool = False, check_zero: Count = 0, think_ns: Ns = 0,
 ) -> None:
     """Replay a memory trace: map the regions it touches on first use, then touch its pages.
 

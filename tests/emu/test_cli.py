@@ -41,7 +41,7 @@ def test_run_writes_run_dir_latest_link_summary_and_plots(
     [
         (["--set", "machine.nosuch=1"], "unknown key machine.nosuch"),
         (["--set", "machine.ram=\"3KiB\""], "machine.ram"),
-        (["--set", "machine.ram=16"], "at least 64 pages"),
+        (["--set", "machine.ram=16pages"], "at least 64 pages"),
         (["--set", "device.fail_write_rate=2.0"], "probability"),
         (["--set", "device.model=\"tape\""], "device.model"),
         (["--set", "kernel.diagnostic=\"yes\""], "kernel.diagnostic"),
@@ -93,3 +93,15 @@ def test_trace_with_a_bad_line_is_refused_before_the_run(
                        "--trace", f"lackey:{bad}"], capsys)  # fmt: skip
     assert rc == 2 and "bad.lackey" in err and "3" in err
     assert not (tmp_path / "o").exists() or not list((tmp_path / "o").glob("*/summary.json"))
+
+
+def test_run_dir_or_out_that_is_a_file_is_refused_as_such(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 12 item 20: --run-dir (or --out) naming a file says so, with or without --force."""
+    f = tmp_path / "afile"
+    f.write_text("x")
+    for argv in (["--run-dir", str(f)], ["--run-dir", str(f), "--force"], ["--out", str(f)]):
+        rc, _, err = _run(["run", "small", "--quiet", *argv], capsys)
+        assert rc == 2 and f"{f} is a file, not a directory" in err, err
+    assert f.read_text() == "x"

@@ -97,7 +97,7 @@ def _anons(k: Any) -> list[Any]:
 
 def _machine(ram: int = 256, swap: int = 2048, device: str = "none", **kw: Any) -> Machine:
     kernel = {"diagnostic": True, "check_every_pass": True, **kw.pop("kernel", {})}
-    return Machine(ram=ram, swap=swap, seed=3, device=device, loop="asyncio", kernel=kernel,
+    return Machine(ram=f"{ram}pages", swap=f"{swap}pages", seed=3, device=device, loop="asyncio", kernel=kernel,
                    max_virtual_ns=kw.pop("max_virtual_ns", 60_000_000_000), **kw)  # fmt: skip
 
 
@@ -193,7 +193,7 @@ def test_read_eio_on_page_in_ends_only_the_faulting_process_with_a_bus_error() -
 
 
 def test_swap_too_small_for_the_overcommit_ends_in_an_out_of_swap_kill_never_a_hang() -> None:
-    """Recipe: --set machine.swap=64. The swap-full paths run (uvm_swapisfull: dirty pages are
+    """Recipe: --set machine.swap=64pages. The swap-full paths run (uvm_swapisfull: dirty pages are
     reactivated), processes wait in uvm_wait, and the fault that finds no RAM and no swap
     kills its process "out of swap" (trap.out_of_swap) instead of waiting forever."""
     m = _machine(swap=64)
@@ -231,7 +231,7 @@ def test_host_disk_full_fails_writes_with_enospc_and_pages_go_to_written_blocks(
 
 
 def test_host_disk_full_with_every_slot_burnt_kills_out_of_swap_instead_of_livelocking() -> None:
-    """Recipe: --set device.max_image_bytes=65536 --set machine.swap=256. Once every slot not
+    """Recipe: --set device.max_image_bytes=65536 --set machine.swap=256pages. Once every slot not
     yet in the image is bad, uvm_swapisfull counts the bad slots as full (uvm_swap.py), so the
     fault fails with ENOMEM: before that fix the daemon scanned forever while the hog waited
     in uvm_wait (swpgonly never reached swpages)."""

@@ -96,8 +96,10 @@ def test_soak_of_a_clean_scenario_is_ok_and_measures_the_host() -> None:
 def test_soak_fails_on_a_process_that_crashes_and_on_a_run_that_does_not_end() -> None:
     """Only a BusError after an injected fault is an expected process end; anything else,
     and any outcome but ok, is a problem that makes `emu soak` exit 1."""
-    data = {"machine": {"ram": 128, "swap": 512, "loop": "asyncio"},
-            "workload": [{"kind": "uniform", "name": "bad", "write_fraction": 2.0}]}  # fmt: skip
+    # each param is valid on its own; the workload refuses the pair when it runs
+    data = {"machine": {"ram": "128pages", "swap": "512pages", "loop": "asyncio"},
+            "workload": [{"kind": "phase_shift", "name": "bad", "pages": 8,
+                          "working_set": 16}]}  # fmt: skip
     rep = soak(load_scenario(data), minutes=0, out=io.StringIO())
     assert not rep.ok and "process bad: ValueError" in rep.problems[0]
     data["workload"] = [{"kind": "hog", "name": "hog", "max_pages": 256}]

@@ -53,7 +53,7 @@ def _strip_wall(evs: list[dict[str, object]]) -> list[dict[str, object]]:
 
 
 def _small(tmp: Path | None, seed: int = 1, loop: str = "asyncio", **kw: object) -> Machine:
-    return Machine(ram=256, swap=2048, seed=seed, device="ssd", loop=loop, run_dir=tmp, **kw)  # type: ignore[arg-type]
+    return Machine(ram="256pages", swap="2048pages", seed=seed, device="ssd", loop=loop, run_dir=tmp, **kw)  # type: ignore[arg-type]
 
 
 def test_overcommitted_writer_pages_out_and_in_and_reads_back_intact(tmp_path: Path) -> None:
@@ -143,7 +143,7 @@ def test_api_without_run_dir_returns_summary_only() -> None:
 
 def test_bad_api_input_is_refused_with_a_clear_message(tmp_path: Path) -> None:
     with pytest.raises(ScenarioError, match="at least 64 pages"):
-        Machine(ram=8, swap=64)
+        Machine(ram="8pages", swap="64pages")
     with pytest.raises(ScenarioError, match=r"machine\.loop"):
         Machine(loop="trio")
     with pytest.raises(ScenarioError, match=r"unknown key kernel\.nosuch"):
@@ -240,3 +240,24 @@ def test_a_broken_invariant_panics_the_run_and_dumps_state(tmp_path: Path) -> No
     assert s["outcome"] == "panic"
     assert "active" in s["error"]
     assert (tmp_path / "run" / "panic.txt").read_text().startswith("panic:")
+
+
+def test_messages_name_a_fault_once_and_errors_by_their_errno_name(tmp_path: Path) -> None:
+    """Issue 12 item 20: "SegmentationFault: SegmentationFault: ..." names itself once, and a
+    failed system call says EINVAL, not 22."""
+    seen: dict[str, str] = {}
+
+    async def fixed_twice(p) -> None:  # type: ignore[no-untyped-def]
+        await p.mmap(4096, addr=0x10_0000_0000)
+        try:
+            await p.mmap(4096, addr=0x10_0000_0001)  # not page aligned
+        except OSError as e:
+            seen["mmap"] = str(e)
+
+    m = _small(tmp_path / "run")
+    m.attach(segv, name="segv")
+    m.attach(fixed_twice, name="fixed")
+    s = m.run()
+    error = {w["name"]: w for w in s["workloads"]}["segv"]["error"]
+    assert error.startswith("SegmentationFault: ") and error.count("SegmentationFault") == 1
+    assert "22" not in seen["mmap"] and seen["mmap"].endswith(": EINVAL"), seen

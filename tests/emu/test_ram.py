@@ -157,3 +157,10 @@ def test_sixteen_gib_ram_costs_only_what_is_touched() -> None:
         assert grown < 64 << 20, f"RSS grew by {grown >> 20} MiB for a 16 GiB arena"
     finally:
         ram.close()
+
+
+@pytest.mark.parametrize("spec", ["0", 0, "0KiB"])
+def test_parse_size_of_nothing_says_a_size_is_at_least_one_page(spec: str | int) -> None:
+    """Issue 12 item 20: not "'0' is empty" but what is wanted."""
+    with pytest.raises(ValueError, match="must be at least 1 page"):
+        parse_size(spec)

@@ -157,7 +157,7 @@ def _run_program(program: list[tuple[Any, ...]], fail_read_rate: float, seed: in
                 await call(i, ("exit",))
                 box.alive = False
 
-    m = Machine(ram=96, swap=1024, seed=seed, device="none", loop="asyncio",
+    m = Machine(ram="96pages", swap="1024pages", seed=seed, device="none", loop="asyncio",
                 faults={"fail_read_rate": fail_read_rate, "fail_write_rate": fail_read_rate},
                 kernel={"check_every_pass": True})  # fmt: skip
     m.attach(driver, name="driver")

@@ -28,7 +28,7 @@ def test_ls_lackey_trace_replays_to_the_end_with_exact_fault_counts(tmp_path: Pa
     accesses, chunks, distinct = _trace_facts(path)
     ram = 128
     assert distinct > 2 * ram, "the trace must not fit in RAM for this test to mean anything"
-    m = Machine(ram=ram, swap=2048, seed=1, device="ssd", loop="asyncio", run_dir=tmp_path / "r")
+    m = Machine(ram=f"{ram}pages", swap="2048pages", seed=1, device="ssd", loop="asyncio", run_dir=tmp_path / "r")
     m.attach("trace_replay", name="ls", path=f"lackey:{path}", check_zero=1)
     s = m.run()
     assert s["outcome"] == "ok", s["error"]

@@ -56,7 +56,7 @@ from emu.ram import PAGE_SIZE, Ram
 from kernel.arch.emu import swapdev
 from kernel.arch.emu.pmap import EmuPmap
 from kernel.kernel import Kernel, KernelConfig
-from kernel.sys.errno import EACCES, EFAULT, EIO, ENOMEM
+from kernel.sys.errno import EACCES, EFAULT, EIO, ENOMEM, Errno
 from kernel.sys.mman import (
     MAP_ANON,
     MAP_FIXED,
@@ -192,9 +192,25 @@ async def trap(k: Kernel, ctx: CpuContext, vaddr: int, is_write: bool) -> None:
     elif error == EFAULT:
         exc = SegmentationFault(vaddr, is_write, "address not mapped")
     else:
-        exc = SegmentationFault(vaddr, is_write, f"uvm_fault error {error}")
+        exc = SegmentationFault(vaddr, is_write, f"uvm_fault error {_ename(error)}")
     p.error = exc
     raise exc
+
+
+def _ename(error: int) -> str:
+    """An error number by its name (EINVAL) for messages."""
+    try:
+        return Errno(error).name
+    except ValueError:
+        return f"errno {error}"
+
+
+def _oserror(error: int, call: str) -> OSError:
+    """The OSError a failed system call raises in the process: ``e.errno`` is the number, the
+    message names it ("mmap(0x1000, anon): EINVAL")."""
+    e = OSError(f"{call}: {_ename(error)}")
+    e.errno = int(error)
+    return e
 
 
 def shutdown(k: Kernel) -> None:
@@ -271,7 +287,7 @@ async def mmap(
         k, p, 0 if addr is None else addr, size, prot, flags, handle, 0
     )
     if error:
-        raise OSError(error, f"mmap({size:#x}, {kind}): errno {error}")
+        raise _oserror(error, f"mmap({size:#x}, {kind})")
     return va
 
 
@@ -279,7 +295,7 @@ async def munmap(k: Kernel, p: Proc, addr: int, size: int) -> None:
     """Unmap [addr, addr + size) from ``p``. => raises OSError(errno); may sleep"""
     error = await uvm_mmap.sys_munmap(k, p, addr, size)
     if error:
-        raise OSError(error, f"munmap({addr:#x}, {size:#x}): errno {error}")
+        raise _oserror(error, f"munmap({addr:#x}, {size:#x})")
 
 
 # --- named objects behind mmap ----------------------------------------------------------------

@@ -19,7 +19,7 @@ RAM = 256
 def test_pressure_keeps_free_above_reserve_clusters_pageouts_and_loses_nothing(
     tmp_path: Path,
 ) -> None:
-    m = Machine(ram=RAM, swap=4096, seed=11, device="ssd", loop="asyncio", run_dir=tmp_path / "r",
+    m = Machine(ram=f"{RAM}pages", swap="4096pages", seed=11, device="ssd", loop="asyncio", run_dir=tmp_path / "r",
                 kernel={"diagnostic": True, "check_every_pass": True})  # fmt: skip
     m.attach("hog", name="hog", step_pages=32, max_pages=2 * RAM, sample=16)
     m.attach("shared_pair", name="shm0", region="shm", pages=64, rank=0, nprocs=2, accesses=800)
@@ -60,7 +60,7 @@ def test_without_DIAGNOSTIC_the_daemon_skips_its_checks_and_still_loses_nothing(
 ) -> None:
     """A kernel built without DIAGNOSTIC: no UNLOCK panic check, no uvm_check per pass or per
     aiodone batch; the daemon's decisions are the same kind and nothing is lost."""
-    m = Machine(ram=128, swap=1024, seed=2, device="none", loop="asyncio",
+    m = Machine(ram="128pages", swap="1024pages", seed=2, device="none", loop="asyncio",
                 kernel={"diagnostic": False, "check_every_pass": False})  # fmt: skip
     m.attach("hog", name="hog", step_pages=32, max_pages=256, sample=16)
     m.attach("file_rmw", name="file", file="f.dat", pages=48, passes=2)

@@ -43,7 +43,7 @@ FIELDS = ("pdscans", "pdreact", "pdbusy", "pdfreed", "pdpageouts", "pddeact", "c
 
 
 def _passes(tmp: Path) -> list[dict[str, object]]:
-    m = Machine(ram=256, swap=1024, seed=3, device="none", loop="asyncio", run_dir=tmp / "run",
+    m = Machine(ram="256pages", swap="1024pages", seed=3, device="none", loop="asyncio", run_dir=tmp / "run",
                 kernel={"check_every_pass": True, "bufcache": False})  # fmt: skip
     m.attach("hog", name="hog", step_pages=32, max_pages=320, sample=8)
     m.attach("shared_pair", name="shm", region="r", pages=96, rank=0, nprocs=1, accesses=600)
