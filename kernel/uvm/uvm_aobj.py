@@ -47,6 +47,7 @@ from kernel.kern.kern_synch import (
     wakeup,
 )
 from kernel.sys.mman import PROT_NONE
+from kernel.sys.param import PAGE_SHIFT, PAGE_SIZE, round_page, trunc_page
 from kernel.sys.systm import Panic
 from kernel.uvm.uvm_object import (
     UVM_OBJ_IS_AOBJ,
@@ -86,9 +87,6 @@ __all__ = [
 ]
 
 log = structlog.get_logger("uvm.aobj")
-
-PAGE_SHIFT: Final = 12
-PAGE_SIZE: Final = 1 << PAGE_SHIFT
 
 # uvm_aobj.h: uao_create flags
 UAO_FLAG_KERNOBJ: Final = 0x1  # create kernel object
@@ -281,7 +279,7 @@ def uao_create(k: Kernel, size: int, flags: int) -> UvmObject:
        uvm.kernel_object; UAO_FLAG_KERNSWAP later gives the kernel object its slot table
     => the new object has one reference
     """
-    pages = (size + PAGE_SIZE - 1) >> PAGE_SHIFT
+    pages = round_page(size) >> PAGE_SHIFT
     refs = 1
     if flags & UAO_FLAG_KERNOBJ:
         assert k.uvm.kernel_object is None, "uao_create: kernel object exists"
@@ -378,8 +376,8 @@ async def uao_flush(k: Kernel, uobj: UvmObject, start: int, stop: int, flags: in
         start = 0
         stop = aobj.u_pages << PAGE_SHIFT
     else:
-        start = start & ~(PAGE_SIZE - 1)
-        stop = (stop + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
+        start = trunc_page(start)
+        stop = round_page(stop)
         if stop > aobj.u_pages << PAGE_SHIFT:
             # printf("uao_flush: strange, got an out of range flush (fixed)\n")
             log.warning("uao_flush.out_of_range", stop=stop, u_pages=aobj.u_pages)

@@ -71,13 +71,11 @@ from kernel.kern.kern_synch import (
 )
 from kernel.sys.errno import EACCES, EFAULT, EIO, ENOMEM
 from kernel.sys.mman import PROT_NONE, PROT_WRITE, Prot
+from kernel.sys.param import PAGE_MASK, PAGE_SHIFT, PAGE_SIZE
 from kernel.sys.proc import curproc
 from kernel.sys.systm import Panic
 from kernel.uvm.uvm_object import UVM_OBJ_IS_AOBJ
 from kernel.uvm.uvm_page import (
-    PAGE_MASK,
-    PAGE_SHIFT,
-    PAGE_SIZE,
     PG_BUSY,
     PG_FAKE,
     PG_RELEASED,

@@ -35,6 +35,7 @@ from kernel.kern.kern_synch import (
     wakeup,
 )
 from kernel.sys.errno import ENOMEM
+from kernel.sys.param import PAGE_SHIFT, atop, ptoa
 from kernel.sys.proc import curproc
 from kernel.sys.queue import TailQ, TailQEntry
 from kernel.sys.systm import Panic
@@ -129,7 +130,7 @@ def _pmr_take(k: Kernel, count: int, start: int, end: int, result: list[VmPage])
             _pmr_put(pmr, f)
         return False
     for f in frames:
-        pg = uvm_page.PHYS_TO_VM_PAGE(k, f << uvm_page.PAGE_SHIFT)
+        pg = uvm_page.PHYS_TO_VM_PAGE(k, f << PAGE_SHIFT)
         result.append(pg)
     return True
 
@@ -194,9 +195,9 @@ async def uvm_pmr_getpages(
         if r == _WAIT_SEARCH:
             diag = await uvm_wait_pla(
                 k,
-                uvm_page.ptoa(start),
-                uvm_page.ptoa(end) - 1,
-                uvm_page.ptoa(count),
+                ptoa(start),
+                ptoa(end) - 1,
+                ptoa(count),
                 bool(flags & UVM_PLA_FAILOK),
             )
             if diag != 0:
@@ -272,15 +273,15 @@ def uvm_pmr_freepages(k: Kernel, pg: VmPage, count: int) -> None:
     """
     pmr = _pmr(k)
     mtx_enter(k.uvm.fpageqlock)
-    f0 = pg.phys_addr >> uvm_page.PAGE_SHIFT
+    f0 = pg.phys_addr >> PAGE_SHIFT
     for i in range(count):
-        p = uvm_page.PHYS_TO_VM_PAGE(k, (f0 + i) << uvm_page.PAGE_SHIFT)
+        p = uvm_page.PHYS_TO_VM_PAGE(k, (f0 + i) << PAGE_SHIFT)
         p.pg_flags = (p.pg_flags | uvm_page.PQ_FREE) & ~uvm_page.PG_ZERO
         p.pg_version += 1
         _pmr_put(pmr, f0 + i)
     k.uvmexp.free += count
     wakeup(k, chan(k.uvmexp, "free"))
-    uvm_wakeup_pla(k, uvm_page.VM_PAGE_TO_PHYS(pg), uvm_page.ptoa(count))
+    uvm_wakeup_pla(k, uvm_page.VM_PAGE_TO_PHYS(pg), ptoa(count))
     mtx_leave(k.uvm.fpageqlock)
 
 
@@ -323,7 +324,7 @@ async def uvm_wait_pla(k: Kernel, low: int, high: int, size: int, failok: bool) 
         # back through the buffer cache and try to get more memory.
         # The pagedaemon starts by calling bufbackoff, but we can
         # easily use up that reserve in a single scan iteration.
-        if vfs_bio.bufbackoff(k, None, uvm_page.atop(size)) == 0:
+        if vfs_bio.bufbackoff(k, None, atop(size)) == 0:
             return 0
         # pagedaemon: wait_pla deadlock detected!
         await msleep_nsec(

@@ -74,6 +74,7 @@ from kernel.sys.buf import (
     biodone,
 )
 from kernel.sys.errno import EBUSY, EINVAL, EIO
+from kernel.sys.param import MAXBSIZE, PAGE_SHIFT
 from kernel.sys.proc import curproc
 from kernel.sys.queue import TailQ, TailQEntry
 from kernel.sys.systm import Panic
@@ -83,8 +84,6 @@ if TYPE_CHECKING:
     from kernel.uvm.uvm_page import VmPage
 
 __all__ = [
-    "MAXBSIZE",
-    "MAXPHYS",
     "SWCLUSTPAGES",
     "SWF_BUSY",
     "SWF_ENABLE",
@@ -117,9 +116,6 @@ __all__ = [
     "uvm_swapisfull",
 ]
 
-PAGE_SHIFT: Final = 12  # uvm_page.PAGE_SHIFT (not imported by name: see uvm_page's imports)
-MAXBSIZE: Final = 64 * 1024  # sys/param.h: largest file system block
-MAXPHYS: Final = 64 * 1024  # sys/param.h: largest raw I/O transfer
 SWCLUSTPAGES: Final = MAXBSIZE >> PAGE_SHIFT  # most pages in one swap pageout cluster
 SWSLOT_BAD: Final = -1  # an anon or aobj slot whose data failed to read
 

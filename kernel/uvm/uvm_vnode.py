@@ -59,6 +59,7 @@ from kernel.kern.kern_synch import (
 from kernel.sys.buf import B_BUSY, B_CALL, B_READ, B_WRITE, Buf
 from kernel.sys.errno import EBUSY, EIO
 from kernel.sys.mman import PROT_NONE, PROT_READ, PROT_WRITE
+from kernel.sys.param import MAXBSIZE, PAGE_SHIFT, PAGE_SIZE, round_page, trunc_page
 from kernel.sys.systm import Panic
 from kernel.uvm.uvm_object import UvmObject, UvmPagerOps, uvm_obj_init
 
@@ -93,9 +94,6 @@ __all__ = [
 ]
 
 log = structlog.get_logger("uvm.vnode")
-
-PAGE_SHIFT: Final = 12
-PAGE_SIZE: Final = 1 << PAGE_SHIFT
 
 # sys/uio.h: enum uio_rw
 UIO_READ: Final = 0
@@ -310,10 +308,10 @@ async def uvn_flush(k: Kernel, uobj: UvmObject, start: int, stop: int, flags: in
     retval = True
     if flags & uvm_pager.PGO_ALLPAGES:
         start = 0
-        stop = _round_page(uvn.u_size)
+        stop = round_page(uvn.u_size)
     else:
-        start = start & ~(PAGE_SIZE - 1)
-        stop = min(_round_page(stop), _round_page(uvn.u_size))
+        start = trunc_page(start)
+        stop = min(round_page(stop), round_page(uvn.u_size))
 
     # PG_CLEANCHK is a hint for uvm_mk_pcluster on how fresh PG_CLEAN is; we clear it
     # and the cluster builder sets it as it syncs PG_CLEAN with the pmap
@@ -382,7 +380,7 @@ async def uvn_flush(k: Kernel, uobj: UvmObject, start: int, stop: int, flags: in
         if (flags & (uvm_pager.PGO_FREE | uvm_pager.PGO_SYNCIO)) == uvm_pager.PGO_FREE:
             pp.pg_flags |= uvm_page.PG_RELEASED
         while True:  # ReTry:
-            pps: list[VmPage | None] = [None] * (uvm_swap.MAXBSIZE >> PAGE_SHIFT)
+            pps: list[VmPage | None] = [None] * (MAXBSIZE >> PAGE_SHIFT)
             result, ppsp, npages = await uvm_pager.uvm_pager_put(
                 k, uobj, pp, pps, len(pps), flags | uvm_pager.PGO_DOACTCLUST, start, stop
             )
@@ -467,9 +465,9 @@ def uvn_cluster(uobj: UvmObject, offset: int) -> tuple[int, int]:
     if loffset >= uvn.u_size:
         raise Panic(f"uvn_cluster: offset {offset:#x} out of range ({uvn!r})")
     # XXX: the old pager could ask VOP_BMAP for a maxcontig value
-    hoffset = loffset + uvm_swap.MAXBSIZE
-    if hoffset > _round_page(uvn.u_size):  # past end?
-        hoffset = _round_page(uvn.u_size)
+    hoffset = loffset + MAXBSIZE
+    if hoffset > round_page(uvn.u_size):  # past end?
+        hoffset = round_page(uvn.u_size)
     return loffset, hoffset
 
 
@@ -735,10 +733,6 @@ uvm_vnodeops: Final = UvmPagerOps(
 
 
 # --- port helpers -----------------------------------------------------------------------------
-
-
-def _round_page(x: int) -> int:
-    return (x + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
 
 
 def _vref(vp: Vnode) -> None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
 import kernel.uvm.uvm_swap as uvm_swap
 import kernel.uvm.uvm_vnode as uvm_vnode
@@ -37,13 +37,13 @@ from devices.timing import NoneModel, TimingModel
 from emu.clock import Clock
 from emu.ram import Ram
 from kernel.sys.buf import B_ASYNC, B_ERROR, B_READ, Buf, biodone
+from kernel.sys.param import PAGE_SHIFT
 
 if TYPE_CHECKING:
     from kernel.kernel import Kernel
 
 __all__ = ["EmuDisk", "swap_on_fn", "vnode_create"]
 
-PAGE_SHIFT: Final = 12
 
 
 class EmuDisk:
