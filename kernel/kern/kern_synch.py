@@ -12,6 +12,8 @@ Deviations:
   mean that its holder awaited while holding it. ``mtx_enter`` panics then (xv6's acquire).
 - ``rw_enter`` may sleep, so it is a coroutine; the ``RW_NOSLEEP`` form is the separate plain
   function ``rw_enter_nosleep`` returning 0 or EBUSY (style C11).
+- ``rwsleep_nsec`` releases the rwlock before it queues the sleeper, where upstream queues
+  first; no ``await`` comes between the two, so the argument below holds for it too.
 
 No lost wakeups (xv6's argument): ``msleep_nsec`` puts the caller on the channel's queue
 *before* it releases the interlock, and no ``await`` comes between the two. Whoever changes the
@@ -52,7 +54,9 @@ __all__ = [
     "rw_enter",
     "rw_enter_nosleep",
     "rw_exit",
+    "rw_lock_held",
     "rw_write_held",
+    "rwsleep_nsec",
     "sched_pause",
     "tsleep_nsec",
     "wakeup",
@@ -320,3 +324,21 @@ def rw_write_held(rwl: RWLock) -> bool:
 
 def rw_lock_held(rwl: RWLock) -> bool:
     return rwl.rwl_owner is not False or rwl.rwl_readers > 0
+
+
+async def rwsleep_nsec(
+    k: Kernel, ident: Hashable, rwl: RWLock, priority: int, wmesg: str, nsecs: int
+) -> int:
+    """rwsleep_nsec: release ``rwl`` and sleep on ``ident``, as one step.
+
+    => ``rwl`` is held, for reading or writing, on entry
+    => taken again the same way on return, unless PNORELOCK is or-ed into ``priority``
+    => returns 0 when woken, EWOULDBLOCK when ``nsecs`` passed first (INFSLP: never)
+    => may sleep
+    """
+    status = RW_WRITE if rw_write_held(rwl) else RW_READ  # rw_status(rwl)
+    rw_exit(rwl)
+    error = await msleep_nsec(k, ident, None, priority, wmesg, nsecs)
+    if not (priority & PNORELOCK):
+        await rw_enter(k, rwl, status)
+    return error

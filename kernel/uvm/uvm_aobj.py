@@ -21,8 +21,9 @@ Deviations:
 - ``uao_reference`` is a coroutine only to share ``pgo_reference``'s type with
   uvn_reference (which takes the object lock); it never sleeps.
 - ``uao_get`` returns ``(result, npages)`` for C's in/out ``*npagesp``.
-- Waiting for a busy page is the 2022 idiom (set PG_WANTED, sleep on the page releasing
-  the object lock), written as the port helper ``_uvm_pagewait``.
+- Waiting for a busy page (set PG_WANTED, sleep on the page releasing the object lock) is
+  ``uvm_pagewait`` of uvm_page.py, the helper later revisions of uvm_page.c have; the 2022
+  code writes those steps out at each call.
 """
 
 from __future__ import annotations
@@ -37,13 +38,10 @@ import kernel.uvm.uvm_pager as uvm_pager
 import kernel.uvm.uvm_pdaemon as uvm_pdaemon
 import kernel.uvm.uvm_swap as uvm_swap
 from kernel.kern.kern_synch import (
-    INFSLP,
-    PVM,
     RW_WRITE,
     rw_enter,
     rw_exit,
     rw_write_held,
-    tsleep_nsec,
     wakeup,
 )
 from kernel.sys.mman import PROT_NONE
@@ -60,7 +58,6 @@ from kernel.uvm.uvm_object import (
 )
 
 if TYPE_CHECKING:
-    from kernel.kern.kern_synch import RWLock
     from kernel.kernel import Kernel
     from kernel.uvm.uvm_page import VmPage
 
@@ -396,7 +393,7 @@ async def uao_flush(k: Kernel, uobj: UvmObject, start: int, stop: int, flags: in
 
         # wait for a busy page, then look at this offset again
         if pg.pg_flags & uvm_page.PG_BUSY:
-            await _uvm_pagewait(k, pg, uobj.vmobjlock, "uaoflsh")
+            await uvm_page.uvm_pagewait(k, pg, uobj.vmobjlock, "uaoflsh")
             await rw_enter(k, uobj.vmobjlock, RW_WRITE)
             curoff -= PAGE_SIZE
             continue
@@ -533,7 +530,7 @@ async def uao_get(
 
             # resident: if busy, wait for it
             if ptmp.pg_flags & uvm_page.PG_BUSY:
-                await _uvm_pagewait(k, ptmp, uobj.vmobjlock, "uao_get")
+                await uvm_page.uvm_pagewait(k, ptmp, uobj.vmobjlock, "uao_get")
                 await rw_enter(k, uobj.vmobjlock, RW_WRITE)
                 continue  # goto top of pps while loop
 
@@ -666,17 +663,3 @@ aobj_pager: Final = UvmPagerOps(
     pgo_get=uao_get,
 )
 
-
-# --- port helpers -----------------------------------------------------------------------------
-
-
-async def _uvm_pagewait(k: Kernel, pg: VmPage, lock: RWLock, wmesg: str) -> None:
-    """PORT: wait for busy ``pg``: set PG_WANTED, release ``lock`` and sleep on the page.
-
-    => ``lock`` is write-held on entry and released on return
-    No lost wakeup: the sleep is queued by tsleep_nsec before its first await, and nothing
-    awaits between rw_exit and that call, so an unbusy that follows the rw_exit finds us.
-    """
-    pg.pg_flags |= uvm_page.PG_WANTED
-    rw_exit(lock)
-    await tsleep_nsec(k, pg, PVM, wmesg, INFSLP)

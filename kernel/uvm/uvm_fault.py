@@ -31,10 +31,6 @@ Deviations (PORT):
   each access to an unmapped page is a fault of its own and is counted.
 - VM_FAULT_WIRE is not supported (no mlock); the map lock, amap lock and object lock are
   always taken for writing, as the 2022 code does ("exclusive lock for now").
-- ``rwsleep_nsec(pg, lock, PVM | PNORELOCK, ...)`` is written as ``rw_exit(lock)`` followed by
-  ``await msleep_nsec(k, pg, None, ...)``: no await comes between the two, so the sleeper is
-  on the page's queue before anyone else can run (the no-lost-wakeup argument of
-  kern_synch.py).
 - A write to an object page that is PG_BUSY (e.g. an aobj page under pageout) waits for it
   here, before calling the pager, so the wait is counted (``flt_busywait``); upstream the
   pager's get sleeps on it.
@@ -61,11 +57,12 @@ import kernel.uvm.uvm_swap as uvm_swap
 from kernel.kern.kern_synch import (
     INFSLP,
     MSEC_TO_NSEC,
+    PNORELOCK,
     PVM,
     RW_WRITE,
-    msleep_nsec,
     rw_enter,
     rw_exit,
+    rwsleep_nsec,
     tsleep_nsec,
     wakeup,
 )
@@ -444,9 +441,7 @@ async def uvmfault_anonget(
             # on the owner of page.
             assert pg.uobject is None
             uvmfault_unlockall(ufi, None, None)
-            # PORT: rwsleep_nsec(pg, anon->an_lock, PVM | PNORELOCK, "anonget2", INFSLP)
-            rw_exit(anon.an_lock)
-            await msleep_nsec(k, pg, None, PVM, "anonget2", INFSLP)
+            await rwsleep_nsec(k, pg, anon.an_lock, PVM | PNORELOCK, "anonget2", INFSLP)
         else:
             # No page, therefore allocate one.
             pg = uvm_pagealloc(k, None, 0, anon, 0)
@@ -730,8 +725,7 @@ async def uvm_fault_lower(k: Kernel, ufi: UvmFaultinfo, flt: UvmFaultctx) -> int
             k.uvmexp.flt_busywait += 1
             _pstat("flt_busywait")
             uvmfault_unlockall(ufi, amap, None)
-            rw_exit(uobj.vmobjlock)
-            await msleep_nsec(k, busy, None, PVM, "fltobjbsy", INFSLP)
+            await rwsleep_nsec(k, busy, uobj.vmobjlock, PVM | PNORELOCK, "fltobjbsy", INFSLP)
             return ERESTART
         error, uobj, uobjpage = await uvm_fault_lower_io(k, ufi, flt, uobj)
         if error != 0:

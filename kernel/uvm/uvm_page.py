@@ -17,7 +17,17 @@ import enum
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
-from kernel.kern.kern_synch import MUTEX_ASSERT_LOCKED, mtx_enter, mtx_leave, wakeup
+from kernel.kern.kern_synch import (
+    INFSLP,
+    MUTEX_ASSERT_LOCKED,
+    PNORELOCK,
+    PVM,
+    mtx_enter,
+    mtx_leave,
+    rw_lock_held,
+    rwsleep_nsec,
+    wakeup,
+)
 from kernel.sys.flags import fast_ops
 from kernel.sys.mman import PROT_NONE
 from kernel.sys.param import PAGE_SHIFT
@@ -27,6 +37,7 @@ from kernel.sys.queue import TailQEntry
 from kernel.sys.systm import Panic
 
 if TYPE_CHECKING:
+    from kernel.kern.kern_synch import RWLock
     from kernel.kernel import Kernel
     from kernel.uvm.uvm_anon import VmAnon
     from kernel.uvm.uvm_object import UvmObject
@@ -287,6 +298,19 @@ def uvm_page_unbusy(k: Kernel, pgs: list[VmPage | None], npgs: int) -> None:
 
 
 _PGO_DONTCARE: Final[Any] = object()  # PGO_DONTCARE: an array slot with no page
+
+
+async def uvm_pagewait(k: Kernel, pg: VmPage, lock: RWLock, wmesg: str) -> None:
+    """uvm_pagewait: sleep until busy ``pg`` is un-busied.
+
+    => ``pg`` is PG_BUSY; ``lock``, its owner's lock, is held (read or write)
+    => ``lock`` is released, not taken again: the caller looks the page up anew
+    => may sleep
+    """
+    assert rw_lock_held(lock)
+    assert pg.pg_flags & PG_BUSY, "uvm_pagewait: page not busy"
+    pg.pg_flags |= PG_WANTED
+    await rwsleep_nsec(k, pg, lock, PVM | PNORELOCK, wmesg, INFSLP)
 
 
 # --- paging queues ----------------------------------------------------------------------------

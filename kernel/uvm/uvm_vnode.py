@@ -25,8 +25,8 @@ Deviations:
   are not ported.
 - ``uvn_get`` without PGO_LOCKED is entered with the object locked and returns with it
   unlocked (as uao_get); it unlocks the object while it waits for memory.
-- Waiting for a busy page or an I/O sync is the 2022 idiom (rwsleep releasing the object
-  lock); see the port helpers.
+- Waiting for a busy page is ``uvm_pagewait`` of uvm_page.py, the helper later revisions of
+  uvm_page.c have; the 2022 code writes those steps out at each call.
 - C out-parameters are returned: ``uvn_get`` returns ``(result, npages)``, ``uvn_cluster``
   returns ``(lo, hi)``.
 """
@@ -53,7 +53,7 @@ from kernel.kern.kern_synch import (
     rw_exit,
     rw_lock_held,
     rw_write_held,
-    tsleep_nsec,
+    rwsleep_nsec,
     wakeup,
 )
 from kernel.sys.buf import B_BUSY, B_CALL, B_READ, B_WRITE, Buf
@@ -64,7 +64,6 @@ from kernel.sys.systm import Panic
 from kernel.uvm.uvm_object import UvmObject, UvmPagerOps, uvm_obj_init
 
 if TYPE_CHECKING:
-    from kernel.kern.kern_synch import RWLock
     from kernel.kernel import Kernel
     from kernel.uvm.uvm_page import VmPage
     from kernel.uvm.uvm_swap import BlockDev
@@ -192,7 +191,7 @@ async def uvn_attach(k: Kernel, vp: Vnode, accessprot: int) -> UvmObject | None:
     await rw_enter(k, uvn.vmobjlock, RW_WRITE)
     while uvn.u_flags & UVM_VNODE_BLOCKED:
         uvn.u_flags |= UVM_VNODE_WANTED
-        await _rwsleep(k, uvn, uvn.vmobjlock, "uvn_attach")
+        await rwsleep_nsec(k, uvn, uvn.vmobjlock, PVM, "uvn_attach", INFSLP)
 
     # already active: bump the reference count (regain the vnode ref if persisting)
     if uvn.u_flags & UVM_VNODE_VALID:
@@ -272,7 +271,7 @@ async def uvn_detach(k: Kernel, uobj: UvmObject) -> None:
         uvn.u_flags |= UVM_VNODE_RELKILL
         while uobj.uo_npages and uvn.u_flags & UVM_VNODE_RELKILL:
             uvn.u_flags |= UVM_VNODE_IOSYNC
-            await _rwsleep(k, chan(uvn, "u_nio"), uobj.vmobjlock, "uvn_term")
+            await rwsleep_nsec(k, chan(uvn, "u_nio"), uobj.vmobjlock, PVM, "uvn_term", INFSLP)
         if not (uvn.u_flags & UVM_VNODE_RELKILL):
             rw_exit(uobj.vmobjlock)
             return
@@ -362,7 +361,7 @@ async def uvn_flush(k: Kernel, uobj: UvmObject, start: int, stop: int, flags: in
             elif flags & uvm_pager.PGO_FREE:
                 if pp.pg_flags & uvm_page.PG_BUSY:
                     uvm_page.uvm_unlock_pageq(k)
-                    await _uvm_pagewait(k, pp, uobj.vmobjlock, "uvn_flsh")
+                    await uvm_page.uvm_pagewait(k, pp, uobj.vmobjlock, "uvn_flsh")
                     await rw_enter(k, uobj.vmobjlock, RW_WRITE)
                     uvm_page.uvm_lock_pageq(k)
                     continue  # this offset again
@@ -444,7 +443,7 @@ async def uvn_flush(k: Kernel, uobj: UvmObject, start: int, stop: int, flags: in
     if need_iosync:
         while uvn.u_nio != 0:
             uvn.u_flags |= UVM_VNODE_IOSYNC
-            await _rwsleep(k, chan(uvn, "u_nio"), uobj.vmobjlock, "uvn_flush")
+            await rwsleep_nsec(k, chan(uvn, "u_nio"), uobj.vmobjlock, PVM, "uvn_flush", INFSLP)
         if uvn.u_flags & UVM_VNODE_IOSYNCWANTED:
             wakeup(k, chan(uvn, "u_flags"))
         uvn.u_flags &= ~(UVM_VNODE_IOSYNC | UVM_VNODE_IOSYNCWANTED)
@@ -582,7 +581,7 @@ async def uvn_get(
 
             # page is there, see if we need to wait on it
             if ptmp.pg_flags & uvm_page.PG_BUSY:
-                await _uvm_pagewait(k, ptmp, uobj.vmobjlock, "uvn_get")
+                await uvm_page.uvm_pagewait(k, ptmp, uobj.vmobjlock, "uvn_get")
                 await rw_enter(k, uobj.vmobjlock, RW_WRITE)
                 continue  # goto top of pps while loop
 
@@ -649,7 +648,7 @@ async def uvn_io(
         if not waitok:
             return uvm_pager.VM_PAGER_AGAIN
         uvn.u_flags |= UVM_VNODE_IOSYNCWANTED
-        await _rwsleep(k, chan(uvn, "u_flags"), uobj.vmobjlock, "uvn_iosync")
+        await rwsleep_nsec(k, chan(uvn, "u_flags"), uobj.vmobjlock, PVM, "uvn_iosync", INFSLP)
 
     # check size
     if file_offset >= uvn.u_size:
@@ -744,27 +743,6 @@ def _vrele(vp: Vnode) -> None:
     """PORT: vrele: drop a vnode reference."""
     assert vp.v_usecount > 0, "vrele: negative ref cnt"
     vp.v_usecount -= 1
-
-
-async def _rwsleep(k: Kernel, ident: object, lock: RWLock, wmesg: str) -> None:
-    """PORT: rwsleep_nsec(ident, lock, PVM, wmesg, INFSLP): release the write-held ``lock``,
-    sleep on ``ident``, take the lock again.
-
-    No lost wakeup: nothing awaits between rw_exit and the queueing done by tsleep_nsec.
-    """
-    rw_exit(lock)
-    await tsleep_nsec(k, ident, PVM, wmesg, INFSLP)
-    await rw_enter(k, lock, RW_WRITE)
-
-
-async def _uvm_pagewait(k: Kernel, pg: VmPage, lock: RWLock, wmesg: str) -> None:
-    """PORT: wait for busy ``pg``: set PG_WANTED, release ``lock``, sleep on the page.
-
-    => ``lock`` is write-held on entry and released on return
-    """
-    pg.pg_flags |= uvm_page.PG_WANTED
-    rw_exit(lock)
-    await tsleep_nsec(k, pg, PVM, wmesg, INFSLP)
 
 
 async def _vop_rdwr(
