@@ -21,6 +21,8 @@ Deviations:
 - ``uao_reference`` is a coroutine only to share ``pgo_reference``'s type with
   uvn_reference (which takes the object lock); it never sleeps.
 - ``uao_get`` returns ``(result, npages)`` for C's in/out ``*npagesp``.
+- ``uvm_wait`` is called as ``await k.pdaemon.uvm_wait(k, wmsg)``: the page daemon is a
+  module chosen at boot (uvm_extern.py), which this module does not import.
 - Waiting for a busy page (set PG_WANTED, sleep on the page releasing the object lock) is
   ``uvm_pagewait`` of uvm_page.py, the helper later revisions of uvm_page.c have; the 2022
   code writes those steps out at each call.
@@ -35,7 +37,6 @@ import structlog
 
 import kernel.uvm.uvm_page as uvm_page
 import kernel.uvm.uvm_pager as uvm_pager
-import kernel.uvm.uvm_pdaemon as uvm_pdaemon
 import kernel.uvm.uvm_swap as uvm_swap
 from kernel.kern.kern_synch import (
     RW_WRITE,
@@ -521,7 +522,7 @@ async def uao_get(
                 # out of RAM?
                 if ptmp is None:
                     rw_exit(uobj.vmobjlock)
-                    await uvm_pdaemon.uvm_wait(k, "uao_getpage")
+                    await k.pdaemon.uvm_wait(k, "uao_getpage")
                     await rw_enter(k, uobj.vmobjlock, RW_WRITE)
                     continue  # goto top of pps while loop
                 # safe without the page queues: we just allocated the page

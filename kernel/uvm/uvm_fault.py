@@ -37,6 +37,8 @@ Deviations (PORT):
 - A swap read error makes uvmfault_anonget return EIO (upstream: EACCES, marked XXX), so the
   process gets SIGBUS (``emu.cpu.BusError``) as the machine's design asks.
 - PGO_DONTCARE (zero fill) is ``None`` for ``uobjpage``; ERESTART is -1 as in sys/errno.h.
+- ``uvm_wait`` is called as ``await k.pdaemon.uvm_wait(k, wmsg)``: the page daemon is a
+  module chosen at boot (uvm_extern.py), which this module does not import.
 - The fault kinds of the emulated machine are counted in uvmexp (``flt_zero``, ``flt_soft``,
   ``flt_major``, ``flt_busywait``) and in the process's ``stats``; a fault that restarts is
   counted once, by the most expensive thing it did (major > zero > soft). Each fault charges
@@ -52,7 +54,6 @@ import kernel.uvm.uvm_amap as uvm_amap
 import kernel.uvm.uvm_anon as uvm_anon
 import kernel.uvm.uvm_aobj as uvm_aobj
 import kernel.uvm.uvm_map as uvm_map
-import kernel.uvm.uvm_pdaemon as uvm_pdaemon
 import kernel.uvm.uvm_swap as uvm_swap
 from kernel.kern.kern_synch import (
     INFSLP,
@@ -378,7 +379,7 @@ async def uvm_fault_upper(k: Kernel, ufi: UvmFaultinfo, flt: UvmFaultctx) -> int
         uvmfault_unlockall(ufi, amap, None)
         if _uvm_swapisfull(k):
             return int(ENOMEM)
-        await uvm_pdaemon.uvm_wait(k, "flt_pmfail1")
+        await k.pdaemon.uvm_wait(k, "flt_pmfail1")
         return ERESTART
 
     # ... update the page queues.
@@ -449,7 +450,7 @@ async def uvmfault_anonget(
                 # Out of memory.  Wait a little.
                 uvmfault_unlockall(ufi, amap, None)
                 k.uvmexp.fltnoram += 1
-                await uvm_pdaemon.uvm_wait(k, "flt_noram1")
+                await k.pdaemon.uvm_wait(k, "flt_noram1")
             else:
                 # PG_BUSY bit is set.
                 we_own = True
@@ -595,9 +596,9 @@ async def uvmfault_promote(
 
         # out of RAM, wait for more
         if anon is None:
-            await uvm_pdaemon.uvm_wait(k, "flt_noanon")  # PORT: uvm_anwait()
+            await k.pdaemon.uvm_wait(k, "flt_noanon")  # PORT: uvm_anwait()
         else:
-            await uvm_pdaemon.uvm_wait(k, "flt_noram3")
+            await k.pdaemon.uvm_wait(k, "flt_noram3")
         return ERESTART, None, None
 
     # copy the page [pg now dirty]
@@ -794,7 +795,7 @@ async def uvm_fault_lower(k: Kernel, ufi: UvmFaultinfo, flt: UvmFaultctx) -> int
         uvmfault_unlockall(ufi, amap, uobj)
         if _uvm_swapisfull(k):
             return int(ENOMEM)
-        await uvm_pdaemon.uvm_wait(k, "flt_pmfail2")
+        await k.pdaemon.uvm_wait(k, "flt_pmfail2")
         return ERESTART
 
     uvm_lock_pageq(k)

@@ -16,6 +16,8 @@ Deviations:
 - ``uvm_pmr_getpages`` sleeps when called with UVM_PLA_WAITOK, so it is a coroutine;
   ``uvm_pmr_getpages_nowait`` is the same function for UVM_PLA_NOWAIT callers that must not
   sleep (``uvm_pagealloc``), split because one Python function cannot be both (style C6).
+- ``uvm_wait`` is called as ``await k.pdaemon.uvm_wait(k, wmsg)``: the page daemon is a
+  module chosen at boot (uvm_extern.py), which this module does not import.
 """
 
 from __future__ import annotations
@@ -190,7 +192,7 @@ async def uvm_pmr_getpages(
         if not (flags & UVM_PLA_WAITOK):
             return int(ENOMEM)
         if r == _WAIT_RESERVE:
-            await uvm_pdaemon.uvm_wait(k, "uvm_pmr_getpages")
+            await k.pdaemon.uvm_wait(k, "uvm_pmr_getpages")
             continue
         if r == _WAIT_SEARCH:
             diag = await uvm_wait_pla(
@@ -352,4 +354,3 @@ async def uvm_wait_pla(k: Kernel, low: int, high: int, size: int, failok: bool) 
 # PORT: imported last, as in uvm_page.py: the page daemon takes names from this module.
 import kernel.kern.vfs_bio as vfs_bio  # noqa: E402
 import kernel.uvm.uvm_page as uvm_page  # noqa: E402
-import kernel.uvm.uvm_pdaemon as uvm_pdaemon  # noqa: E402

@@ -29,6 +29,8 @@ Deviations:
   uvm_page.c have; the 2022 code writes those steps out at each call.
 - C out-parameters are returned: ``uvn_get`` returns ``(result, npages)``, ``uvn_cluster``
   returns ``(lo, hi)``.
+- ``uvm_wait`` is called as ``await k.pdaemon.uvm_wait(k, wmsg)``: the page daemon is a
+  module chosen at boot (uvm_extern.py), which this module does not import.
 """
 
 from __future__ import annotations
@@ -41,7 +43,6 @@ import structlog
 
 import kernel.uvm.uvm_page as uvm_page
 import kernel.uvm.uvm_pager as uvm_pager
-import kernel.uvm.uvm_pdaemon as uvm_pdaemon
 import kernel.uvm.uvm_pmemrange as uvm_pmemrange
 import kernel.uvm.uvm_swap as uvm_swap
 from kernel.kern.kern_synch import (
@@ -574,7 +575,7 @@ async def uvn_get(
                 # out of RAM?
                 if ptmp is None:
                     rw_exit(uobj.vmobjlock)  # PORT: not held while waiting for memory
-                    await uvm_pdaemon.uvm_wait(k, "uvn_getpage")
+                    await k.pdaemon.uvm_wait(k, "uvn_getpage")
                     await rw_enter(k, uobj.vmobjlock, RW_WRITE)
                     continue  # goto top of pps while loop
                 break  # a new page ready for I/O; pps[lcv] is still None
