@@ -17,6 +17,9 @@ import enum
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
+import kernel.uvm.uvm_anon as uvm_anon
+import kernel.uvm.uvm_aobj as uvm_aobj
+import kernel.uvm.uvm_pmemrange as uvm_pmemrange
 from kernel.kern.kern_synch import (
     INFSLP,
     MUTEX_ASSERT_LOCKED,
@@ -409,10 +412,3 @@ def uvm_pagecopy(k: Kernel, src: VmPage, dst: VmPage) -> None:
 def UVM_PAGE_OWN(pg: VmPage, tag: str | None) -> None:
     """UVM_PAGE_OWN: debug ownership tracking (UVM_PAGE_TRKOWN); a no-op in normal kernels."""
 
-
-# PORT: the modules uvm_page calls into are imported last: they (and the page daemon, which
-# they import) take names from this module, so these must be defined first. C's headers
-# have no such order.
-import kernel.uvm.uvm_anon as uvm_anon  # noqa: E402
-import kernel.uvm.uvm_aobj as uvm_aobj  # noqa: E402
-import kernel.uvm.uvm_pmemrange as uvm_pmemrange  # noqa: E402

@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Final
 
 import numpy as np
 
+import kernel.kern.vfs_bio as vfs_bio
+import kernel.uvm.uvm_page as uvm_page
 from kernel.kern.kern_synch import (
     MSEC_TO_NSEC,
     PVM,
@@ -350,7 +352,3 @@ async def uvm_wait_pla(k: Kernel, low: int, high: int, size: int, failok: bool) 
     mtx_leave(k.uvm.fpageqlock)
     return 0
 
-
-# PORT: imported last, as in uvm_page.py: the page daemon takes names from this module.
-import kernel.kern.vfs_bio as vfs_bio  # noqa: E402
-import kernel.uvm.uvm_page as uvm_page  # noqa: E402
