@@ -17,6 +17,10 @@ Deviations (PORT):
   ``uvm_pageout`` and ``uvm_aiodone_daemon`` become the two kernel threads and whose
   ``uvm_wait`` the rest of the kernel calls (the entry points of uvm/uvm_extern.py).
 - There is no init process: the machine attaches its workloads as processes itself.
+- ``curproc`` is proc0 from the start of ``main`` on, in the context that boots (C sets it
+  first thing). That context goes on to run the machine's clock, so what runs outside the
+  emulated threads afterwards (the devices' completion interrupts, a test calling kernel
+  functions directly) runs as proc0, where C would run on the CPU's idle proc.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import kernel.kern.kern_kthread as kern_kthread
 import kernel.kern.vfs_bio as vfs_bio
 import kernel.uvm.uvm_pmemrange as uvm_pmemrange
 import kernel.uvm.uvm_swap as uvm_swap
-from kernel.sys.proc import P_SYSTEM, Proc
+from kernel.sys.proc import P_SYSTEM, Proc, set_curproc
 from kernel.uvm.uvm_extern import UVM_PDAEMON_ENTRY_POINTS
 
 if TYPE_CHECKING:
@@ -72,6 +76,7 @@ def main(k: Kernel, npages: int, swapdevs: list[Callable[[Kernel], int]]) -> Non
     # Initialize process and pgrp structures.
     p = Proc(p_pid=0, p_comm="swapper", p_flag=P_SYSTEM)
     k.proc0 = p
+    set_curproc(p)  # curproc = p = &proc0
     k.procs[0] = p
     k.nextpid = 1
 

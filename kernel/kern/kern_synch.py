@@ -10,6 +10,10 @@ Deviations:
   becomes ``chan(obj, "field")``.
 - ``Mutex`` never blocks: the machine is a single host thread, so finding a mutex held can only
   mean that its holder awaited while holding it. ``mtx_enter`` panics then (xv6's acquire).
+- A lock's owner is the proc that holds it (C's mutex records the CPU): ``curproc()``, which is
+  proc0 during boot and in the machine's interrupts (kern/init_main.py), so every holder is a
+  real proc. ``mtx_owner`` / ``rwl_owner`` are ``False`` while the lock is free (not
+  write-held); taking a lock where no proc runs (before any boot) panics.
 - ``rw_enter`` may sleep, so it is a coroutine; the ``RW_NOSLEEP`` form is the separate plain
   function ``rw_enter_nosleep`` returning 0 or EBUSY (style C11).
 - ``rwsleep_nsec`` releases the rwlock before it queues the sleeper, where upstream queues
@@ -25,7 +29,7 @@ spurious; callers re-test their condition in a loop.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
 from kernel.sys.errno import EBUSY, EWOULDBLOCK
 from kernel.sys.proc import Proc, curproc
@@ -107,7 +111,7 @@ class Mutex:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.mtx_owner: Proc | bool | None = False  # False = free; a Proc (or None at boot)
+        self.mtx_owner: Proc | Literal[False] = False  # the holder; False = free
 
     def __repr__(self) -> str:
         return f"<mutex {self.name} {'free' if self.mtx_owner is False else 'held'}>"
@@ -119,7 +123,10 @@ def mtx_enter(mtx: Mutex) -> None:
             f"mtx_enter: {mtx.name} already held by {mtx.mtx_owner!r}"
             " (held across an await, or locking against myself)"
         )
-    mtx.mtx_owner = curproc()
+    p = curproc()
+    if p is None:
+        raise Panic(f"mtx_enter: {mtx.name} taken where no proc runs (before boot)")
+    mtx.mtx_owner = p
 
 
 def mtx_leave(mtx: Mutex) -> None:
@@ -248,7 +255,7 @@ class RWLock:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.rwl_owner: Proc | bool | None = False  # False = not write-held
+        self.rwl_owner: Proc | Literal[False] = False  # the writer; False = not write-held
         self.rwl_readers = 0
         self.rwl_waiters: list[tuple[Scheduler, Any]] = []
         self.refs = 1  # PORT: rw_obj_hold/rw_obj_free reference count (shared amap locks)
@@ -269,7 +276,10 @@ class RWLock:
 def _rw_try(rwl: RWLock, flags: int) -> bool:
     if flags & RW_WRITE:
         if rwl.rwl_owner is False and rwl.rwl_readers == 0:
-            rwl.rwl_owner = curproc()
+            p = curproc()
+            if p is None:
+                raise Panic(f"rw_enter: {rwl.name} taken where no proc runs (before boot)")
+            rwl.rwl_owner = p
             return True
         if rwl.rwl_owner is not False and rwl.rwl_owner is curproc():
             raise Panic(f"rw_enter: {rwl.name} locking against myself")

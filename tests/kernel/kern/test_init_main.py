@@ -1,8 +1,10 @@
-"""init_main: the page daemon is a module chosen at boot and reached as ``k.pdaemon``.
+"""init_main: proc0 is curproc from boot on; the page daemon is a module chosen at boot.
 
-Pins kernel/kern/init_main.py's deviation: ``load_pdaemon`` imports the daemon module (the
-seed's ``kernel.uvm.uvm_pdaemon`` by default), checks it provides every entry point of
-``uvm_extern.UvmPdaemon``, and boot starts its two kernel threads.
+Pins kernel/kern/init_main.py's deviations: main() makes proc0 curproc first thing (C's
+``curproc = p = &proc0``), so boot and the machine's interrupts run as proc0; and
+``load_pdaemon`` imports the daemon module (the seed's ``kernel.uvm.uvm_pdaemon`` by default),
+checks it provides every entry point of ``uvm_extern.UvmPdaemon``, and boot starts its two
+kernel threads, reached as ``k.pdaemon``.
 """
 
 from __future__ import annotations
@@ -14,7 +16,25 @@ import pytest
 
 import kernel.uvm.uvm_pdaemon as uvm_pdaemon
 from kernel.kern.init_main import load_pdaemon
+from kernel.sys.proc import curproc
 from kernel.uvm.uvm_extern import UVM_PDAEMON_ENTRY_POINTS
+
+
+def test_boot_and_the_interrupts_after_it_run_as_proc0(kenv):
+    """main(): "curproc = p = &proc0" before anything else; the context that booted runs
+    the clock, whose interrupts (here a timer) then run as proc0 too."""
+    env = kenv(start=False)
+    k = env.k
+    assert curproc() is k.proc0 and k.proc0.p_pid == 0
+    seen = []
+
+    async def body(k, env):
+        env.clock.call_at(env.clock.now + 1_000, lambda: seen.append(curproc()))
+        await env.sleep(2_000)
+        assert curproc() is env.testproc  # a thread runs as its own proc
+
+    env.run(body)
+    assert seen == [k.proc0]
 
 
 def test_boot_loads_the_seed_daemon_and_starts_its_threads(run_kernel):

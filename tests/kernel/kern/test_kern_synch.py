@@ -9,6 +9,8 @@ wakeup: the sleeper is queued before the interlock drops).
 
 from __future__ import annotations
 
+import contextvars
+
 import pytest
 
 from kernel.kern.kern_kthread import kthread_create
@@ -138,6 +140,16 @@ def test_mutex_misuse_panics(kenv):
     mtx_leave(m)
     with pytest.raises(Panic, match=r"^mtx_leave: m not held"):
         mtx_leave(m)
+
+
+def test_a_lock_taken_where_no_proc_runs_panics():
+    """C11: a lock's owner is the proc holding it; before any boot no proc runs (curproc
+    is None), so taking a mutex or write-locking an rwlock there panics."""
+    nowhere = contextvars.Context()  # a context no boot has run in
+    with pytest.raises(Panic, match=r"^mtx_enter: m taken where no proc runs"):
+        nowhere.run(mtx_enter, Mutex("m"))
+    with pytest.raises(Panic, match=r"^rw_enter: lk taken where no proc runs"):
+        nowhere.run(rw_enter_nosleep, RWLock("lk"), RW_WRITE)
 
 
 def test_mutex_left_by_another_thread_panics(run_kernel):
