@@ -73,7 +73,7 @@ def uvm_check(k: Kernel, objs: Iterable[UvmObject] = ()) -> None:
     _check_swap(k, maps, objs)
 
 
-# --- port helpers ---------------------------------------------------------------------------
+# --- helpers --------------------------------------------------------------------------------
 
 
 def _fail(invariant: str, **detail: object) -> Panic:
