@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Final, cast
 
 import structlog
 
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = ["PDAEMON_DEFAULT", "load_pdaemon", "main", "main_kthreads", "uvm_page_init"]
 
-PDAEMON_DEFAULT = "kernel.uvm.uvm_pdaemon"  # the seed's page daemon (uvm_pdaemon.c 1.105)
+PDAEMON_DEFAULT: Final = "kernel.uvm.uvm_pdaemon"  # the seed's page daemon (uvm_pdaemon.c 1.105)
 
 log = structlog.get_logger("kern.init_main")
 

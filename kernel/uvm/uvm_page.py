@@ -9,6 +9,8 @@ Deviations:
 - An object's page tree is a dict keyed by offset (style C9).
 - ``uvm_pagealloc`` allocates through ``uvm_pmr_getpages_nowait`` (uvm_pmemrange.py): the C
   function is called with UVM_PLA_NOWAIT and never sleeps.
+- ``uvm_pagewait`` is the helper later revisions of uvm_page.c have for waiting on a busy
+  page; the 2022 pagers wrote its steps out at each call, and share it here.
 """
 
 from __future__ import annotations
