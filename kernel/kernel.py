@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from kernel.kern.kern_synch import Scheduler
     from kernel.kern.vfs_bio import BufCache, Bufpool
     from kernel.sys.proc import Proc
+    from kernel.uvm.uvm_extern import UvmPdaemon
     from kernel.uvm.uvm_pmap import Pmap
     from kernel.uvm.uvm_swap import SwapState
 
@@ -55,6 +56,8 @@ class Kernel:
     config: KernelConfig
     sched: Scheduler
     pmap: Pmap
+    # the page daemon module chosen at boot (kern/init_main.py: load_pdaemon)
+    pdaemon: UvmPdaemon = field(init=False, repr=False)
     uvm: Uvm = field(default_factory=Uvm)
     uvmexp: Uvmexp = field(default_factory=Uvmexp)
     swap: SwapState | None = None

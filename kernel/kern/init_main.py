@@ -12,16 +12,22 @@ Deviations (PORT):
 - Swap is configured at boot from the devices the machine hands over (upstream swapctl(8)
   adds it later from userland), through the device-specific ``swap_on`` callables the
   machine-dependent code provides.
-- The page daemon and the aiodone daemon are started only if ``kernel.uvm.uvm_pdaemon``
-  provides ``uvm_pageout`` and ``uvm_aiodone_daemon``.
+- The page daemon is a module chosen at boot: :func:`load_pdaemon` imports it (by default
+  ``kernel.uvm.uvm_pdaemon``, the seed's 1.105) and ``main`` keeps it in ``k.pdaemon``, whose
+  ``uvm_pageout`` and ``uvm_aiodone_daemon`` become the two kernel threads and whose
+  ``uvm_wait`` the rest of the kernel calls (the entry points of uvm/uvm_extern.py).
 - There is no init process: the machine attaches its workloads as processes itself.
+- ``curproc`` is proc0 from the start of ``main`` on, in the context that boots (C sets it
+  first thing). That context goes on to run the machine's clock, so what runs outside the
+  emulated threads afterwards (the devices' completion interrupts, a test calling kernel
+  functions directly) runs as proc0, where C would run on the CPU's idle proc.
 """
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Final, cast
 
 import structlog
 
@@ -29,12 +35,16 @@ import kernel.kern.kern_kthread as kern_kthread
 import kernel.kern.vfs_bio as vfs_bio
 import kernel.uvm.uvm_pmemrange as uvm_pmemrange
 import kernel.uvm.uvm_swap as uvm_swap
-from kernel.sys.proc import P_SYSTEM, Proc
+from kernel.sys.proc import P_SYSTEM, Proc, set_curproc
+from kernel.uvm.uvm_extern import UVM_PDAEMON_ENTRY_POINTS
 
 if TYPE_CHECKING:
     from kernel.kernel import Kernel
+    from kernel.uvm.uvm_extern import UvmPdaemon
 
-__all__ = ["main", "main_kthreads", "uvm_page_init"]
+__all__ = ["PDAEMON_DEFAULT", "load_pdaemon", "main", "main_kthreads", "uvm_page_init"]
+
+PDAEMON_DEFAULT: Final = "kernel.uvm.uvm_pdaemon"  # the seed's page daemon (uvm_pdaemon.c 1.105)
 
 log = structlog.get_logger("kern.init_main")
 
@@ -60,9 +70,13 @@ def main(k: Kernel, npages: int, swapdevs: list[Callable[[Kernel], int]]) -> Non
        (machine-dependent: kernel/arch/emu/machdep.py builds them)
     => runs before the clock: no sleeping, no threads
     """
+    # PORT: the page daemon this kernel runs (the C links one in).
+    k.pdaemon = load_pdaemon()
+
     # Initialize process and pgrp structures.
     p = Proc(p_pid=0, p_comm="swapper", p_flag=P_SYSTEM)
     k.proc0 = p
+    set_curproc(p)  # curproc = p = &proc0
     k.procs[0] = p
     k.nextpid = 1
 
@@ -94,32 +108,26 @@ def main_kthreads(k: Kernel) -> list[Proc]:
     """main, after scheduler_start: create the kernel threads.
 
     => called inside the running machine (the clock's setup)
-    => starts "pagedaemon" (uvm_pageout) and "aiodoned" (uvm_aiodone_daemon) when the
-       page daemon module provides them
+    => starts "pagedaemon" (uvm_pageout) and "aiodoned" (uvm_aiodone_daemon) of the page
+       daemon module chosen at boot (``k.pdaemon``)
     """
-    started: list[Proc] = []
-    pd = _pdaemon_module()
-    if pd is None:
-        return started
-    uvm_pageout: Any = getattr(pd, "uvm_pageout", None)
-    uvm_aiodone_daemon: Any = getattr(pd, "uvm_aiodone_daemon", None)
     # Create the pageout daemon kernel thread.
-    if uvm_pageout is not None:
-        started.append(kern_kthread.kthread_create(k, uvm_pageout, k, name="pagedaemon"))
+    pagedaemon = kern_kthread.kthread_create(k, k.pdaemon.uvm_pageout, k, name="pagedaemon")
     # Create the aiodone daemon kernel thread.
-    if uvm_aiodone_daemon is not None:
-        started.append(kern_kthread.kthread_create(k, uvm_aiodone_daemon, k, name="aiodoned"))
-    return started
+    aiodoned = kern_kthread.kthread_create(k, k.pdaemon.uvm_aiodone_daemon, k, name="aiodoned")
+    return [pagedaemon, aiodoned]
 
 
 # --- port helpers ---------------------------------------------------------------------------
 
 
-def _pdaemon_module() -> Any:
-    """kernel.uvm.uvm_pdaemon if it can be imported, else None (it is written separately)."""
-    try:
-        return importlib.import_module("kernel.uvm.uvm_pdaemon")
-    except ModuleNotFoundError as e:
-        if e.name != "kernel.uvm.uvm_pdaemon":
-            raise
-        return None
+def load_pdaemon(name: str = PDAEMON_DEFAULT) -> UvmPdaemon:
+    """PORT: import the page daemon module ``name`` (the one import a kernel function does).
+
+    => raises ImportError if it cannot be imported or lacks an entry point of UvmPdaemon
+    """
+    pd = importlib.import_module(name)
+    missing = [f for f in UVM_PDAEMON_ENTRY_POINTS if not callable(getattr(pd, f, None))]
+    if missing:
+        raise ImportError(f"load_pdaemon: {name} has no {', '.join(missing)}", name=name)
+    return cast("UvmPdaemon", pd)

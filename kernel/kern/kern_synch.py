@@ -10,8 +10,14 @@ Deviations:
   becomes ``chan(obj, "field")``.
 - ``Mutex`` never blocks: the machine is a single host thread, so finding a mutex held can only
   mean that its holder awaited while holding it. ``mtx_enter`` panics then (xv6's acquire).
+- A lock's owner is the proc that holds it (C's mutex records the CPU): ``curproc()``, which is
+  proc0 during boot and in the machine's interrupts (kern/init_main.py), so every holder is a
+  real proc. ``mtx_owner`` / ``rwl_owner`` are ``False`` while the lock is free (not
+  write-held); taking a lock where no proc runs (before any boot) panics.
 - ``rw_enter`` may sleep, so it is a coroutine; the ``RW_NOSLEEP`` form is the separate plain
   function ``rw_enter_nosleep`` returning 0 or EBUSY (style C11).
+- ``rwsleep_nsec`` releases the rwlock before it queues the sleeper, where upstream queues
+  first; no ``await`` comes between the two, so the argument below holds for it too.
 
 No lost wakeups (xv6's argument): ``msleep_nsec`` puts the caller on the channel's queue
 *before* it releases the interlock, and no ``await`` comes between the two. Whoever changes the
@@ -23,7 +29,7 @@ spurious; callers re-test their condition in a loop.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
 from kernel.sys.errno import EBUSY, EWOULDBLOCK
 from kernel.sys.proc import Proc, curproc
@@ -52,7 +58,9 @@ __all__ = [
     "rw_enter",
     "rw_enter_nosleep",
     "rw_exit",
+    "rw_lock_held",
     "rw_write_held",
+    "rwsleep_nsec",
     "sched_pause",
     "tsleep_nsec",
     "wakeup",
@@ -107,7 +115,7 @@ class Mutex:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.mtx_owner: Proc | bool | None = False  # False = free; a Proc (or None at boot)
+        self.mtx_owner: Proc | Literal[False] = False  # the holder; False = free
 
     def __repr__(self) -> str:
         return f"<mutex {self.name} {'free' if self.mtx_owner is False else 'held'}>"
@@ -119,7 +127,10 @@ def mtx_enter(mtx: Mutex) -> None:
             f"mtx_enter: {mtx.name} already held by {mtx.mtx_owner!r}"
             " (held across an await, or locking against myself)"
         )
-    mtx.mtx_owner = curproc()
+    p = curproc()
+    if p is None:
+        raise Panic(f"mtx_enter: {mtx.name} taken where no proc runs (before boot)")
+    mtx.mtx_owner = p
 
 
 def mtx_leave(mtx: Mutex) -> None:
@@ -248,7 +259,7 @@ class RWLock:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.rwl_owner: Proc | bool | None = False  # False = not write-held
+        self.rwl_owner: Proc | Literal[False] = False  # the writer; False = not write-held
         self.rwl_readers = 0
         self.rwl_waiters: list[tuple[Scheduler, Any]] = []
         self.refs = 1  # PORT: rw_obj_hold/rw_obj_free reference count (shared amap locks)
@@ -269,7 +280,10 @@ class RWLock:
 def _rw_try(rwl: RWLock, flags: int) -> bool:
     if flags & RW_WRITE:
         if rwl.rwl_owner is False and rwl.rwl_readers == 0:
-            rwl.rwl_owner = curproc()
+            p = curproc()
+            if p is None:
+                raise Panic(f"rw_enter: {rwl.name} taken where no proc runs (before boot)")
+            rwl.rwl_owner = p
             return True
         if rwl.rwl_owner is not False and rwl.rwl_owner is curproc():
             raise Panic(f"rw_enter: {rwl.name} locking against myself")
@@ -324,3 +338,21 @@ def rw_write_held(rwl: RWLock) -> bool:
 
 def rw_lock_held(rwl: RWLock) -> bool:
     return rwl.rwl_owner is not False or rwl.rwl_readers > 0
+
+
+async def rwsleep_nsec(
+    k: Kernel, ident: Hashable, rwl: RWLock, priority: int, wmesg: str, nsecs: int
+) -> int:
+    """rwsleep_nsec: release ``rwl`` and sleep on ``ident``, as one step.
+
+    => ``rwl`` is held, for reading or writing, on entry
+    => taken again the same way on return, unless PNORELOCK is or-ed into ``priority``
+    => returns 0 when woken, EWOULDBLOCK when ``nsecs`` passed first (INFSLP: never)
+    => may sleep
+    """
+    status = RW_WRITE if rw_write_held(rwl) else RW_READ  # rw_status(rwl)
+    rw_exit(rwl)
+    error = await msleep_nsec(k, ident, None, priority, wmesg, nsecs)
+    if not (priority & PNORELOCK):
+        await rw_enter(k, rwl, status)
+    return error

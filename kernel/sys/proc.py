@@ -46,8 +46,9 @@ class Proc:
 _curproc: contextvars.ContextVar[Proc | None] = contextvars.ContextVar("curproc", default=None)
 
 
-# curproc(): the proc running now; None outside any emulated thread (at boot: proc0's
-# context). The context variable's own getter: it is called on every lock operation.
+# curproc(): the proc running now: a thread's own proc (bound at thread start), proc0 during
+# boot and outside the threads after it (init_main.main binds it), None before any boot.
+# The context variable's own getter: it is called on every lock operation.
 curproc: Callable[[], Proc | None] = _curproc.get
 
 

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Final
 
 import kernel.uvm.uvm_anon as uvm_anon
 from kernel.kern.kern_synch import RW_WRITE, RWLock, rw_enter, rw_exit, rw_write_held
+from kernel.sys.param import PAGE_SHIFT
 from kernel.sys.systm import Panic
 
 if TYPE_CHECKING:
@@ -48,8 +49,6 @@ __all__ = [
     "amap_wipeout",
     "amap_wiperange",
 ]
-
-PAGE_SHIFT: Final = 12  # uvm_page.PAGE_SHIFT (not imported by name: import cycle)
 
 AMAP_SHARED: Final = 0x1  # amap is shared
 AMAP_REFALL: Final = 0x2  # amap_ref: reference entire amap

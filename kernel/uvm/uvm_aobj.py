@@ -21,8 +21,11 @@ Deviations:
 - ``uao_reference`` is a coroutine only to share ``pgo_reference``'s type with
   uvn_reference (which takes the object lock); it never sleeps.
 - ``uao_get`` returns ``(result, npages)`` for C's in/out ``*npagesp``.
-- Waiting for a busy page is the 2022 idiom (set PG_WANTED, sleep on the page releasing
-  the object lock), written as the port helper ``_uvm_pagewait``.
+- ``uvm_wait`` is called as ``await k.pdaemon.uvm_wait(k, wmsg)``: the page daemon is a
+  module chosen at boot (uvm_extern.py), which this module does not import.
+- Waiting for a busy page (set PG_WANTED, sleep on the page releasing the object lock) is
+  ``uvm_pagewait`` of uvm_page.py, the helper later revisions of uvm_page.c have; the 2022
+  code writes those steps out at each call.
 """
 
 from __future__ import annotations
@@ -34,19 +37,16 @@ import structlog
 
 import kernel.uvm.uvm_page as uvm_page
 import kernel.uvm.uvm_pager as uvm_pager
-import kernel.uvm.uvm_pdaemon as uvm_pdaemon
 import kernel.uvm.uvm_swap as uvm_swap
 from kernel.kern.kern_synch import (
-    INFSLP,
-    PVM,
     RW_WRITE,
     rw_enter,
     rw_exit,
     rw_write_held,
-    tsleep_nsec,
     wakeup,
 )
 from kernel.sys.mman import PROT_NONE
+from kernel.sys.param import PAGE_SHIFT, PAGE_SIZE, round_page, trunc_page
 from kernel.sys.systm import Panic
 from kernel.uvm.uvm_object import (
     UVM_OBJ_IS_AOBJ,
@@ -59,7 +59,6 @@ from kernel.uvm.uvm_object import (
 )
 
 if TYPE_CHECKING:
-    from kernel.kern.kern_synch import RWLock
     from kernel.kernel import Kernel
     from kernel.uvm.uvm_page import VmPage
 
@@ -86,9 +85,6 @@ __all__ = [
 ]
 
 log = structlog.get_logger("uvm.aobj")
-
-PAGE_SHIFT: Final = 12
-PAGE_SIZE: Final = 1 << PAGE_SHIFT
 
 # uvm_aobj.h: uao_create flags
 UAO_FLAG_KERNOBJ: Final = 0x1  # create kernel object
@@ -281,7 +277,7 @@ def uao_create(k: Kernel, size: int, flags: int) -> UvmObject:
        uvm.kernel_object; UAO_FLAG_KERNSWAP later gives the kernel object its slot table
     => the new object has one reference
     """
-    pages = (size + PAGE_SIZE - 1) >> PAGE_SHIFT
+    pages = round_page(size) >> PAGE_SHIFT
     refs = 1
     if flags & UAO_FLAG_KERNOBJ:
         assert k.uvm.kernel_object is None, "uao_create: kernel object exists"
@@ -378,8 +374,8 @@ async def uao_flush(k: Kernel, uobj: UvmObject, start: int, stop: int, flags: in
         start = 0
         stop = aobj.u_pages << PAGE_SHIFT
     else:
-        start = start & ~(PAGE_SIZE - 1)
-        stop = (stop + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
+        start = trunc_page(start)
+        stop = round_page(stop)
         if stop > aobj.u_pages << PAGE_SHIFT:
             # printf("uao_flush: strange, got an out of range flush (fixed)\n")
             log.warning("uao_flush.out_of_range", stop=stop, u_pages=aobj.u_pages)
@@ -398,7 +394,7 @@ async def uao_flush(k: Kernel, uobj: UvmObject, start: int, stop: int, flags: in
 
         # wait for a busy page, then look at this offset again
         if pg.pg_flags & uvm_page.PG_BUSY:
-            await _uvm_pagewait(k, pg, uobj.vmobjlock, "uaoflsh")
+            await uvm_page.uvm_pagewait(k, pg, uobj.vmobjlock, "uaoflsh")
             await rw_enter(k, uobj.vmobjlock, RW_WRITE)
             curoff -= PAGE_SIZE
             continue
@@ -526,7 +522,7 @@ async def uao_get(
                 # out of RAM?
                 if ptmp is None:
                     rw_exit(uobj.vmobjlock)
-                    await uvm_pdaemon.uvm_wait(k, "uao_getpage")
+                    await k.pdaemon.uvm_wait(k, "uao_getpage")
                     await rw_enter(k, uobj.vmobjlock, RW_WRITE)
                     continue  # goto top of pps while loop
                 # safe without the page queues: we just allocated the page
@@ -535,7 +531,7 @@ async def uao_get(
 
             # resident: if busy, wait for it
             if ptmp.pg_flags & uvm_page.PG_BUSY:
-                await _uvm_pagewait(k, ptmp, uobj.vmobjlock, "uao_get")
+                await uvm_page.uvm_pagewait(k, ptmp, uobj.vmobjlock, "uao_get")
                 await rw_enter(k, uobj.vmobjlock, RW_WRITE)
                 continue  # goto top of pps while loop
 
@@ -668,17 +664,3 @@ aobj_pager: Final = UvmPagerOps(
     pgo_get=uao_get,
 )
 
-
-# --- port helpers -----------------------------------------------------------------------------
-
-
-async def _uvm_pagewait(k: Kernel, pg: VmPage, lock: RWLock, wmesg: str) -> None:
-    """PORT: wait for busy ``pg``: set PG_WANTED, release ``lock`` and sleep on the page.
-
-    => ``lock`` is write-held on entry and released on return
-    No lost wakeup: the sleep is queued by tsleep_nsec before its first await, and nothing
-    awaits between rw_exit and that call, so an unbusy that follows the rw_exit finds us.
-    """
-    pg.pg_flags |= uvm_page.PG_WANTED
-    rw_exit(lock)
-    await tsleep_nsec(k, pg, PVM, wmesg, INFSLP)

@@ -43,6 +43,7 @@ import kernel.kern.vfs_bio as vfs_bio
 import kernel.uvm.uvm_map as uvm_map
 import kernel.uvm.uvm_page as uvm_page
 from kernel.sys.mman import PROT_WRITE
+from kernel.sys.param import PAGE_SHIFT
 from kernel.sys.systm import Panic
 from kernel.uvm.uvm_object import UVM_OBJ_IS_AOBJ
 
@@ -56,7 +57,6 @@ if TYPE_CHECKING:
 __all__ = ["uvm_check"]
 
 
-PAGE_SHIFT: Final = 12  # uvm_page.PAGE_SHIFT (not imported by name: import cycle)
 SWCLUSTPAGES: Final = 16  # uvm_swap.h: the largest swap cluster the daemon builds
 _PROT_WRITE: Final = int(PROT_WRITE)
 
@@ -73,7 +73,7 @@ def uvm_check(k: Kernel, objs: Iterable[UvmObject] = ()) -> None:
     _check_swap(k, maps, objs)
 
 
-# --- port helpers ---------------------------------------------------------------------------
+# --- helpers --------------------------------------------------------------------------------
 
 
 def _fail(invariant: str, **detail: object) -> Panic:

@@ -31,16 +31,14 @@ Deviations (PORT):
   each access to an unmapped page is a fault of its own and is counted.
 - VM_FAULT_WIRE is not supported (no mlock); the map lock, amap lock and object lock are
   always taken for writing, as the 2022 code does ("exclusive lock for now").
-- ``rwsleep_nsec(pg, lock, PVM | PNORELOCK, ...)`` is written as ``rw_exit(lock)`` followed by
-  ``await msleep_nsec(k, pg, None, ...)``: no await comes between the two, so the sleeper is
-  on the page's queue before anyone else can run (the no-lost-wakeup argument of
-  kern_synch.py).
 - A write to an object page that is PG_BUSY (e.g. an aobj page under pageout) waits for it
   here, before calling the pager, so the wait is counted (``flt_busywait``); upstream the
   pager's get sleeps on it.
 - A swap read error makes uvmfault_anonget return EIO (upstream: EACCES, marked XXX), so the
   process gets SIGBUS (``emu.cpu.BusError``) as the machine's design asks.
 - PGO_DONTCARE (zero fill) is ``None`` for ``uobjpage``; ERESTART is -1 as in sys/errno.h.
+- ``uvm_wait`` is called as ``await k.pdaemon.uvm_wait(k, wmsg)``: the page daemon is a
+  module chosen at boot (uvm_extern.py), which this module does not import.
 - The fault kinds of the emulated machine are counted in uvmexp (``flt_zero``, ``flt_soft``,
   ``flt_major``, ``flt_busywait``) and in the process's ``stats``; a fault that restarts is
   counted once, by the most expensive thing it did (major > zero > soft). Each fault charges
@@ -61,28 +59,26 @@ import kernel.uvm.uvm_amap as uvm_amap
 import kernel.uvm.uvm_anon as uvm_anon
 import kernel.uvm.uvm_aobj as uvm_aobj
 import kernel.uvm.uvm_map as uvm_map
-import kernel.uvm.uvm_pdaemon as uvm_pdaemon
 import kernel.uvm.uvm_swap as uvm_swap
 from kernel.kern.kern_synch import (
     INFSLP,
     MSEC_TO_NSEC,
+    PNORELOCK,
     PVM,
     RW_WRITE,
-    msleep_nsec,
     rw_enter,
     rw_exit,
+    rwsleep_nsec,
     tsleep_nsec,
     wakeup,
 )
 from kernel.sys.errno import EACCES, EFAULT, EIO, ENOMEM
 from kernel.sys.mman import PROT_NONE, PROT_WRITE, Prot
+from kernel.sys.param import PAGE_MASK, PAGE_SHIFT, PAGE_SIZE
 from kernel.sys.proc import curproc
 from kernel.sys.systm import Panic
 from kernel.uvm.uvm_object import UVM_OBJ_IS_AOBJ
 from kernel.uvm.uvm_page import (
-    PAGE_MASK,
-    PAGE_SHIFT,
-    PAGE_SIZE,
     PG_BUSY,
     PG_FAKE,
     PG_RELEASED,
@@ -393,7 +389,7 @@ async def uvm_fault_upper(k: Kernel, ufi: UvmFaultinfo, flt: UvmFaultctx) -> int
         uvmfault_unlockall(ufi, amap, None)
         if _uvm_swapisfull(k):
             return int(ENOMEM)
-        await uvm_pdaemon.uvm_wait(k, "flt_pmfail1")
+        await k.pdaemon.uvm_wait(k, "flt_pmfail1")
         return ERESTART
 
     # ... update the page queues.
@@ -456,9 +452,7 @@ async def uvmfault_anonget(
             # on the owner of page.
             assert pg.uobject is None
             uvmfault_unlockall(ufi, None, None)
-            # PORT: rwsleep_nsec(pg, anon->an_lock, PVM | PNORELOCK, "anonget2", INFSLP)
-            rw_exit(anon.an_lock)
-            await msleep_nsec(k, pg, None, PVM, "anonget2", INFSLP)
+            await rwsleep_nsec(k, pg, anon.an_lock, PVM | PNORELOCK, "anonget2", INFSLP)
         else:
             # No page, therefore allocate one.
             pg = uvm_pagealloc(k, None, 0, anon, 0)
@@ -466,7 +460,7 @@ async def uvmfault_anonget(
                 # Out of memory.  Wait a little.
                 uvmfault_unlockall(ufi, amap, None)
                 k.uvmexp.fltnoram += 1
-                await uvm_pdaemon.uvm_wait(k, "flt_noram1")
+                await k.pdaemon.uvm_wait(k, "flt_noram1")
             else:
                 # PG_BUSY bit is set.
                 we_own = True
@@ -612,9 +606,9 @@ async def uvmfault_promote(
 
         # out of RAM, wait for more
         if anon is None:
-            await uvm_pdaemon.uvm_wait(k, "flt_noanon")  # PORT: uvm_anwait()
+            await k.pdaemon.uvm_wait(k, "flt_noanon")  # PORT: uvm_anwait()
         else:
-            await uvm_pdaemon.uvm_wait(k, "flt_noram3")
+            await k.pdaemon.uvm_wait(k, "flt_noram3")
         return ERESTART, None, None
 
     # copy the page [pg now dirty]
@@ -742,8 +736,7 @@ async def uvm_fault_lower(k: Kernel, ufi: UvmFaultinfo, flt: UvmFaultctx) -> int
             k.uvmexp.flt_busywait += 1
             _pstat("flt_busywait")
             uvmfault_unlockall(ufi, amap, None)
-            rw_exit(uobj.vmobjlock)
-            await msleep_nsec(k, busy, None, PVM, "fltobjbsy", INFSLP)
+            await rwsleep_nsec(k, busy, uobj.vmobjlock, PVM | PNORELOCK, "fltobjbsy", INFSLP)
             return ERESTART
         error, uobj, uobjpage = await uvm_fault_lower_io(k, ufi, flt, uobj)
         if error != 0:
@@ -812,7 +805,7 @@ async def uvm_fault_lower(k: Kernel, ufi: UvmFaultinfo, flt: UvmFaultctx) -> int
         uvmfault_unlockall(ufi, amap, uobj)
         if _uvm_swapisfull(k):
             return int(ENOMEM)
-        await uvm_pdaemon.uvm_wait(k, "flt_pmfail2")
+        await k.pdaemon.uvm_wait(k, "flt_pmfail2")
         return ERESTART
 
     uvm_lock_pageq(k)

@@ -29,6 +29,7 @@ import kernel.uvm.uvm_amap as uvm_amap
 from kernel.kern.kern_synch import RW_READ, RW_WRITE, RWLock, rw_enter, rw_exit
 from kernel.sys.errno import EACCES, EINVAL, ENOMEM
 from kernel.sys.mman import PROT_NONE, Prot
+from kernel.sys.param import PAGE_MASK, PAGE_SHIFT, PAGE_SIZE
 from kernel.sys.systm import Panic
 
 if TYPE_CHECKING:
@@ -67,9 +68,6 @@ __all__ = [
 
 # uvm_page.py's constants (not imported by name: uvm_check, hence this module, is imported
 # while uvm_page is still initialising)
-PAGE_SHIFT: Final = 12
-PAGE_SIZE: Final = 1 << PAGE_SHIFT
-PAGE_MASK: Final = PAGE_SIZE - 1
 
 # amd64 vmparam.h
 VM_MIN_ADDRESS: Final = 0

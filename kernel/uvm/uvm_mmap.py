@@ -27,8 +27,8 @@ import kernel.uvm.uvm_aobj as uvm_aobj
 import kernel.uvm.uvm_map as uvm_map
 from kernel.sys.errno import EINVAL, ENOMEM
 from kernel.sys.mman import MAP_ANON, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, Prot
+from kernel.sys.param import PAGE_MASK
 from kernel.uvm.uvm_object import UVM_OBJ_IS_AOBJ, UVM_OBJ_IS_VNODE
-from kernel.uvm.uvm_page import PAGE_MASK
 
 if TYPE_CHECKING:
     from kernel.kernel import Kernel

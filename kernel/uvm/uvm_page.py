@@ -9,6 +9,8 @@ Deviations:
 - An object's page tree is a dict keyed by offset (style C9).
 - ``uvm_pagealloc`` allocates through ``uvm_pmr_getpages_nowait`` (uvm_pmemrange.py): the C
   function is called with UVM_PLA_NOWAIT and never sleeps.
+- ``uvm_pagewait`` is the helper later revisions of uvm_page.c have for waiting on a busy
+  page; the 2022 pagers wrote its steps out at each call, and share it here.
 """
 
 from __future__ import annotations
@@ -17,29 +19,33 @@ import enum
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
-from kernel.kern.kern_synch import MUTEX_ASSERT_LOCKED, mtx_enter, mtx_leave, wakeup
+import kernel.uvm.uvm_anon as uvm_anon
+import kernel.uvm.uvm_aobj as uvm_aobj
+import kernel.uvm.uvm_pmemrange as uvm_pmemrange
+from kernel.kern.kern_synch import (
+    INFSLP,
+    MUTEX_ASSERT_LOCKED,
+    PNORELOCK,
+    PVM,
+    mtx_enter,
+    mtx_leave,
+    rw_lock_held,
+    rwsleep_nsec,
+    wakeup,
+)
 from kernel.sys.flags import fast_ops
 from kernel.sys.mman import PROT_NONE
+from kernel.sys.param import PAGE_SHIFT
+from kernel.sys.param import atop as atop  # re-exported: the page daemon tests import it here
+from kernel.sys.param import ptoa as ptoa  # re-exported: the page daemon tests import it here
 from kernel.sys.queue import TailQEntry
 from kernel.sys.systm import Panic
 
 if TYPE_CHECKING:
+    from kernel.kern.kern_synch import RWLock
     from kernel.kernel import Kernel
     from kernel.uvm.uvm_anon import VmAnon
     from kernel.uvm.uvm_object import UvmObject
-
-PAGE_SHIFT: Final = 12
-PAGE_SIZE: Final = 1 << PAGE_SHIFT
-PAGE_MASK: Final = PAGE_SIZE - 1
-
-
-def atop(x: int) -> int:
-    return x >> PAGE_SHIFT
-
-
-def ptoa(x: int) -> int:
-    return x << PAGE_SHIFT
-
 
 @fast_ops
 class PgFlags(enum.IntFlag):
@@ -299,6 +305,19 @@ def uvm_page_unbusy(k: Kernel, pgs: list[VmPage | None], npgs: int) -> None:
 _PGO_DONTCARE: Final[Any] = object()  # PGO_DONTCARE: an array slot with no page
 
 
+async def uvm_pagewait(k: Kernel, pg: VmPage, lock: RWLock, wmesg: str) -> None:
+    """uvm_pagewait: sleep until busy ``pg`` is un-busied.
+
+    => ``pg`` is PG_BUSY; ``lock``, its owner's lock, is held (read or write)
+    => ``lock`` is released, not taken again: the caller looks the page up anew
+    => may sleep
+    """
+    assert rw_lock_held(lock)
+    assert pg.pg_flags & PG_BUSY, "uvm_pagewait: page not busy"
+    pg.pg_flags |= PG_WANTED
+    await rwsleep_nsec(k, pg, lock, PVM | PNORELOCK, wmesg, INFSLP)
+
+
 # --- paging queues ----------------------------------------------------------------------------
 
 
@@ -395,10 +414,3 @@ def uvm_pagecopy(k: Kernel, src: VmPage, dst: VmPage) -> None:
 def UVM_PAGE_OWN(pg: VmPage, tag: str | None) -> None:
     """UVM_PAGE_OWN: debug ownership tracking (UVM_PAGE_TRKOWN); a no-op in normal kernels."""
 
-
-# PORT: the modules uvm_page calls into are imported last: they (and the page daemon, which
-# they import) take names from this module, so these must be defined first. C's headers
-# have no such order.
-import kernel.uvm.uvm_anon as uvm_anon  # noqa: E402
-import kernel.uvm.uvm_aobj as uvm_aobj  # noqa: E402
-import kernel.uvm.uvm_pmemrange as uvm_pmemrange  # noqa: E402

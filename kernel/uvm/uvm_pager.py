@@ -62,6 +62,7 @@ from kernel.sys.buf import B_ERROR, B_READ, Buf
 from kernel.sys.errno import EIO, ENOMEM
 from kernel.sys.flags import fast_ops
 from kernel.sys.mman import PROT_READ
+from kernel.sys.param import MAXBSIZE, MAXPHYS, PAGE_SHIFT, PAGE_SIZE
 from kernel.sys.proc import curproc
 
 if TYPE_CHECKING:
@@ -106,9 +107,6 @@ __all__ = [
 ]
 
 log = structlog.get_logger("uvm.pager")
-
-PAGE_SHIFT: Final = 12
-PAGE_SIZE: Final = 1 << PAGE_SHIFT
 
 
 class VmPagerStatus(enum.IntEnum):
@@ -219,7 +217,7 @@ async def uvm_pagermapin(k: Kernel, pps: Sequence[VmPage | None], npages: int, f
         pg = pps[0]
         assert pg is not None and pg.pg_flags & uvm_page.PG_BUSY
         return True
-    assert npages << PAGE_SHIFT <= uvm_swap.MAXBSIZE
+    assert npages << PAGE_SHIFT <= MAXBSIZE
     for i in range(npages):
         pp = pps[i]
         assert pp is not None and pp.pg_flags & uvm_page.PG_BUSY, "uvm_pagermapin: not busy"
@@ -577,7 +575,7 @@ def uvm_aio_aiodone(bp: Buf) -> None:
     k = bp.b_kernel
     assert k is not None
     npages = bp.b_bufsize >> PAGE_SHIFT
-    assert npages <= uvm_swap.MAXPHYS >> PAGE_SHIFT
+    assert npages <= MAXPHYS >> PAGE_SHIFT
 
     error = (bp.b_error if bp.b_error else int(EIO)) if bp.b_flags & B_ERROR else 0
     write = (bp.b_flags & B_READ) == 0

@@ -129,12 +129,12 @@ from kernel.kern.kern_synch import (
 )
 from kernel.sys.buf import B_PDAEMON, Buf
 from kernel.sys.mman import PROT_NONE, PROT_READ
+from kernel.sys.param import PAGE_SHIFT, atop
 from kernel.sys.proc import curproc
 from kernel.sys.queue import TailQ
 from kernel.sys.systm import Panic
 from kernel.uvm.uvm import UvmConstraintRange, dma_constraint, no_constraint
 from kernel.uvm.uvm_page import (
-    PAGE_SHIFT,
     PG_BUSY,
     PG_CLEAN,
     PG_RELEASED,
@@ -146,7 +146,6 @@ from kernel.uvm.uvm_page import (
     UVM_PAGE_OWN,
     VM_PAGE_TO_PHYS,
     VmPage,
-    atop,
     uvm_lock_fpageq,
     uvm_lock_pageq,
     uvm_pageactivate,

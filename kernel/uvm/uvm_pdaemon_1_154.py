@@ -86,14 +86,12 @@ from kernel.kern.kern_synch import (
 from kernel.sys.buf import B_PDAEMON, Buf
 from kernel.sys.errno import ENOMEM
 from kernel.sys.mman import PROT_NONE, PROT_READ
+from kernel.sys.param import PAGE_SHIFT
 from kernel.sys.proc import curproc
 from kernel.sys.queue import TailQ
 from kernel.sys.systm import Panic
 from kernel.uvm.uvm import UvmConstraintRange, dma_constraint, no_constraint
-
-# TODO(merge): PAGE_SHIFT and atop come from kernel.sys.param after issue 11.
 from kernel.uvm.uvm_page import (
-    PAGE_SHIFT,
     PG_BUSY,
     PG_CLEAN,
     PQ_ACTIVE,

@@ -16,6 +16,8 @@ Deviations:
 - ``uvm_pmr_getpages`` sleeps when called with UVM_PLA_WAITOK, so it is a coroutine;
   ``uvm_pmr_getpages_nowait`` is the same function for UVM_PLA_NOWAIT callers that must not
   sleep (``uvm_pagealloc``), split because one Python function cannot be both (style C6).
+- ``uvm_wait`` is called as ``await k.pdaemon.uvm_wait(k, wmsg)``: the page daemon is a
+  module chosen at boot (uvm_extern.py), which this module does not import.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from typing import TYPE_CHECKING, Final
 
 import numpy as np
 
+import kernel.kern.vfs_bio as vfs_bio
+import kernel.uvm.uvm_page as uvm_page
 from kernel.kern.kern_synch import (
     MSEC_TO_NSEC,
     PVM,
@@ -35,6 +39,7 @@ from kernel.kern.kern_synch import (
     wakeup,
 )
 from kernel.sys.errno import ENOMEM
+from kernel.sys.param import PAGE_SHIFT, atop, ptoa
 from kernel.sys.proc import curproc
 from kernel.sys.queue import TailQ, TailQEntry
 from kernel.sys.systm import Panic
@@ -129,7 +134,7 @@ def _pmr_take(k: Kernel, count: int, start: int, end: int, result: list[VmPage])
             _pmr_put(pmr, f)
         return False
     for f in frames:
-        pg = uvm_page.PHYS_TO_VM_PAGE(k, f << uvm_page.PAGE_SHIFT)
+        pg = uvm_page.PHYS_TO_VM_PAGE(k, f << PAGE_SHIFT)
         result.append(pg)
     return True
 
@@ -189,14 +194,14 @@ async def uvm_pmr_getpages(
         if not (flags & UVM_PLA_WAITOK):
             return int(ENOMEM)
         if r == _WAIT_RESERVE:
-            await uvm_pdaemon.uvm_wait(k, "uvm_pmr_getpages")
+            await k.pdaemon.uvm_wait(k, "uvm_pmr_getpages")
             continue
         if r == _WAIT_SEARCH:
             diag = await uvm_wait_pla(
                 k,
-                uvm_page.ptoa(start),
-                uvm_page.ptoa(end) - 1,
-                uvm_page.ptoa(count),
+                ptoa(start),
+                ptoa(end) - 1,
+                ptoa(count),
                 bool(flags & UVM_PLA_FAILOK),
             )
             if diag != 0:
@@ -272,15 +277,15 @@ def uvm_pmr_freepages(k: Kernel, pg: VmPage, count: int) -> None:
     """
     pmr = _pmr(k)
     mtx_enter(k.uvm.fpageqlock)
-    f0 = pg.phys_addr >> uvm_page.PAGE_SHIFT
+    f0 = pg.phys_addr >> PAGE_SHIFT
     for i in range(count):
-        p = uvm_page.PHYS_TO_VM_PAGE(k, (f0 + i) << uvm_page.PAGE_SHIFT)
+        p = uvm_page.PHYS_TO_VM_PAGE(k, (f0 + i) << PAGE_SHIFT)
         p.pg_flags = (p.pg_flags | uvm_page.PQ_FREE) & ~uvm_page.PG_ZERO
         p.pg_version += 1
         _pmr_put(pmr, f0 + i)
     k.uvmexp.free += count
     wakeup(k, chan(k.uvmexp, "free"))
-    uvm_wakeup_pla(k, uvm_page.VM_PAGE_TO_PHYS(pg), uvm_page.ptoa(count))
+    uvm_wakeup_pla(k, uvm_page.VM_PAGE_TO_PHYS(pg), ptoa(count))
     mtx_leave(k.uvm.fpageqlock)
 
 
@@ -323,7 +328,7 @@ async def uvm_wait_pla(k: Kernel, low: int, high: int, size: int, failok: bool) 
         # back through the buffer cache and try to get more memory.
         # The pagedaemon starts by calling bufbackoff, but we can
         # easily use up that reserve in a single scan iteration.
-        if vfs_bio.bufbackoff(k, None, uvm_page.atop(size)) == 0:
+        if vfs_bio.bufbackoff(k, None, atop(size)) == 0:
             return 0
         # pagedaemon: wait_pla deadlock detected!
         await msleep_nsec(
@@ -347,8 +352,3 @@ async def uvm_wait_pla(k: Kernel, low: int, high: int, size: int, failok: bool) 
     mtx_leave(k.uvm.fpageqlock)
     return 0
 
-
-# PORT: imported last, as in uvm_page.py: the page daemon takes names from this module.
-import kernel.kern.vfs_bio as vfs_bio  # noqa: E402
-import kernel.uvm.uvm_page as uvm_page  # noqa: E402
-import kernel.uvm.uvm_pdaemon as uvm_pdaemon  # noqa: E402

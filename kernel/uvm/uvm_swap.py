@@ -67,6 +67,7 @@ from kernel.sys.buf import (
     Buf,
 )
 from kernel.sys.errno import EBUSY, EINVAL
+from kernel.sys.param import MAXBSIZE, PAGE_SHIFT
 from kernel.sys.pool import PR_NOWAIT, PR_WAITOK
 from kernel.sys.proc import curproc
 from kernel.sys.queue import TailQ, TailQEntry
@@ -77,8 +78,6 @@ if TYPE_CHECKING:
     from kernel.uvm.uvm_page import VmPage
 
 __all__ = [
-    "MAXBSIZE",
-    "MAXPHYS",
     "SWCLUSTPAGES",
     "SWF_BUSY",
     "SWF_ENABLE",
@@ -107,9 +106,6 @@ __all__ = [
     "uvm_swapisfull",
 ]
 
-PAGE_SHIFT: Final = 12  # uvm_page.PAGE_SHIFT (not imported by name: see uvm_page's imports)
-MAXBSIZE: Final = 64 * 1024  # sys/param.h: largest file system block
-MAXPHYS: Final = 64 * 1024  # sys/param.h: largest raw I/O transfer
 SWCLUSTPAGES: Final = MAXBSIZE >> PAGE_SHIFT  # most pages in one swap pageout cluster
 SWSLOT_BAD: Final = -1  # an anon or aobj slot whose data failed to read
 

@@ -25,10 +25,12 @@ Deviations:
   are not ported.
 - ``uvn_get`` without PGO_LOCKED is entered with the object locked and returns with it
   unlocked (as uao_get); it unlocks the object while it waits for memory.
-- Waiting for a busy page or an I/O sync is the 2022 idiom (rwsleep releasing the object
-  lock); see the port helpers.
+- Waiting for a busy page is ``uvm_pagewait`` of uvm_page.py, the helper later revisions of
+  uvm_page.c have; the 2022 code writes those steps out at each call.
 - C out-parameters are returned: ``uvn_get`` returns ``(result, npages)``, ``uvn_cluster``
   returns ``(lo, hi)``.
+- ``uvm_wait`` is called as ``await k.pdaemon.uvm_wait(k, wmsg)``: the page daemon is a
+  module chosen at boot (uvm_extern.py), which this module does not import.
 """
 
 from __future__ import annotations
@@ -42,9 +44,7 @@ import structlog
 import kernel.kern.vfs_bio as vfs_bio
 import kernel.uvm.uvm_page as uvm_page
 import kernel.uvm.uvm_pager as uvm_pager
-import kernel.uvm.uvm_pdaemon as uvm_pdaemon
 import kernel.uvm.uvm_pmemrange as uvm_pmemrange
-import kernel.uvm.uvm_swap as uvm_swap
 from kernel.kern.kern_synch import (
     INFSLP,
     PVM,
@@ -54,17 +54,17 @@ from kernel.kern.kern_synch import (
     rw_exit,
     rw_lock_held,
     rw_write_held,
-    tsleep_nsec,
+    rwsleep_nsec,
     wakeup,
 )
 from kernel.sys.buf import B_BUSY, B_CALL, B_READ, B_WRITE, Buf
 from kernel.sys.errno import EBUSY, EIO
 from kernel.sys.mman import PROT_NONE, PROT_READ, PROT_WRITE
+from kernel.sys.param import MAXBSIZE, PAGE_SHIFT, PAGE_SIZE, round_page, trunc_page
 from kernel.sys.systm import Panic
 from kernel.uvm.uvm_object import UvmObject, UvmPagerOps, uvm_obj_init
 
 if TYPE_CHECKING:
-    from kernel.kern.kern_synch import RWLock
     from kernel.kernel import Kernel
     from kernel.uvm.uvm_page import VmPage
     from kernel.uvm.uvm_swap import BlockDev
@@ -94,9 +94,6 @@ __all__ = [
 ]
 
 log = structlog.get_logger("uvm.vnode")
-
-PAGE_SHIFT: Final = 12
-PAGE_SIZE: Final = 1 << PAGE_SHIFT
 
 # sys/uio.h: enum uio_rw
 UIO_READ: Final = 0
@@ -195,7 +192,7 @@ async def uvn_attach(k: Kernel, vp: Vnode, accessprot: int) -> UvmObject | None:
     await rw_enter(k, uvn.vmobjlock, RW_WRITE)
     while uvn.u_flags & UVM_VNODE_BLOCKED:
         uvn.u_flags |= UVM_VNODE_WANTED
-        await _rwsleep(k, uvn, uvn.vmobjlock, "uvn_attach")
+        await rwsleep_nsec(k, uvn, uvn.vmobjlock, PVM, "uvn_attach", INFSLP)
 
     # already active: bump the reference count (regain the vnode ref if persisting)
     if uvn.u_flags & UVM_VNODE_VALID:
@@ -275,7 +272,7 @@ async def uvn_detach(k: Kernel, uobj: UvmObject) -> None:
         uvn.u_flags |= UVM_VNODE_RELKILL
         while uobj.uo_npages and uvn.u_flags & UVM_VNODE_RELKILL:
             uvn.u_flags |= UVM_VNODE_IOSYNC
-            await _rwsleep(k, chan(uvn, "u_nio"), uobj.vmobjlock, "uvn_term")
+            await rwsleep_nsec(k, chan(uvn, "u_nio"), uobj.vmobjlock, PVM, "uvn_term", INFSLP)
         if not (uvn.u_flags & UVM_VNODE_RELKILL):
             rw_exit(uobj.vmobjlock)
             return
@@ -311,10 +308,10 @@ async def uvn_flush(k: Kernel, uobj: UvmObject, start: int, stop: int, flags: in
     retval = True
     if flags & uvm_pager.PGO_ALLPAGES:
         start = 0
-        stop = _round_page(uvn.u_size)
+        stop = round_page(uvn.u_size)
     else:
-        start = start & ~(PAGE_SIZE - 1)
-        stop = min(_round_page(stop), _round_page(uvn.u_size))
+        start = trunc_page(start)
+        stop = min(round_page(stop), round_page(uvn.u_size))
 
     # PG_CLEANCHK is a hint for uvm_mk_pcluster on how fresh PG_CLEAN is; we clear it
     # and the cluster builder sets it as it syncs PG_CLEAN with the pmap
@@ -365,7 +362,7 @@ async def uvn_flush(k: Kernel, uobj: UvmObject, start: int, stop: int, flags: in
             elif flags & uvm_pager.PGO_FREE:
                 if pp.pg_flags & uvm_page.PG_BUSY:
                     uvm_page.uvm_unlock_pageq(k)
-                    await _uvm_pagewait(k, pp, uobj.vmobjlock, "uvn_flsh")
+                    await uvm_page.uvm_pagewait(k, pp, uobj.vmobjlock, "uvn_flsh")
                     await rw_enter(k, uobj.vmobjlock, RW_WRITE)
                     uvm_page.uvm_lock_pageq(k)
                     continue  # this offset again
@@ -383,7 +380,7 @@ async def uvn_flush(k: Kernel, uobj: UvmObject, start: int, stop: int, flags: in
         if (flags & (uvm_pager.PGO_FREE | uvm_pager.PGO_SYNCIO)) == uvm_pager.PGO_FREE:
             pp.pg_flags |= uvm_page.PG_RELEASED
         while True:  # ReTry:
-            pps: list[VmPage | None] = [None] * (uvm_swap.MAXBSIZE >> PAGE_SHIFT)
+            pps: list[VmPage | None] = [None] * (MAXBSIZE >> PAGE_SHIFT)
             result, ppsp, npages = await uvm_pager.uvm_pager_put(
                 k, uobj, pp, pps, len(pps), flags | uvm_pager.PGO_DOACTCLUST, start, stop
             )
@@ -447,7 +444,7 @@ async def uvn_flush(k: Kernel, uobj: UvmObject, start: int, stop: int, flags: in
     if need_iosync:
         while uvn.u_nio != 0:
             uvn.u_flags |= UVM_VNODE_IOSYNC
-            await _rwsleep(k, chan(uvn, "u_nio"), uobj.vmobjlock, "uvn_flush")
+            await rwsleep_nsec(k, chan(uvn, "u_nio"), uobj.vmobjlock, PVM, "uvn_flush", INFSLP)
         if uvn.u_flags & UVM_VNODE_IOSYNCWANTED:
             wakeup(k, chan(uvn, "u_flags"))
         uvn.u_flags &= ~(UVM_VNODE_IOSYNC | UVM_VNODE_IOSYNCWANTED)
@@ -468,9 +465,9 @@ def uvn_cluster(uobj: UvmObject, offset: int) -> tuple[int, int]:
     if loffset >= uvn.u_size:
         raise Panic(f"uvn_cluster: offset {offset:#x} out of range ({uvn!r})")
     # XXX: the old pager could ask VOP_BMAP for a maxcontig value
-    hoffset = loffset + uvm_swap.MAXBSIZE
-    if hoffset > _round_page(uvn.u_size):  # past end?
-        hoffset = _round_page(uvn.u_size)
+    hoffset = loffset + MAXBSIZE
+    if hoffset > round_page(uvn.u_size):  # past end?
+        hoffset = round_page(uvn.u_size)
     return loffset, hoffset
 
 
@@ -578,14 +575,14 @@ async def uvn_get(
                 # out of RAM?
                 if ptmp is None:
                     rw_exit(uobj.vmobjlock)  # PORT: not held while waiting for memory
-                    await uvm_pdaemon.uvm_wait(k, "uvn_getpage")
+                    await k.pdaemon.uvm_wait(k, "uvn_getpage")
                     await rw_enter(k, uobj.vmobjlock, RW_WRITE)
                     continue  # goto top of pps while loop
                 break  # a new page ready for I/O; pps[lcv] is still None
 
             # page is there, see if we need to wait on it
             if ptmp.pg_flags & uvm_page.PG_BUSY:
-                await _uvm_pagewait(k, ptmp, uobj.vmobjlock, "uvn_get")
+                await uvm_page.uvm_pagewait(k, ptmp, uobj.vmobjlock, "uvn_get")
                 await rw_enter(k, uobj.vmobjlock, RW_WRITE)
                 continue  # goto top of pps while loop
 
@@ -652,7 +649,7 @@ async def uvn_io(
         if not waitok:
             return uvm_pager.VM_PAGER_AGAIN
         uvn.u_flags |= UVM_VNODE_IOSYNCWANTED
-        await _rwsleep(k, chan(uvn, "u_flags"), uobj.vmobjlock, "uvn_iosync")
+        await rwsleep_nsec(k, chan(uvn, "u_flags"), uobj.vmobjlock, PVM, "uvn_iosync", INFSLP)
 
     # check size
     if file_offset >= uvn.u_size:
@@ -738,10 +735,6 @@ uvm_vnodeops: Final = UvmPagerOps(
 # --- port helpers -----------------------------------------------------------------------------
 
 
-def _round_page(x: int) -> int:
-    return (x + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
-
-
 def _vref(vp: Vnode) -> None:
     """PORT: vref / vget(LK_NOWAIT): take a vnode reference (vnodes are never recycled)."""
     vp.v_usecount += 1
@@ -751,27 +744,6 @@ def _vrele(vp: Vnode) -> None:
     """PORT: vrele: drop a vnode reference."""
     assert vp.v_usecount > 0, "vrele: negative ref cnt"
     vp.v_usecount -= 1
-
-
-async def _rwsleep(k: Kernel, ident: object, lock: RWLock, wmesg: str) -> None:
-    """PORT: rwsleep_nsec(ident, lock, PVM, wmesg, INFSLP): release the write-held ``lock``,
-    sleep on ``ident``, take the lock again.
-
-    No lost wakeup: nothing awaits between rw_exit and the queueing done by tsleep_nsec.
-    """
-    rw_exit(lock)
-    await tsleep_nsec(k, ident, PVM, wmesg, INFSLP)
-    await rw_enter(k, lock, RW_WRITE)
-
-
-async def _uvm_pagewait(k: Kernel, pg: VmPage, lock: RWLock, wmesg: str) -> None:
-    """PORT: wait for busy ``pg``: set PG_WANTED, release ``lock``, sleep on the page.
-
-    => ``lock`` is write-held on entry and released on return
-    """
-    pg.pg_flags |= uvm_page.PG_WANTED
-    rw_exit(lock)
-    await tsleep_nsec(k, pg, PVM, wmesg, INFSLP)
 
 
 async def _vop_rdwr(

@@ -20,10 +20,10 @@ import kernel.uvm.uvm_map as uvm_map
 import kernel.uvm.uvm_page as uvm_page
 import kernel.uvm.uvm_pager as uvm_pager
 import kernel.uvm.uvm_swap as uvm_swap
-from emu.ram import PAGE_SHIFT
 from kernel.kern.kern_synch import RW_WRITE, rw_enter, rw_exit, wakeup
 from kernel.kernel import Kernel
 from kernel.sys.mman import PROT_NONE, PROT_READ
+from kernel.sys.param import PAGE_SHIFT
 from kernel.sys.proc import Proc
 from kernel.uvm.uvm_anon import VmAnon
 from kernel.uvm.uvm_check import uvm_check

@@ -52,7 +52,7 @@ import kernel.uvm.uvm_vnode as uvm_vnode
 from emu.clock import Clock
 from emu.cpu import BusError, Cpu, CpuContext, MemoryFault, SegmentationFault
 from emu.mmu import Mmu
-from emu.ram import PAGE_SIZE, Ram
+from emu.ram import Ram
 from kernel.arch.emu import swapdev
 from kernel.arch.emu.pmap import EmuPmap
 from kernel.kernel import Kernel, KernelConfig
@@ -65,6 +65,7 @@ from kernel.sys.mman import (
     PROT_READ,
     PROT_WRITE,
 )
+from kernel.sys.param import round_page
 from kernel.sys.proc import Proc
 from kernel.sys.systm import Panic
 
@@ -301,10 +302,6 @@ async def munmap(k: Kernel, p: Proc, addr: int, size: int) -> None:
 # --- named objects behind mmap ----------------------------------------------------------------
 
 
-def _round_page(size: int) -> int:
-    return (size + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
-
-
 async def _shared_object(k: Kernel, name: str | None, size: int) -> UvmObject:
     """The shared anonymous region ``name`` (an aobj), created on first use; the returned
     handle carries a new reference for the mapping."""
@@ -313,7 +310,7 @@ async def _shared_object(k: Kernel, name: str | None, size: int) -> UvmObject:
     md = machdep_of(k)
     uobj = md.shared.get(name)
     if uobj is None:
-        uobj = uvm_mmap.uvm_shm_create(k, _round_page(size))
+        uobj = uvm_mmap.uvm_shm_create(k, round_page(size))
         md.shared[name] = uobj
     await uvm_mmap.uvm_objref(k, uobj)
     return uobj
@@ -331,7 +328,7 @@ async def _file_object(k: Kernel, name: str | None, size: int, prot: int) -> Uvm
             raise OSError(EIO, "mmap: this machine has no directory for files")
         if os.sep in name or name in ("", ".", ".."):
             raise ValueError(f"mmap: bad file name {name!r}")
-        vp = swapdev.vnode_create(k, os.path.join(md.filedir, name), _round_page(size))
+        vp = swapdev.vnode_create(k, os.path.join(md.filedir, name), round_page(size))
         md.files[name] = vp
     uobj = await uvm_vnode.uvn_attach(k, vp, prot)
     if uobj is None:

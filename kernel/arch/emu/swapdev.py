@@ -24,7 +24,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
 import kernel.uvm.uvm_swap as uvm_swap
 import kernel.uvm.uvm_vnode as uvm_vnode
@@ -36,13 +36,13 @@ from emu.clock import Clock
 from emu.ram import Ram
 from kernel.kern.vfs_bio import biodone
 from kernel.sys.buf import B_ERROR, B_READ, Buf
+from kernel.sys.param import PAGE_SHIFT
 
 if TYPE_CHECKING:
     from kernel.kernel import Kernel
 
 __all__ = ["EmuDisk", "swap_on_fn", "vnode_create"]
 
-PAGE_SHIFT: Final = 12
 
 
 class EmuDisk:

@@ -1,12 +1,15 @@
 """kern_synch: msleep/wakeup, mutexes and rwlocks.
 
 Pins docs/uvm-reference.md §1.4 (msleep_nsec drops the interlock and re-takes it unless
-PNORELOCK; INFSLP; EWOULDBLOCK on timeout; wakeup wakes every sleeper), style C11 (mutex
+PNORELOCK; INFSLP; EWOULDBLOCK on timeout; wakeup wakes every sleeper; rwsleep_nsec does the
+same with an rwlock), style C11 (mutex
 misuse panics; rwlocks track their owner; RW_NOSLEEP returns EBUSY) and C12 (no lost
 wakeup: the sleeper is queued before the interlock drops).
 """
 
 from __future__ import annotations
+
+import contextvars
 
 import pytest
 
@@ -27,7 +30,9 @@ from kernel.kern.kern_synch import (
     rw_enter,
     rw_enter_nosleep,
     rw_exit,
+    rw_lock_held,
     rw_write_held,
+    rwsleep_nsec,
     tsleep_nsec,
     wakeup,
     wakeup_one,
@@ -137,6 +142,16 @@ def test_mutex_misuse_panics(kenv):
         mtx_leave(m)
 
 
+def test_a_lock_taken_where_no_proc_runs_panics():
+    """C11: a lock's owner is the proc holding it; before any boot no proc runs (curproc
+    is None), so taking a mutex or write-locking an rwlock there panics."""
+    nowhere = contextvars.Context()  # a context no boot has run in
+    with pytest.raises(Panic, match=r"^mtx_enter: m taken where no proc runs"):
+        nowhere.run(mtx_enter, Mutex("m"))
+    with pytest.raises(Panic, match=r"^rw_enter: lk taken where no proc runs"):
+        nowhere.run(rw_enter_nosleep, RWLock("lk"), RW_WRITE)
+
+
 def test_mutex_left_by_another_thread_panics(run_kernel):
     """C11: both lock classes track the owning proc; leaving someone else's mutex panics."""
     m = Mutex("owned")
@@ -204,5 +219,40 @@ def test_rwlock_blocking_enter_waits_for_the_writer(run_kernel):
         rw_exit(lk)
         await env.sleep(5_000)
         assert order == ["holder out", "writer in"]
+
+    run_kernel(body, start=False)
+
+
+def test_rwsleep_drops_the_rwlock_and_retakes_it_as_it_was_held(run_kernel):
+    """§1.4 for rwlocks: rwsleep_nsec releases the lock while asleep (another thread can
+    write-lock it meanwhile) and takes it again for reading or writing, as it was held,
+    unless PNORELOCK; a timeout returns EWOULDBLOCK and relocks too."""
+    lk = RWLock("lk")
+    seen: list[object] = []
+
+    async def waker(k):
+        seen.append(rw_enter_nosleep(lk, RW_WRITE))  # free while the sleeper sleeps
+        rw_exit(lk)
+        wakeup(k, chan(lk, "c"))
+
+    async def body(k, env):
+        await rw_enter(k, lk, RW_WRITE)
+        kthread_create(k, waker, k, name="waker")
+        assert await rwsleep_nsec(k, chan(lk, "c"), lk, PVM, "wrelock", INFSLP) == 0
+        assert rw_write_held(lk) and seen == [0]
+        rw_exit(lk)
+
+        await rw_enter(k, lk, RW_READ)
+        kthread_create(k, waker, k, name="waker2")
+        assert await rwsleep_nsec(k, chan(lk, "c"), lk, PVM, "rrelock", INFSLP) == 0
+        assert lk.rwl_readers == 1 and not rw_write_held(lk) and seen == [0, 0]
+        rw_exit(lk)
+
+        await rw_enter(k, lk, RW_WRITE)
+        assert await rwsleep_nsec(k, chan(lk, "c"), lk, PVM, "timeout", 1_000) == EWOULDBLOCK
+        assert rw_write_held(lk)
+        kthread_create(k, waker, k, name="waker3")
+        r = await rwsleep_nsec(k, chan(lk, "c"), lk, PVM | PNORELOCK, "norelock", INFSLP)
+        assert r == 0 and not rw_lock_held(lk) and seen == [0, 0, 0]
 
     run_kernel(body, start=False)

@@ -7,7 +7,16 @@ syncing PG_CLEAN from the modify bit, wiring, uvm_pagefree, uvm_page_unbusy).
 
 from __future__ import annotations
 
-from kernel.kern.kern_synch import chan
+from kernel.kern.kern_kthread import kthread_create
+from kernel.kern.kern_synch import (
+    RW_WRITE,
+    RWLock,
+    chan,
+    rw_enter,
+    rw_enter_nosleep,
+    rw_exit,
+    rw_lock_held,
+)
 from kernel.uvm.uvm_anon import uvm_analloc
 from kernel.uvm.uvm_page import (
     PG_BUSY,
@@ -27,6 +36,7 @@ from kernel.uvm.uvm_page import (
     uvm_pagedeactivate,
     uvm_pagefree,
     uvm_pageunwire,
+    uvm_pagewait,
     uvm_pagewire,
     uvm_unlock_pageq,
 )
@@ -172,3 +182,27 @@ def test_page_unbusy_wakes_wanted_sleepers_and_clears_busy(kenv):
     uvm_page_unbusy(k, [pg], 1)
     assert w.woken and not pg.pg_flags & (PG_BUSY | PG_WANTED)
     _free(k, pg)
+
+
+def test_pagewait_sleeps_on_the_busy_page_with_the_owner_lock_released(run_kernel):
+    """uvm_pagewait (uvm_page.c): sets PG_WANTED and sleeps on the page, releasing the
+    owner's lock (PNORELOCK: the caller looks the page up again) until uvm_page_unbusy
+    wakes it; while it sleeps another thread can take the lock."""
+    lock = RWLock("uobjlk")
+    seen = []
+
+    async def unbusier(k, pg):
+        seen.append(rw_enter_nosleep(lock, RW_WRITE))  # free: the waiter released it
+        rw_exit(lock)
+        uvm_page_unbusy(k, [pg], 1)
+
+    async def body(k, env):
+        pg = _alloc(k)  # PG_BUSY, as uvm_pagealloc returns it
+        await rw_enter(k, lock, RW_WRITE)
+        kthread_create(k, unbusier, k, pg, name="unbusier")
+        await uvm_pagewait(k, pg, lock, "pgwait")
+        assert seen == [0] and not rw_lock_held(lock)
+        assert not pg.pg_flags & (PG_BUSY | PG_WANTED)
+        _free(k, pg)
+
+    run_kernel(body, start=False)
