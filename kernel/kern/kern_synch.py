@@ -12,7 +12,7 @@ Deviations:
   mean that its holder awaited while holding it. ``mtx_enter`` panics then (xv6's acquire).
 - A lock's owner is the proc that holds it (C's mutex records the CPU): ``curproc()``, which is
   proc0 during boot and in the machine's interrupts (kern/init_main.py), so every holder is a
-  real proc. ``mtx_owner`` / ``rwl_owner`` are ``False`` while the lock is free (not
+  real proc. ``mtx_owner`` / ``rwl_owner`` are ``None`` while the lock is free (not
   write-held); taking a lock where no proc runs (before any boot) panics.
 - ``rw_enter`` may sleep, so it is a coroutine; the ``RW_NOSLEEP`` form is the separate plain
   function ``rw_enter_nosleep`` returning 0 or EBUSY (style C11).
@@ -29,7 +29,7 @@ spurious; callers re-test their condition in a loop.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
-from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from kernel.sys.errno import EBUSY, EWOULDBLOCK
 from kernel.sys.proc import Proc, curproc
@@ -115,14 +115,14 @@ class Mutex:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.mtx_owner: Proc | Literal[False] = False  # the holder; False = free
+        self.mtx_owner: Proc | None = None  # the holder; None = free
 
     def __repr__(self) -> str:
-        return f"<mutex {self.name} {'free' if self.mtx_owner is False else 'held'}>"
+        return f"<mutex {self.name} {'free' if self.mtx_owner is None else 'held'}>"
 
 
 def mtx_enter(mtx: Mutex) -> None:
-    if mtx.mtx_owner is not False:
+    if mtx.mtx_owner is not None:
         raise Panic(
             f"mtx_enter: {mtx.name} already held by {mtx.mtx_owner!r}"
             " (held across an await, or locking against myself)"
@@ -134,20 +134,20 @@ def mtx_enter(mtx: Mutex) -> None:
 
 
 def mtx_leave(mtx: Mutex) -> None:
-    if mtx.mtx_owner is False:
+    if mtx.mtx_owner is None:
         raise Panic(f"mtx_leave: {mtx.name} not held")
     if mtx.mtx_owner is not curproc():
         raise Panic(f"mtx_leave: {mtx.name} held by {mtx.mtx_owner!r}, not {curproc()!r}")
-    mtx.mtx_owner = False
+    mtx.mtx_owner = None
 
 
 def MUTEX_ASSERT_LOCKED(mtx: Mutex) -> None:
-    if mtx.mtx_owner is False or mtx.mtx_owner is not curproc():
+    if mtx.mtx_owner is None or mtx.mtx_owner is not curproc():
         raise Panic(f"mutex {mtx.name} not held")
 
 
 def MUTEX_ASSERT_UNLOCKED(mtx: Mutex) -> None:
-    if mtx.mtx_owner is not False and mtx.mtx_owner is curproc():
+    if mtx.mtx_owner is not None and mtx.mtx_owner is curproc():
         raise Panic(f"mutex {mtx.name} held")
 
 
@@ -259,7 +259,7 @@ class RWLock:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.rwl_owner: Proc | Literal[False] = False  # the writer; False = not write-held
+        self.rwl_owner: Proc | None = None  # the writer; None = not write-held
         self.rwl_readers = 0
         self.rwl_waiters: list[tuple[Scheduler, Any]] = []
         self.refs = 1  # PORT: rw_obj_hold/rw_obj_free reference count (shared amap locks)
@@ -270,7 +270,7 @@ class RWLock:
 
     def __repr__(self) -> str:
         st = "free"
-        if self.rwl_owner is not False:
+        if self.rwl_owner is not None:
             st = f"write-held by {self.rwl_owner!r}"
         elif self.rwl_readers:
             st = f"{self.rwl_readers} readers"
@@ -279,16 +279,16 @@ class RWLock:
 
 def _rw_try(rwl: RWLock, flags: int) -> bool:
     if flags & RW_WRITE:
-        if rwl.rwl_owner is False and rwl.rwl_readers == 0:
+        if rwl.rwl_owner is None and rwl.rwl_readers == 0:
             p = curproc()
             if p is None:
                 raise Panic(f"rw_enter: {rwl.name} taken where no proc runs (before boot)")
             rwl.rwl_owner = p
             return True
-        if rwl.rwl_owner is not False and rwl.rwl_owner is curproc():
+        if rwl.rwl_owner is not None and rwl.rwl_owner is curproc():
             raise Panic(f"rw_enter: {rwl.name} locking against myself")
         return False
-    if rwl.rwl_owner is False:
+    if rwl.rwl_owner is None:
         rwl.rwl_readers += 1
         return True
     return False
@@ -317,15 +317,15 @@ async def rw_enter(k: Kernel, rwl: RWLock, flags: int) -> int:
 
 def rw_exit(rwl: RWLock) -> None:
     """rw_exit: release a read or write hold and wake every sleeper to retry."""
-    if rwl.rwl_owner is not False:
+    if rwl.rwl_owner is not None:
         if rwl.rwl_owner is not curproc():
             raise Panic(f"rw_exit: {rwl.name} write-held by {rwl.rwl_owner!r}, not {curproc()!r}")
-        rwl.rwl_owner = False
+        rwl.rwl_owner = None
     elif rwl.rwl_readers > 0:
         rwl.rwl_readers -= 1
     else:
         raise Panic(f"rw_exit: {rwl.name} not held")
-    if rwl.rwl_waiters and rwl.rwl_owner is False and rwl.rwl_readers == 0:
+    if rwl.rwl_waiters and rwl.rwl_owner is None and rwl.rwl_readers == 0:
         waiters, rwl.rwl_waiters = rwl.rwl_waiters, []
         for sched, w in waiters:
             sched.wake(w, True)
@@ -333,11 +333,11 @@ def rw_exit(rwl: RWLock) -> None:
 
 def rw_write_held(rwl: RWLock) -> bool:
     """rw_write_held: true iff the current proc holds ``rwl`` for writing."""
-    return rwl.rwl_owner is not False and rwl.rwl_owner is curproc()
+    return rwl.rwl_owner is not None and rwl.rwl_owner is curproc()
 
 
 def rw_lock_held(rwl: RWLock) -> bool:
-    return rwl.rwl_owner is not False or rwl.rwl_readers > 0
+    return rwl.rwl_owner is not None or rwl.rwl_readers > 0
 
 
 async def rwsleep_nsec(

@@ -369,7 +369,7 @@ async def uvm_unmap_remove(
        unlocked
     => may sleep (clipping takes an object reference: pgo_reference is a coroutine)
     """
-    assert map.lock.rwl_owner is not False, "uvm_unmap_remove: map not write-locked"
+    assert map.lock.rwl_owner is not None, "uvm_unmap_remove: map not write-locked"
     if start >= end:
         return
     # Find first affected entry.

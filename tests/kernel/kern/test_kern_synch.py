@@ -92,7 +92,7 @@ def test_msleep_drops_and_retakes_the_interlock(run_kernel):
         assert mtx.mtx_owner is env.testproc
         kthread_create(k, waker, k, name="waker2")
         assert await msleep_nsec(k, chan(mtx, "c"), mtx, PVM | PNORELOCK, "norelock", INFSLP) == 0
-        assert mtx.mtx_owner is False
+        assert mtx.mtx_owner is None
 
     run_kernel(body, start=False)
 
@@ -105,7 +105,7 @@ def test_no_lost_wakeup_when_the_waker_runs_right_after_the_unlock(run_kernel):
 
     async def waker(k):
         # spin until the sleeper has released the interlock, then set and wake at once
-        while mtx.mtx_owner is not False:
+        while mtx.mtx_owner is not None:
             await env_ref["env"].sleep(1)
         mtx_enter(mtx)
         state["ready"] = True

@@ -85,8 +85,8 @@ def _record_passes(k: Kernel, on_pass: OnPass | None = None) -> list[PassRec]:
             wiredmax=u.wiredmax,
             nowait_failed=k.uvm_nowait_failed,
             allocs=list(pmr.allocs),
-            pageq_free=k.uvm.pageqlock.mtx_owner is False,
-            fpageq_free=k.uvm.fpageqlock.mtx_owner is False,
+            pageq_free=k.uvm.pageqlock.mtx_owner is None,
+            fpageq_free=k.uvm.fpageqlock.mtx_owner is None,
         )
         passes.append(rec)
         if on_pass is not None:

@@ -109,7 +109,7 @@ def test_anfree_of_a_busy_page_releases_it_and_anon_release_finishes(kenv: Any) 
         # the I/O owner, done: releases page and anon under the anon's lock
         await rw_enter(k, lock, RW_WRITE)
         uvm_anon.uvm_anon_release(k, anon)
-        assert lock.rwl_owner is False  # released by uvm_anon_release
+        assert lock.rwl_owner is None  # released by uvm_anon_release
         assert lock.refs == 1
         assert pg.pg_flags & PQ_FREE and anon.an_page is None and anon.an_swslot == 0
         assert k.uvmexp.swpginuse == 0 and k.uvmexp.swpgonly == 0
@@ -132,7 +132,7 @@ def test_anon_release_from_a_context_that_cannot_sleep_takes_the_lock_itself(
         uvm_anon.uvm_anfree(k, anon)
         rw_exit(lock)
         uvm_page.uvm_page_unbusy(k, [pg], 1)
-        assert pg.pg_flags & PQ_FREE and lock.rwl_owner is False and lock.refs == 1
+        assert pg.pg_flags & PQ_FREE and lock.rwl_owner is None and lock.refs == 1
 
     env.run(body)
 

@@ -175,7 +175,7 @@ def test_uao_get_zero_fills_a_first_touch(kenv: Any) -> None:
         assert pg.offset == PAGE and pg.pg_flags & PQ_AOBJ and pg.pg_flags & PG_BUSY
         assert not pg.pg_flags & (PG_CLEAN | uvm_page.PG_FAKE)
         assert env.ram.read(pg.phys_addr >> 12) == bytes(PAGE)
-        assert uobj.vmobjlock.rwl_owner is False  # unlocked on return
+        assert uobj.vmobjlock.rwl_owner is None  # unlocked on return
         pg.pg_flags &= ~PG_BUSY
         uvm_page.uvm_lock_pageq(k)
         uvm_page.uvm_pageactivate(k, pg)

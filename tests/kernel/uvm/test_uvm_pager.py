@@ -147,7 +147,7 @@ def test_anon_cluster_pageout_pends_completes_through_aiodone_and_reads_back(ken
             k, None, pgs[-1], swpps, 3, DAEMON_FLAGS, swslot, 0
         )
         assert (r, npages) == (VM_PAGER_PEND, 3)
-        assert k.uvm.pageqlock.mtx_owner is False  # returns with the page queues unlocked
+        assert k.uvm.pageqlock.mtx_owner is None  # returns with the page queues unlocked
         assert all(pg.pg_flags & PG_BUSY for pg in pgs)  # the I/O owns them now
 
         await _until_idle(env, pgs)
@@ -233,7 +233,7 @@ def test_aio_biodone_queues_the_buf_for_aiodoned(kenv: Any) -> None:
     uvm_pager.uvm_aio_biodone(bp)
     assert k.uvm.aio_done.first() is bp
     assert bp.b_iodone is uvm_pager.uvm_aio_aiodone
-    assert k.uvm.aiodoned_lock.mtx_owner is False
+    assert k.uvm.aiodoned_lock.mtx_owner is None
     k.uvm.aio_done.remove(bp)
 
 

@@ -348,7 +348,7 @@ def test_uvmpd_hibernate_frees_clean_idle_object_pages_on_both_queues(kenv: Any)
         assert freed == [True, True, False, True, False, True, True, False, False, False, False]
         assert k.uvmexp.swpgonly == swpgonly + 1
         assert uvm_page.uvm_pagelookup(pw.obj(h, 0), 0) is None
-        assert k.uvm.pageqlock.mtx_owner is False and pw.lock(h, 0).rwl_owner is False
+        assert k.uvm.pageqlock.mtx_owner is None and pw.lock(h, 0).rwl_owner is None
         await _busy(k, pw.lock(h, 0), f[4], False)
         got = []
 
@@ -384,7 +384,7 @@ def test_uvmpd_drop_rechecks_PG_CLEAN_after_waiting_for_the_object_lock(kenv: An
         await uvm_pdaemon.uvmpd_drop(k, k.uvm.page_active)
         assert k.sched.now - t0 >= MS  # it slept on the lock
         assert pg.pg_flags & PQ_ACTIVE and uvm_page.uvm_pagelookup(pw.obj(h, 0), 0) is pg
-        assert lock.rwl_owner is False and k.uvm.pageqlock.mtx_owner is False
+        assert lock.rwl_owner is None and k.uvm.pageqlock.mtx_owner is None
         await pw.release(env, h)
 
     env.run(body)

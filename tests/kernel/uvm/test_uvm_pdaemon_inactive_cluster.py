@@ -88,7 +88,7 @@ def test_I12a_no_swap_slot_left_unbusies_the_page_and_leaves_it_dirty(
         assert (d["pdscans"], d["pgswapout"], d["pdpageouts"], d["paging"]) == (1, 1, 0, 0)
         assert pg.pg_flags & PQ_INACTIVE and not pg.pg_flags & (PG_BUSY | PG_CLEAN)
         assert pg.uanon is not None and pg.uanon.an_swslot == 0
-        assert pw.lock(h, 1).rwl_owner is False
+        assert pw.lock(h, 1).rwl_owner is None
         await pw.release(env, h)
 
     run_as_pagedaemon(body, swap_pages=16)
@@ -224,7 +224,7 @@ def test_I12d_a_cluster_that_is_not_full_waits_for_the_next_page(run_as_pagedaem
         pw.lock(h, 1).rwl_hook = look
         d = await _scan(k)
         assert seen == [(0, 0, True, 1)]
-        assert pw.lock(h, 0).rwl_owner is False  # unlocked before moving on
+        assert pw.lock(h, 0).rwl_owner is None  # unlocked before moving on
         assert d["pdpageouts"] == 1  # both pages went out together at the end
         await _settle(env)
         await pw.release(env, h)
@@ -277,7 +277,7 @@ def test_I13_dirty_vnode_page_is_written_synchronously_through_its_object(
         assert (d["pdobscan"], d["pgswapout"], d["pdpageouts"]) == (1, 1, 1)
         assert (d["pdpending"], d["paging"], d["swpginuse"]) == (0, 0, 0)
         assert _file_bytes(env, "f", 0) == pw.data("w", 0, 0)
-        assert pw.lock(h, 0).rwl_owner is False
+        assert pw.lock(h, 0).rwl_owner is None
         await pw.release(env, h)
 
     run_as_pagedaemon(body)

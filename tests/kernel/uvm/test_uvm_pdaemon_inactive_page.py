@@ -321,7 +321,7 @@ def test_I4_referenced_page_goes_back_to_the_active_queue(run_as_pagedaemon: Any
         assert (d["pdscans"], d["pdreact"]) == (1, 1)
         assert d["pdanscan"] == 0 and d["pgswapout"] == 0
         assert pg.pg_flags & PQ_ACTIVE and not pg.pg_flags & (PG_BUSY | PG_CLEAN)
-        assert pw.lock(h, 0).rwl_owner is False  # unlocked again
+        assert pw.lock(h, 0).rwl_owner is None  # unlocked again
         await pw.release(env, h)
 
     run_as_pagedaemon(body)
@@ -455,7 +455,7 @@ def test_I8_target_met_meanwhile_dirty_page_is_left_alone(run_as_pagedaemon: Any
         for pg in pgs:  # the first skipped at I8; the done test is true at the second
             assert pg.pg_flags & PQ_INACTIVE and not pg.pg_flags & (PG_BUSY | PG_CLEAN)
             assert pg.uanon is not None and pg.uanon.an_swslot == 0
-        assert lock.rwl_owner is False
+        assert lock.rwl_owner is None
         pw.pma_done(k, pma)
         await pw.release(env, h)
 

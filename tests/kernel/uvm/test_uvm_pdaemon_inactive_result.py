@@ -341,7 +341,7 @@ def test_I18a_released_anon_page_after_failed_pageout_frees_page_and_anon(
         assert (d["pdpageouts"], d["pdpending"], d["paging"]) == (1, 0, 0)
         assert p.pg_flags & PQ_FREE and p.uanon is None
         assert anon.an_page is None and anon.an_lock is None and anon.an_swslot == 0
-        assert lb.rwl_owner is False and la.rwl_owner is False  # each released once
+        assert lb.rwl_owner is None and la.rwl_owner is None  # each released once
         # §4.1: the reference uvm_anfree took for PG_RELEASED is never dropped on this path;
         # the amap dropped its own when the unmap freed it: the lock leaks with one
         assert lb.refs == 1
@@ -406,7 +406,7 @@ def test_I18c_swap_again_leaves_the_page_inactive_with_one_slot(run_as_pagedaemo
         assert p.pg_flags & PQ_INACTIVE and not p.pg_flags & (PG_BUSY | PG_CLEAN)
         assert p.uanon is not None and p.uanon.an_swslot == 1
         assert not k.pmap.pmap_is_referenced(p)
-        assert pw.lock(h, 0).rwl_owner is False
+        assert pw.lock(h, 0).rwl_owner is None
         # a later pass writes it (dropping the kept slot first, I12)
         d = await _scan(k)
         assert d["pdpending"] == 1

@@ -89,7 +89,7 @@ def test_M1_sleeps_when_no_request_and_no_nowait_failure(live_pagedaemon: Any) -
         _wake_daemon(k)
         await _quiet(env, passes, 1)
         assert k.uvmexp.pdwoke == 1 and passes[0].pdwoke == 1
-        assert k.uvm.fpageqlock.mtx_owner is False  # msleep released the interlock
+        assert k.uvm.fpageqlock.mtx_owner is None  # msleep released the interlock
 
     env.run(body)
 

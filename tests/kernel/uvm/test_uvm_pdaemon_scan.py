@@ -404,7 +404,7 @@ def test_A3_page_busied_at_the_lock_instant_is_unlocked_and_skipped(run_as_paged
         k.uvmexp.inactarg = 3
         d = await _scan(k)
         assert lock.rwl_hook is None  # the try-lock happened (and succeeded) ...
-        assert lock.rwl_owner is False  # ... and was released
+        assert lock.rwl_owner is None  # ... and was released
         assert pg.pg_flags & PQ_ACTIVE and pg.pg_flags & PG_BUSY
         assert d["pddeact"] == 3
         assert all(p.pg_flags & PQ_INACTIVE for p in pw.pgs(env, h, 1)[:3])
@@ -531,11 +531,11 @@ def test_A6_owner_lock_is_released_after_each_page(run_as_pagedaemon: Any) -> No
         h = await pw.hold(env, "h", ("anon", 20, None, "w"))
         lock = pw.lock(h, 0)
         states: list[bool] = []
-        lock.rwl_hook = lambda rwl: states.append(rwl.rwl_owner is False)
+        lock.rwl_hook = lambda rwl: states.append(rwl.rwl_owner is None)
         k.uvmexp.inactarg = 5
         await _scan(k)
         lock.rwl_hook = None
-        assert states == [True] * 5 and lock.rwl_owner is False
+        assert states == [True] * 5 and lock.rwl_owner is None
         await pw.release(env, h)
 
     run_as_pagedaemon(body, npages=64, swap_pages=16)

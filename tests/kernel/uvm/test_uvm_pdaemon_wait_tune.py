@@ -53,7 +53,7 @@ def test_uvm_wait_wakes_the_daemon_and_sleeps_until_free_memory_is_announced(
         assert k.uvmexp.pdwoke == 0
         await uvm_pdaemon.uvm_wait(k, "testwait")
         assert k.uvmexp.pdwoke == 1 and len(passes) == 1
-        assert k.uvm.fpageqlock.mtx_owner is False  # PNORELOCK: returns with no lock held
+        assert k.uvm.fpageqlock.mtx_owner is None  # PNORELOCK: returns with no lock held
 
     env.run(body)
 
@@ -97,7 +97,7 @@ def test_uvm_wait_by_the_daemon_without_bufbackoff_reports_deadlock_and_sleeps_1
         assert events.index("uvm_wait.emergency_bufbackoff") < events.index(
             "pagedaemon.deadlock_detected"
         )
-        assert k.uvm.fpageqlock.mtx_owner is False
+        assert k.uvm.fpageqlock.mtx_owner is None
 
     env.run(body)
 

@@ -84,7 +84,7 @@ def test_vnode_page_written_by_uvn_put_is_read_back_by_uvn_get(kenv: Any) -> Non
         pg.pg_flags |= PG_BUSY
         r = await uvm_vnode.uvn_put(k, uobj, [pg], 1, 0)  # no PGO_SYNCIO: still synchronous
         assert r == VM_PAGER_OK
-        assert uobj.vmobjlock.rwl_owner is not False  # locked again on return
+        assert uobj.vmobjlock.rwl_owner is not None  # locked again on return
         # a clean page is freed without I/O
         pg.pg_flags = (pg.pg_flags | PG_CLEAN) & ~PG_BUSY
         k.pmap.pmap_page_protect(pg, PROT_NONE)
@@ -100,7 +100,7 @@ def test_vnode_page_written_by_uvn_put_is_read_back_by_uvn_get(kenv: Any) -> Non
         assert npg.offset == 2 * PAGE and npg.pg_flags & PG_BUSY and npg.pg_flags & PG_CLEAN
         assert not npg.pg_flags & uvm_page.PG_FAKE
         assert env.ram.read(npg.phys_addr >> 12) == _data(2)
-        assert uobj.vmobjlock.rwl_owner is False  # unlocked on return
+        assert uobj.vmobjlock.rwl_owner is None  # unlocked on return
         npg.pg_flags &= ~PG_BUSY
         uvm_page.uvm_lock_pageq(k)
         uvm_page.uvm_pageactivate(k, npg)
