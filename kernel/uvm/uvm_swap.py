@@ -208,27 +208,6 @@ class SwapState:
     # PORT: uvm_pager.c's pager map (psegs), in MAXBSIZE segments
     uvm_pseg_use: int = 0
     uvm_pseg_max: int = UVM_PSEG_SEGS
-    # PORT: vfs_bio.c's bufpool (k.bufpool), seen from here only through the two old test
-    # hooks below; None before uvm_swap_init or without bufinit
-    bufpool: vfs_bio.Bufpool | None = None
-
-    @property
-    def bufpool_nout(self) -> int:
-        """PORT: test hook, kept for tests written before the pool moved: k.bufpool.pr_nout."""
-        assert self.bufpool is not None
-        return self.bufpool.pr_nout
-
-    @property
-    def bufpool_hardlimit(self) -> int | None:
-        """PORT: test hook, kept for tests written before the pool moved:
-        k.bufpool.pr_hardlimit (pool_sethardlimit)."""
-        assert self.bufpool is not None
-        return self.bufpool.pr_hardlimit
-
-    @bufpool_hardlimit.setter
-    def bufpool_hardlimit(self, limit: int | None) -> None:
-        assert self.bufpool is not None
-        self.bufpool.pr_hardlimit = limit
 
 
 def _swap(k: Kernel) -> SwapState:
@@ -246,7 +225,7 @@ def uvm_swap_init(k: Kernel) -> None:
 
     => called at boot, before any swap_on
     """
-    k.swap = SwapState(bufpool=k.bufpool)
+    k.swap = SwapState()
     k.uvmexp.nswapdev = 0
 
 

@@ -130,19 +130,6 @@ def test_bufinit_sets_up_the_buffer_pool_even_without_a_cache(kenv):
     assert (k.bufpool.pr_nout, k.bufpool.pr_hardlimit) == (0, None)
 
 
-def test_the_swap_state_hooks_set_the_buffer_pools_hard_limit(kenv):
-    """PORT: tests written before the pool moved set ``k.swap.bufpool_hardlimit`` and read
-    ``k.swap.bufpool_nout``: both reach ``k.bufpool``."""
-    k = kenv(npages=256, swap_pages=16, start=False).k
-    assert k.swap is not None and k.bufpool is not None
-    k.bufpool.pr_nout = 2
-    k.swap.bufpool_hardlimit = k.swap.bufpool_nout
-    assert k.bufpool.pr_hardlimit == 2
-    k.swap.bufpool_hardlimit = None
-    assert k.bufpool.pr_hardlimit is None
-    k.bufpool.pr_nout = 0
-
-
 def test_a_nowait_get_at_the_hard_limit_fails_and_a_waitok_get_sleeps_until_a_put(run_kernel):
     """pool_get(PR_NOWAIT) returns NULL at the hard limit; PR_WAITOK sleeps until a pool_put."""
     got = []

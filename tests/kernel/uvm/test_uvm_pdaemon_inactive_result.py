@@ -95,13 +95,13 @@ def _take_as(p: Proc | None, lock: RWLock) -> None:
 def _no_bufs(k: Kernel) -> None:
     """pool_sethardlimit(&bufpool, <bufs in use>): uvm_swap_io cannot get a buf without
     sleeping, so an async pageout returns VM_PAGER_AGAIN (reference §1.9 step 1)."""
-    assert k.swap is not None
-    k.swap.bufpool_hardlimit = k.swap.bufpool_nout
+    assert k.bufpool is not None
+    k.bufpool.pr_hardlimit = k.bufpool.pr_nout
 
 
 def _bufs_back(k: Kernel) -> None:
-    assert k.swap is not None
-    k.swap.bufpool_hardlimit = None
+    assert k.bufpool is not None
+    k.bufpool.pr_hardlimit = None
 
 
 # === the pageout's result: I16-I18e ===============================================================
