@@ -46,6 +46,7 @@ from emu.probes import (
     FAULT_KINDS,
     ProcStats,
     TimeLimit,
+    WaitProbe,
     dump_state,
     guard,
     kernel_config,
@@ -196,6 +197,7 @@ class Machine:
         handles: list[Any] = []
         clusters: dict[int, int] = {}
         passes = [0]
+        waits: list[WaitProbe] = []
         try:
             log.info("run.start", schema=SCHEMA, scenario=sc.name, seed=mc.seed,
                      ram_pages=self.ram_pages, swap_pages=self.swap_pages, loop=mc.loop,
@@ -219,6 +221,8 @@ class Machine:
                 assert k is not None
                 machdep.start(k)
                 time_traps(k, cpu, clock, stats)
+                waits.append(WaitProbe(k.pdaemon, clock))
+                k.pdaemon = waits[0]
                 c.spawn(sampler, k, mc.sample_interval_ns, self, len(self._attached),
                         handles, name="sampler", daemon=True)  # fmt: skip
                 if mc.max_virtual_ns:
@@ -245,7 +249,7 @@ class Machine:
             board.close()  # the files' disks (one descriptor each), the swap disks, the RAM
         wall = time.perf_counter() - wall0
         summary = self._summary(
-            k, clock, disks, handles, stats, clusters, passes[0], outcome, error, wall
+            k, clock, disks, handles, stats, clusters, passes[0], outcome, error, wall, waits
         )
         for h in handles:
             log.info("workload.exit", name=h.name, pid=h.pid,
@@ -288,7 +292,8 @@ class Machine:
 
     def _summary(self, k: Kernel | None, clock: Clock, disks: list[ImageDisk], handles: list[Any],
                  stats: dict[int, ProcStats], clusters: dict[int, int], passes: int,
-                 outcome: str, error: str | None, wall: float) -> Summary:  # fmt: skip
+                 outcome: str, error: str | None, wall: float,
+                 waits: list[WaitProbe]) -> Summary:  # fmt: skip
         sc = self.scenario
         u = k.uvmexp.as_dict() if k is not None else {}
         io = {"writes": 0, "write_pages": 0, "reads": 0, "read_pages": 0, "errors": 0}
@@ -335,6 +340,8 @@ class Machine:
             "integrity": {"pages_checked": checked, "mismatches": mism},
             "workloads": workloads,
             "daemon": {"passes": passes, "scans": u.get("pdrevs", 0)},
+            "waits": waits[0].as_summary() if waits else {"count": 0, "total_ns": 0,
+                                                          "by_wmesg": {}},
         })  # fmt: skip
 
 

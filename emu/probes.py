@@ -1,6 +1,7 @@
 """emu.probes: what a machine run measures and guards besides the kernel's own counters.
 
-Per-process fault statistics and the virtual latency of every trap, the periodic uvmexp
+Per-process fault statistics and the virtual latency of every trap, the waits for memory
+(calls of the page daemon's ``uvm_wait`` and the virtual time spent in them), the periodic uvmexp
 sample, the virtual-time watchdog, the guard that keeps a workload's exception inside its own
 process, the kernel configuration from a scenario's [kernel] section, and the state dump
 written after a panic. Used by :class:`emu.machine.Machine`.
@@ -13,7 +14,7 @@ import json
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -23,9 +24,12 @@ from emu.cpu import Cpu, CpuContext
 from kernel.kernel import Kernel, KernelConfig, KernelCosts
 from kernel.sys.systm import Panic
 
+if TYPE_CHECKING:
+    from kernel.uvm.uvm_extern import UvmPdaemon
+
 __all__ = [
-    "FAULT_KINDS", "ProcStats", "TimeLimit", "dump_state", "guard", "kernel_config", "sampler",
-    "time_traps", "watchdog", "write_private",
+    "FAULT_KINDS", "ProcStats", "TimeLimit", "WaitProbe", "dump_state", "guard", "kernel_config",
+    "sampler", "time_traps", "watchdog", "write_private",
 ]  # fmt: skip
 
 log = structlog.get_logger("emu.probes")
@@ -92,6 +96,48 @@ def time_traps(k: Kernel, cpu: Cpu, clock: Clock, stats: dict[int, ProcStats]) -
                 ps.lat_hist[b] = ps.lat_hist.get(b, 0) + 1
 
     cpu.trap_handler = timed
+
+
+class WaitProbe:
+    """The page daemon module as the kernel reaches it (``k.pdaemon``), with ``uvm_wait`` timed.
+
+    Every caller that finds no free page calls ``await k.pdaemon.uvm_wait(k, wmsg)``
+    (kernel/uvm/uvm_extern.py), whichever daemon was chosen at boot; this stand-in counts those
+    calls by ``wmsg`` and adds up the virtual time each caller spent in them, as the caller sees
+    it (its unpaid CPU time included, like the trap latencies). Everything else is the daemon's
+    own: the other entry points and attributes pass through unchanged, so the kernel behaves
+    the same with or without the probe.
+    """
+
+    def __init__(self, inner: UvmPdaemon, clock: Clock) -> None:
+        self.inner = inner
+        self.count = 0
+        self.total_ns = 0
+        self.by_wmesg: dict[str, int] = {}
+        self._vnow = clock.nsecuptime
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def uvm_pageout(self, k: Kernel) -> None:
+        await self.inner.uvm_pageout(k)
+
+    async def uvm_aiodone_daemon(self, k: Kernel) -> None:
+        await self.inner.uvm_aiodone_daemon(k)
+
+    async def uvm_wait(self, k: Kernel, wmsg: str) -> None:
+        t0 = self._vnow()
+        try:
+            await self.inner.uvm_wait(k, wmsg)
+        finally:
+            self.count += 1
+            self.total_ns += self._vnow() - t0
+            self.by_wmesg[wmsg] = self.by_wmesg.get(wmsg, 0) + 1
+
+    def as_summary(self) -> dict[str, Any]:
+        """The summary's ``waits`` object (docs/summary-schema.md)."""
+        return {"count": self.count, "total_ns": self.total_ns,
+                "by_wmesg": dict(sorted(self.by_wmesg.items()))}  # fmt: skip
 
 
 async def sampler(k: Kernel, interval: int, m: Any, total: int, handles: list[Any]) -> None:
