@@ -1,9 +1,9 @@
 """emu.analyze: terminal tables and PNG plots of a run directory, or of two side by side.
 
-Reads ``summary.json`` (docs/summary-schema.md) and streams ``events.jsonl``
-(docs/log-schema.md) one line at a time with orjson, keeping only the few columns the plots
-need, so a log of millions of events costs little memory. Tables go to the terminal with rich;
-plots are written with matplotlib's Agg renderer (no display, no pyplot global state):
+Reads ``summary.json`` (docs/summary-schema.md) and streams ``events.jsonl`` or its zstd form
+(docs/log-schema.md; emu/rundir.py) one line at a time with orjson, keeping only the few columns
+the plots need, so a log of millions of events costs little memory. Tables go to the terminal with
+rich; plots are written with matplotlib's Agg renderer (no display, no pyplot global state):
 ``memory.png``, ``paging_rate.png``, ``clusters.png``, ``fault_latency.png``. A section without
 data (no pageouts, no samples, a run that ended in deadlock or panic, a missing file) prints and
 plots as "no data" instead of failing.
@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from rich.console import Console
 from rich.table import Table
+
+from emu import rundir
 
 __all__ = ["RunData", "analyze", "load_run"]
 
@@ -87,24 +88,16 @@ def _on_event(r: RunData, ev: dict[str, Any]) -> None:
 def load_run(run_dir: Path) -> RunData:
     """Read a run directory: the whole summary, and a streamed pass over the event log."""
     run_dir = Path(run_dir)
-    summary: dict[str, Any] = {}
-    if (run_dir / "summary.json").exists():
-        summary = orjson.loads((run_dir / "summary.json").read_bytes())
-    r = RunData(run_dir, summary)
-    log = run_dir / "events.jsonl"
-    if log.exists():
-        with open(log, "rb") as f:
-            for line in f:
-                if any(s in line for s in _SKIP):
-                    continue
-                try:
-                    ev = orjson.loads(line)
-                except orjson.JSONDecodeError:  # e.g. a last line cut short by a crash
-                    r.bad_lines += 1
-                    continue
-                r.events += 1
-                if isinstance(ev, dict):
-                    _on_event(r, ev)
+    r = RunData(run_dir, rundir.read_summary(run_dir))
+    log = rundir.event_log(run_dir)  # events.jsonl or events.jsonl.zst
+    if log is not None:
+        for ev in rundir.read_events(log, _SKIP):
+            if ev is None:  # e.g. a last line cut short by a crash
+                r.bad_lines += 1
+                continue
+            r.events += 1
+            if isinstance(ev, dict):
+                _on_event(r, ev)
     return r
 
 
