@@ -4,6 +4,7 @@
             [--trace FORMAT:PATH] [--force] [--log-level LEVEL]
     emu scenarios [--workloads]
     emu analyze RUN_DIR [RUN_DIR2] [--out DIR]
+    emu compare RUN_DIR... [--out DIR] [--json FILE] [--no-plots]
     emu bench [--quick] [--json FILE] [--only NAME]...
     emu ioerr-sweep SCENARIO [--json FILE] [--stride N] [--max-runs N] [--set K=V]...
     emu soak [--minutes M] [--seed S] [--scenario NAME] [--set K=V]...
@@ -67,6 +68,12 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("run_dir2", nargs="?")
     a.add_argument("--out", help="where to write the plots (default: the first run dir)")
 
+    c = sub.add_parser("compare", help="any number of runs side by side, against the first")
+    c.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    c.add_argument("--out", help="where to write the plots (default: a new ./compare-N)")
+    c.add_argument("--json", dest="json_path", help="write the metrics of every run to this file")
+    c.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+
     b = sub.add_parser("bench", help="benchmarks against same-run references")
     b.add_argument("--quick", action="store_true")
     b.add_argument("--json", dest="json_path")
@@ -100,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_scenarios(args)
         if args.cmd == "analyze":
             return _cmd_analyze(args)
+        if args.cmd == "compare":
+            return _cmd_compare(args)
         if args.cmd == "bench":
             return _cmd_bench(args)
         if args.cmd == "ioerr-sweep":
@@ -187,6 +196,18 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     )
     for p in paths:
         print(f"plot: {p}")
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from emu import compare, rundir
+
+    try:
+        paths = compare.compare(args.run_dirs, args.out, args.json_path, plots=not args.no_plots)
+    except rundir.RunDirError as e:
+        raise UsageError(f"compare: {e}") from e
+    for p in paths:
+        print(f"{'plot' if p.suffix == '.png' else 'wrote'}: {p}")
     return 0
 
 
