@@ -150,14 +150,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _check_trace(spec: str, fmt: str, path: Path) -> None:
-    """Read the whole trace once (streamed) so a bad line is refused before the run starts."""
+    """Read the whole trace once (streamed) so a bad line, a cut or corrupt compressed file or
+    an empty trace is refused before the run directory is made."""
     from emu.workloads.trace import TraceError, open_trace
 
     try:
-        for _ in open_trace(path, fmt):
-            pass
+        n = sum(len(v) for v, _ in open_trace(path, fmt))
     except (TraceError, ValueError) as e:
         raise UsageError(f"--trace '{spec}': {e}") from e
+    if n == 0:
+        raise UsageError(f"--trace '{spec}': {path} holds no accesses (an empty trace)")
 
 
 def _cmd_scenarios(args: argparse.Namespace) -> int:
