@@ -1,15 +1,17 @@
 """emu: the command line.
 
     emu run [SCENARIO] [--ram R] [--swap S] [--seed N] [--loop L] [--out DIR] [--set K=V]...
-            [--trace FORMAT:PATH] [--force] [--log-level LEVEL]
+            [--trace FORMAT:PATH] [--timeout SECONDS] [--force] [--log-level LEVEL]
     emu scenarios [--workloads]
     emu analyze RUN_DIR [RUN_DIR2] [--out DIR]
     emu bench [--quick] [--json FILE] [--only NAME]...
     emu ioerr-sweep SCENARIO [--json FILE] [--stride N] [--max-runs N] [--set K=V]...
     emu soak [--minutes M] [--seed S] [--scenario NAME] [--set K=V]...
 
-Bad input (a scenario, a key, a value, a path) exits with status 2 and one message that
-names the input and the fix. A run whose outcome is not ``ok`` exits with status 1.
+Bad input (a scenario, a key, a value, a path, a trace) exits with status 2 and one message
+that names the input and the fix, before anything is written. ``emu run`` exits 0 only when
+every workload finished and nothing mismatched; the codes are
+:data:`emu.summary.EXIT_STATUS` (also in ``emu --help``).
 """
 
 from __future__ import annotations
@@ -31,13 +33,23 @@ class UsageError(Exception):
     """Bad input outside the scenario itself (paths, flags): exit status 2."""
 
 
+def _exit_codes() -> str:
+    from emu.summary import EXIT_STATUS
+
+    return "exit status of emu run:\n" + "\n".join(
+        f"  {code:<4} {text}" for code, text in EXIT_STATUS.items()
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
-        prog="emu", description="OpenBSD's page daemon on an emulated machine"
+        prog="emu", description="OpenBSD's page daemon on an emulated machine",
+        epilog=_exit_codes(), formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = ap.add_subparsers(dest="cmd", required=True)
 
-    r = sub.add_parser("run", help="run a scenario (a built-in name or a TOML file)")
+    r = sub.add_parser("run", help="run a scenario (a built-in name or a TOML file)",
+                       epilog=_exit_codes(), formatter_class=argparse.RawDescriptionHelpFormatter)
     r.add_argument("scenario", nargs="?", default="default")
     r.add_argument("--ram", help='emulated RAM, e.g. "64MiB" (machine.ram)')
     r.add_argument("--swap", help='swap size, e.g. "256MiB" (machine.swap)')
@@ -50,6 +62,8 @@ def _parser() -> argparse.ArgumentParser:
                         "workload's param with workload.NAME.PARAM=VALUE")  # fmt: skip
     r.add_argument("--trace", action="append", default=[], metavar="FORMAT:PATH",
                    help="replay a memory trace as one more workload")  # fmt: skip
+    r.add_argument("--timeout", type=float, metavar="SECONDS",
+                   help="stop the run after this much wall-clock time (machine.max_wall_s)")
     r.add_argument("--force", action="store_true", help="reuse an existing run directory")
     r.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     r.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
@@ -117,11 +131,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from emu.machine import run_scenario
+    from emu.harness import Progress, run_scenario
+    from emu.machine import Machine
     from emu.scenario import prepare_run_dir
+    from emu.summary import exit_status
 
     overrides = list(args.set)
-    flags = (("ram", args.ram), ("swap", args.swap), ("seed", args.seed), ("loop", args.loop))
+    flags = (("ram", args.ram), ("swap", args.swap), ("seed", args.seed), ("loop", args.loop),
+             ("max_wall_s", args.timeout))  # fmt: skip
     for key, flag in flags:
         if flag is not None:
             overrides.append(f"machine.{key}={json.dumps(flag)}")
@@ -136,9 +153,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
         params = {"path": str(Path(path).resolve()), "fmt": fmt}
         trace = WorkloadSpec(kind="trace_replay", name=f"trace{len(sc.workloads)}", params=params)
         sc = msgspec.structs.replace(sc, workloads=[*sc.workloads, trace])
-    run_dir = prepare_run_dir(sc, Path(args.out), args.run_dir and Path(args.run_dir), args.force)
-    progress = not args.quiet and sys.stdout.isatty()
-    summary = run_scenario(sc, run_dir, log_level=args.log_level, progress=progress)
+    m = Machine.from_scenario(sc, log_level=args.log_level)  # the last checks: nothing written
+
+    def make_dir() -> Path:
+        return prepare_run_dir(sc, Path(args.out), args.run_dir and Path(args.run_dir),
+                               args.force)  # fmt: skip
+
+    progress: Progress = "off" if args.quiet else "bar" if sys.stdout.isatty() else "lines"
+    summary = run_scenario(sc, make_dir, progress=progress, machine=m)
+    run_dir = m.run_dir
+    assert run_dir is not None
+    if summary["outcome"] == "interrupted":
+        print(f"emu: {summary['error']} at t={summary['virtual_ns'] / 1e6:,.0f} ms virtual; "
+              f"what ran is in {run_dir}", file=sys.stderr)  # fmt: skip
+        return exit_status(summary, m.stop_signal)
     if not args.quiet:
         from emu import analyze
 
@@ -146,7 +174,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         for p in paths:
             print(f"plot: {p}")
         print(f"run directory: {run_dir}")
-    return 0 if summary["outcome"] == "ok" else 1
+    return exit_status(summary)
 
 
 def _check_trace(spec: str, fmt: str, path: Path) -> None:
