@@ -79,7 +79,8 @@ def _parser() -> argparse.ArgumentParser:
     a = sub.add_parser("analyze", help="tables and plots of one run, or two side by side")
     a.add_argument("run_dir")
     a.add_argument("run_dir2", nargs="?")
-    a.add_argument("--out", help="where to write the plots (default: the first run dir)")
+    a.add_argument("--out", help="where to write the plots (default: the run directory; for "
+                                 "two runs compare-A-vs-B beside the first)")
 
     b = sub.add_parser("bench", help="benchmarks against same-run references")
     b.add_argument("--quick", action="store_true")
@@ -209,8 +210,10 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     from emu import analyze
 
     for d in (args.run_dir, args.run_dir2):
-        if d is not None and not (Path(d) / "summary.json").exists():
-            raise UsageError(f"analyze: {d!r} is not a run directory (no summary.json in it)")
+        if d is not None and not any((Path(d) / f).exists() for f in ("summary.json",
+                                                                        "events.jsonl")):
+            raise UsageError(f"analyze: {d!r} is not a run directory (no summary.json or "
+                             "events.jsonl in it)")  # fmt: skip
     out = Path(args.out) if args.out else None
     paths = analyze.analyze(
         Path(args.run_dir), Path(args.run_dir2) if args.run_dir2 else None, out=out

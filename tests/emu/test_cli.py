@@ -164,3 +164,18 @@ def test_exit_status_of_a_summary() -> None:
     assert exit_status({**ok, "outcome": "deadlock"}) == 1
     assert exit_status({**ok, "outcome": "interrupted"}, 15) == 143
 
+
+def test_output_off_a_terminal_is_not_cut_and_progress_is_plain_lines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 12 item 19: `emu run | tee` prints whole tables, and progress lines on stderr."""
+    from emu import harness
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    monkeypatch.setattr(harness, "PROGRESS_EVERY_S", 0.0)
+    rc, out, err = _run(["run", "tiny", "--out", str(tmp_path), "--no-plots"], capsys)
+    assert rc == 0
+    assert "processes done" in err and "\r" not in err and "\x1b" not in err
+    lines = out.splitlines()
+    assert max(len(x) for x in lines) > 80 and not any("…" in x for x in lines)
+    assert "tiny-s7-1" in out and "latest" not in out.split("run directory:")[0]

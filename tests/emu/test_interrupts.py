@@ -89,6 +89,21 @@ def test_a_signal_stops_emu_run_with_a_summary_one_line_and_its_exit_status(
     assert r.returncode == 0 and "interrupted" in r.stdout, r.stderr
 
 
+def test_sigkill_leaves_a_valid_log_that_analyze_shows_as_not_finished(tmp_path: Path) -> None:
+    proc, run_dir = _start(tmp_path)
+    _wait_for_events(run_dir, n=200)
+    proc.kill()
+    proc.communicate(timeout=30)
+    assert not (run_dir / "summary.json").exists()
+    raw = (run_dir / "events.jsonl").read_bytes()
+    assert raw.endswith(b"\n") and all(orjson.loads(x) for x in raw.splitlines())
+    r = subprocess.run([sys.executable, "-m", "emu.cli", "analyze", str(run_dir), "--out",
+                        str(tmp_path / "plots")], capture_output=True, text=True)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "did not finish" in r.stdout and "uvmexp.sample" in r.stdout
+    assert "forever" in r.stdout, "the workloads it started"
+
+
 def test_timeout_flag_cuts_the_run_with_outcome_limit(tmp_path: Path) -> None:
     proc, run_dir = _start(tmp_path, "asyncio", "--timeout", "2", "--quiet")
     _out, err = proc.communicate(timeout=60)
