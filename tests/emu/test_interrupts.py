@@ -160,16 +160,16 @@ def test_stop_from_another_thread_interrupts_the_run(tmp_path: Path) -> None:
 
 
 async def slow_logger(p) -> None:  # type: ignore[no-untyped-def]
-    """Logs one event, then holds the loop in short wall-clock sleeps (a stuck machine)."""
+    """Logs one event, then holds the loop for 2.5 s of short wall-clock sleeps (stuck)."""
     p.log("hello")
-    while True:
+    end = time.monotonic() + 2.5
+    while time.monotonic() < end:
         time.sleep(0.01)
 
 
 def test_the_log_is_flushed_while_a_stuck_run_goes_on(tmp_path: Path) -> None:
     """Issue 12 item 11: a stuck run's log reaches the file within a wall-clock second."""
-    m = Machine(ram="256pages", swap="1024pages", loop="asyncio", max_wall_s=4,
-                run_dir=tmp_path / "run")  # fmt: skip
+    m = Machine(ram="256pages", swap="1024pages", loop="asyncio", run_dir=tmp_path / "run")
     m.attach(slow_logger, name="stuck")
     t = threading.Thread(target=m.run)
     t.start()
@@ -181,7 +181,7 @@ def test_the_log_is_flushed_while_a_stuck_run_goes_on(tmp_path: Path) -> None:
         time.sleep(0.05)
     t.join()
     assert seen, "workload.hello on disk while the run was stuck"
-    assert m.summary is not None and m.summary.outcome == "limit"
+    assert m.summary is not None and m.summary.outcome == "ok"
 
 
 async def writer(p, pages: int = 300) -> None:  # type: ignore[no-untyped-def]

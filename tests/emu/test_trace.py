@@ -278,9 +278,13 @@ def test_chunks_are_exactly_the_requested_size_but_the_last(tmp_path: Path) -> N
     assert sizes == [999] * 10 + [10]
 
 
-def test_zst_is_read_with_the_zstandard_package_across_frames(tmp_path: Path) -> None:
+def test_zst_is_read_with_the_zstandard_package_across_frames(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Issue 12 item 15: no zstd program needed; a file of several frames reads whole."""
     import zstandard
+
+    monkeypatch.setenv("PATH", "")  # no zstd program to be found
 
     text = LACKEY.encode() * 3000
     half = len(text) // 2
