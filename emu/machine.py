@@ -223,12 +223,11 @@ class Machine:
             pass
         else:
             return self._run_in_thread()
-        if threading.current_thread() is not threading.main_thread() or \
-                signal.getsignal(signal.SIGINT) is not signal.default_int_handler:  # fmt: skip
-            return self._run_loop()
-        with on_signals(self.stop, (signal.SIGINT,)):
+        if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+            return self._run_loop()  # the caller has its own (emu run: a clean stop)
+        with on_signals(self.stop, (signal.SIGINT,)) as got:  # main thread only
             s = self._run_loop()
-        if self._ctl.signum == signal.SIGINT:
+        if got:
             raise KeyboardInterrupt
         return s
 
@@ -262,10 +261,8 @@ class Machine:
     def _run_loop(self) -> Summary:
         try:
             return run_loop(self._arun(), self.scenario.machine.loop)
-        except (Stop, asyncio.CancelledError):
-            # a forced stop that landed in the loop itself: the run was cancelled on the way
-            # out and wrote its summary all the same
-            if self.summary is None:
+        except (Stop, asyncio.CancelledError):  # a forced stop that hit the loop itself: the
+            if self.summary is None:  # run, cancelled on the way out, wrote its summary
                 raise
             return self.summary
 
@@ -289,10 +286,8 @@ class Machine:
             except KeyboardInterrupt:
                 interrupted = True
                 self.stop(signal.SIGINT)
-        if "error" in box:
-            raise box["error"]
-        if interrupted:
-            raise KeyboardInterrupt
+        if "error" in box or interrupted:
+            raise box.get("error") or KeyboardInterrupt()
         summary: Summary = box["summary"]
         return summary
 
@@ -400,8 +395,7 @@ class Machine:
                 board.add_swap(workdir / f"swap{i}.img", npages, model, faults, name=f"sd{i}",
                                inline_max_pages=INLINE_PAGES, force=self.force)  # fmt: skip
             except FileExistsError as e:
-                raise ScenarioError(
-                    f"swap image {e.filename} already exists; use another run directory or --force"
-                ) from e
+                raise ScenarioError(f"swap image {e.filename} already exists; use another "
+                                    "run directory or force") from e  # fmt: skip
             except OSError as e:
                 raise ScenarioError(f"cannot create swap image in {workdir}: {e.strerror}") from e
