@@ -6,11 +6,17 @@ the plots need, so a log of millions of events costs little memory. Tables go to
 rich; plots are written with matplotlib's Agg renderer (no display, no pyplot global state):
 ``memory.png``, ``paging_rate.png``, ``clusters.png``, ``fault_latency.png``. A section without
 data (no pageouts, no samples, a run that ended in deadlock or panic, a missing file) prints and
-plots as "no data" instead of failing.
+plots as "no data" instead of failing. A run that did not finish (killed: an event log and no
+summary) is shown from its log: the last ``uvmexp.sample`` stands for the counters.
+
+Runs are labelled by their directories' real names (``runs/latest`` shows as the run it points
+at). Off a terminal (``| tee``, CI) the tables are printed at their full width, never cut.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,16 +60,27 @@ class RunData:
     mismatches: list[dict[str, Any]] = field(default_factory=list)
     bad_lines: int = 0
     events: int = 0
+    starts: list[dict[str, Any]] = field(default_factory=list)  # workload.start events
+    last_sample: dict[str, Any] = field(default_factory=dict)
+    last_t: int = 0
 
     @property
     def label(self) -> str:
-        return self.dir.name or str(self.dir)
+        real = self.dir.resolve()
+        return real.name or str(real)
+
+    @property
+    def finished(self) -> bool:
+        """False for a run that stopped without writing its summary (killed)."""
+        return bool(self.summary.get("schema"))
 
 
 def _on_event(r: RunData, ev: dict[str, Any]) -> None:
     name = ev.get("event")
     t = int(ev.get("t_ns", 0))
+    r.last_t = max(r.last_t, t)
     if name == "uvmexp.sample":
+        r.last_sample = ev
         r.sample_t.append(t)
         for k in SAMPLE_KEYS:
             r.samples[k].append(int(ev.get(k, 0)))
@@ -83,12 +100,15 @@ def _on_event(r: RunData, ev: dict[str, Any]) -> None:
         r.start = ev
     elif name == "run.end":
         r.end = ev
+    elif name == "workload.start":
+        r.starts.append(ev)
 
 
 def load_run(run_dir: Path) -> RunData:
     """Read a run directory: the whole summary, and a streamed pass over the event log."""
     run_dir = Path(run_dir)
-    r = RunData(run_dir, rundir.read_summary(run_dir))
+    summary = rundir.read_summary(run_dir)
+    r = RunData(run_dir, summary)
     log = rundir.event_log(run_dir)  # events.jsonl or events.jsonl.zst
     if log is not None:
         for ev in rundir.read_events(log, _SKIP):
@@ -98,7 +118,29 @@ def load_run(run_dir: Path) -> RunData:
             r.events += 1
             if isinstance(ev, dict):
                 _on_event(r, ev)
+    if not summary and r.events:
+        r.summary = _unfinished(r)
     return r
+
+
+UNFINISHED = "did not finish"  # the outcome load_run gives a run that has no summary.json
+
+
+def _unfinished(r: RunData) -> dict[str, Any]:
+    """What the log of a run that did not finish tells of its summary: the run's identity
+    from ``run.start``, the counters of the last ``uvmexp.sample``, the workloads started."""
+    st = r.start
+    last = {k: v for k, v in r.last_sample.items() if k not in ("t_ns", "event", "proc", "level")}
+    return {
+        "outcome": UNFINISHED,
+        "error": f"no summary.json: the run stopped without one (killed?); the log ends at "
+                 f"t={r.last_t / 1e6:,.1f} ms",
+        **{k: st.get(k) for k in ("scenario", "seed", "loop", "ram_pages", "swap_pages")},
+        "virtual_ns": r.last_t,
+        "uvmexp": last,
+        "workloads": [{"name": w.get("name"), "pid": w.get("pid"), "kind": w.get("kind"),
+                       "status": "unfinished"} for w in r.starts],
+    }  # fmt: skip
 
 
 def analyze(
@@ -106,17 +148,18 @@ def analyze(
     *, plots: bool = True, console: Console | None = None,
 ) -> list[Path]:
     """Print the tables of one run (or two, side by side) and write the plots; return their
-    paths. ``out`` defaults to the run directory, or ``RUN_DIR/compare-<RUN_DIR2 name>`` for
-    two runs."""
+    paths. ``out`` defaults to the run directory, or for two runs to ``compare-A-vs-B``
+    beside the first one (A and B the runs' real names)."""
     runs = [load_run(Path(run_dir))]
     if run_dir2 is not None:
         runs.append(load_run(Path(run_dir2)))
-    con = console or Console()
+    con = console or _console()
     _tables(con, runs)
     if not plots:
         return []
     if out is None:
-        out = runs[0].dir if len(runs) == 1 else runs[0].dir / f"compare-{runs[1].label}"
+        first = runs[0].dir.resolve()
+        out = first if len(runs) == 1 else first.parent / f"compare-{runs[0].label}-vs-{runs[1].label}"
     outdir = Path(out)
     outdir.mkdir(parents=True, exist_ok=True)
     return [
@@ -128,6 +171,13 @@ def analyze(
 
 
 # --- tables ------------------------------------------------------------------------------------
+
+def _console() -> Console:
+    """The terminal's width on a terminal; elsewhere wide enough that no table is cut."""
+    if sys.stdout.isatty():
+        return Console()
+    return Console(width=max(int(os.environ.get("COLUMNS") or 0), 1000))
+
 
 def _get(d: Any, *keys: str) -> Any:
     for k in keys:
@@ -164,10 +214,19 @@ def _outcome(r: RunData) -> str:
     return f"[bold red]{oc}[/]" if oc != "ok" else "[green]ok[/]"
 
 
+def _not_finished(con: Console, runs: list[RunData]) -> None:
+    for r in runs:
+        if not r.finished and r.events:
+            con.print(f"[bold red]{r.label}: the run did not finish[/] (no summary.json); "
+                      f"shown: what events.jsonl holds, up to t={r.last_t / 1e6:,.1f} ms, "
+                      "the counters of its last uvmexp.sample")  # fmt: skip
+
+
 def _tables(con: Console, runs: list[RunData]) -> None:
     def row(name: str, *keys: str) -> tuple[str, list[Any]]:
         return name, [_get(r.summary, *keys) for r in runs]
 
+    _not_finished(con, runs)
     vns = [r.summary.get("virtual_ns", r.end.get("virtual_ns")) for r in runs]
     con.print(_kv_table("run", runs, [
         ("outcome", [_outcome(r) for r in runs]), row("error", "error"),

@@ -1,7 +1,7 @@
 """emu: the command line.
 
     emu run [SCENARIO] [--ram R] [--swap S] [--seed N] [--loop L] [--out DIR] [--set K=V]...
-            [--trace FORMAT:PATH] [--force] [--log-level LEVEL]
+            [--trace FORMAT:PATH] [--timeout SECONDS] [--force] [--log-level LEVEL]
     emu scenarios [--workloads]
     emu analyze RUN_DIR [RUN_DIR2] [--out DIR]
     emu compare RUN_DIR... [--out DIR] [--json FILE] [--no-plots]
@@ -9,8 +9,10 @@
     emu ioerr-sweep SCENARIO [--json FILE] [--stride N] [--max-runs N] [--set K=V]...
     emu soak [--minutes M] [--seed S] [--scenario NAME] [--set K=V]...
 
-Bad input (a scenario, a key, a value, a path) exits with status 2 and one message that
-names the input and the fix. A run whose outcome is not ``ok`` exits with status 1.
+Bad input (a scenario, a key, a value, a path, a trace) exits with status 2 and one message
+that names the input and the fix, before anything is written. ``emu run`` exits 0 only when
+every workload finished and nothing mismatched; the codes are
+:data:`emu.summary.EXIT_STATUS` (also in ``emu --help``).
 """
 
 from __future__ import annotations
@@ -32,13 +34,23 @@ class UsageError(Exception):
     """Bad input outside the scenario itself (paths, flags): exit status 2."""
 
 
+def _exit_codes() -> str:
+    from emu.summary import EXIT_STATUS
+
+    return "exit status of emu run:\n" + "\n".join(
+        f"  {code:<4} {text}" for code, text in EXIT_STATUS.items()
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
-        prog="emu", description="OpenBSD's page daemon on an emulated machine"
+        prog="emu", description="OpenBSD's page daemon on an emulated machine",
+        epilog=_exit_codes(), formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = ap.add_subparsers(dest="cmd", required=True)
 
-    r = sub.add_parser("run", help="run a scenario (a built-in name or a TOML file)")
+    r = sub.add_parser("run", help="run a scenario (a built-in name or a TOML file)",
+                       epilog=_exit_codes(), formatter_class=argparse.RawDescriptionHelpFormatter)
     r.add_argument("scenario", nargs="?", default="default")
     r.add_argument("--ram", help='emulated RAM, e.g. "64MiB" (machine.ram)')
     r.add_argument("--swap", help='swap size, e.g. "256MiB" (machine.swap)')
@@ -51,6 +63,8 @@ def _parser() -> argparse.ArgumentParser:
                         "workload's param with workload.NAME.PARAM=VALUE")  # fmt: skip
     r.add_argument("--trace", action="append", default=[], metavar="FORMAT:PATH",
                    help="replay a memory trace as one more workload")  # fmt: skip
+    r.add_argument("--timeout", type=float, metavar="SECONDS",
+                   help="stop the run after this much wall-clock time (machine.max_wall_s)")
     r.add_argument("--force", action="store_true", help="reuse an existing run directory")
     r.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     r.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
@@ -66,7 +80,8 @@ def _parser() -> argparse.ArgumentParser:
     a = sub.add_parser("analyze", help="tables and plots of one run, or two side by side")
     a.add_argument("run_dir")
     a.add_argument("run_dir2", nargs="?")
-    a.add_argument("--out", help="where to write the plots (default: the first run dir)")
+    a.add_argument("--out", help="where to write the plots (default: the run directory; for "
+                                 "two runs compare-A-vs-B beside the first)")
 
     c = sub.add_parser("compare", help="any number of runs side by side, against the first")
     c.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
@@ -126,11 +141,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from emu.machine import run_scenario
+    from emu.harness import Progress, run_scenario
+    from emu.machine import Machine
     from emu.scenario import prepare_run_dir
+    from emu.summary import exit_status
 
     overrides = list(args.set)
-    flags = (("ram", args.ram), ("swap", args.swap), ("seed", args.seed), ("loop", args.loop))
+    flags = (("ram", args.ram), ("swap", args.swap), ("seed", args.seed), ("loop", args.loop),
+             ("max_wall_s", args.timeout))  # fmt: skip
     for key, flag in flags:
         if flag is not None:
             overrides.append(f"machine.{key}={json.dumps(flag)}")
@@ -145,9 +163,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
         params = {"path": str(Path(path).resolve()), "fmt": fmt}
         trace = WorkloadSpec(kind="trace_replay", name=f"trace{len(sc.workloads)}", params=params)
         sc = msgspec.structs.replace(sc, workloads=[*sc.workloads, trace])
-    run_dir = prepare_run_dir(sc, Path(args.out), args.run_dir and Path(args.run_dir), args.force)
-    progress = not args.quiet and sys.stdout.isatty()
-    summary = run_scenario(sc, run_dir, log_level=args.log_level, progress=progress)
+    m = Machine.from_scenario(sc, log_level=args.log_level)  # the last checks: nothing written
+
+    def make_dir() -> Path:
+        return prepare_run_dir(sc, Path(args.out), args.run_dir and Path(args.run_dir),
+                               args.force)  # fmt: skip
+
+    progress: Progress = "off" if args.quiet else "bar" if sys.stdout.isatty() else "lines"
+    summary = run_scenario(sc, make_dir, progress=progress, machine=m)
+    run_dir = m.run_dir
+    assert run_dir is not None
+    if summary["outcome"] == "interrupted":
+        print(f"emu: {summary['error']} at t={summary['virtual_ns'] / 1e6:,.0f} ms virtual; "
+              f"what ran is in {run_dir}", file=sys.stderr)  # fmt: skip
+        return exit_status(summary, m.stop_signal)
     if not args.quiet:
         from emu import analyze
 
@@ -155,18 +184,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
         for p in paths:
             print(f"plot: {p}")
         print(f"run directory: {run_dir}")
-    return 0 if summary["outcome"] == "ok" else 1
+    return exit_status(summary)
 
 
 def _check_trace(spec: str, fmt: str, path: Path) -> None:
-    """Read the whole trace once (streamed) so a bad line is refused before the run starts."""
+    """Read the whole trace once (streamed) so a bad line, a cut or corrupt compressed file or
+    an empty trace is refused before the run directory is made."""
     from emu.workloads.trace import TraceError, open_trace
 
     try:
-        for _ in open_trace(path, fmt):
-            pass
+        n = sum(len(v) for v, _ in open_trace(path, fmt))
     except (TraceError, ValueError) as e:
         raise UsageError(f"--trace '{spec}': {e}") from e
+    if n == 0:
+        raise UsageError(f"--trace '{spec}': {path} holds no accesses (an empty trace)")
 
 
 def _cmd_scenarios(args: argparse.Namespace) -> int:
@@ -188,8 +219,10 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     from emu import analyze
 
     for d in (args.run_dir, args.run_dir2):
-        if d is not None and not (Path(d) / "summary.json").exists():
-            raise UsageError(f"analyze: {d!r} is not a run directory (no summary.json in it)")
+        if d is not None and not any((Path(d) / f).exists() for f in ("summary.json",
+                                                                        "events.jsonl")):
+            raise UsageError(f"analyze: {d!r} is not a run directory (no summary.json or "
+                             "events.jsonl in it)")  # fmt: skip
     out = Path(args.out) if args.out else None
     paths = analyze.analyze(
         Path(args.run_dir), Path(args.run_dir2) if args.run_dir2 else None, out=out

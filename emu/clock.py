@@ -4,7 +4,10 @@ The machine runs on virtual time in nanoseconds, the way QEMU's ``-icount`` mode
 that decides what the machine does reads the wall clock or calls ``asyncio.sleep``: not the
 kernel, not ``devices/``, not emu's hardware (``clock``, ``ram``, ``mmu``, ``cpu``) or workloads.
 The harness reads it only to report how long things took on the host: ``wall_*`` fields of a
-run (``emu.machine``), the soak's duration (``emu.soak``), ``emu bench`` and the benchmarks.
+run (``emu.machine``), the soak's duration (``emu.soak``), ``emu bench`` and the benchmarks; and
+around the machine, never inside it, to stop a run at ``machine.max_wall_s`` (``emu.stop``),
+to flush the event log (``emu.eventlog``) and to pace progress lines (``emu.harness``): none of
+these changes what an event says or the order of events.
 
 State machine, in prose (asyncio ``locks.py`` style):
 

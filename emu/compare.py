@@ -33,7 +33,7 @@ from rich.console import Console
 from rich.table import Table
 
 from emu import compare_plots, rundir
-from emu.analyze import RunData, load_run
+from emu.analyze import UNFINISHED, RunData, load_run
 
 __all__ = ["METRICS", "Metric", "Run", "compare", "latency_percentile", "load_runs", "to_json"]
 
@@ -114,8 +114,13 @@ def _get(d: Any, path: tuple[str, ...]) -> int | None:
     return int(d) if isinstance(d, int | float) and not isinstance(d, bool) else None
 
 
+def _finished(r: RunData) -> bool:
+    """The run wrote its summary.json (load_run fills a stand-in from the log otherwise)."""
+    return bool(r.summary) and r.summary.get("outcome") != UNFINISHED
+
+
 def _metrics(r: RunData) -> dict[str, int | None]:
-    s = r.summary
+    s = r.summary if _finished(r) else {}
     first = r.pageout_t[0] if r.pageout_t else None
     if s:
         m = {x.key: _get(s, x.path) for x in METRICS if x.path}
@@ -135,7 +140,7 @@ def _metrics(r: RunData) -> dict[str, int | None]:
 
 
 def _status(r: RunData) -> tuple[str, bool]:
-    if not r.summary:
+    if not _finished(r):
         return "unfinished", False
     outcome = str(r.summary.get("outcome") or "unknown")
     return (outcome if outcome == "ok" else f"interrupted: {outcome}"), True

@@ -78,6 +78,8 @@ class MachineSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
         gt=0, description="period of uvmexp.sample events (ns)")] = 2_000_000
     max_virtual_ns: Annotated[Ns, Meta(
         description="stop the run after this much virtual time (0 = no limit)")] = 0
+    max_wall_s: Annotated[float, Meta(ge=0, description="stop the run after this many "
+                                      "wall-clock seconds (0 = no limit; emu run --timeout)")] = 0.0
     swap_devices: Annotated[int, Meta(
         ge=1, description="number of swap devices the swap size is split over")] = 1
 

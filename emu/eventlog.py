@@ -7,7 +7,10 @@ emulated thread ``proc`` (bound with ``structlog.contextvars`` when the thread s
 function of the scenario and the seed.
 
 Logging is configured when a run starts (never at import) and points at the run's log file;
-:func:`close` flushes it. Events below the run's level cost a filtered call only.
+:func:`close` flushes it. Events below the run's level cost a filtered call only. While the
+run goes on, a helper thread flushes the file every ``FLUSH_S`` wall-clock seconds, so
+``tail -f events.jsonl`` follows a running (or stuck) machine; a flush writes whole lines, so
+a run killed at any moment leaves a log that is valid up to its last line.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import os
+import threading
 from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -23,6 +27,7 @@ import orjson
 import structlog
 
 SCHEMA = "uvm-emu/events/1"
+FLUSH_S = 0.5  # wall-clock seconds between flushes of a running log
 
 _clock: contextvars.ContextVar[Any] = contextvars.ContextVar("emu_log_clock", default=None)
 
@@ -55,10 +60,11 @@ class _Sink:
 
     structlog's ``BytesLoggerFactory`` builds a new ``BytesLogger`` for every event (the
     module loggers are lazy proxies, rebound on each call) and that logger flushes after
-    every line: a system call per event. Here the 1 MiB buffer goes out when full and at
-    :meth:`EventLog.close`; a warning or worse is flushed at once, so what explains a crash
-    is on disk. The bytes written are the same. Events come from the event loop's thread
-    only, so no lock is taken.
+    every line: a system call per event. Here the 1 MiB buffer goes out when full, every
+    ``FLUSH_S`` (:class:`_Flusher`) and at :meth:`EventLog.close`; a warning or worse is
+    flushed at once, so what explains a crash is on disk. The bytes written are the same.
+    Events come from the event loop's thread only; each line is one ``write`` on the
+    buffered file, whose own lock keeps a flush from another thread out of the middle of it.
     """
 
     __slots__ = ("_flush", "_write")
@@ -78,6 +84,26 @@ class _Sink:
     warn = warning = err = error = critical = exception = fatal = failure = msg_flush
 
 
+class _Flusher(threading.Thread):
+    """Flush the log file every ``FLUSH_S`` seconds until :meth:`stop`."""
+
+    def __init__(self, fh: BinaryIO) -> None:
+        super().__init__(name="uvm-emu log flush", daemon=True)
+        self._fh = fh
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        while not self._done.wait(FLUSH_S):
+            try:
+                self._fh.flush()
+            except (OSError, ValueError):  # a full disk shows in the run's own writes
+                return
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join()
+
+
 def _factory(sink: _Sink) -> Any:
     def factory(*_: Any) -> _Sink:
         return sink
@@ -94,6 +120,9 @@ class EventLog:
         target = path if path is not None else Path(os.devnull)
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         self._fh: BinaryIO | None = os.fdopen(fd, "wb", buffering=1 << 20)
+        self._flusher = _Flusher(self._fh) if path is not None else None
+        if self._flusher is not None:
+            self._flusher.start()
 
     def configure(self, clock: Any) -> None:
         fh = self._fh
@@ -115,6 +144,9 @@ class EventLog:
         )
 
     def close(self) -> None:
+        if self._flusher is not None:
+            self._flusher.stop()
+            self._flusher = None
         if self._fh is not None:
             self._fh.flush()
             self._fh.close()

@@ -14,9 +14,16 @@ The Python API::
     summary = m.run()          # also written to RUN_DIR/summary.json when run_dir is given
     print(summary["outcome"], summary["uvmexp"]["pdpageouts"])
 
+``run()`` works inside a running event loop too (Jupyter, IPython): the machine then runs on
+its own loop in a worker thread; async code may ``summary = await m.arun()`` instead. A
+machine runs once. An existing ``run_dir`` is refused unless ``force=True``.
+
 A workload raising an exception ends its own process (the error is recorded in the summary);
 the other processes and the kernel run on. A kernel panic, a deadlock or a failure of the
-machine itself ends the run with ``outcome`` ``panic``, ``deadlock`` or ``error``.
+machine itself ends the run with ``outcome`` ``panic``, ``deadlock`` or ``error``; a limit
+(``max_virtual_ns``, ``max_wall_s``) with ``limit``; Ctrl-C, or :meth:`Machine.stop` from
+another thread, with ``interrupted`` (Ctrl-C then raises KeyboardInterrupt once the summary is
+written; ``m.summary`` has it).
 """
 
 from __future__ import annotations
@@ -26,7 +33,9 @@ import datetime
 import inspect
 import json
 import os
+import signal
 import tempfile
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -35,17 +44,14 @@ from typing import Any
 import structlog
 
 from devices.faults import FaultConfig
-from devices.imagedisk import INLINE_PAGES, ImageDisk
-from devices.timing import make_model
+from devices.imagedisk import INLINE_PAGES
+from devices.timing import TimingModel, make_model
 from emu import process
 from emu.board import Board, run_loop
-from emu.clock import Clock, Deadlock
-from emu.cpu import CpuContext
+from emu.clock import Clock
 from emu.eventlog import SCHEMA, EventLog
 from emu.probes import (
-    FAULT_KINDS,
     ProcStats,
-    TimeLimit,
     WaitProbe,
     dump_state,
     guard,
@@ -56,28 +62,19 @@ from emu.probes import (
     write_private,
 )
 from emu.scenario import Scenario, ScenarioError, validate
+from emu.stop import RunControl, Stop, on_signals
+from emu.summary import Summary, make_summary, outcome_of, workload_status
 from emu.workloads import WORKLOADS, check_params
 from kernel.arch.emu import machdep
 from kernel.kernel import Kernel
-from kernel.sys.systm import Panic
 
-__all__ = ["Machine", "Summary", "run_scenario"]
+__all__ = ["Machine", "Summary"]
 
-SUMMARY_SCHEMA = "uvm-emu/summary/1"
+RUN_FILES = ("events.jsonl", "summary.json", "swap0.img")  # what a run writes first
 
 log = structlog.get_logger("emu.machine")
 
 Workload = Callable[..., Awaitable[None]]
-
-
-class Summary(dict[str, Any]):
-    """The run's summary (the same content as summary.json); ``s.outcome`` etc. also work."""
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
 
 
 class Machine:
@@ -87,8 +84,10 @@ class Machine:
     (``swap=0``: no swap). The other keyword arguments mirror the scenario sections:
     ``kernel`` ([kernel] keys), ``device_params`` (timing-model parameters), ``faults``
     (fault-injection keys), and the [machine] keys ``access_ns``, ``fault_ns``,
-    ``quantum_ns``, ``sample_interval_ns``, ``max_virtual_ns``, ``swap_devices``. Bad values
-    raise :class:`ScenarioError` (a ValueError; a TypeError too for a wrong type or name).
+    ``quantum_ns``, ``sample_interval_ns``, ``max_virtual_ns``, ``max_wall_s``,
+    ``swap_devices``. Bad values raise :class:`ScenarioError` (a ValueError; a TypeError too
+    for a wrong type or name), before anything is written. ``run_dir``: where the run's files
+    go; an existing one is refused (ScenarioError) unless ``force=True``.
     """
 
     def __init__(
@@ -118,7 +117,8 @@ class Machine:
                     keep_images)  # fmt: skip
 
     def _setup(self, sc: Scenario, run_dir: str | os.PathLike[str] | None, force: bool,
-               log_level: str, keep_images: bool) -> None:  # fmt: skip
+               log_level: str, keep_images: bool, harness_dir: bool = False) -> None:  # fmt: skip
+        self._prepared = harness_dir
         self.scenario = sc
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.force = force
@@ -129,13 +129,53 @@ class Machine:
         self.progress: Callable[[int, int, int], None] | None = None  # (t_ns, done, total)
         self.ram_pages = sc.machine.ram.pages
         self.swap_pages = sc.machine.swap.pages
+        self.summary: Summary | None = None  # after run()
+        self._disks = self._disk_configs()
+        self._ctl = RunControl()
+        self._started = False
+        self._check_run_dir()
+
+    def _check_run_dir(self) -> None:
+        """Refuse, before anything is written, a run directory that is a file, or that exists
+        (one ``emu run`` prepared: that holds a run), unless ``force``. At construction and
+        again at run()."""
+        d = self.run_dir
+        if d is None:
+            return
+        if d.exists() and not d.is_dir():
+            raise ScenarioError(f"run_dir {d} is a file, not a directory; choose a directory")
+        held = not self._prepared or any((d / f).exists() for f in RUN_FILES)
+        if d.exists() and held and not self.force:
+            raise ScenarioError(f"run directory {d} already exists; choose another run_dir, "
+                                "or pass force=True to overwrite the run in it")  # fmt: skip
+
+    def _disk_configs(self) -> list[tuple[int, TimingModel, FaultConfig]]:
+        """Each swap disk's size, timing model and faults, checked now (no file is made)."""
+        sc = self.scenario
+        dc = sc.device
+        fk = dc.faults()
+        fk["max_image_bytes"] = fk["max_image_bytes"] or None
+        ndev = sc.machine.swap_devices if self.swap_pages else 0  # swap = 0: no swap device
+        out = []
+        for i in range(ndev):
+            try:
+                model = make_model(dc.model, **dc.model_params())
+                faults = FaultConfig.from_mapping({**fk, "seed": sc.machine.seed * 1000 + i})
+            except ValueError as e:
+                raise ScenarioError(f"{sc.source}: [device]: {e}") from e
+            out.append((self.swap_pages // ndev + (1 if i < self.swap_pages % ndev else 0),
+                        model, faults))  # fmt: skip
+        return out
 
     @classmethod
     def from_scenario(
-        cls, sc: Scenario, run_dir: Path | None = None, log_level: str = "info", force: bool = False
+        cls, sc: Scenario, run_dir: Path | None = None, log_level: str = "info", force: bool = False,
+        *, prepared: bool = False,
     ) -> Machine:
+        """The machine of a validated scenario. ``prepared``: ``run_dir`` was just made for
+        this run by the harness (``emu run``), so its existing is no reason to refuse it."""
         m = cls.__new__(cls)
-        m._setup(sc, run_dir, force, log_level, keep_images=False)
+        m._setup(sc, run_dir, force, log_level, keep_images=False, harness_dir=prepared)
         for w in sc.workloads:
             for i in range(w.count):
                 m.attach(w.kind, name=w.name if w.count == 1 else f"{w.name}.{i}", **w.params)
@@ -169,13 +209,94 @@ class Machine:
     # --- running ---------------------------------------------------------------------------
 
     def run(self) -> Summary:
-        """Run the machine until every process has exited; return the summary."""
-        return run_loop(self.arun(), self.scenario.machine.loop)
+        """Run the machine until every process has exited (or a limit, a deadlock, a panic,
+        a stop); return the summary.
+
+        Inside a running event loop (a notebook) the machine runs on its own loop in a
+        worker thread, with the same result. In the main thread, Ctrl-C stops the run, writes
+        its summary (``outcome`` ``interrupted``, also in ``m.summary``), then raises
+        KeyboardInterrupt (unless the caller has its own SIGINT handler).
+        """
+        self._begin()
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            return self._run_in_thread()
+        if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+            return self._run_loop()  # the caller has its own (emu run: a clean stop)
+        with on_signals(self.stop, (signal.SIGINT,)) as got:  # main thread only
+            s = self._run_loop()
+        if got:
+            raise KeyboardInterrupt
+        return s
 
     async def arun(self) -> Summary:
-        """:meth:`run` for callers already inside an event loop."""
+        """:meth:`run` for callers already inside an event loop: ``s = await m.arun()``. The
+        machine then shares the caller's loop (a deterministic run all the same)."""
+        self._begin()
+        return await self._arun()
+
+    def stop(self, signum: int | None = None, detail: str | None = None) -> None:
+        """Stop the running machine (safe from a signal handler or another thread): the run
+        ends soon with ``outcome`` ``interrupted``, its summary written. Before run(): the
+        run stops as it starts."""
+        if detail is None:
+            detail = (f"interrupted by {signal.Signals(signum).name}" if signum is not None
+                      else "interrupted by Machine.stop()")  # fmt: skip
+        self._ctl.request("interrupted", detail, signum)
+
+    @property
+    def stop_signal(self) -> int | None:
+        """The signal that interrupted the run (:meth:`stop`'s ``signum``), or None."""
+        return self._ctl.signum
+
+    def _begin(self) -> None:
+        if self._started:
+            raise RuntimeError("Machine.run: this machine has already run (its summary is "
+                               "m.summary); make a new Machine to run again")  # fmt: skip
+        self._check_run_dir()
+        self._started = True
+
+    def _run_loop(self) -> Summary:
+        try:
+            return run_loop(self._arun(), self.scenario.machine.loop)
+        except (Stop, asyncio.CancelledError):  # a forced stop that hit the loop itself: the
+            if self.summary is None:  # run, cancelled on the way out, wrote its summary
+                raise
+            return self.summary
+
+    def _run_in_thread(self) -> Summary:
+        """Run on a new event loop in a worker thread (the caller's thread has a running
+        loop); Ctrl-C meanwhile stops the run, then raises KeyboardInterrupt."""
+        box: dict[str, Any] = {}
+
+        def target() -> None:
+            try:
+                box["summary"] = self._run_loop()
+            except BaseException as e:  # handed to the caller's thread
+                box["error"] = e
+
+        t = threading.Thread(target=target, name=f"uvm-emu {self.scenario.name}", daemon=True)
+        t.start()
+        interrupted = False
+        while t.is_alive():
+            try:
+                t.join()
+            except KeyboardInterrupt:
+                interrupted = True
+                self.stop(signal.SIGINT)
+        if "error" in box or interrupted:
+            raise box.get("error") or KeyboardInterrupt()
+        summary: Summary = box["summary"]
+        return summary
+
+    async def _arun(self) -> Summary:
         sc = self.scenario
         mc, dc, kc = sc.machine, sc.device, sc.kernel
+        task = asyncio.current_task()
+        assert task is not None, "Machine.arun: not in a task"
         wall0 = time.perf_counter()
         tmp: tempfile.TemporaryDirectory[str] | None = None
         if self.run_dir is None:
@@ -191,13 +312,15 @@ class Machine:
                       quantum_ns=max(1, mc.quantum_ns))  # fmt: skip
         clock, cpu, disks = board.clock, board.cpu, board.disks
         evlog.configure(clock)
-        outcome, error = "ok", None
         k: Kernel | None = None
         stats: dict[int, ProcStats] = {}
         handles: list[Any] = []
         clusters: dict[int, int] = {}
         passes = [0]
         waits: list[WaitProbe] = []
+        ctl = self._ctl
+        ctl.bind(task, mc.max_wall_s)
+        exc: BaseException | None = None
         try:
             log.info("run.start", schema=SCHEMA, scenario=sc.name, seed=mc.seed,
                      ram_pages=self.ram_pages, swap_pages=self.swap_pages, loop=mc.loop,
@@ -228,32 +351,35 @@ class Machine:
                 if mc.max_virtual_ns:
                     c.spawn(watchdog, c, mc.max_virtual_ns, name="watchdog", daemon=True)
                 for name, kind, fn, params in self._attached:
-                    h = process.spawn(k, name, guard(fn), **params)
-                    stats[h.pid] = ProcStats(name, kind)
+                    ps = ProcStats(name, kind)
+                    h = process.spawn(k, name, guard(fn, ps), **params)
+                    stats[h.pid] = ps
                     handles.append(h)
                     log.info("workload.start", name=name, pid=h.pid, kind=kind)
 
             await clock.run(setup)
-        except* Deadlock as eg:
-            outcome, error = "deadlock", str(eg.exceptions[0])
-        except* Panic as eg:
-            outcome, error = "panic", str(eg.exceptions[0])
-            dump_state(workdir, k, eg.exceptions[0]) if self.run_dir is not None else None
-        except* TimeLimit as eg:
-            outcome, error = "error", str(eg.exceptions[0])
-        except* ScenarioError:
+        except BaseException as e:  # named by outcome_of below
+            exc = e
+        ctl.heard()
+        ctl.close()  # no stop reaches this thread from here on
+        if ctl.reason is not None and task.cancelling():
+            task.uncancel()
+        board.close()  # the files' disks (one descriptor each), the swap disks, the RAM
+        try:
+            outcome, error = outcome_of(exc, ctl)
+        except BaseException:
+            evlog.close()
+            if tmp is not None:
+                tmp.cleanup()
             raise
-        except* Exception as eg:
-            outcome, error = "error", f"{type(eg.exceptions[0]).__name__}: {eg.exceptions[0]}"
-        finally:
-            board.close()  # the files' disks (one descriptor each), the swap disks, the RAM
+        if outcome == "panic" and self.run_dir is not None:
+            dump_state(workdir, k, error)
         wall = time.perf_counter() - wall0
-        summary = self._summary(
-            k, clock, disks, handles, stats, clusters, passes[0], outcome, error, wall, waits
-        )
+        summary = make_summary(sc, k, clock, disks, handles, stats, clusters, passes[0],
+                               outcome, error, wall, waits)  # fmt: skip
         for h in handles:
-            log.info("workload.exit", name=h.name, pid=h.pid,
-                     status="error" if h.proc.error else "ok",
+            status = workload_status(h, stats[h.pid])
+            log.info("workload.exit", name=h.name, pid=h.pid, status=status,
                      error=None if h.proc.error is None else str(h.proc.error))  # fmt: skip
         log.info("run.end", outcome=outcome, error=error, virtual_ns=clock.now, wall_s=wall)
         evlog.close()
@@ -264,104 +390,16 @@ class Machine:
                     Path(d.path).unlink(missing_ok=True)
         if tmp is not None:
             tmp.cleanup()
+        self.summary = summary
         return summary
 
     def _add_disks(self, board: Board, workdir: Path) -> None:
-        sc = self.scenario
-        dc = sc.device
-        model_params = dc.model_params()
-        fk = dc.faults()
-        fk["max_image_bytes"] = fk["max_image_bytes"] or None
-        ndev = sc.machine.swap_devices if self.swap_pages else 0  # swap = 0: no swap device
-        for i in range(ndev):
+        for i, (npages, model, faults) in enumerate(self._disks):
             try:
-                model = make_model(dc.model, **model_params)
-                faults = FaultConfig.from_mapping({**fk, "seed": sc.machine.seed * 1000 + i})
-            except ValueError as e:
-                raise ScenarioError(f"{sc.source}: [device]: {e}") from e
-            n = self.swap_pages // ndev + (1 if i < self.swap_pages % ndev else 0)
-            try:
-                board.add_swap(workdir / f"swap{i}.img", n, model, faults, name=f"sd{i}",
+                board.add_swap(workdir / f"swap{i}.img", npages, model, faults, name=f"sd{i}",
                                inline_max_pages=INLINE_PAGES, force=self.force)  # fmt: skip
             except FileExistsError as e:
-                raise ScenarioError(
-                    f"swap image {e.filename} already exists; use another run directory or --force"
-                ) from e
+                raise ScenarioError(f"swap image {e.filename} already exists; use another "
+                                    "run directory or force") from e  # fmt: skip
             except OSError as e:
                 raise ScenarioError(f"cannot create swap image in {workdir}: {e.strerror}") from e
-
-    def _summary(self, k: Kernel | None, clock: Clock, disks: list[ImageDisk], handles: list[Any],
-                 stats: dict[int, ProcStats], clusters: dict[int, int], passes: int,
-                 outcome: str, error: str | None, wall: float,
-                 waits: list[WaitProbe]) -> Summary:  # fmt: skip
-        sc = self.scenario
-        u = k.uvmexp.as_dict() if k is not None else {}
-        io = {"writes": 0, "write_pages": 0, "reads": 0, "read_pages": 0, "errors": 0}
-        for d in disks:
-            st = d.stats
-            io["writes"] += st.writes
-            io["write_pages"] += st.write_pages
-            io["reads"] += st.reads
-            io["read_pages"] += st.read_pages
-            io["errors"] += st.errors
-        workloads = []
-        checked = mism = 0
-        for h in handles:
-            ps = stats[h.pid]
-            pst = h.proc.stats
-            ctx: CpuContext = h.ctx
-            workloads.append({
-                "name": h.name, "pid": h.pid, "kind": ps.kind, "accesses": ctx.accesses,
-                "faults": {key: int(pst.get(ukey, 0)) for key, ukey in FAULT_KINDS},
-                "traps": ps.faults,
-                "fault_latency_hist": {str(b): n for b, n in sorted(ps.lat_hist.items())},
-                "status": "error" if h.proc.error is not None else "ok",
-                "error": None if h.proc.error is None else f"{type(h.proc.error).__name__}: {h.proc.error}",
-                "pages_checked": h.integrity.pages_checked,
-                "mismatches": h.integrity.mismatches,
-            })  # fmt: skip
-            checked += h.integrity.pages_checked
-            mism += h.integrity.mismatches
-        return Summary({
-            "schema": SUMMARY_SCHEMA,
-            "scenario": sc.name,
-            "seed": sc.machine.seed,
-            "loop": sc.machine.loop,
-            "outcome": outcome,
-            "error": error,
-            "ram_pages": self.ram_pages,
-            "swap_pages": self.swap_pages,
-            "virtual_ns": clock.now,
-            "wall_s": wall,
-            "uvmexp": u,
-            "faults": {"zero_fill": u.get("flt_zero", 0), "soft": u.get("flt_soft", 0),
-                       "major": u.get("flt_major", 0), "busy_wait": u.get("flt_busywait", 0)},
-            "io": {**io, "cluster_pages": {str(n): c for n, c in sorted(clusters.items())}},
-            "integrity": {"pages_checked": checked, "mismatches": mism},
-            "workloads": workloads,
-            "daemon": {"passes": passes, "scans": u.get("pdrevs", 0)},
-            "waits": waits[0].as_summary() if waits else {"count": 0, "total_ns": 0,
-                                                          "by_wmesg": {}},
-        })  # fmt: skip
-
-
-# --- entry point of `emu run` -------------------------------------------------------------
-
-
-def run_scenario(sc: Scenario, run_dir: Path, log_level: str = "info", progress: bool = False,
-                 force: bool = True) -> Summary:  # fmt: skip
-    """Run a validated scenario into ``run_dir`` (used by ``emu run``)."""
-    m = Machine.from_scenario(sc, run_dir, log_level, force=force)
-    if not progress:
-        return m.run()
-    from rich.progress import BarColumn, Progress, TextColumn
-
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
-                  TextColumn("{task.completed}/{task.total} processes done, t={task.fields[t]}")) as bar:  # fmt: skip
-        task = bar.add_task(sc.name, total=len(m._attached), t="0 ms")
-
-        def update(t_ns: int, done: int, total: int) -> None:
-            bar.update(task, completed=done, t=f"{t_ns / 1e6:,.0f} ms")
-
-        m.progress = update
-        return m.run()

@@ -12,8 +12,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import traceback
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -28,23 +30,32 @@ if TYPE_CHECKING:
     from kernel.uvm.uvm_extern import UvmPdaemon
 
 __all__ = [
-    "FAULT_KINDS", "ProcStats", "TimeLimit", "WaitProbe", "dump_state", "guard", "kernel_config",
-    "sampler", "time_traps", "watchdog", "write_private",
+    "FAULT_KINDS", "ProcStats", "TimeLimit", "WaitProbe", "dump_state", "format_traceback",
+    "guard", "kernel_config", "sampler", "time_traps", "watchdog", "where", "write_private",
 ]  # fmt: skip
 
 log = structlog.get_logger("emu.probes")
+
+_ROOT = Path(__file__).resolve().parent.parent  # the project: paths in tracebacks relative to it
 
 Workload = Callable[..., Awaitable[None]]
 
 
 class ProcStats:
-    __slots__ = ("faults", "kind", "lat_hist", "name")
+    """What the machine measures of one process: its traps and their latency, whether its
+    workload returned (``finished``: it was not cut by the end of the run), and where its
+    error came from (``where``: file:line of the workload's own frame; ``traceback``)."""
+
+    __slots__ = ("faults", "finished", "kind", "lat_hist", "name", "traceback", "where")
 
     def __init__(self, name: str, kind: str) -> None:
         self.name = name
         self.kind = kind
         self.faults = 0
         self.lat_hist: dict[int, int] = {}
+        self.finished = False
+        self.where: str | None = None
+        self.traceback: str | None = None
 
 
 FAULT_KINDS = (("zero_fill", "flt_zero"), ("soft", "flt_soft"), ("major", "flt_major"),
@@ -60,8 +71,10 @@ async def watchdog(clock: Clock, limit: int) -> None:
     raise TimeLimit(f"machine.max_virtual_ns = {limit} reached before every process exited")
 
 
-def guard(fn: Workload) -> Workload:
-    """Run a workload so that its own exception ends only its process (recorded as p.error)."""
+def guard(fn: Workload, ps: ProcStats) -> Workload:
+    """Run a workload so that its own exception ends only its process (recorded as p.error,
+    with where it came from in ``ps``); ``ps.finished`` once it returned or raised."""
+    home = getattr(getattr(fn, "__code__", None), "co_filename", None)
 
     async def guarded(p: Any, **params: Any) -> None:
         try:
@@ -71,9 +84,41 @@ def guard(fn: Workload) -> Workload:
         except Exception as e:
             if p.proc.error is None:
                 p.proc.error = e
-            log.warning("workload.error", name=p.name, pid=p.pid, error=f"{type(e).__name__}: {e}")
+            ps.where, ps.traceback = where(e.__traceback__, home), format_traceback(e)
+            log.warning("workload.error", name=p.name, pid=p.pid,
+                        error=f"{type(e).__name__}: {e}", where=ps.where,
+                        traceback=ps.traceback)  # fmt: skip
+        ps.finished = True
 
     return guarded
+
+
+def _short(filename: str) -> str:
+    """A source path relative to the project when it is inside it (the same on every host)."""
+    try:
+        return str(Path(filename).resolve().relative_to(_ROOT))
+    except ValueError:
+        return filename
+
+
+def where(tb: TracebackType | None, home: str | None) -> str | None:
+    """``file:line in function`` of the deepest frame of ``tb`` in the file ``home`` (the
+    workload's own source), else of the deepest frame; None without a traceback."""
+    frames = traceback.extract_tb(tb)
+    if not frames:
+        return None
+    own = [f for f in frames if f.filename == home]
+    f = (own or frames)[-1]
+    return f"{_short(f.filename)}:{f.lineno} in {f.name}"
+
+
+def format_traceback(e: BaseException) -> str:
+    """The formatted traceback of ``e`` (from the workload down), project paths shortened."""
+    frames = traceback.extract_tb(e.__traceback__)
+    for f in frames:
+        f.filename = _short(f.filename)
+    lines = traceback.format_list(frames) + traceback.format_exception_only(type(e), e)
+    return ("Traceback (most recent call last):\n" + "".join(lines)).rstrip("\n")
 
 
 def time_traps(k: Kernel, cpu: Cpu, clock: Clock, stats: dict[int, ProcStats]) -> None:
@@ -170,7 +215,7 @@ def write_private(path: Path, data: bytes) -> None:
         f.write(data)
 
 
-def dump_state(workdir: Path, k: Kernel | None, exc: BaseException) -> None:
+def dump_state(workdir: Path, k: Kernel | None, exc: object) -> None:
     """After a panic: the panic message and the kernel's queues and counters, for debugging."""
     lines = [f"panic: {exc}"]
     if k is not None:

@@ -27,7 +27,7 @@ def _sizes(quick: bool, tiny: bool) -> tuple[str, list[str], int]:
 
 
 def run(quick: bool, tiny: bool = False) -> list[BenchResult]:
-    from emu.machine import run_scenario
+    from emu.harness import run_scenario
 
     name, overrides, repeats = _sizes(quick, tiny)
     walls: list[float] = []

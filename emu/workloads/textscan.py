@@ -12,16 +12,16 @@ of lines. Whatever does not parse is reported with its file and line number.
 from __future__ import annotations
 
 import gzip
-import shutil
-import subprocess
+import zlib
 from collections.abc import Generator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import numpy.typing as npt
+import zstandard
 
-__all__ = ["Block", "TraceError", "open_binary", "text_blocks"]
+__all__ = ["Block", "DamagedTrace", "TraceError", "open_binary", "text_blocks"]
 
 I64 = npt.NDArray[np.int64]
 U64 = npt.NDArray[np.uint64]
@@ -34,6 +34,10 @@ _MAX_LINE = 1 << 20
 class TraceError(ValueError):
     """A trace file that cannot be read: names the file, the line or record, and what was
     expected."""
+
+
+class DamagedTrace(TraceError):
+    """A compressed trace that is cut short or corrupt: names the file and the damage."""
 
 
 
@@ -54,40 +58,64 @@ def _in_range(t: U64, lo: int, hi: int) -> U64:
     return ((t + _bytes(0x80 - lo)) & ~(t + _bytes(0x7F - hi))) & _B80
 
 
-class _Zstd:
-    """Read a .zst file through the zstd program (no Python binding needed)."""
+class _Compressed:
+    """A compressed trace read as bytes: a cut or damaged file raises TraceError naming the
+    file and what is wrong (not EOFError, BadGzipFile or a zstd error from deep inside)."""
 
-    def __init__(self, path: Path) -> None:
-        exe = shutil.which("zstd")
-        if exe is None:
-            raise TraceError(f"{path}: reading a .zst trace needs the zstd program on PATH")
+    def __init__(self, path: Path, kind: str) -> None:
         self.path = path
-        self.proc = subprocess.Popen([exe, "-dcq", str(path)], stdout=subprocess.PIPE)
-        assert self.proc.stdout is not None
-        self.out: IO[bytes] = self.proc.stdout
+        self.kind = kind
+        self._raw: BinaryIO = open(path, "rb")  # closed by __exit__
+        self._gz = gzip.GzipFile(fileobj=self._raw) if kind == "gzip" else None
+        self._zd = zstandard.ZstdDecompressor()
+        self._zobj = self._zd.decompressobj()
+        self._zbuf = bytearray()
+        self._zin = False  # a zstd frame has begun and not ended
 
     def read(self, n: int) -> bytes:
-        data = self.out.read(n)
-        if not data and self.proc.wait() != 0:
-            raise TraceError(f"{self.path}: zstd failed (exit status {self.proc.returncode})")
-        return data
+        try:
+            return self._gz.read(n) if self._gz is not None else self._zstd_read(n)
+        except EOFError as e:
+            raise DamagedTrace(f"{self.path}: the {self.kind} data is cut short (truncated "
+                             f"file?): {e}") from e  # fmt: skip
+        except (OSError, zlib.error, zstandard.ZstdError) as e:
+            raise DamagedTrace(f"{self.path}: not readable as {self.kind} (corrupt, or not "
+                             f"{self.kind} at all): {e}") from e  # fmt: skip
 
-    def __enter__(self) -> _Zstd:
+    def _zstd_read(self, n: int) -> bytes:
+        while len(self._zbuf) < n:
+            data = self._raw.read(1 << 16)
+            if not data:
+                if self._zin:
+                    raise EOFError("the last zstd frame has no end")
+                break
+            while data:
+                self._zin = True
+                self._zbuf += self._zobj.decompress(data)
+                data = b""
+                if self._zobj.eof:  # a frame ended: the next one, if any, starts afresh
+                    self._zin = False
+                    data = self._zobj.unused_data
+                    self._zobj = self._zd.decompressobj()
+        out = bytes(self._zbuf[:n])
+        del self._zbuf[:n]  # cheap: a bytearray drops its head without moving the rest
+        return out
+
+    def __enter__(self) -> _Compressed:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.out.close()
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
+        if self._gz is not None:
+            self._gz.close()
+        self._raw.close()
 
 
 def open_binary(path: Path) -> Any:
     """Open a trace for reading bytes, decompressing ``.gz`` and ``.zst`` on the fly."""
     if path.name.endswith(".gz"):
-        return gzip.open(path, "rb")
+        return _Compressed(path, "gzip")
     if path.name.endswith(".zst"):
-        return _Zstd(path)
+        return _Compressed(path, "zstd")
     return open(path, "rb")  # the caller's with-statement closes it
 
 

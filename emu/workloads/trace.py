@@ -31,7 +31,7 @@ from msgspec import Meta
 
 from emu.api import Count, Ns, Pages, ProcessHandle
 from emu.workloads.stamps import PAGE_SIZE, ZERO_PAGE
-from emu.workloads.textscan import Block, TraceError, open_binary, text_blocks
+from emu.workloads.textscan import Block, DamagedTrace, TraceError, open_binary, text_blocks
 
 __all__ = [
     "DATA_DIR", "FORMATS", "Chunk", "TraceError", "detect_format", "open_trace", "parse_spec",
@@ -88,6 +88,8 @@ def detect_format(path: Path) -> str:
             first = next((ln for ln in block.split(b"\n") if ln.strip()), b"")
             if first:
                 break
+    except DamagedTrace:
+        raise
     except TraceError:  # no newline in the first MiB: not a text trace
         pass
     finally:
@@ -400,5 +402,7 @@ async def trace_replay(
             await p.compute(think_ns)
         if limit is not None and accesses >= limit:
             break
+    if accesses == 0 and limit != 0:
+        raise TraceError(f"{fpath}: the trace holds no accesses (empty); nothing to replay")
     p.log("stats", path=str(path), fmt=fmt, accesses=accesses, writes=writes, chunks=chunks,
           distinct_pages=len(pages), regions=len(mapped), region_shift=region_shift)

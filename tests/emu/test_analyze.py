@@ -127,7 +127,8 @@ def test_two_runs_are_compared_side_by_side(tmp_path: Path) -> None:
     b = make_run(tmp_path / "b", "deadlock", full=False)
     con, buf = _console()
     paths = analyze(a, b, console=con)
-    assert {p.parent for p in paths} == {a / "compare-b"}
+    # issue 12 item 19: beside the runs, named after both, never inside the first run
+    assert {p.parent for p in paths} == {tmp_path / "compare-a-vs-b"}
     assert "deadlock" in buf.getvalue() and "workloads: b" in buf.getvalue()
     paths = analyze(a, b, out=tmp_path / "cmp", console=con)
     assert all(p.parent == tmp_path / "cmp" and p.exists() for p in paths)
@@ -138,3 +139,29 @@ def test_plots_false_prints_tables_only(tmp_path: Path) -> None:
     con, _ = _console()
     assert analyze(run, plots=False, console=con) == []
     assert not (run / "memory.png").exists()
+
+
+def test_runs_are_labelled_by_their_real_names(tmp_path: Path) -> None:
+    """Issue 12 item 19: `runs/latest` shows as the run it points at."""
+    a = make_run(tmp_path / "default-s1-1")
+    b = make_run(tmp_path / "default-s2-1")
+    (tmp_path / "latest").symlink_to(a.name)
+    con, buf = _console()
+    paths = analyze(tmp_path / "latest", b, console=con)
+    text = buf.getvalue()
+    assert "default-s1-1" in text and "latest" not in text
+    assert {p.parent for p in paths} == {tmp_path / "compare-default-s1-1-vs-default-s2-1"}
+    assert not list(a.glob("compare-*"))
+
+
+def test_a_run_killed_before_its_summary_is_shown_from_its_log(tmp_path: Path) -> None:
+    """Issue 12 item 10: no summary.json (SIGKILL): what the log holds, said to be unfinished."""
+    run = make_run(tmp_path / "killed", tail=b'{"t_ns": 1900000000, "event": "uvm_fau')
+    (run / "summary.json").unlink()
+    r = load_run(run)
+    assert not r.finished and r.bad_lines == 1
+    assert r.summary["outcome"] == "did not finish" and r.summary["scenario"] == "test"
+    assert r.summary["uvmexp"]["free"] == 300 - 10 * 19, "the last uvmexp.sample"
+    con, buf = _console()
+    analyze(run, console=con, plots=False)
+    assert "the run did not finish" in buf.getvalue()

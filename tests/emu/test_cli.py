@@ -105,3 +105,77 @@ def test_run_dir_or_out_that_is_a_file_is_refused_as_such(
         rc, _, err = _run(["run", "small", "--quiet", *argv], capsys)
         assert rc == 2 and f"{f} is a file, not a directory" in err, err
     assert f.read_text() == "x"
+
+
+@pytest.mark.parametrize(
+    "argv_extra",
+    [
+        ["--set", "device.read_latency_ns=5000"],  # model "none" of tiny has no parameters
+        ["--set", 'device.fail_write_slots="9-3"'],
+        ["--trace", "lackey:EMPTY"],
+    ],
+)
+def test_a_refused_run_leaves_nothing_behind(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv_extra: list[str]
+) -> None:
+    """Issue 12 item 13: input found bad late (device models, traces) is refused before the
+    run directory exists; runs/latest stays where it was."""
+    (tmp_path / "empty.lackey").write_text("")
+    argv_extra = [a.replace("EMPTY", str(tmp_path / "empty.lackey")) for a in argv_extra]
+    out = tmp_path / "runs"
+    out.mkdir()
+    (out / "tiny-s7-1").mkdir()
+    (out / "latest").symlink_to("tiny-s7-1")
+    rc, _, err = _run(["run", "tiny", "--out", str(out), "--quiet", *argv_extra], capsys)
+    assert rc == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert sorted(p.name for p in out.iterdir()) == ["latest", "tiny-s7-1"]
+    assert (out / "latest").readlink() == Path("tiny-s7-1")
+    d = tmp_path / "exact"
+    rc, _, err = _run(["run", "tiny", "--run-dir", str(d), "--quiet", *argv_extra], capsys)
+    assert rc == 2 and not d.exists()
+
+
+def test_exit_status_says_whether_every_workload_finished(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 12 item 14: 0 only when every workload finished and nothing mismatched; a killed
+    process, a limit: 1; the codes are in `emu --help`."""
+    rc, _, _ = _run(["run", "tiny", "--out", str(tmp_path), "--quiet"], capsys)
+    assert rc == 0
+    rc, _, _ = _run(["run", "tiny", "--out", str(tmp_path), "--quiet",
+                     "--set", "machine.max_virtual_ns=20000"], capsys)  # fmt: skip
+    assert rc == 1
+    s = json.loads((tmp_path / "latest" / "summary.json").read_text())
+    assert s["outcome"] == "limit" and {w["status"] for w in s["workloads"]} == {"cut"}
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out, _ = capsys.readouterr()
+    for code in ("0 ", "1 ", "2 ", "130", "143"):
+        assert f"\n  {code}" in out, code
+
+
+def test_exit_status_of_a_summary() -> None:
+    from emu.summary import exit_status
+
+    ok = {"outcome": "ok", "integrity": {"mismatches": 0}, "workloads": [{"status": "ok"}]}
+    assert exit_status(ok) == 0
+    assert exit_status({**ok, "integrity": {"mismatches": 1}}) == 1
+    assert exit_status({**ok, "workloads": [{"status": "ok"}, {"status": "error"}]}) == 1
+    assert exit_status({**ok, "outcome": "deadlock"}) == 1
+    assert exit_status({**ok, "outcome": "interrupted"}, 15) == 143
+
+
+def test_output_off_a_terminal_is_not_cut_and_progress_is_plain_lines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 12 item 19: `emu run | tee` prints whole tables, and progress lines on stderr."""
+    from emu import harness
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    monkeypatch.setattr(harness, "PROGRESS_EVERY_S", 0.0)
+    rc, out, err = _run(["run", "tiny", "--out", str(tmp_path), "--no-plots"], capsys)
+    assert rc == 0
+    assert "processes done" in err and "\r" not in err and "\x1b" not in err
+    lines = out.splitlines()
+    assert max(len(x) for x in lines) > 80 and not any("…" in x for x in lines)
+    assert "tiny-s7-1" in out and "latest" not in out.split("run directory:")[0]

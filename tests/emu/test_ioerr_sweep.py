@@ -105,7 +105,7 @@ def test_soak_fails_on_a_process_that_crashes_and_on_a_run_that_does_not_end() -
     data["workload"] = [{"kind": "hog", "name": "hog", "max_pages": 256}]
     data["machine"]["max_virtual_ns"] = 100_000
     rep = soak(load_scenario(data), minutes=0, out=io.StringIO())
-    assert not rep.ok and "outcome error" in rep.problems[0]
+    assert not rep.ok and "outcome limit" in rep.problems[0]  # issue 12 item 16: a limit
 
 
 @pytest.mark.parametrize(

@@ -148,7 +148,7 @@ def test_bad_api_input_is_refused_with_a_clear_message(tmp_path: Path) -> None:
         Machine(loop="trio")
     with pytest.raises(ScenarioError, match=r"unknown key kernel\.nosuch"):
         Machine(kernel={"nosuch": 1})
-    m = _small(tmp_path)
+    m = _small(tmp_path / "run")
     with pytest.raises(ScenarioError, match="unknown stock workload"):
         m.attach("nosuch")
 
@@ -261,3 +261,59 @@ def test_messages_name_a_fault_once_and_errors_by_their_errno_name(tmp_path: Pat
     error = {w["name"]: w for w in s["workloads"]}["segv"]["error"]
     assert error.startswith("SegmentationFault: ") and error.count("SegmentationFault") == 1
     assert "22" not in seen["mmap"] and seen["mmap"].endswith(": EINVAL"), seen
+
+
+def test_an_existing_run_directory_is_refused_before_any_file_is_touched(tmp_path: Path) -> None:
+    """Issue 12 item 9: refused as the CLI does (unless force=True), with one exception whose
+    message names the directory and the fix; the old run's files stay as they were."""
+    old = tmp_path / "old"
+    old.mkdir()
+    files = {"events.jsonl": b'{"event":"run.start"}\n', "summary.json": b"{}",
+             "swap0.img": b"\0" * 4096}  # fmt: skip
+    for name, data in files.items():
+        (old / name).write_bytes(data)
+    with pytest.raises(ScenarioError) as ei:
+        _small(old)
+    assert type(ei.value) is not ExceptionGroup
+    assert str(old) in str(ei.value) and "force=True" in str(ei.value)
+    # made after construction: refused by run(), still before anything is written
+    later = tmp_path / "later"
+    m = _small(later)
+    m.attach(writer, name="w", pages=50)
+    later.mkdir()
+    (later / "events.jsonl").write_bytes(files["events.jsonl"])
+    with pytest.raises(ScenarioError, match="already exists"):
+        m.run()
+    assert {p.name: p.read_bytes() for p in old.iterdir()} == files
+    assert (later / "events.jsonl").read_bytes() == files["events.jsonl"]
+    # force=True reuses it
+    m = _small(old, force=True)
+    m.attach(writer, name="w", pages=50)
+    assert m.run()["outcome"] == "ok"
+    assert _events(old)[0]["event"] == "run.start" and _events(old)[-1]["event"] == "run.end"
+
+
+def test_a_machine_runs_once(tmp_path: Path) -> None:
+    m = _small(None)
+    m.attach(writer, name="w", pages=50)
+    s = m.run()
+    with pytest.raises(RuntimeError, match="already run"):
+        m.run()
+    assert m.summary is s
+
+
+def test_a_workload_error_carries_its_traceback(tmp_path: Path) -> None:
+    """Issue 12 item 14: the summary and the workload.error event say where in the workload
+    the error came from (file:line of its own frame), and the summary has the traceback."""
+    m = _small(tmp_path / "run")
+    m.attach(crasher, name="bad")
+    s = m.run()
+    line = crasher.__code__.co_firstlineno + 3  # the raise
+    where = f"tests/emu/test_machine.py:{line} in crasher"
+    w = s["workloads"][0]
+    assert w["status"] == "error" and w["error"] == f"RuntimeError: workload bug (at {where})"
+    assert w["traceback"].startswith("Traceback (most recent call last):")
+    assert f'File "tests/emu/test_machine.py", line {line}, in crasher' in w["traceback"]
+    assert w["traceback"].endswith("RuntimeError: workload bug")
+    ev = next(e for e in _events(tmp_path / "run") if e["event"] == "workload.error")
+    assert ev["where"] == where and ev["traceback"] == w["traceback"]

@@ -86,7 +86,7 @@ def test_no_swap_runs_end_to_end(tmp_path: Path) -> None:
     assert s.io["writes"] == s.io["reads"] == 0
 
     rc = main(["run", "small", "--quiet", "--out", str(tmp_path), "--set", "machine.swap=0"])
-    assert rc == 0
+    assert rc == 1  # issue 12 item 14: a process was killed, so the exit status says so
     s = json.loads((tmp_path / "latest" / "summary.json").read_text())
     assert s["outcome"] == "ok" and s["swap_pages"] == 0 and s["io"]["writes"] == 0
     assert s["uvmexp"]["pdpageouts"] == 0 and s["integrity"]["mismatches"] == 0

@@ -276,3 +276,64 @@ def test_chunks_are_exactly_the_requested_size_but_the_last(tmp_path: Path) -> N
     path.write_text("".join(f"{i}\n" for i in range(10_000)))
     sizes = [len(v) for v, _ in read_txt(path, chunk=999)]
     assert sizes == [999] * 10 + [10]
+
+
+def test_zst_is_read_with_the_zstandard_package_across_frames(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 12 item 15: no zstd program needed; a file of several frames reads whole."""
+    import zstandard
+
+    monkeypatch.setenv("PATH", "")  # no zstd program to be found
+
+    text = LACKEY.encode() * 3000
+    half = len(text) // 2
+    z = zstandard.ZstdCompressor()
+    (tmp_path / "t.lackey.zst").write_bytes(z.compress(text[:half]) + z.compress(text[half:]))
+    (tmp_path / "t.lackey").write_bytes(text)
+    assert collect(open_trace(tmp_path / "t.lackey.zst")) == collect(open_trace(tmp_path / "t.lackey"))
+
+
+def _damaged(tmp_path: Path, name: str) -> Path:
+    """A copy of a compressed lackey trace, cut in half ("cut") or with bytes overwritten."""
+    import zstandard
+
+    text = LACKEY.encode() * 5000
+    ext = name.rsplit(".", 1)[1]
+    data = gzip.compress(text) if ext == "gz" else zstandard.ZstdCompressor().compress(text)
+    if name.startswith("cut"):
+        data = data[: len(data) // 2]
+    else:
+        data = data[:40] + b"\xff" * 32 + data[72:]
+    path = tmp_path / f"{name.split('.')[0]}.lackey.{ext}"
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize(("name", "what"), [
+    ("cut.gz", "the gzip data is cut short"), ("bad.gz", "not readable as gzip"),
+    ("cut.zst", "the zstd data is cut short"), ("bad.zst", "not readable as zstd"),
+])  # fmt: skip
+def test_a_cut_or_corrupt_compressed_trace_names_the_file_and_the_damage(
+    tmp_path: Path, name: str, what: str
+) -> None:
+    path = _damaged(tmp_path, name)
+    with pytest.raises(TraceError) as ei:
+        collect(open_trace(path))
+    assert str(ei.value).startswith(f"{path}: {what}")
+
+
+def test_emu_run_refuses_a_damaged_or_empty_trace_with_status_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from emu.cli import main
+
+    (tmp_path / "empty.lackey").write_text("==1== nothing but chatter\n")
+    for path, what in ((_damaged(tmp_path, "cut.gz"), "cut short"),
+                       (_damaged(tmp_path, "bad.zst"), "not readable as zstd"),
+                       (tmp_path / "empty.lackey", "holds no accesses")):  # fmt: skip
+        rc = main(["run", "tiny", "--out", str(tmp_path / "runs"), "--quiet",
+                   "--trace", f"lackey:{path}"])  # fmt: skip
+        _, err = capsys.readouterr()
+        assert rc == 2 and str(path) in err and what in err and "Traceback" not in err, err
+    assert not (tmp_path / "runs").exists()
