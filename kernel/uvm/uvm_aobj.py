@@ -23,6 +23,9 @@ Deviations:
 - ``uao_get`` returns ``(result, npages)`` for C's in/out ``*npagesp``.
 - ``uvm_wait`` is called as ``await k.pdaemon.uvm_wait(k, wmsg)``: the page daemon is a
   module chosen at boot (uvm_extern.py), which this module does not import.
+- ``uao_dropswap_range`` also counts a SWSLOT_BAD page (a failed swap-in) out of
+  ``uvmexp.swpgonly`` and forgets its slot: upstream counts out only slots > 0, so such a page
+  stays counted forever (docs/port.md, known bugs).
 - Waiting for a busy page (set PG_WANTED, sleep on the page releasing the object lock) is
   ``uvm_pagewait`` of uvm_page.py, the helper later revisions of uvm_page.c have; the 2022
   code writes those steps out at each call.
@@ -602,6 +605,9 @@ def uao_dropswap_range(k: Kernel, uobj: UvmObject, start: int, end: int) -> None
     => the object is write-locked (and stays so); ``end`` 0 means "to the end"
     => the pages of the range are not resident (PORT: resident ones keep their slots)
     => every slot freed held data only in swap: swpgonly drops by their number
+    => PORT: so does every SWSLOT_BAD slot forgotten: a failed swap-in (uao_get) left its page
+       counted in swpgonly, and upstream's ``slot > 0`` test (still in 2026) leaves it there
+       forever; the anon path (uvm_anfree) does count it out
     """
     aobj = _aobj(uobj)
     assert rw_write_held(uobj.vmobjlock)
@@ -634,6 +640,10 @@ def uao_dropswap_range(k: Kernel, uobj: UvmObject, start: int, end: int) -> None
                         assert elt.count > 0
                         elt.slots[j] = 0
                         elt.count -= 1
+                    elif slot == uvm_swap.SWSLOT_BAD:  # PORT: see the docstring
+                        swpgonlydelta += 1
+                        elt.slots[j] = 0
+                        elt.count -= 1
                 if elt.count == 0:
                     bucket.remove(elt)
     else:
@@ -648,6 +658,9 @@ def uao_dropswap_range(k: Kernel, uobj: UvmObject, start: int, end: int) -> None
                 uvm_swap.uvm_swap_free(k, slot, 1)
                 swpgonlydelta += 1
                 aobj.u_swslots[i] = 0  # PORT: C frees the array next; ours may live on
+            elif slot == uvm_swap.SWSLOT_BAD:  # PORT: see the docstring
+                swpgonlydelta += 1
+                aobj.u_swslots[i] = 0
 
     # those slots held pages that lived only in swap
     if swpgonlydelta > 0:

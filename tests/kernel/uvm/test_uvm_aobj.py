@@ -251,7 +251,38 @@ def test_uao_get_read_error_marks_the_slot_bad(kenv: Any) -> None:
         assert uobj.pgops.pgo_detach is not None
         await uobj.pgops.pgo_detach(k, uobj)
         assert k.uvmexp.swpginuse == 1  # the bad slot stays allocated
-        k.uvmexp.swpgonly -= 1  # the lost page's count: nobody owns it any more
+        assert k.uvmexp.swpgonly == 0  # the lost page is counted out with its SWSLOT_BAD slot
+
+    env.run(body)
+
+
+def test_uao_dropswap_range_counts_a_swslot_bad_page_out_of_swpgonly(kenv: Any) -> None:
+    """PORT (docs/port.md): a failed swap-in leaves its page counted in swpgonly (§1.14 step 3:
+    "OK → `swpgonly` −1", and only then) and the aobj holds SWSLOT_BAD; dropping the range
+    counts that page out as uvm_anfree does for an anon ("If not resident but with a slot:
+    `swpgonly −1`"). Upstream's `slot > 0` test leaves it counted forever."""
+    env = kenv(config=_quiet(), faults=FaultConfig(fail_read_slots=[(0, 15)]))
+
+    async def body(k: Kernel, env: Any) -> None:
+        uobj = uvm_aobj.uao_create(k, 100 * PAGE, 0)  # hashed slots
+        env.objs.append(uobj)
+        pgs = await _touch(k, env, uobj, [70])
+        await _pageout(k, uobj, pgs)
+        await _until_idle(env, pgs)
+        _free_clean(k, pgs[0])
+        await rw_enter(k, uobj.vmobjlock, RW_WRITE)
+        pps: list[Any] = [None]
+        r, _ = await uvm_aobj.uao_get(k, uobj, 70 * PAGE, pps, 1, 0, 0, 0, 0)
+        assert r == VM_PAGER_ERROR and uvm_aobj.uao_find_swslot(k, uobj, 70) == SWSLOT_BAD
+        assert k.uvmexp.swpgonly == 1  # still counted: its data is only in (unreadable) swap
+        await rw_enter(k, uobj.vmobjlock, RW_WRITE)  # uao_get let go of it on the error
+        uvm_aobj.uao_dropswap_range(k, uobj, 64, 80)
+        assert uvm_aobj.uao_find_swslot(k, uobj, 70) == 0
+        assert k.uvmexp.swpgonly == 0 and k.uvmexp.swpginuse == 1  # the bad slot stays
+        rw_exit(uobj.vmobjlock)
+        env.objs.remove(uobj)
+        assert uobj.pgops.pgo_detach is not None
+        await uobj.pgops.pgo_detach(k, uobj)
 
     env.run(body)
 
