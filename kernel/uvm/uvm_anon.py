@@ -121,6 +121,8 @@ def uvm_anfree_list(k: Kernel, anon: VmAnon, pgl: list[VmPage] | None) -> None:
         # left its page counted in swpgonly)
         assert k.uvmexp.swpgonly > 0, "uvm_anfree: swpgonly underflow"
         k.uvmexp.swpgonly -= 1
+        if anon.an_swslot == uvm_swap.SWSLOT_BAD:  # PORT: see uvm_swap.py's swpgonlybad
+            uvm_swap.swpgonlybad_add(k, -1)
     anon.an_lock = None
 
     # free any swap resources

@@ -565,6 +565,8 @@ async def uao_get(
                 # slot allocated (marked bad) so it is never used again
                 swslot = uao_set_swslot(k, aobj, pageidx, uvm_swap.SWSLOT_BAD)
                 uvm_swap.uvm_swap_markbad(k, swslot, 1)
+                if swslot > 0:  # PORT: a bad slot counted in swpgonly (uvm_swap.py)
+                    uvm_swap.swpgonlybad_add(k, 1)
 
                 if ptmp.pg_flags & uvm_page.PG_WANTED:
                     wakeup(k, ptmp)
@@ -612,6 +614,7 @@ def uao_dropswap_range(k: Kernel, uobj: UvmObject, start: int, end: int) -> None
     aobj = _aobj(uobj)
     assert rw_write_held(uobj.vmobjlock)
     swpgonlydelta = 0
+    nbad = 0  # PORT: SWSLOT_BAD slots forgotten
 
     if end == 0:
         end = (1 << 63) - 1  # INT64_MAX
@@ -642,6 +645,7 @@ def uao_dropswap_range(k: Kernel, uobj: UvmObject, start: int, end: int) -> None
                         elt.count -= 1
                     elif slot == uvm_swap.SWSLOT_BAD:  # PORT: see the docstring
                         swpgonlydelta += 1
+                        nbad += 1
                         elt.slots[j] = 0
                         elt.count -= 1
                 if elt.count == 0:
@@ -660,12 +664,15 @@ def uao_dropswap_range(k: Kernel, uobj: UvmObject, start: int, end: int) -> None
                 aobj.u_swslots[i] = 0  # PORT: C frees the array next; ours may live on
             elif slot == uvm_swap.SWSLOT_BAD:  # PORT: see the docstring
                 swpgonlydelta += 1
+                nbad += 1
                 aobj.u_swslots[i] = 0
 
     # those slots held pages that lived only in swap
     if swpgonlydelta > 0:
         assert k.uvmexp.swpgonly >= swpgonlydelta, "uao_dropswap_range: swpgonly underflow"
         k.uvmexp.swpgonly -= swpgonlydelta
+    if nbad > 0:
+        uvm_swap.swpgonlybad_add(k, -nbad)
 
 
 # aobj_pager: put is handled elsewhere (the page daemon writes aobj pages to swap)

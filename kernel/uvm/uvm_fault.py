@@ -518,6 +518,8 @@ async def uvmfault_anonget(
                 # Do not free the swap slot, thus preventing
                 # it from being used again.
                 uvm_swap.uvm_swap_markbad(k, anon.an_swslot, 1)
+                if anon.an_swslot > 0:  # PORT: a bad slot counted in swpgonly (uvm_swap.py)
+                    uvm_swap.swpgonlybad_add(k, 1)
                 anon.an_swslot = uvm_swap.SWSLOT_BAD
 
                 # Note: page was never !PG_BUSY, so it
