@@ -183,7 +183,8 @@ async def uvm_pmr_getpages(
 ) -> int:
     """uvm_pmr_getpages: acquire a list of physical pages.
 
-    => with UVM_PLA_WAITOK sleeps in uvm_wait / uvm_wait_pla until it succeeds (or FAILOK)
+    => with UVM_PLA_WAITOK sleeps in uvm_wait / uvm_wait_pla until it succeeds (or FAILOK),
+       except below the kernel reserve without UVM_PLA_USERESERVE: ENOMEM at once
     => may sleep
     """
     assert (flags & UVM_PLA_WAITOK) or (flags & UVM_PLA_NOWAIT), "uvm_pmr_getpages: no wait flag"
@@ -237,7 +238,7 @@ def _uvm_pmr_getpages_try(
     #        the requestor isn't the pagedaemon nor the syncer.
     if (uvmexp.free <= uvmexp.reserve_kernel + count) and not (flags & UVM_PLA_USERESERVE):
         mtx_leave(k.uvm.fpageqlock)
-        return _FAIL if not (flags & UVM_PLA_WAITOK) else _WAIT_RESERVE
+        return _FAIL
     p = curproc()
     if (
         (uvmexp.free <= uvmexp.reserve_pagedaemon + count)

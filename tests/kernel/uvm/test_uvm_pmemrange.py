@@ -175,12 +175,31 @@ def test_wakeup_pla_marks_a_busy_request_freed_but_leaves_it_linked(kenv):
     allocs.remove(far)
 
 
-def test_waitok_below_the_reserve_sleeps_in_uvm_wait(run_kernel):
-    """Step 3 with WAITOK: "calls uvm_wait("uvm_pmr_getpages") and retries from step 1";
-    uvm_wait wakes the daemon and sleeps on &uvmexp.free; a free wakes it."""
+def test_step2_kernel_reserve_refuses_waitok_too(run_kernel):
+    """Step 2: "Fails with ENOMEM if free ≤ reserve_kernel + count and USERESERVE is not set"
+    -- with WAITOK too: only step 3 sleeps (uvm_pmemrange.c returns ENOMEM there before it
+    looks at UVM_PLA_WAITOK). Issue 12 item 2: this request used to sleep in uvm_wait."""
 
     async def body(k, env):
         held = _drain_to(k, k.uvmexp.reserve_kernel + 1)
+        pgl = []
+        now = env.clock.now
+        err = await pmr.uvm_pmr_getpages(k, 1, 0, 0, 1, 0, 1, pmr.UVM_PLA_WAITOK, pgl)
+        assert err == ENOMEM and pgl == [] and env.clock.now == now
+        assert env.testproc.p_wmesg is None
+        _free(k, held)
+
+    env = run_kernel(body, start=False)
+    assert env.k.uvmexp.free == env.k.uvmexp.npages
+
+
+def test_step3_waitok_below_the_pagedaemon_reserve_sleeps_in_uvm_wait(run_kernel):
+    """Step 3 with WAITOK: "calls uvm_wait("uvm_pmr_getpages") and retries from step 1";
+    uvm_wait wakes the daemon and sleeps on &uvmexp.free; a free wakes it. (The request
+    uses the kernel reserve, USERESERVE, so that step 2 lets it through.)"""
+
+    async def body(k, env):
+        held = _drain_to(k, k.uvmexp.reserve_pagedaemon + 1)
 
         async def freer(k):
             await env.sleep(2_000_000)
@@ -189,7 +208,8 @@ def test_waitok_below_the_reserve_sleeps_in_uvm_wait(run_kernel):
 
         kthread_create(k, freer, k, name="freer")
         pgl = []
-        err = await pmr.uvm_pmr_getpages(k, 1, 0, 0, 1, 0, 1, pmr.UVM_PLA_WAITOK, pgl)
+        flags = pmr.UVM_PLA_WAITOK | pmr.UVM_PLA_USERESERVE
+        err = await pmr.uvm_pmr_getpages(k, 1, 0, 0, 1, 0, 1, flags, pgl)
         assert err == 0 and env.clock.now >= 2_000_000
         _free(k, held[4:] + pgl)
 
