@@ -7,12 +7,15 @@ and ``MAXBSIZE`` from ``sys/param.h`` itself. Every kernel module takes them fro
 emulated hardware (``emu.ram``) and the block devices (``devices``) keep their own, since they
 know nothing of the kernel.
 
-Port: the macros are functions; ``paddr_t``/``vaddr_t`` arithmetic is plain ``int``.
+Port: the macros are functions; ``paddr_t``/``vaddr_t`` arithmetic is plain ``int``, except
+where the C relies on ``paddr_t`` being unsigned (``ptoa(0) - 1`` is all-ones, and
+``(paddr_t)-1`` is the top of physical memory): there ``wrap_paddr`` does the wrap.
+``paddr_t`` itself is ``machine/_types.h``'s (``sys/types.h`` pulls it in).
 """
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, NewType
 
 __all__ = [
     "MAXBSIZE",
@@ -21,10 +24,14 @@ __all__ = [
     "PAGE_SHIFT",
     "PAGE_SIZE",
     "atop",
+    "paddr_t",
     "ptoa",
     "round_page",
     "trunc_page",
+    "wrap_paddr",
 ]
+
+paddr_t = NewType("paddr_t", int)  # a physical address: unsigned long, 64 bits on amd64
 
 PAGE_SHIFT: Final = 12  # LOG2(PAGE_SIZE)
 PAGE_SIZE: Final = 1 << PAGE_SHIFT  # bytes/page
@@ -52,3 +59,8 @@ def round_page(x: int) -> int:
 def trunc_page(x: int) -> int:
     """trunc_page: round a byte address or size down to a page boundary."""
     return x & ~PAGE_MASK
+
+
+def wrap_paddr(x: int) -> paddr_t:
+    """PORT: ``(paddr_t)x``: ``x`` modulo 2^64, as C's unsigned arithmetic wraps."""
+    return paddr_t(x & 0xFFFF_FFFF_FFFF_FFFF)

@@ -39,7 +39,7 @@ from kernel.kern.kern_synch import (
     wakeup,
 )
 from kernel.sys.errno import ENOMEM
-from kernel.sys.param import PAGE_SHIFT, atop, ptoa
+from kernel.sys.param import PAGE_SHIFT, atop, ptoa, wrap_paddr
 from kernel.sys.proc import curproc
 from kernel.sys.queue import TailQ, TailQEntry
 from kernel.sys.systm import Panic
@@ -201,7 +201,7 @@ async def uvm_pmr_getpages(
             diag = await uvm_wait_pla(
                 k,
                 ptoa(start),
-                ptoa(end) - 1,
+                wrap_paddr(ptoa(end) - 1),  # end 0: all-ones (paddr_t is unsigned)
                 ptoa(count),
                 bool(flags & UVM_PLA_FAILOK),
             )

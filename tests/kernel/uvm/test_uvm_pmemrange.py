@@ -154,6 +154,34 @@ def test_waitok_constrained_request_sleeps_until_a_page_in_range_is_freed(run_ke
     assert got["at"] >= 1_000_000
 
 
+def test_waitok_unconstrained_request_waits_for_any_page(run_kernel):
+    """Step 5 with WAITOK and no constraint (start = end = 0): uvm_wait_pla gets
+    "ptoa(start), ptoa(end)−1": paddr_t is unsigned, so the range is 0 .. all-ones and a free
+    of any page completes it (issue 12 item 3: -1 in Python matched no page, and the request
+    slept forever). The syncer may dig into both reserves, so its search is what fails."""
+
+    async def body(k, env):
+        k.syncerproc = env.testproc
+        held = _drain_to(k, 0)
+
+        async def freer(k):
+            await env.sleep(1_000_000)
+            pma = k.uvm.pmr_control.allocs.first()
+            assert pma is not None
+            assert (pma.pm_constraint.ucr_low, pma.pm_constraint.ucr_high) == (0, 2**64 - 1)
+            _free(k, held[-1:])
+
+        kthread_create(k, freer, k, name="freer")
+        pgl = []
+        flags = pmr.UVM_PLA_WAITOK | pmr.UVM_PLA_USERESERVE
+        err = await pmr.uvm_pmr_getpages(k, 1, 0, 0, 1, 0, 1, flags, pgl)
+        assert err == 0 and pgl[0] is held[-1] and env.clock.now >= 1_000_000
+        _free(k, held[:-1] + pgl)
+
+    env = run_kernel(body, start=False)
+    assert env.k.uvmexp.free == env.k.uvmexp.npages
+
+
 def test_wakeup_pla_marks_a_busy_request_freed_but_leaves_it_linked(kenv):
     """uvm_wakeup_pla: "for each queued request whose byte range overlaps the freed range it
     sets FREED; if the request is not BUSY it also clears LINKED, unlinks it and wakes its
