@@ -252,8 +252,8 @@ def uvm_pageclean(k: Kernel, pg: VmPage) -> None:
     pg.uobject = None
     # Clean page state bits.
     pg.pg_flags &= ~(
-        PG_WANTED | PQ_ANON | PQ_AOBJ | PQ_ENCRYPT | PG_ZERO | PG_FAKE | PG_BUSY
-        | PG_RELEASED | PG_CLEAN | PG_CLEANCHK | PG_RDONLY
+        PQ_ANON | PQ_AOBJ | PQ_ENCRYPT | PG_ZERO | PG_FAKE | PG_BUSY | PG_RELEASED | PG_CLEAN
+        | PG_CLEANCHK
     )
 
 
