@@ -42,9 +42,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
 import kernel.uvm.uvm_page as uvm_page
-from kernel.kern.kern_synch import INFSLP, PVM, chan, tsleep_nsec, wakeup
+from kernel.kern.kern_synch import INFSLP, chan, tsleep_nsec, wakeup
 from kernel.sys.buf import B_CALL, B_DONE, B_ERROR, Buf
 from kernel.sys.errno import EIO
+from kernel.sys.param import PRIBIO, PVM
 from kernel.sys.pool import PR_NOWAIT
 from kernel.sys.systm import Panic
 
@@ -57,7 +58,6 @@ __all__ = [
     "BCACHE_MIN",
     "BUFPAGES_DEFICIT",
     "BUFPAGES_INACT",
-    "PRIBIO",
     "Bcstats",
     "BufCache",
     "Bufpool",
@@ -74,7 +74,6 @@ __all__ = [
 
 BCACHE_MIN: Final = 128  # buf.h: minimum buffer cache size, in pages
 _DMA_HIGH: Final = 0xFFFFFFFF  # amd64 dma_constraint.ucr_high (bytes)
-PRIBIO: Final = 16  # sys/param.h: sleep priority of disk I/O waits
 
 
 @dataclass(eq=False, slots=True)

@@ -1,4 +1,5 @@
-"""sys/param.h: the page size and the I/O size limits, the kernel's only definitions of them.
+"""sys/param.h: the page size, the I/O size limits and the sleep priorities, the kernel's only
+definitions of them.
 
 OpenBSD spreads these over three headers that sys/param.h pulls in: ``PAGE_SHIFT``,
 ``PAGE_SIZE``, ``PAGE_MASK`` and ``MAXPHYS`` come from the machine's ``machine/param.h``
@@ -23,6 +24,9 @@ __all__ = [
     "PAGE_MASK",
     "PAGE_SHIFT",
     "PAGE_SIZE",
+    "PNORELOCK",
+    "PRIBIO",
+    "PVM",
     "atop",
     "paddr_t",
     "ptoa",
@@ -39,6 +43,11 @@ PAGE_MASK: Final = PAGE_SIZE - 1
 
 MAXBSIZE: Final = 64 * 1024  # largest file system block (and buffer)
 MAXPHYS: Final = 64 * 1024  # largest raw I/O transfer
+
+# Priorities (sys/param.h): a sleep's priority, or-ed with its flags
+PVM: Final = 4
+PRIBIO: Final = 16  # disk I/O waits
+PNORELOCK: Final = 0x200  # msleep: don't re-take the interlock on return
 
 
 def atop(x: int) -> int:
