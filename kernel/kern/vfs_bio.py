@@ -47,7 +47,7 @@ from kernel.sys.buf import B_CALL, B_DONE, B_ERROR, Buf
 from kernel.sys.errno import EIO
 from kernel.sys.param import PRIBIO, PVM
 from kernel.sys.pool import PR_NOWAIT
-from kernel.sys.systm import Panic
+from kernel.sys.systm import KASSERT, Panic
 
 if TYPE_CHECKING:
     from kernel.kernel import Kernel
@@ -251,7 +251,8 @@ def biodone(bp: Buf) -> None:
     => interrupt context (the device's completion, from the clock's idle loop); never sleeps
     => PORT: no wakeup or brelse for bufs without B_CALL (module docstring)
     """
-    assert not (bp.b_flags & B_DONE), "biodone already"
+    if bp.b_flags & B_DONE:
+        raise Panic("biodone already")
     bp.b_flags |= B_DONE
     if bp.b_flags & B_CALL:
         bp.b_flags &= ~B_CALL  # but note callout done
@@ -288,7 +289,7 @@ async def bufpool_get(k: Kernel, pflag: int) -> bool:
 def bufpool_put(k: Kernel) -> None:
     """PORT: pool_put(&bufpool, bp): the buf is back; wake a PR_WAITOK sleeper."""
     pool = _bufpool(k)
-    assert pool.pr_nout > 0
+    KASSERT(k, pool.pr_nout > 0)
     pool.pr_nout -= 1
     wakeup(k, chan(pool, "pr_nout"))
 

@@ -42,7 +42,7 @@ from kernel.sys.errno import ENOMEM
 from kernel.sys.param import PAGE_SHIFT, atop, ptoa, wrap_paddr
 from kernel.sys.proc import curproc
 from kernel.sys.queue import TailQ, TailQEntry
-from kernel.sys.systm import Panic
+from kernel.sys.systm import KASSERTMSG, Panic
 from kernel.uvm.uvm import UvmConstraintRange
 
 if TYPE_CHECKING:
@@ -165,7 +165,7 @@ def uvm_pmr_getpages_nowait(
     => start/end are page numbers; 0/0 means no constraint
     => never sleeps (see the module docstring)
     """
-    assert not (flags & UVM_PLA_WAITOK), "uvm_pmr_getpages_nowait: WAITOK"
+    KASSERTMSG(k, not (flags & UVM_PLA_WAITOK), "uvm_pmr_getpages_nowait: WAITOK")
     r = _uvm_pmr_getpages_try(k, count, start, end, flags, result)
     return 0 if r == 0 else int(ENOMEM)
 
@@ -187,7 +187,8 @@ async def uvm_pmr_getpages(
        except below the kernel reserve without UVM_PLA_USERESERVE: ENOMEM at once
     => may sleep
     """
-    assert (flags & UVM_PLA_WAITOK) or (flags & UVM_PLA_NOWAIT), "uvm_pmr_getpages: no wait flag"
+    KASSERTMSG(k, (flags & UVM_PLA_WAITOK) or (flags & UVM_PLA_NOWAIT),
+               "uvm_pmr_getpages: no wait flag")
     while True:  # retry:
         r = _uvm_pmr_getpages_try(k, count, start, end, flags, result)
         if r == 0:

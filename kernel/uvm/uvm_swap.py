@@ -74,7 +74,7 @@ from kernel.sys.param import MAXBSIZE, PAGE_SHIFT
 from kernel.sys.pool import PR_NOWAIT, PR_WAITOK
 from kernel.sys.proc import curproc
 from kernel.sys.queue import TailQ, TailQEntry
-from kernel.sys.systm import Panic
+from kernel.sys.systm import KASSERT, KASSERTMSG, Panic
 
 if TYPE_CHECKING:
     from kernel.kernel import Kernel
@@ -420,7 +420,7 @@ def uvm_swap_alloc(k: Kernel, nslots: int, lessok: bool) -> tuple[int, int]:
                 result = _blist_alloc(sdp, nslots)
                 if result < 0:
                     continue
-                assert result < sdp.swd_drumsize
+                KASSERT(k, result < sdp.swd_drumsize)
                 # got it: rotate the tailq
                 spp.spi_swapdev.remove(sdp)
                 spp.spi_swapdev.insert_tail(sdp)
@@ -447,7 +447,7 @@ def uvm_swapisfull(k: Kernel) -> bool:
     mtx_enter(swap.uvm_swap_data_lock)
     # PORT: swpgonly becomes the count of unusable slots (_swap_unusable)
     swpgonly = _swap_unusable(k, swap)
-    assert swpgonly <= k.uvmexp.swpages
+    KASSERT(k, swpgonly <= k.uvmexp.swpages)
     result = swpgonly == k.uvmexp.swpages
     mtx_leave(swap.uvm_swap_data_lock)
     return result
@@ -466,7 +466,7 @@ def uvm_swap_markbad(k: Kernel, startslot: int, nslots: int) -> None:
         # PORT: count each page once and keep it out of uvm_swap_free's reach
         lo = startslot - sdp.swd_drumoffset
         seg = sdp.swd_bad[lo : lo + nslots]
-        assert not sdp.swd_blist[lo : lo + nslots].any(), "uvm_swap_markbad: free slot"
+        KASSERTMSG(k, not sdp.swd_blist[lo : lo + nslots].any(), "uvm_swap_markbad: free slot")
         sdp.swd_npgbad += nslots - int(seg.sum())
         seg[:] = 1
     mtx_leave(swap.uvm_swap_data_lock)
@@ -484,10 +484,10 @@ def uvm_swap_free(k: Kernel, startslot: int, nslots: int) -> None:
     swap = _swap(k)
     mtx_enter(swap.uvm_swap_data_lock)
     sdp = swapdrum_getsdp(k, startslot)
-    assert k.uvmexp.nswapdev >= 1
+    KASSERT(k, k.uvmexp.nswapdev >= 1)
     if sdp is None:
         raise Panic(f"uvm_swap_free: slot {startslot} is on no swap device")
-    assert sdp.swd_npginuse >= nslots, "uvm_swap_free: more slots than in use"
+    KASSERTMSG(k, sdp.swd_npginuse >= nslots, "uvm_swap_free: more slots than in use")
     nfreed = _blist_free(sdp, startslot - sdp.swd_drumoffset, nslots)
     sdp.swd_npginuse -= nfreed
     k.uvmexp.swpginuse -= nfreed
@@ -520,7 +520,7 @@ async def uvm_swap_get(k: Kernel, page: VmPage, swslot: int, flags: int) -> int:
     => may sleep
     """
     k.uvmexp.nswget += 1
-    assert flags & uvm_pager.PGO_SYNCIO, "uvm_swap_get: async get"
+    KASSERTMSG(k, flags & uvm_pager.PGO_SYNCIO, "uvm_swap_get: async get")
     if swslot == SWSLOT_BAD:
         return uvm_pager.VM_PAGER_ERROR
     result = await uvm_swap_io(k, [page], swslot, 1, B_READ)
