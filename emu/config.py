@@ -135,7 +135,8 @@ class KernelSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
         description="DIAGNOSTIC: assertions and uvm_check after daemon passes")] = True
     debug: Annotated[bool, Meta(description="DEBUG: panic when the pagedaemon deadlocks")] = False
     have_pmap_collect: Annotated[bool, Meta(
-        description="__HAVE_PMAP_COLLECT: swap out sleeping processes")] = False
+        description="__HAVE_PMAP_COLLECT: the daemon drops the mappings of processes asleep "
+        "20 s or more (uvm_swapout_threads, pmap_collect); amd64: off")] = False
     hibernate: Annotated[bool, Meta(
         description="HIBERNATE: compile in uvmpd_drop / uvmpd_hibernate")] = False
     bufcache: Annotated[bool, Meta(

@@ -32,6 +32,7 @@ from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from kernel.sys.errno import EBUSY, EWOULDBLOCK
+from kernel.sys.param import PNORELOCK, PVM  # re-exported: sleepers import the sleep API here
 from kernel.sys.proc import Proc, curproc
 from kernel.sys.systm import Panic
 
@@ -67,8 +68,6 @@ __all__ = [
     "wakeup_one",
 ]
 
-PVM: Final = 4
-PNORELOCK: Final = 0x200  # msleep: don't re-take the interlock on return
 INFSLP: Final = 0xFFFFFFFFFFFFFFFF  # no timeout
 
 RW_WRITE: Final = 0x0001

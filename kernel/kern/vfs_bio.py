@@ -42,11 +42,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
 import kernel.uvm.uvm_page as uvm_page
-from kernel.kern.kern_synch import INFSLP, PVM, chan, tsleep_nsec, wakeup
+from kernel.kern.kern_synch import INFSLP, chan, tsleep_nsec, wakeup
 from kernel.sys.buf import B_CALL, B_DONE, B_ERROR, Buf
 from kernel.sys.errno import EIO
+from kernel.sys.param import PRIBIO, PVM
 from kernel.sys.pool import PR_NOWAIT
-from kernel.sys.systm import Panic
+from kernel.sys.systm import KASSERT, Panic
 
 if TYPE_CHECKING:
     from kernel.kernel import Kernel
@@ -57,7 +58,6 @@ __all__ = [
     "BCACHE_MIN",
     "BUFPAGES_DEFICIT",
     "BUFPAGES_INACT",
-    "PRIBIO",
     "Bcstats",
     "BufCache",
     "Bufpool",
@@ -74,7 +74,6 @@ __all__ = [
 
 BCACHE_MIN: Final = 128  # buf.h: minimum buffer cache size, in pages
 _DMA_HIGH: Final = 0xFFFFFFFF  # amd64 dma_constraint.ucr_high (bytes)
-PRIBIO: Final = 16  # sys/param.h: sleep priority of disk I/O waits
 
 
 @dataclass(eq=False, slots=True)
@@ -252,7 +251,8 @@ def biodone(bp: Buf) -> None:
     => interrupt context (the device's completion, from the clock's idle loop); never sleeps
     => PORT: no wakeup or brelse for bufs without B_CALL (module docstring)
     """
-    assert not (bp.b_flags & B_DONE), "biodone already"
+    if bp.b_flags & B_DONE:
+        raise Panic("biodone already")
     bp.b_flags |= B_DONE
     if bp.b_flags & B_CALL:
         bp.b_flags &= ~B_CALL  # but note callout done
@@ -289,7 +289,7 @@ async def bufpool_get(k: Kernel, pflag: int) -> bool:
 def bufpool_put(k: Kernel) -> None:
     """PORT: pool_put(&bufpool, bp): the buf is back; wake a PR_WAITOK sleeper."""
     pool = _bufpool(k)
-    assert pool.pr_nout > 0
+    KASSERT(k, pool.pr_nout > 0)
     pool.pr_nout -= 1
     wakeup(k, chan(pool, "pr_nout"))
 

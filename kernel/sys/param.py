@@ -1,4 +1,5 @@
-"""sys/param.h: the page size and the I/O size limits, the kernel's only definitions of them.
+"""sys/param.h: the page size, the I/O size limits and the sleep priorities, the kernel's only
+definitions of them.
 
 OpenBSD spreads these over three headers that sys/param.h pulls in: ``PAGE_SHIFT``,
 ``PAGE_SIZE``, ``PAGE_MASK`` and ``MAXPHYS`` come from the machine's ``machine/param.h``
@@ -7,12 +8,15 @@ and ``MAXBSIZE`` from ``sys/param.h`` itself. Every kernel module takes them fro
 emulated hardware (``emu.ram``) and the block devices (``devices``) keep their own, since they
 know nothing of the kernel.
 
-Port: the macros are functions; ``paddr_t``/``vaddr_t`` arithmetic is plain ``int``.
+Port: the macros are functions; ``paddr_t``/``vaddr_t`` arithmetic is plain ``int``, except
+where the C relies on ``paddr_t`` being unsigned (``ptoa(0) - 1`` is all-ones, and
+``(paddr_t)-1`` is the top of physical memory): there ``wrap_paddr`` does the wrap.
+``paddr_t`` itself is ``machine/_types.h``'s (``sys/types.h`` pulls it in).
 """
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, NewType
 
 __all__ = [
     "MAXBSIZE",
@@ -20,11 +24,18 @@ __all__ = [
     "PAGE_MASK",
     "PAGE_SHIFT",
     "PAGE_SIZE",
+    "PNORELOCK",
+    "PRIBIO",
+    "PVM",
     "atop",
+    "paddr_t",
     "ptoa",
     "round_page",
     "trunc_page",
+    "wrap_paddr",
 ]
+
+paddr_t = NewType("paddr_t", int)  # a physical address: unsigned long, 64 bits on amd64
 
 PAGE_SHIFT: Final = 12  # LOG2(PAGE_SIZE)
 PAGE_SIZE: Final = 1 << PAGE_SHIFT  # bytes/page
@@ -32,6 +43,11 @@ PAGE_MASK: Final = PAGE_SIZE - 1
 
 MAXBSIZE: Final = 64 * 1024  # largest file system block (and buffer)
 MAXPHYS: Final = 64 * 1024  # largest raw I/O transfer
+
+# Priorities (sys/param.h): a sleep's priority, or-ed with its flags
+PVM: Final = 4
+PRIBIO: Final = 16  # disk I/O waits
+PNORELOCK: Final = 0x200  # msleep: don't re-take the interlock on return
 
 
 def atop(x: int) -> int:
@@ -52,3 +68,8 @@ def round_page(x: int) -> int:
 def trunc_page(x: int) -> int:
     """trunc_page: round a byte address or size down to a page boundary."""
     return x & ~PAGE_MASK
+
+
+def wrap_paddr(x: int) -> paddr_t:
+    """PORT: ``(paddr_t)x``: ``x`` modulo 2^64, as C's unsigned arithmetic wraps."""
+    return paddr_t(x & 0xFFFF_FFFF_FFFF_FFFF)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from kernel.kern.kern_synch import Mutex
+from kernel.sys.param import wrap_paddr
 from kernel.sys.queue import TailQ
 
 if TYPE_CHECKING:
@@ -30,13 +31,13 @@ class UvmConstraintRange:
     ucr_high: int
 
 
-# amd64: ISA-free DMA below 4 GiB; no_constraint spans everything (uvm_km.c).
+# amd64: ISA-free DMA below 4 GiB; no_constraint spans everything, 0 .. (paddr_t)-1 (uvm_km.c).
 def dma_constraint() -> UvmConstraintRange:
     return UvmConstraintRange(0x0, 0xFFFFFFFF)
 
 
 def no_constraint() -> UvmConstraintRange:
-    return UvmConstraintRange(0x0, (1 << 64) - 1)
+    return UvmConstraintRange(0x0, wrap_paddr(-1))
 
 
 @dataclass(eq=False, slots=True)

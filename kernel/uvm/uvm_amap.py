@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Final
 import kernel.uvm.uvm_anon as uvm_anon
 from kernel.kern.kern_synch import RW_WRITE, RWLock, rw_enter, rw_exit, rw_write_held
 from kernel.sys.param import PAGE_SHIFT
-from kernel.sys.systm import Panic
+from kernel.sys.systm import KASSERT, KASSERTMSG, Panic
 
 if TYPE_CHECKING:
     from kernel.kernel import Kernel
@@ -124,7 +124,7 @@ def amap_lookups(aref: VmAref, offset: int, npages: int) -> list[VmAnon | None]:
     return [amap.am_anon.get(slot + i) for i in range(npages)]
 
 
-def amap_add(aref: VmAref, offset: int, anon: VmAnon, replace: bool) -> int:
+def amap_add(k: Kernel, aref: VmAref, offset: int, anon: VmAnon, replace: bool) -> int:
     """amap_add: add (or replace) a page to an amap.
 
     => amap should be locked by caller.
@@ -133,11 +133,11 @@ def amap_add(aref: VmAref, offset: int, anon: VmAnon, replace: bool) -> int:
     """
     amap = aref.ar_amap
     assert amap is not None
-    assert rw_write_held(amap.am_lock), "amap_add: amap not write-locked"
+    KASSERTMSG(k, rw_write_held(amap.am_lock), "amap_add: amap not write-locked")
     slot = (offset >> PAGE_SHIFT) + aref.ar_pageoff
     if slot >= amap.am_nslot:
         raise Panic("amap_add: offset out of range")
-    assert anon.an_lock is amap.am_lock, "amap_add: anon has another lock"
+    KASSERTMSG(k, anon.an_lock is amap.am_lock, "amap_add: anon has another lock")
     if replace:
         if amap.am_anon.get(slot) is None:
             raise Panic("amap_add: replacing null anon")
@@ -211,7 +211,7 @@ def amap_wipeout(k: Kernel, amap: VmAmap) -> None:
        discarded (i.e. when reference count drops to 0)
     => amap must be write-locked; it is unlocked (and freed) on return
     """
-    assert amap.am_ref == 0
+    KASSERT(k, amap.am_ref == 0)
     for slot in sorted(amap.am_anon):
         anon = amap.am_anon.pop(slot)
         _amap_anon_unref(k, amap, anon)
@@ -237,7 +237,7 @@ def amap_wiperange(k: Kernel, amap: VmAmap, slotoff: int, slots: int) -> None:
 
 def _amap_anon_unref(k: Kernel, amap: VmAmap, anon: VmAnon) -> None:
     """Drop the amap's reference to ``anon``; free it when that was the last one."""
-    assert anon.an_lock is amap.am_lock, "amap_wipeout: anon has another lock"
+    KASSERTMSG(k, anon.an_lock is amap.am_lock, "amap_wipeout: anon has another lock")
     anon.an_ref -= 1
     if anon.an_ref == 0:
         uvm_anon.uvm_anfree(k, anon)

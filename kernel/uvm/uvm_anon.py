@@ -31,6 +31,7 @@ import kernel.uvm.uvm_page as uvm_page
 import kernel.uvm.uvm_swap as uvm_swap
 from kernel.kern.kern_synch import RW_WRITE, rw_enter_nosleep, rw_exit, rw_lock_held, rw_write_held
 from kernel.sys.mman import PROT_NONE
+from kernel.sys.systm import KASSERT, KASSERTMSG
 
 if TYPE_CHECKING:
     from kernel.kern.kern_synch import RWLock
@@ -94,8 +95,9 @@ def uvm_anfree_list(k: Kernel, anon: VmAnon, pgl: list[VmPage] | None) -> None:
     => takes the page queues
     """
     pg = anon.an_page
-    assert anon.an_lock is None or rw_write_held(anon.an_lock), "uvm_anfree: anon not locked"
-    assert anon.an_ref == 0, "uvm_anfree: anon still referenced"
+    KASSERTMSG(k, anon.an_lock is None or rw_write_held(anon.an_lock),
+               "uvm_anfree: anon not locked")
+    KASSERTMSG(k, anon.an_ref == 0, "uvm_anfree: anon still referenced")
 
     # dispose of the page, if it is resident
     if pg is not None:
@@ -119,16 +121,18 @@ def uvm_anfree_list(k: Kernel, anon: VmAnon, pgl: list[VmPage] | None) -> None:
     elif anon.an_swslot != 0:
         # this page is no longer only in swap. (a SWSLOT_BAD slot counts too: a failed read
         # left its page counted in swpgonly)
-        assert k.uvmexp.swpgonly > 0, "uvm_anfree: swpgonly underflow"
+        KASSERTMSG(k, k.uvmexp.swpgonly > 0, "uvm_anfree: swpgonly underflow")
         k.uvmexp.swpgonly -= 1
+        if anon.an_swslot == uvm_swap.SWSLOT_BAD:  # PORT: see uvm_swap.py's swpgonlybad
+            uvm_swap.swpgonlybad_add(k, -1)
     anon.an_lock = None
 
     # free any swap resources
     uvm_anon_dropswap(k, anon)
 
     # the anon itself goes back to the pool
-    assert anon.an_page is None
-    assert anon.an_swslot == 0
+    KASSERT(k, anon.an_page is None)
+    KASSERT(k, anon.an_swslot == 0)
 
 
 def uvm_anfree(k: Kernel, anon: VmAnon) -> None:
@@ -150,7 +154,7 @@ def uvm_anon_dropswap(k: Kernel, anon: VmAnon) -> None:
     => anon must be locked or have a reference count of 0
     => a SWSLOT_BAD slot is forgotten (uvm_swap_free ignores it)
     """
-    assert anon.an_ref == 0 or (anon.an_lock is not None and rw_lock_held(anon.an_lock))
+    KASSERT(k, anon.an_ref == 0 or (anon.an_lock is not None and rw_lock_held(anon.an_lock)))
     if anon.an_swslot == 0:
         return
     uvm_swap.uvm_swap_free(k, anon.an_swslot, 1)
@@ -172,17 +176,17 @@ def uvm_anon_release(k: Kernel, anon: VmAnon) -> None:
     # PORT: see the module docstring: a caller that cannot sleep does not hold the lock
     held = rw_write_held(lock) or rw_enter_nosleep(lock, RW_WRITE) == 0
     assert pg is not None
-    assert pg.pg_flags & uvm_page.PG_RELEASED, "uvm_anon_release: page not released"
-    assert pg.pg_flags & uvm_page.PG_BUSY, "uvm_anon_release: page not busy"
-    assert pg.uobject is None
-    assert pg.uanon is anon
-    assert anon.an_ref == 0, "uvm_anon_release: anon still referenced"
+    KASSERTMSG(k, pg.pg_flags & uvm_page.PG_RELEASED, "uvm_anon_release: page not released")
+    KASSERTMSG(k, pg.pg_flags & uvm_page.PG_BUSY, "uvm_anon_release: page not busy")
+    KASSERT(k, pg.uobject is None)
+    KASSERT(k, pg.uanon is anon)
+    KASSERTMSG(k, anon.an_ref == 0, "uvm_anon_release: anon still referenced")
 
     k.pmap.pmap_page_protect(pg, PROT_NONE)  # PORT: see the module docstring
     uvm_page.uvm_lock_pageq(k)
     uvm_page.uvm_pagefree(k, pg)
     uvm_page.uvm_unlock_pageq(k)
-    assert anon.an_page is None
+    KASSERT(k, anon.an_page is None)
     # PORT: drop the slot directly, not through uvm_anfree (see the module docstring)
     anon.an_lock = None
     uvm_anon_dropswap(k, anon)

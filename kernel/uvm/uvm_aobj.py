@@ -23,6 +23,9 @@ Deviations:
 - ``uao_get`` returns ``(result, npages)`` for C's in/out ``*npagesp``.
 - ``uvm_wait`` is called as ``await k.pdaemon.uvm_wait(k, wmsg)``: the page daemon is a
   module chosen at boot (uvm_extern.py), which this module does not import.
+- ``uao_dropswap_range`` also counts a SWSLOT_BAD page (a failed swap-in) out of
+  ``uvmexp.swpgonly`` and forgets its slot: upstream counts out only slots > 0, so such a page
+  stays counted forever (docs/port.md, known bugs).
 - Waiting for a busy page (set PG_WANTED, sleep on the page releasing the object lock) is
   ``uvm_pagewait`` of uvm_page.py, the helper later revisions of uvm_page.c have; the 2022
   code writes those steps out at each call.
@@ -47,7 +50,7 @@ from kernel.kern.kern_synch import (
 )
 from kernel.sys.mman import PROT_NONE
 from kernel.sys.param import PAGE_SHIFT, PAGE_SIZE, round_page, trunc_page
-from kernel.sys.systm import Panic
+from kernel.sys.systm import KASSERT, KASSERTMSG, Panic
 from kernel.uvm.uvm_object import (
     UVM_OBJ_IS_AOBJ,
     UVM_OBJ_IS_KERN_OBJECT,
@@ -211,7 +214,7 @@ def uao_set_swslot(k: Kernel, uobj: UvmObject, pageidx: int, slot: int) -> int:
     => returns the old slot (the caller frees it if it wants)
     """
     aobj = _aobj(uobj)
-    assert rw_write_held(uobj.vmobjlock) or uobj.uo_refs == 0, "uao_set_swslot: not locked"
+    KASSERTMSG(k, rw_write_held(uobj.vmobjlock) or uobj.uo_refs == 0, "uao_set_swslot: not locked")
 
     # a NOSWAP object cannot take a slot
     if aobj.u_flags & UAO_FLAG_NOSWAP:
@@ -223,7 +226,7 @@ def uao_set_swslot(k: Kernel, uobj: UvmObject, pageidx: int, slot: int) -> int:
     if UAO_USES_SWHASH(aobj):
         elt = uao_find_swhash_elt(aobj, pageidx, slot != 0)
         if elt is None:
-            assert slot == 0
+            KASSERT(k, slot == 0)
             return 0
         i = UAO_SWHASH_ELT_PAGESLOT_IDX(pageidx)
         oldslot = elt.slots[i]
@@ -255,8 +258,8 @@ def uao_free(k: Kernel, aobj: UvmAobj) -> None:
        frees both. The slot array or hash then stays until they are gone.
     """
     uobj: UvmObject = aobj
-    assert UVM_OBJ_IS_AOBJ(uobj)
-    assert rw_write_held(uobj.vmobjlock)
+    KASSERT(k, UVM_OBJ_IS_AOBJ(uobj))
+    KASSERT(k, rw_write_held(uobj.vmobjlock))
     uao_dropswap_range(k, uobj, 0, 0)
     rw_exit(uobj.vmobjlock)
 
@@ -264,7 +267,7 @@ def uao_free(k: Kernel, aobj: UvmAobj) -> None:
         # free the array or hash table itself, then the object
         aobj.u_swhash = None
         aobj.u_swslots = None
-        uvm_obj_destroy(uobj)
+        uvm_obj_destroy(k, uobj)
 
 
 # --- pager functions --------------------------------------------------------------------------
@@ -280,7 +283,7 @@ def uao_create(k: Kernel, size: int, flags: int) -> UvmObject:
     pages = round_page(size) >> PAGE_SHIFT
     refs = 1
     if flags & UAO_FLAG_KERNOBJ:
-        assert k.uvm.kernel_object is None, "uao_create: kernel object exists"
+        KASSERTMSG(k, k.uvm.kernel_object is None, "uao_create: kernel object exists")
         aobj = UvmAobj(pgops=aobj_pager, u_pages=pages, u_flags=UAO_FLAG_NOSWAP)
         refs = UVM_OBJ_KERN
     elif flags & UAO_FLAG_KERNSWAP:
@@ -368,7 +371,7 @@ async def uao_flush(k: Kernel, uobj: UvmObject, start: int, stop: int, flags: in
     => may sleep (waits for busy pages)
     """
     aobj = _aobj(uobj)
-    assert rw_write_held(uobj.vmobjlock)
+    KASSERT(k, rw_write_held(uobj.vmobjlock))
 
     if flags & uvm_pager.PGO_ALLPAGES:
         start = 0
@@ -460,7 +463,7 @@ async def uao_get(
     => may sleep (without PGO_LOCKED)
     """
     aobj = _aobj(uobj)
-    assert rw_write_held(uobj.vmobjlock)
+    KASSERT(k, rw_write_held(uobj.vmobjlock))
     maxpages = npages
 
     if flags & uvm_pager.PGO_LOCKED:
@@ -562,6 +565,8 @@ async def uao_get(
                 # slot allocated (marked bad) so it is never used again
                 swslot = uao_set_swslot(k, aobj, pageidx, uvm_swap.SWSLOT_BAD)
                 uvm_swap.uvm_swap_markbad(k, swslot, 1)
+                if swslot > 0:  # PORT: a bad slot counted in swpgonly (uvm_swap.py)
+                    uvm_swap.swpgonlybad_add(k, 1)
 
                 if ptmp.pg_flags & uvm_page.PG_WANTED:
                     wakeup(k, ptmp)
@@ -589,7 +594,7 @@ def uao_dropswap(k: Kernel, uobj: UvmObject, pageidx: int) -> int:
     => the object is locked or has no references left
     => returns the old slot (0 if none); a SWSLOT_BAD slot is forgotten, never freed
     """
-    assert UVM_OBJ_IS_AOBJ(uobj)
+    KASSERT(k, UVM_OBJ_IS_AOBJ(uobj))
     slot = uao_set_swslot(k, uobj, pageidx, 0)
     if slot:
         uvm_swap.uvm_swap_free(k, slot, 1)
@@ -602,10 +607,14 @@ def uao_dropswap_range(k: Kernel, uobj: UvmObject, start: int, end: int) -> None
     => the object is write-locked (and stays so); ``end`` 0 means "to the end"
     => the pages of the range are not resident (PORT: resident ones keep their slots)
     => every slot freed held data only in swap: swpgonly drops by their number
+    => PORT: so does every SWSLOT_BAD slot forgotten: a failed swap-in (uao_get) left its page
+       counted in swpgonly, and upstream's ``slot > 0`` test (still in 2026) leaves it there
+       forever; the anon path (uvm_anfree) does count it out
     """
     aobj = _aobj(uobj)
-    assert rw_write_held(uobj.vmobjlock)
+    KASSERT(k, rw_write_held(uobj.vmobjlock))
     swpgonlydelta = 0
+    nbad = 0  # PORT: SWSLOT_BAD slots forgotten
 
     if end == 0:
         end = (1 << 63) - 1  # INT64_MAX
@@ -631,7 +640,12 @@ def uao_dropswap_range(k: Kernel, uobj: UvmObject, start: int, end: int) -> None
                     if slot > 0:
                         uvm_swap.uvm_swap_free(k, slot, 1)
                         swpgonlydelta += 1
-                        assert elt.count > 0
+                        KASSERT(k, elt.count > 0)
+                        elt.slots[j] = 0
+                        elt.count -= 1
+                    elif slot == uvm_swap.SWSLOT_BAD:  # PORT: see the docstring
+                        swpgonlydelta += 1
+                        nbad += 1
                         elt.slots[j] = 0
                         elt.count -= 1
                 if elt.count == 0:
@@ -648,11 +662,17 @@ def uao_dropswap_range(k: Kernel, uobj: UvmObject, start: int, end: int) -> None
                 uvm_swap.uvm_swap_free(k, slot, 1)
                 swpgonlydelta += 1
                 aobj.u_swslots[i] = 0  # PORT: C frees the array next; ours may live on
+            elif slot == uvm_swap.SWSLOT_BAD:  # PORT: see the docstring
+                swpgonlydelta += 1
+                nbad += 1
+                aobj.u_swslots[i] = 0
 
     # those slots held pages that lived only in swap
     if swpgonlydelta > 0:
-        assert k.uvmexp.swpgonly >= swpgonlydelta, "uao_dropswap_range: swpgonly underflow"
+        KASSERTMSG(k, k.uvmexp.swpgonly >= swpgonlydelta, "uao_dropswap_range: swpgonly underflow")
         k.uvmexp.swpgonly -= swpgonlydelta
+    if nbad > 0:
+        uvm_swap.swpgonlybad_add(k, -nbad)
 
 
 # aobj_pager: put is handled elsewhere (the page daemon writes aobj pages to swap)

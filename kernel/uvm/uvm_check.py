@@ -25,7 +25,7 @@ Invariants checked:
   page index, or to the swap cluster the page daemon is building (an unused run of at most
   SWCLUSTPAGES slots, only while a pass is under way); every slot an owner names is allocated; ``swpginuse`` equals the slots in use;
   ``swpgonly`` counts the owners whose data is only in swap (a page being read back, still
-  PG_FAKE, may be counted either way).
+  PG_FAKE, may be counted either way); ``swpgonlybad`` counts the owners holding SWSLOT_BAD.
 
 Roots: anons are found through the amaps of every process's map entries and through the
 pages; aobjs through map entries, pages, the kernel object, the machine's named objects
@@ -302,12 +302,15 @@ def _check_swap(k: Kernel, maps: dict[int, VmMap], objs: Iterable[UvmObject]) ->
 
     owner: dict[int, object] = {}  # slot -> owner
     swponly_lo = swponly_hi = 0
+    nbad = 0  # owners holding SWSLOT_BAD
     for anon in anons.values():
         slot = anon.an_swslot
         if slot == 0:
             continue
         if slot > 0:
             _own(owner, slot, anon)
+        else:
+            nbad += 1
         pg = anon.an_page
         if pg is None:
             swponly_lo += 1
@@ -318,6 +321,8 @@ def _check_swap(k: Kernel, maps: dict[int, VmMap], objs: Iterable[UvmObject]) ->
         for pageidx, slot in _aobj_slots(uobj):
             if slot > 0:
                 _own(owner, slot, (uobj, pageidx))
+            else:
+                nbad += 1
             pg = uobj.memt.get(pageidx << PAGE_SHIFT)
             if pg is None:
                 swponly_lo += 1
@@ -359,6 +364,8 @@ def _check_swap(k: Kernel, maps: dict[int, VmMap], objs: Iterable[UvmObject]) ->
             low=swponly_lo,
             high=swponly_hi,
         )
+    if swap.swpgonlybad != nbad:
+        raise _fail("swpgonlybad != owners holding SWSLOT_BAD", swpgonlybad=swap.swpgonlybad, owners=nbad)
 
 
 def _check_unowned(k: Kernel, unowned: list[int]) -> None:

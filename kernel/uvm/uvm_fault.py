@@ -76,7 +76,7 @@ from kernel.sys.errno import EACCES, EFAULT, EIO, ENOMEM
 from kernel.sys.mman import PROT_NONE, PROT_WRITE, Prot
 from kernel.sys.param import PAGE_MASK, PAGE_SHIFT, PAGE_SIZE
 from kernel.sys.proc import curproc
-from kernel.sys.systm import Panic
+from kernel.sys.systm import KASSERT, Panic
 from kernel.uvm.uvm_object import UVM_OBJ_IS_AOBJ
 from kernel.uvm.uvm_page import (
     PG_BUSY,
@@ -330,7 +330,7 @@ async def uvm_fault_upper(k: Kernel, ufi: UvmFaultinfo, flt: UvmFaultctx) -> int
     assert amap is not None
     anon = flt.anons[flt.centeridx]
     assert anon is not None
-    assert anon.an_lock is amap.am_lock
+    KASSERT(k, anon.an_lock is amap.am_lock)
 
     # no matter if we have case 1A or case 1B we are going to need to
     # have the anon's memory resident.   ensure that now.
@@ -363,10 +363,10 @@ async def uvm_fault_upper(k: Kernel, ufi: UvmFaultinfo, flt: UvmFaultctx) -> int
         anon = nanon
         # un-busy! new page
         pg.pg_flags &= ~(PG_BUSY | PG_FAKE)
-        ret = uvm_amap.amap_add(entry.aref, ufi.orig_rvaddr - entry.start, anon, True)
-        assert ret == 0
+        ret = uvm_amap.amap_add(k, entry.aref, ufi.orig_rvaddr - entry.start, anon, True)
+        KASSERT(k, ret == 0)
         # deref: can not drop to zero here by defn!
-        assert oanon.an_ref > 1
+        KASSERT(k, oanon.an_ref > 1)
         oanon.an_ref -= 1
     else:
         k.uvmexp.flt_anon += 1
@@ -418,7 +418,7 @@ async def uvmfault_anonget(
     => returns 0, ERESTART or EIO (PORT: upstream EACCES); may sleep
     """
     assert anon.an_lock is not None
-    assert amap is None or anon.an_lock is amap.am_lock
+    KASSERT(k, amap is None or anon.an_lock is amap.am_lock)
 
     # Increment the counters.
     k.uvmexp.fltanget += 1
@@ -436,8 +436,8 @@ async def uvmfault_anonget(
 
         # Is page resident?  Make sure it is not busy/released.
         if pg is not None:
-            assert pg.pg_flags & PQ_ANON
-            assert pg.uanon is anon
+            KASSERT(k, pg.pg_flags & PQ_ANON)
+            KASSERT(k, pg.uanon is anon)
 
             # if the page is busy, we drop all the locks and
             # try again.
@@ -450,7 +450,7 @@ async def uvmfault_anonget(
 
             # The last unlock must be an atomic unlock and wait
             # on the owner of page.
-            assert pg.uobject is None
+            KASSERT(k, pg.uobject is None)
             uvmfault_unlockall(ufi, None, None)
             await rwsleep_nsec(k, pg, anon.an_lock, PVM | PNORELOCK, "anonget2", INFSLP)
         else:
@@ -501,7 +501,7 @@ async def uvmfault_anonget(
             # no longer part of an amap.   we need to free the
             # anon and try again.
             if pg.pg_flags & PG_RELEASED:
-                assert anon.an_ref == 0
+                KASSERT(k, anon.an_ref == 0)
                 # Released while we had unlocked amap.
                 if locked:
                     uvmfault_unlockall(ufi, None, None)
@@ -518,6 +518,8 @@ async def uvmfault_anonget(
                 # Do not free the swap slot, thus preventing
                 # it from being used again.
                 uvm_swap.uvm_swap_markbad(k, anon.an_swslot, 1)
+                if anon.an_swslot > 0:  # PORT: a bad slot counted in swpgonly (uvm_swap.py)
+                    uvm_swap.swpgonlybad_add(k, 1)
                 anon.an_swslot = uvm_swap.SWSLOT_BAD
 
                 # Note: page was never !PG_BUSY, so it
@@ -657,8 +659,8 @@ async def uvm_fault_lower_lookup(k: Kernel, ufi: UvmFaultinfo, flt: UvmFaultctx)
     # remember this page as "uobjpage." (for later use).
     uobjpage = pages[flt.centeridx]
     if uobjpage is not None:
-        assert uobjpage.pg_flags & PG_BUSY
-        assert not (uobjpage.pg_flags & PG_RELEASED)
+        KASSERT(k, uobjpage.pg_flags & PG_BUSY)
+        KASSERT(k, not (uobjpage.pg_flags & PG_RELEASED))
     return uobjpage
 
 
@@ -786,7 +788,7 @@ async def uvm_fault_lower(k: Kernel, ufi: UvmFaultinfo, flt: UvmFaultctx) -> int
             # Page is zero'd and marked dirty by uvm_pagealloc(),
             # called in uvmfault_promote() above.
 
-        uvm_amap.amap_add(entry.aref, ufi.orig_rvaddr - entry.start, anon, False)
+        uvm_amap.amap_add(k, entry.aref, ufi.orig_rvaddr - entry.start, anon, False)
 
     # all resources are present.   we can now map it in and free our
     # resources.
@@ -881,7 +883,7 @@ async def uvm_fault_lower_io(
     ruobj = pg.uobject
     assert ruobj is not None
     await rw_enter(k, ruobj.vmobjlock, flt.lower_lock_type)
-    assert pg.pg_flags & PG_BUSY
+    KASSERT(k, pg.pg_flags & PG_BUSY)
 
     # Re-verify that amap slot is still free. if there is
     # a problem, we clean up.

@@ -5,7 +5,8 @@ only part the page daemon calls, and only when the kernel is built with
 ``__HAVE_PMAP_COLLECT`` (``k.config.have_pmap_collect``; amd64 is built without it).
 
 Deviations: a process has one thread; "the thread's sleep time" is the virtual time since it
-last went to sleep in msleep. ``pmap_collect`` is called only if the pmap implements it.
+last went to sleep in msleep. The emulated pmap's ``pmap_collect`` removes every mapping of
+the process (kernel/arch/emu/pmap.py).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def uvm_swapout_threads(k: Kernel) -> None:
             continue  # a running thread: skip this process
         slptime = (k.sched.now - p.p_slptime_start) // 1_000_000_000
         if slptime >= maxslp:
-            _pmap_collect(k, p)
+            k.pmap.pmap_collect(p.p_vmspace.vm_map.pmap)
             didswap += 1
             continue
         if slptime > outpri:
@@ -50,14 +51,5 @@ def uvm_swapout_threads(k: Kernel) -> None:
     # if we are real low on memory since we don't gain much by doing
     # it.
     if didswap == 0 and k.uvmexp.free <= USPACE_PAGES and outp is not None:
-        _pmap_collect(k, outp)
+        k.pmap.pmap_collect(outp.p_vmspace.vm_map.pmap)
 
-
-# --- port helpers ---
-
-
-def _pmap_collect(k: Kernel, p: Proc) -> None:
-    collect = getattr(k.pmap, "pmap_collect", None)
-    vm = p.p_vmspace
-    if collect is not None and vm is not None:
-        collect(getattr(vm, "vm_map", vm))

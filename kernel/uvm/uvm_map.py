@@ -30,7 +30,7 @@ from kernel.kern.kern_synch import RW_READ, RW_WRITE, RWLock, rw_enter, rw_exit
 from kernel.sys.errno import EACCES, EINVAL, ENOMEM
 from kernel.sys.mman import PROT_NONE, Prot
 from kernel.sys.param import PAGE_MASK, PAGE_SHIFT, PAGE_SIZE
-from kernel.sys.systm import Panic
+from kernel.sys.systm import KASSERTMSG, Panic
 
 if TYPE_CHECKING:
     from kernel.kernel import Kernel
@@ -369,7 +369,7 @@ async def uvm_unmap_remove(
        unlocked
     => may sleep (clipping takes an object reference: pgo_reference is a coroutine)
     """
-    assert map.lock.rwl_owner is not None, "uvm_unmap_remove: map not write-locked"
+    KASSERTMSG(k, map.lock.rwl_owner is not None, "uvm_unmap_remove: map not write-locked")
     if start >= end:
         return
     # Find first affected entry.
@@ -458,7 +458,7 @@ async def uvm_map_splitentry(
        [split, end) and is inserted
     => the amap reference is split and the object gains a reference
     """
-    assert orig.start < split < orig.end, "uvm_map_splitentry: split outside entry"
+    KASSERTMSG(k, orig.start < split < orig.end, "uvm_map_splitentry: split outside entry")
     adj = split - orig.start
     next.start = split
     next.end = orig.end

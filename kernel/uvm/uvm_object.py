@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
 from kernel.kern.kern_synch import RWLock
+from kernel.sys.systm import KASSERT, KASSERTMSG
 
 if TYPE_CHECKING:
     from kernel.kernel import Kernel
@@ -59,8 +60,8 @@ PgoPut = Callable[["Kernel", "UvmObject", "list[VmPage | None]", int, int], Awai
 PgoFlush = Callable[["Kernel", "UvmObject", int, int, int], Awaitable[bool]]
 # pgo_reference / pgo_detach(k, uobj)
 PgoRef = Callable[["Kernel", "UvmObject"], Awaitable[None]]
-# pgo_cluster(uobj, offset) -> (lo, hi), byte offsets of the window around offset
-PgoCluster = Callable[["UvmObject", int], "tuple[int, int]"]
+# pgo_cluster(k, uobj, offset) -> (lo, hi), byte offsets of the window around offset
+PgoCluster = Callable[["Kernel", "UvmObject", int], "tuple[int, int]"]
 # pgo_mk_pcluster(k, uobj, pps, npages, center, flags, mlo, mhi) -> (cluster, npages)
 PgoMkPcluster = Callable[
     ["Kernel", "UvmObject", "list[VmPage | None]", int, "VmPage", int, int, int],
@@ -131,10 +132,10 @@ def uvm_obj_init(uobj: UvmObject, pgops: UvmPagerOps, refs: int) -> None:
     uobj.uo_refs = refs
 
 
-def uvm_obj_destroy(uobj: UvmObject) -> None:
+def uvm_obj_destroy(k: Kernel, uobj: UvmObject) -> None:
     """uvm_obj_destroy: the object is going away.
 
     => its page tree must be empty
     """
-    assert not uobj.memt, "uvm_obj_destroy: object still has pages"
-    assert uobj.uo_npages == 0
+    KASSERTMSG(k, not uobj.memt, "uvm_obj_destroy: object still has pages")
+    KASSERT(k, uobj.uo_npages == 0)

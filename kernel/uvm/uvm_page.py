@@ -39,7 +39,7 @@ from kernel.sys.param import PAGE_SHIFT
 from kernel.sys.param import atop as atop  # re-exported: the page daemon tests import it here
 from kernel.sys.param import ptoa as ptoa  # re-exported: the page daemon tests import it here
 from kernel.sys.queue import TailQEntry
-from kernel.sys.systm import Panic
+from kernel.sys.systm import KASSERT, KASSERTMSG, Panic
 
 if TYPE_CHECKING:
     from kernel.kern.kern_synch import RWLock
@@ -157,11 +157,11 @@ def uvm_unlock_fpageq(k: Kernel) -> None:
 # --- object page trees ------------------------------------------------------------------------
 
 
-def uvm_pageinsert(pg: VmPage) -> None:
+def uvm_pageinsert(k: Kernel, pg: VmPage) -> None:
     """uvm_pageinsert: insert a page in its object. => caller must lock object"""
     uobj = pg.uobject
     assert uobj is not None
-    assert not (pg.pg_flags & PG_TABLED), "uvm_pageinsert: already inserted"
+    KASSERTMSG(k, not (pg.pg_flags & PG_TABLED), "uvm_pageinsert: already inserted")
     dupe = uobj.memt.get(pg.offset)
     if dupe is not None:
         raise Panic(f"uvm_pageinsert: already inserted ({dupe!r} at {pg.offset:#x})")
@@ -170,11 +170,11 @@ def uvm_pageinsert(pg: VmPage) -> None:
     uobj.uo_npages += 1
 
 
-def uvm_pageremove(pg: VmPage) -> None:
+def uvm_pageremove(k: Kernel, pg: VmPage) -> None:
     """uvm_pageremove: remove page from object. => caller must lock object"""
     uobj = pg.uobject
     assert uobj is not None
-    assert pg.pg_flags & PG_TABLED
+    KASSERT(k, pg.pg_flags & PG_TABLED)
     del uobj.memt[pg.offset]
     uobj.uo_npages -= 1
     pg.uobject = None
@@ -198,7 +198,7 @@ def uvm_pagealloc(
        put it on a paging queue itself
     => returns None when no page could be had; never sleeps
     """
-    assert obj is None or anon is None, "uvm_pagealloc: obj and anon != NULL"
+    KASSERTMSG(k, obj is None or anon is None, "uvm_pagealloc: obj and anon != NULL")
     pmr_flags = uvm_pmemrange.UVM_PLA_NOWAIT
     if (flags & UVM_PGA_USERESERVE) or (obj is not None and obj is k.uvm.kernel_object):
         pmr_flags |= uvm_pmemrange.UVM_PLA_USERESERVE
@@ -208,7 +208,7 @@ def uvm_pagealloc(
     if uvm_pmemrange.uvm_pmr_getpages_nowait(k, 1, 0, 0, 1, 0, 1, pmr_flags, pgl) != 0:
         return None
     pg = pgl[0]
-    uvm_pagealloc_pg(pg, obj, off, anon)
+    uvm_pagealloc_pg(k, pg, obj, off, anon)
     pg.pg_flags |= PG_BUSY | PG_FAKE
     if flags & UVM_PGA_ZERO:
         pg.pg_flags &= ~PG_CLEAN
@@ -217,7 +217,9 @@ def uvm_pagealloc(
     return pg
 
 
-def uvm_pagealloc_pg(pg: VmPage, obj: UvmObject | None, off: int, anon: VmAnon | None) -> None:
+def uvm_pagealloc_pg(
+    k: Kernel, pg: VmPage, obj: UvmObject | None, off: int, anon: VmAnon | None
+) -> None:
     """uvm_pagealloc_pg: attach a freshly allocated page to its owner."""
     pg.offset = off
     pg.uobject = obj
@@ -226,7 +228,7 @@ def uvm_pagealloc_pg(pg: VmPage, obj: UvmObject | None, off: int, anon: VmAnon |
         anon.an_page = pg
         pg.pg_flags |= PQ_ANON
     elif obj is not None:
-        uvm_pageinsert(pg)
+        uvm_pageinsert(k, pg)
 
 
 def uvm_pageclean(k: Kernel, pg: VmPage) -> None:
@@ -239,7 +241,7 @@ def uvm_pageclean(k: Kernel, pg: VmPage) -> None:
     if k.config.diagnostic and k.pmap.pmap_page_mapped(pg):
         raise Panic(f"uvm_pageclean: {pg!r} still has mappings")
     if pg.pg_flags & PG_TABLED:
-        uvm_pageremove(pg)
+        uvm_pageremove(k, pg)
     # now remove the page from the queues
     uvm_pagedequeue(k, pg)
     # if the page was wired, unwire it now.
@@ -252,8 +254,8 @@ def uvm_pageclean(k: Kernel, pg: VmPage) -> None:
     pg.uobject = None
     # Clean page state bits.
     pg.pg_flags &= ~(
-        PG_WANTED | PQ_ANON | PQ_AOBJ | PQ_ENCRYPT | PG_ZERO | PG_FAKE | PG_BUSY
-        | PG_RELEASED | PG_CLEAN | PG_CLEANCHK | PG_RDONLY
+        PQ_ANON | PQ_AOBJ | PQ_ENCRYPT | PG_ZERO | PG_FAKE | PG_BUSY | PG_RELEASED | PG_CLEAN
+        | PG_CLEANCHK
     )
 
 
@@ -312,8 +314,8 @@ async def uvm_pagewait(k: Kernel, pg: VmPage, lock: RWLock, wmesg: str) -> None:
     => ``lock`` is released, not taken again: the caller looks the page up anew
     => may sleep
     """
-    assert rw_lock_held(lock)
-    assert pg.pg_flags & PG_BUSY, "uvm_pagewait: page not busy"
+    KASSERT(k, rw_lock_held(lock))
+    KASSERTMSG(k, pg.pg_flags & PG_BUSY, "uvm_pagewait: page not busy")
     pg.pg_flags |= PG_WANTED
     await rwsleep_nsec(k, pg, lock, PVM | PNORELOCK, wmesg, INFSLP)
 
@@ -358,7 +360,7 @@ def uvm_pagedeactivate(k: Kernel, pg: VmPage) -> None:
         pg.pg_flags &= ~PQ_ACTIVE
         k.uvmexp.active -= 1
     if not (pg.pg_flags & PQ_INACTIVE):
-        assert pg.wire_count == 0, "uvm_pagedeactivate: wired page"
+        KASSERTMSG(k, pg.wire_count == 0, "uvm_pagedeactivate: wired page")
         k.uvm.page_inactive.insert_tail(pg)
         pg.pg_flags |= PQ_INACTIVE
         k.uvmexp.inactive += 1

@@ -64,6 +64,7 @@ from kernel.sys.flags import fast_ops
 from kernel.sys.mman import PROT_READ
 from kernel.sys.param import MAXBSIZE, MAXPHYS, PAGE_SHIFT, PAGE_SIZE
 from kernel.sys.proc import curproc
+from kernel.sys.systm import KASSERT, KASSERTMSG
 
 if TYPE_CHECKING:
     from kernel.kernel import Kernel
@@ -215,12 +216,14 @@ async def uvm_pagermapin(k: Kernel, pps: Sequence[VmPage | None], npages: int, f
     """
     if npages == 1:
         pg = pps[0]
-        assert pg is not None and pg.pg_flags & uvm_page.PG_BUSY
+        assert pg is not None
+        KASSERT(k, pg.pg_flags & uvm_page.PG_BUSY)
         return True
-    assert npages << PAGE_SHIFT <= MAXBSIZE
+    KASSERT(k, npages << PAGE_SHIFT <= MAXBSIZE)
     for i in range(npages):
         pp = pps[i]
-        assert pp is not None and pp.pg_flags & uvm_page.PG_BUSY, "uvm_pagermapin: not busy"
+        assert pp is not None
+        KASSERTMSG(k, pp.pg_flags & uvm_page.PG_BUSY, "uvm_pagermapin: not busy")
     return await uvm_pseg_get(k, flags)
 
 
@@ -259,7 +262,7 @@ def uvm_mk_pcluster(
     """
     # the window the pager allows around the page, clipped to ours
     assert uobj.pgops.pgo_cluster is not None
-    lo, hi = uobj.pgops.pgo_cluster(uobj, center.offset)
+    lo, hi = uobj.pgops.pgo_cluster(k, uobj, center.offset)
     if not (flags & PGO_ALLPAGES):
         if lo < mlo:
             lo = mlo
@@ -438,7 +441,7 @@ async def uvm_pager_dropcluster(
        marks the slots)
     => may sleep (takes each swap-backed page's owner lock)
     """
-    assert uobj is None or rw_write_held(uobj.vmobjlock)
+    KASSERT(k, uobj is None or rw_write_held(uobj.vmobjlock))
 
     # drop all pages but "pg"
     for lcv in range(npages):
@@ -529,8 +532,8 @@ def uvm_aio_aiodone_pages(
     """
     pg = pgs[0]
     swap = (pg.uanon is not None and pg.uobject is None) or bool(pg.pg_flags & uvm_page.PQ_AOBJ)
-    assert swap, "uvm_aio_aiodone_pages: not a swap pageout"
-    assert write, "uvm_aio_aiodone_pages: async read"
+    KASSERTMSG(k, swap, "uvm_aio_aiodone_pages: not a swap pageout")
+    KASSERTMSG(k, write, "uvm_aio_aiodone_pages: async read")
 
     swslot = 0
     if error:
@@ -539,11 +542,11 @@ def uvm_aio_aiodone_pages(
         else:
             assert pg.uanon is not None
             swslot = pg.uanon.an_swslot
-        assert swslot > 0, "uvm_aio_aiodone_pages: failed page has no slot"
+        KASSERTMSG(k, swslot > 0, "uvm_aio_aiodone_pages: failed page has no slot")
 
     for i in range(npages):
         pg = pgs[i]
-        assert not (pg.pg_flags & uvm_page.PG_FAKE), "uvm_aio_aiodone_pages: fake page"
+        KASSERTMSG(k, not (pg.pg_flags & uvm_page.PG_FAKE), "uvm_aio_aiodone_pages: fake page")
         if not error:
             # the write worked: the page is clean
             k.pmap.pmap_clear_reference(pg)
@@ -575,7 +578,7 @@ def uvm_aio_aiodone(bp: Buf) -> None:
     k = bp.b_kernel
     assert k is not None
     npages = bp.b_bufsize >> PAGE_SHIFT
-    assert npages <= MAXPHYS >> PAGE_SHIFT
+    KASSERT(k, npages <= MAXPHYS >> PAGE_SHIFT)
 
     error = (bp.b_error if bp.b_error else int(EIO)) if bp.b_flags & B_ERROR else 0
     write = (bp.b_flags & B_READ) == 0

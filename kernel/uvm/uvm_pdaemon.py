@@ -132,7 +132,7 @@ from kernel.sys.mman import PROT_NONE, PROT_READ
 from kernel.sys.param import PAGE_SHIFT, atop
 from kernel.sys.proc import curproc
 from kernel.sys.queue import TailQ
-from kernel.sys.systm import Panic
+from kernel.sys.systm import KASSERT, Panic
 from kernel.uvm.uvm import UvmConstraintRange, dma_constraint, no_constraint
 from kernel.uvm.uvm_page import (
     PG_BUSY,
@@ -596,7 +596,7 @@ async def uvmpd_scan_inactive(k: Kernel, pma: UvmPmalloc | None, pglst: TailQ[Vm
                     # an anonymous page can only be clean
                     # if it has backing store assigned.
 
-                    assert anon.an_swslot != 0
+                    KASSERT(k, anon.an_swslot != 0)
 
                     # remove from object
                     anon.an_page = None
@@ -624,7 +624,7 @@ async def uvmpd_scan_inactive(k: Kernel, pma: UvmPmalloc | None, pglst: TailQ[Vm
             # if the page is swap-backed and dirty and swap space
             # is full, free any swap allocated to the page
             # so that other pages can be paged out.
-            assert uvmexp.swpginuse <= uvmexp.swpages
+            KASSERT(k, uvmexp.swpginuse <= uvmexp.swpages)
             if (p.pg_flags & PQ_SWAPBACKED) and uvmexp.swpginuse == uvmexp.swpages:
                 uvmpd_dropswap(k, p)
 

@@ -89,7 +89,7 @@ from kernel.sys.mman import PROT_NONE, PROT_READ
 from kernel.sys.param import PAGE_SHIFT
 from kernel.sys.proc import curproc
 from kernel.sys.queue import TailQ
-from kernel.sys.systm import Panic
+from kernel.sys.systm import KASSERT, Panic
 from kernel.uvm.uvm import UvmConstraintRange, dma_constraint, no_constraint
 from kernel.uvm.uvm_page import (
     PG_BUSY,
@@ -447,21 +447,21 @@ def swapcluster_add(k: Kernel, swc: Swapcluster, pg: VmPage) -> int:
     slot: int
     uobj: UvmObject | None
 
-    assert swc.swc_slot != 0
-    assert swc.swc_nused < swc.swc_nallocated
-    assert (pg.pg_flags & PQ_SWAPBACKED) != 0
+    KASSERT(k, swc.swc_slot != 0)
+    KASSERT(k, swc.swc_nused < swc.swc_nallocated)
+    KASSERT(k, (pg.pg_flags & PQ_SWAPBACKED) != 0)
 
     slot = swc.swc_slot + swc.swc_nused
     uobj = pg.uobject
     if uobj is None:
         anon = pg.uanon
         assert anon is not None and anon.an_lock is not None
-        assert rw_write_held(anon.an_lock)
+        KASSERT(k, rw_write_held(anon.an_lock))
         anon.an_swslot = slot
     else:
         result: int
 
-        assert rw_write_held(uobj.vmobjlock)
+        KASSERT(k, rw_write_held(uobj.vmobjlock))
         # TODO(merge): uao_set_swslot returning -1 when the aobj hash cannot grow (K9); today
         # it never fails, and the old slot is 0 here (uvmpd_dropswap just cleared it)
         result = uvm_aobj.uao_set_swslot(k, uobj, pg.offset >> PAGE_SHIFT, slot)
@@ -492,7 +492,7 @@ async def swapcluster_flush(k: Kernel, swc: Swapcluster) -> int:
 
     if swc.swc_slot == 0:
         return 0
-    assert swc.swc_nused <= swc.swc_nallocated
+    KASSERT(k, swc.swc_nused <= swc.swc_nallocated)
 
     slot = swc.swc_slot
     nused = swc.swc_nused
@@ -505,7 +505,7 @@ async def swapcluster_flush(k: Kernel, swc: Swapcluster) -> int:
     result = await uvm_swap.uvm_swap_put(k, slot, swc.swc_pages, nused, 0)
     _log_pageout(k, TRUE, slot, nused, result)  # PORT: one line per cluster
     if result != uvm_pager.VM_PAGER_PEND:
-        assert result == uvm_pager.VM_PAGER_AGAIN
+        KASSERT(k, result == uvm_pager.VM_PAGER_AGAIN)
         # TODO(merge): uvm_pager.uvm_swap_dropcluster (K7); stand-in: uvm_pager_dropcluster
         # (k, None, None, pages, n, PGO_REALLOCSWAP) for an error, PGO_PDFREECLUST for 0
         await uvm_pager.uvm_swap_dropcluster(k, swc.swc_pages, nused, ENOMEM)  # type: ignore[attr-defined]
@@ -712,7 +712,7 @@ async def uvmpd_scan_inactive(k: Kernel, constraint: UvmConstraintRange, shortag
 
             if anon is not None:
                 # a clean anon page always has a copy in swap
-                assert anon.an_swslot != 0
+                KASSERT(k, anon.an_swslot != 0)
 
                 anon.an_page = None
             rw_exit(slock)

@@ -39,10 +39,10 @@ from kernel.kern.kern_synch import (
     wakeup,
 )
 from kernel.sys.errno import ENOMEM
-from kernel.sys.param import PAGE_SHIFT, atop, ptoa
+from kernel.sys.param import PAGE_SHIFT, atop, ptoa, wrap_paddr
 from kernel.sys.proc import curproc
 from kernel.sys.queue import TailQ, TailQEntry
-from kernel.sys.systm import Panic
+from kernel.sys.systm import KASSERTMSG, Panic
 from kernel.uvm.uvm import UvmConstraintRange
 
 if TYPE_CHECKING:
@@ -165,7 +165,7 @@ def uvm_pmr_getpages_nowait(
     => start/end are page numbers; 0/0 means no constraint
     => never sleeps (see the module docstring)
     """
-    assert not (flags & UVM_PLA_WAITOK), "uvm_pmr_getpages_nowait: WAITOK"
+    KASSERTMSG(k, not (flags & UVM_PLA_WAITOK), "uvm_pmr_getpages_nowait: WAITOK")
     r = _uvm_pmr_getpages_try(k, count, start, end, flags, result)
     return 0 if r == 0 else int(ENOMEM)
 
@@ -183,10 +183,12 @@ async def uvm_pmr_getpages(
 ) -> int:
     """uvm_pmr_getpages: acquire a list of physical pages.
 
-    => with UVM_PLA_WAITOK sleeps in uvm_wait / uvm_wait_pla until it succeeds (or FAILOK)
+    => with UVM_PLA_WAITOK sleeps in uvm_wait / uvm_wait_pla until it succeeds (or FAILOK),
+       except below the kernel reserve without UVM_PLA_USERESERVE: ENOMEM at once
     => may sleep
     """
-    assert (flags & UVM_PLA_WAITOK) or (flags & UVM_PLA_NOWAIT), "uvm_pmr_getpages: no wait flag"
+    KASSERTMSG(k, (flags & UVM_PLA_WAITOK) or (flags & UVM_PLA_NOWAIT),
+               "uvm_pmr_getpages: no wait flag")
     while True:  # retry:
         r = _uvm_pmr_getpages_try(k, count, start, end, flags, result)
         if r == 0:
@@ -200,7 +202,7 @@ async def uvm_pmr_getpages(
             diag = await uvm_wait_pla(
                 k,
                 ptoa(start),
-                ptoa(end) - 1,
+                wrap_paddr(ptoa(end) - 1),  # end 0: all-ones (paddr_t is unsigned)
                 ptoa(count),
                 bool(flags & UVM_PLA_FAILOK),
             )
@@ -237,7 +239,7 @@ def _uvm_pmr_getpages_try(
     #        the requestor isn't the pagedaemon nor the syncer.
     if (uvmexp.free <= uvmexp.reserve_kernel + count) and not (flags & UVM_PLA_USERESERVE):
         mtx_leave(k.uvm.fpageqlock)
-        return _FAIL if not (flags & UVM_PLA_WAITOK) else _WAIT_RESERVE
+        return _FAIL
     p = curproc()
     if (
         (uvmexp.free <= uvmexp.reserve_pagedaemon + count)

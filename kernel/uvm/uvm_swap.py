@@ -21,7 +21,10 @@ Deviations:
   ``uvm_swap_free`` leaves them allocated (counted in ``swd_npginuse`` and ``swpginuse``).
   Upstream only counts them, and a later free would return them to the blist. So
   ``uvm_swapisfull`` counts bad pages as full: otherwise a device whose every write fails
-  makes all slots bad while ``swpgonly < swpages``, and the machine livelocks.
+  makes all slots bad while ``swpgonly < swpages``, and the machine livelocks. It counts
+  each unusable slot once: a failed swap-in leaves its page in ``swpgonly`` *and* its slot
+  bad, so ``swpgonlybad`` (kept by the owners: ``swpgonlybad_add``) counts those slots, and
+  full is ``swpgonly + npgbad - swpgonlybad == swpages``.
 - ``swap_on(k, dev, priority)`` is the SWAP_ON case of sys_swapctl and swap_on() in one
   plain function: nothing in it can sleep here (no VOP_OPEN/VOP_GETATTR, malloc never waits).
 - Block numbers count pages, not DEV_BSIZE sectors (the emulated disks count pages).
@@ -71,7 +74,7 @@ from kernel.sys.param import MAXBSIZE, PAGE_SHIFT
 from kernel.sys.pool import PR_NOWAIT, PR_WAITOK
 from kernel.sys.proc import curproc
 from kernel.sys.queue import TailQ, TailQEntry
-from kernel.sys.systm import Panic
+from kernel.sys.systm import KASSERT, KASSERTMSG, Panic
 
 if TYPE_CHECKING:
     from kernel.kernel import Kernel
@@ -95,6 +98,7 @@ __all__ = [
     "swaplist_find",
     "swaplist_insert",
     "swaplist_trim",
+    "swpgonlybad_add",
     "swstrategy",
     "uvm_swap_alloc",
     "uvm_swap_free",
@@ -205,6 +209,9 @@ class SwapState:
     )  # [S] list of all active swap devices, by priority
     uvm_swap_data_lock: Mutex = field(default_factory=lambda: Mutex("uvm_swap_data_lock"))
     swapmap_next: int = 1  # [S] PORT: the /dev/drum extent: next free drum page (0 = none)
+    # PORT: bad slots whose page is also counted in uvmexp.swpgonly: a failed swap-in keeps
+    # its page counted until its anon or aobj forgets the SWSLOT_BAD slot (swpgonlybad_add)
+    swpgonlybad: int = 0  # [S]
     # PORT: uvm_pager.c's pager map (psegs), in MAXBSIZE segments
     uvm_pseg_use: int = 0
     uvm_pseg_max: int = UVM_PSEG_SEGS
@@ -413,7 +420,7 @@ def uvm_swap_alloc(k: Kernel, nslots: int, lessok: bool) -> tuple[int, int]:
                 result = _blist_alloc(sdp, nslots)
                 if result < 0:
                     continue
-                assert result < sdp.swd_drumsize
+                KASSERT(k, result < sdp.swd_drumsize)
                 # got it: rotate the tailq
                 spp.spi_swapdev.remove(sdp)
                 spp.spi_swapdev.insert_tail(sdp)
@@ -434,16 +441,14 @@ def uvm_swapisfull(k: Kernel) -> bool:
     """uvm_swapisfull: is every usable swap page holding data that exists only in swap?
 
     => 2022 semantics: swpgonly == swpages (later revisions use a 99 % threshold)
-    => PORT: pages marked bad count as full (see the module docstring)
+    => PORT: pages marked bad count as full, each once (see the module docstring)
     """
     swap = _swap(k)
     mtx_enter(swap.uvm_swap_data_lock)
-    # PORT: bad slots are never freed here, so they can never hold data again. Without
-    # them, a device whose writes all fail (a full host disk) turns every slot bad while
-    # swpgonly stays below swpages: the daemon finds no slot, never reactivates, and the
-    # faulting process waits in uvm_wait forever instead of being killed "out of swap".
-    npgbad = sum(sdp.swd_npgbad for spp in swap.swap_priority for sdp in spp.spi_swapdev)
-    result = k.uvmexp.swpgonly + npgbad >= k.uvmexp.swpages
+    # PORT: swpgonly becomes the count of unusable slots (_swap_unusable)
+    swpgonly = _swap_unusable(k, swap)
+    KASSERT(k, swpgonly <= k.uvmexp.swpages)
+    result = swpgonly == k.uvmexp.swpages
     mtx_leave(swap.uvm_swap_data_lock)
     return result
 
@@ -461,7 +466,7 @@ def uvm_swap_markbad(k: Kernel, startslot: int, nslots: int) -> None:
         # PORT: count each page once and keep it out of uvm_swap_free's reach
         lo = startslot - sdp.swd_drumoffset
         seg = sdp.swd_bad[lo : lo + nslots]
-        assert not sdp.swd_blist[lo : lo + nslots].any(), "uvm_swap_markbad: free slot"
+        KASSERTMSG(k, not sdp.swd_blist[lo : lo + nslots].any(), "uvm_swap_markbad: free slot")
         sdp.swd_npgbad += nslots - int(seg.sum())
         seg[:] = 1
     mtx_leave(swap.uvm_swap_data_lock)
@@ -479,10 +484,10 @@ def uvm_swap_free(k: Kernel, startslot: int, nslots: int) -> None:
     swap = _swap(k)
     mtx_enter(swap.uvm_swap_data_lock)
     sdp = swapdrum_getsdp(k, startslot)
-    assert k.uvmexp.nswapdev >= 1
+    KASSERT(k, k.uvmexp.nswapdev >= 1)
     if sdp is None:
         raise Panic(f"uvm_swap_free: slot {startslot} is on no swap device")
-    assert sdp.swd_npginuse >= nslots, "uvm_swap_free: more slots than in use"
+    KASSERTMSG(k, sdp.swd_npginuse >= nslots, "uvm_swap_free: more slots than in use")
     nfreed = _blist_free(sdp, startslot - sdp.swd_drumoffset, nslots)
     sdp.swd_npginuse -= nfreed
     k.uvmexp.swpginuse -= nfreed
@@ -515,7 +520,7 @@ async def uvm_swap_get(k: Kernel, page: VmPage, swslot: int, flags: int) -> int:
     => may sleep
     """
     k.uvmexp.nswget += 1
-    assert flags & uvm_pager.PGO_SYNCIO, "uvm_swap_get: async get"
+    KASSERTMSG(k, flags & uvm_pager.PGO_SYNCIO, "uvm_swap_get: async get")
     if swslot == SWSLOT_BAD:
         return uvm_pager.VM_PAGER_ERROR
     result = await uvm_swap_io(k, [page], swslot, 1, B_READ)
@@ -600,6 +605,37 @@ async def uvm_swap_io(
 
 
 # --- port helpers -----------------------------------------------------------------------------
+
+
+def _swap_unusable(k: Kernel, swap: SwapState) -> int:
+    """PORT: the slots no page can be written to: those whose data is only in swap
+    (``swpgonly``) and those marked bad, each counted once.
+
+    Bad slots are never freed here, so they can never hold data again. Without them, a
+    device whose writes all fail (a full host disk) turns every slot bad while swpgonly stays
+    below swpages: the daemon finds no slot, never reactivates, and the faulting process
+    waits in uvm_wait forever instead of being killed "out of swap". A failed swap-in makes
+    its slot bad and leaves its page in swpgonly: ``swpgonlybad`` counts those slots, which
+    would otherwise count twice (swap would read full while usable slots remain).
+    => called with uvm_swap_data_lock held
+    """
+    npgbad = sum(sdp.swd_npgbad for spp in swap.swap_priority for sdp in spp.spi_swapdev)
+    return k.uvmexp.swpgonly + npgbad - swap.swpgonlybad
+
+
+def swpgonlybad_add(k: Kernel, npages: int) -> None:
+    """PORT: ``npages`` more (negative: fewer) bad slots whose page is counted in swpgonly.
+
+    => +1 where a failed swap-in gives an anon or aobj page SWSLOT_BAD in place of a real
+       slot (the slot is marked bad; uvm_swap_get left the page counted in swpgonly)
+    => -1 where such a page is counted out of swpgonly (uvm_anfree, uao_dropswap_range)
+    => takes uvm_swap_data_lock
+    """
+    swap = _swap(k)
+    mtx_enter(swap.uvm_swap_data_lock)
+    swap.swpgonlybad += npages
+    assert 0 <= swap.swpgonlybad <= k.uvmexp.swpgonly, "swpgonlybad_add: out of range"
+    mtx_leave(swap.uvm_swap_data_lock)
 
 
 def _blist_alloc(sdp: Swapdev, n: int) -> int:

@@ -61,7 +61,7 @@ from kernel.sys.buf import B_BUSY, B_CALL, B_READ, B_WRITE, Buf
 from kernel.sys.errno import EBUSY, EIO
 from kernel.sys.mman import PROT_NONE, PROT_READ, PROT_WRITE
 from kernel.sys.param import MAXBSIZE, PAGE_SHIFT, PAGE_SIZE, round_page, trunc_page
-from kernel.sys.systm import Panic
+from kernel.sys.systm import KASSERT, Panic
 from kernel.uvm.uvm_object import UvmObject, UvmPagerOps, uvm_obj_init
 
 if TYPE_CHECKING:
@@ -211,7 +211,7 @@ async def uvn_attach(k: Kernel, vp: Vnode, accessprot: int) -> UvmObject | None:
     used_vnode_size = vp.v_size  # VOP_GETATTR: va_size
 
     # now set up the uvn
-    assert uvn.uo_refs == 0
+    KASSERT(k, uvn.uo_refs == 0)
     uvn.uo_refs += 1
     oldflags = uvn.u_flags
     uvn.u_flags = UVM_VNODE_VALID | UVM_VNODE_CANPERSIST
@@ -277,7 +277,7 @@ async def uvn_detach(k: Kernel, uobj: UvmObject) -> None:
             rw_exit(uobj.vmobjlock)
             return
         # kill the object now
-        assert not uobj.memt
+        KASSERT(k, not uobj.memt)
         oldflags = uvn.u_flags
         uvn.u_flags = UvnFlags(0)
         # wake up any sleepers
@@ -300,7 +300,7 @@ async def uvn_flush(k: Kernel, uobj: UvmObject, start: int, stop: int, flags: in
     => may sleep
     """
     uvn = _uvn(uobj)
-    assert rw_write_held(uobj.vmobjlock)
+    KASSERT(k, rw_write_held(uobj.vmobjlock))
     dead: list[VmPage] = []
 
     # the range, and how to walk it
@@ -453,7 +453,7 @@ async def uvn_flush(k: Kernel, uobj: UvmObject, start: int, stop: int, flags: in
     return retval
 
 
-def uvn_cluster(uobj: UvmObject, offset: int) -> tuple[int, int]:
+def uvn_cluster(k: Kernel, uobj: UvmObject, offset: int) -> tuple[int, int]:
     """uvn_cluster: the range of offsets around ``offset`` an I/O may cluster over.
 
     => from ``offset`` up to offset + MAXBSIZE, capped at the file size rounded up to a
@@ -461,7 +461,7 @@ def uvn_cluster(uobj: UvmObject, offset: int) -> tuple[int, int]:
     """
     uvn = _uvn(uobj)
     loffset = offset
-    assert rw_write_held(uobj.vmobjlock)
+    KASSERT(k, rw_write_held(uobj.vmobjlock))
     if loffset >= uvn.u_size:
         raise Panic(f"uvn_cluster: offset {offset:#x} out of range ({uvn!r})")
     # XXX: the old pager could ask VOP_BMAP for a maxcontig value
@@ -482,7 +482,7 @@ async def uvn_put(
     => may sleep
     """
     uvn = _uvn(uobj)
-    assert rw_write_held(uobj.vmobjlock)
+    KASSERT(k, rw_write_held(uobj.vmobjlock))
 
     # hold the vnode so it is not recycled under us, unless we are the ones recycling it.
     # (a vnode being recycled by someone else would make vget fail: AGAIN, and that
@@ -520,9 +520,8 @@ async def uvn_get(
     => returns (VM_PAGER_* result, npages)
     => may sleep (without PGO_LOCKED)
     """
-    assert (flags & uvm_pager.PGO_LOCKED and rw_lock_held(uobj.vmobjlock)) or not (
-        flags & uvm_pager.PGO_LOCKED
-    )
+    KASSERT(k, (flags & uvm_pager.PGO_LOCKED and rw_lock_held(uobj.vmobjlock))
+            or not (flags & uvm_pager.PGO_LOCKED))
 
     # step 1: the fault's data structures are locked
     if flags & uvm_pager.PGO_LOCKED:
@@ -555,7 +554,7 @@ async def uvn_get(
         return uvm_pager.VM_PAGER_UNLOCK, gotpages
 
     # step 2: get non-resident or busy pages, one at a time (no async I/O at this level)
-    assert rw_write_held(uobj.vmobjlock)
+    KASSERT(k, rw_write_held(uobj.vmobjlock))
     current_offset = offset
     for lcv in range(npages):
         # skip pages we have or do not want, and pages we do not _have_ to get
@@ -635,7 +634,7 @@ async def uvn_io(
     => may sleep
     """
     uobj: UvmObject = uvn
-    assert rw_write_held(uobj.vmobjlock)
+    KASSERT(k, rw_write_held(uobj.vmobjlock))
 
     # init values
     waitok = bool(flags & uvm_pager.PGO_SYNCIO)
@@ -696,7 +695,7 @@ async def uvn_io(
     if result == 0:
         return uvm_pager.VM_PAGER_OK
     if result == EBUSY:
-        assert flags & uvm_pager.PGO_NOWAIT
+        KASSERT(k, flags & uvm_pager.PGO_NOWAIT)
         return uvm_pager.VM_PAGER_AGAIN
     return uvm_pager.VM_PAGER_ERROR
 

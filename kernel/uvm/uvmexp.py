@@ -70,7 +70,7 @@ class Uvmexp:
     pageins: int = 0  # pagein operation count
     unused07: int = 0
     unused08: int = 0
-    pgswapin: int = 0  # pages swapped in
+    pgswapin: int = 0  # pages swapped in (PORT: never counted, as upstream: see nswget)
     pgswapout: int = 0  # pages swapped out
     forks: int = 0  # forks
     forks_ppwait: int = 0

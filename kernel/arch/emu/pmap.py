@@ -16,6 +16,9 @@ Deviations from amd64 ``pmap.c`` (PORT):
   arrays), and does not pre-set the referenced/modified bits from the access type: the CPU
   retries the faulting access right after the trap returns, with no await in between, and the
   MMU sets them then.
+- ``pmap_collect`` exists (amd64 has none and is built without ``__HAVE_PMAP_COLLECT``): it
+  removes every mapping of the address space, as alpha's does, for kernels configured with
+  ``have_pmap_collect``.
 - Wiring is tracked by the VM (``wire_count``); the MMU has no wired bit, so ``PMAP_WIRED`` is
   accepted and ignored.
 - ``pmap_page_mapped``, ``pmap_page_mappings``, ``pmap_pte``, ``pmap_is_writable`` and
@@ -69,6 +72,18 @@ class EmuPmap:
     def pmap_destroy(self, pm: AddressSpace) -> None:
         """pmap_destroy: drop the (only) reference to a pmap: remove what is left and free it."""
         self.mmu.destroy_space(pm)
+
+    def pmap_collect(self, pm: AddressSpace) -> None:
+        """pmap_collect: the process owning ``pm`` is being swapped out: free its page-table
+        resources by removing every mapping of its address space.
+
+        => called by uvm_swapout_threads (the page daemon), with __HAVE_PMAP_COLLECT only
+        => as alpha's (and ia64's): ``pmap_remove`` of the whole user range, wired mappings
+           too; the frames keep their ref/mod bits, the pages stay with their owners, and a
+           later access faults them back in. The daemon can then reclaim the pages without
+           finding them mapped.
+        """
+        self.pmap_remove(pm, 0, VA_LIMIT)
 
     def pmap_resident_count(self, pm: AddressSpace) -> int:
         """pmap_resident_count: number of valid mappings in ``pm``."""

@@ -17,6 +17,7 @@ from kernel.kern.vfs_bio import biodone
 from kernel.kernel import KernelConfig
 from kernel.sys.buf import B_ASYNC, B_BUSY, B_CALL, B_DONE, B_READ, B_WRITE, BFlags, Buf
 from kernel.sys.pool import PR_NOWAIT, PR_WAITOK
+from kernel.sys.systm import Panic
 from kernel.uvm.uvm import UvmConstraintRange
 
 
@@ -115,7 +116,7 @@ def test_biodone_calls_b_iodone_only_for_b_call_bufs() -> None:
 def test_biodone_twice_is_an_error() -> None:
     bp = Buf(b_flags=B_READ)
     biodone(bp)
-    with pytest.raises(AssertionError, match=r"^biodone already"):
+    with pytest.raises(Panic, match=r"^biodone already"):
         biodone(bp)
 
 

@@ -251,7 +251,76 @@ def test_uao_get_read_error_marks_the_slot_bad(kenv: Any) -> None:
         assert uobj.pgops.pgo_detach is not None
         await uobj.pgops.pgo_detach(k, uobj)
         assert k.uvmexp.swpginuse == 1  # the bad slot stays allocated
-        k.uvmexp.swpgonly -= 1  # the lost page's count: nobody owns it any more
+        assert k.uvmexp.swpgonly == 0  # the lost page is counted out with its SWSLOT_BAD slot
+
+    env.run(body)
+
+
+def test_uao_dropswap_range_counts_a_swslot_bad_page_out_of_swpgonly(kenv: Any) -> None:
+    """PORT (docs/port.md): a failed swap-in leaves its page counted in swpgonly (§1.14 step 3:
+    "OK → `swpgonly` −1", and only then) and the aobj holds SWSLOT_BAD; dropping the range
+    counts that page out as uvm_anfree does for an anon ("If not resident but with a slot:
+    `swpgonly −1`"). Upstream's `slot > 0` test leaves it counted forever."""
+    env = kenv(config=_quiet(), faults=FaultConfig(fail_read_slots=[(0, 15)]))
+
+    async def body(k: Kernel, env: Any) -> None:
+        uobj = uvm_aobj.uao_create(k, 100 * PAGE, 0)  # hashed slots
+        env.objs.append(uobj)
+        pgs = await _touch(k, env, uobj, [70])
+        await _pageout(k, uobj, pgs)
+        await _until_idle(env, pgs)
+        _free_clean(k, pgs[0])
+        await rw_enter(k, uobj.vmobjlock, RW_WRITE)
+        pps: list[Any] = [None]
+        r, _ = await uvm_aobj.uao_get(k, uobj, 70 * PAGE, pps, 1, 0, 0, 0, 0)
+        assert r == VM_PAGER_ERROR and uvm_aobj.uao_find_swslot(k, uobj, 70) == SWSLOT_BAD
+        assert k.uvmexp.swpgonly == 1  # still counted: its data is only in (unreadable) swap
+        await rw_enter(k, uobj.vmobjlock, RW_WRITE)  # uao_get let go of it on the error
+        uvm_aobj.uao_dropswap_range(k, uobj, 64, 80)
+        assert uvm_aobj.uao_find_swslot(k, uobj, 70) == 0
+        assert k.uvmexp.swpgonly == 0 and k.uvmexp.swpginuse == 1  # the bad slot stays
+        rw_exit(uobj.vmobjlock)
+        env.objs.remove(uobj)
+        assert uobj.pgops.pgo_detach is not None
+        await uobj.pgops.pgo_detach(k, uobj)
+
+    env.run(body)
+
+
+def test_a_lost_aobj_page_counts_once_toward_swap_full(kenv: Any) -> None:
+    """Issue 12 item 1, on a 2-slot swap: one aobj page read back with an error is counted in
+    swpgonly (§1.14 step 3) and its slot is bad, yet it is one unusable slot, not two: swap is
+    not full ("`uvm_swapisfull()`: true iff `swpgonly == swpages`", PORT: bad slots count as
+    full, each once) while `uvm_swap_alloc` still hands out slot 2; it is full once slot 2
+    holds data only in swap too."""
+    env = kenv(swap_pages=2, config=_quiet(), faults=FaultConfig(fail_read_slots=[(0, 0)]))
+
+    async def body(k: Kernel, env: Any) -> None:
+        uobj = uvm_aobj.uao_create(k, 4 * PAGE, 0)
+        env.objs.append(uobj)
+        pgs = await _touch(k, env, uobj, [1])
+        r, swslot = await _pageout(k, uobj, pgs)
+        assert (r, swslot) == (VM_PAGER_PEND, 1)
+        await _until_idle(env, pgs)
+        _free_clean(k, pgs[0])
+        await rw_enter(k, uobj.vmobjlock, RW_WRITE)
+        pps: list[Any] = [None]
+        r, _ = await uvm_aobj.uao_get(k, uobj, PAGE, pps, 1, 0, 0, 0, 0)
+        assert r == VM_PAGER_ERROR and uvm_aobj.uao_find_swslot(k, uobj, 1) == SWSLOT_BAD
+        sdp = uvm_swap.swapdrum_getsdp(k, 1)
+        assert sdp is not None
+        assert (k.uvmexp.swpgonly, sdp.swd_npgbad, k.uvmexp.swpginuse) == (1, 1, 1)
+        assert not uvm_swap.uvm_swapisfull(k)
+        slot, n = uvm_swap.uvm_swap_alloc(k, 1, False)
+        assert (slot, n) == (2, 1)
+        k.uvmexp.swpgonly += 1  # as if slot 2's page had been paged out and freed clean
+        assert uvm_swap.uvm_swapisfull(k)
+        k.uvmexp.swpgonly -= 1
+        uvm_swap.uvm_swap_free(k, slot, 1)
+        env.objs.remove(uobj)
+        assert uobj.pgops.pgo_detach is not None
+        await uobj.pgops.pgo_detach(k, uobj)
+        assert k.uvmexp.swpgonly == 0 and not uvm_swap.uvm_swapisfull(k)
 
     env.run(body)
 

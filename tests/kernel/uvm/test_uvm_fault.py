@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 from structlog.testing import capture_logs
 
+import kernel.uvm.uvm_swap as uvm_swap
 from devices.faults import FaultConfig
 from emu.cpu import BusError, MemoryFault, SegmentationFault
 from kernel.kern.kern_synch import wakeup
@@ -213,6 +214,53 @@ def test_swap_read_error_is_a_bus_error_and_marks_the_slot_bad(run_kernel):
 
     env = run_kernel(body, faults=FaultConfig(fail_read_rate=1.0))
     assert env.k.uvmexp.flt_major == 0  # failed faults are not counted as done
+
+
+def test_a_swap_in_counts_nswget_and_never_pgswapin(run_kernel):
+    """§1.14 step 3: uvm_swap_get counts "`nswget` +1"; `uvmexp.pgswapin` is never counted
+    by OpenBSD (uvm_swap.c has no pgswapin++, 2022 to 2026; only vmstat and friends read it),
+    so it stays 0 here too (docs/summary-schema.md)."""
+
+    async def work(p, env):
+        va = await p.mmap(PAGE)
+        await p.store(va, b"back")
+        await env.page_out(env.anon_at(p, va))
+        assert await p.load(va, 4) == b"back"
+
+    async def body(k, env):
+        p = env.spawn(work, env=env)
+        await env.wait(p)
+
+    env = run_kernel(body)
+    assert env.k.uvmexp.nswget == 1 and env.k.uvmexp.flt_major == 1
+    assert env.k.uvmexp.pgswapin == 0
+
+
+def test_a_lost_anon_page_counts_once_toward_swap_full(run_kernel):
+    """Issue 12 item 1: after a failed swap-in the anon's page stays counted in swpgonly and
+    its slot is bad (§1.14 steps 3-4), but that is one unusable slot: on a 2-slot swap,
+    uvm_swapisfull stays false and a fault-time slot is still to be had."""
+
+    async def work(p, env):
+        va = await p.mmap(PAGE)
+        await p.store(va, b"lost")
+        await env.page_out(env.anon_at(p, va))
+        with pytest.raises(BusError):
+            await p.load(va, 4)
+        k = env.k
+        assert (k.uvmexp.swpgonly, k.uvmexp.swpginuse) == (1, 1)
+        assert not uvm_swap.uvm_swapisfull(k)
+        slot, _ = uvm_swap.uvm_swap_alloc(k, 1, False)
+        assert slot == 2
+        uvm_swap.uvm_swap_free(k, slot, 1)
+
+    async def body(k, env):
+        p = env.spawn(work, env=env)
+        await env.wait(p)
+        assert isinstance(p.proc.error, BusError)
+        assert k.uvmexp.swpgonly == 0 and k.swap.swpgonlybad == 0  # counted out at exit
+
+    run_kernel(body, swap_pages=2, faults=FaultConfig(fail_read_rate=1.0))
 
 
 @pytest.mark.parametrize("fail", [False, True])

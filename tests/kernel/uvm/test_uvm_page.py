@@ -21,10 +21,16 @@ from kernel.uvm.uvm_anon import uvm_analloc
 from kernel.uvm.uvm_page import (
     PG_BUSY,
     PG_CLEAN,
+    PG_CLEANCHK,
     PG_FAKE,
+    PG_RDONLY,
+    PG_RELEASED,
     PG_WANTED,
+    PG_ZERO,
     PQ_ACTIVE,
     PQ_ANON,
+    PQ_AOBJ,
+    PQ_ENCRYPT,
     PQ_FREE,
     PQ_INACTIVE,
     UVM_PGA_ZERO,
@@ -33,6 +39,7 @@ from kernel.uvm.uvm_page import (
     uvm_page_unbusy,
     uvm_pageactivate,
     uvm_pagealloc,
+    uvm_pageclean,
     uvm_pagedeactivate,
     uvm_pagefree,
     uvm_pageunwire,
@@ -40,6 +47,7 @@ from kernel.uvm.uvm_page import (
     uvm_pagewire,
     uvm_unlock_pageq,
 )
+from kernel.uvm.uvm_pmemrange import uvm_pmr_freepages
 
 
 def _alloc(k, flags=0):
@@ -156,6 +164,25 @@ def test_wired_pages_leave_the_queues(kenv):
     assert k.uvmexp.wired == 0 and pg.pg_flags & PQ_ACTIVE
     uvm_unlock_pageq(k)
     _free(k, pg)
+
+
+def test_pageclean_clears_upstreams_flag_list_and_nothing_else(kenv):
+    """§1.6 uvm_pageclean: "then clears PQ_ANON, PQ_AOBJ, PQ_ENCRYPT, PG_ZERO, PG_FAKE,
+    PG_BUSY, PG_RELEASED, PG_CLEAN, PG_CLEANCHK" (uvm_page.c 1.171; 2026 the same): not
+    PG_WANTED nor PG_RDONLY (issue 12 item 5)."""
+    k = kenv(start=False).k
+    pg = _alloc(k)
+    cleared = (PQ_ANON | PQ_AOBJ | PQ_ENCRYPT | PG_ZERO | PG_FAKE | PG_BUSY | PG_RELEASED
+               | PG_CLEAN | PG_CLEANCHK)  # fmt: skip
+    kept = PG_WANTED | PG_RDONLY
+    pg.pg_flags |= cleared | kept
+    uvm_lock_pageq(k)
+    uvm_pageclean(k, pg)
+    uvm_unlock_pageq(k)
+    assert pg.pg_flags & (cleared | kept) == kept
+    pg.pg_flags &= ~kept
+    uvm_pmr_freepages(k, pg, 1)
+    assert pg.pg_flags & PQ_FREE
 
 
 def test_every_free_wakes_the_free_sleepers(kenv):

@@ -154,6 +154,34 @@ def test_waitok_constrained_request_sleeps_until_a_page_in_range_is_freed(run_ke
     assert got["at"] >= 1_000_000
 
 
+def test_waitok_unconstrained_request_waits_for_any_page(run_kernel):
+    """Step 5 with WAITOK and no constraint (start = end = 0): uvm_wait_pla gets
+    "ptoa(start), ptoa(end)−1": paddr_t is unsigned, so the range is 0 .. all-ones and a free
+    of any page completes it (issue 12 item 3: -1 in Python matched no page, and the request
+    slept forever). The syncer may dig into both reserves, so its search is what fails."""
+
+    async def body(k, env):
+        k.syncerproc = env.testproc
+        held = _drain_to(k, 0)
+
+        async def freer(k):
+            await env.sleep(1_000_000)
+            pma = k.uvm.pmr_control.allocs.first()
+            assert pma is not None
+            assert (pma.pm_constraint.ucr_low, pma.pm_constraint.ucr_high) == (0, 2**64 - 1)
+            _free(k, held[-1:])
+
+        kthread_create(k, freer, k, name="freer")
+        pgl = []
+        flags = pmr.UVM_PLA_WAITOK | pmr.UVM_PLA_USERESERVE
+        err = await pmr.uvm_pmr_getpages(k, 1, 0, 0, 1, 0, 1, flags, pgl)
+        assert err == 0 and pgl[0] is held[-1] and env.clock.now >= 1_000_000
+        _free(k, held[:-1] + pgl)
+
+    env = run_kernel(body, start=False)
+    assert env.k.uvmexp.free == env.k.uvmexp.npages
+
+
 def test_wakeup_pla_marks_a_busy_request_freed_but_leaves_it_linked(kenv):
     """uvm_wakeup_pla: "for each queued request whose byte range overlaps the freed range it
     sets FREED; if the request is not BUSY it also clears LINKED, unlinks it and wakes its
@@ -175,12 +203,31 @@ def test_wakeup_pla_marks_a_busy_request_freed_but_leaves_it_linked(kenv):
     allocs.remove(far)
 
 
-def test_waitok_below_the_reserve_sleeps_in_uvm_wait(run_kernel):
-    """Step 3 with WAITOK: "calls uvm_wait("uvm_pmr_getpages") and retries from step 1";
-    uvm_wait wakes the daemon and sleeps on &uvmexp.free; a free wakes it."""
+def test_step2_kernel_reserve_refuses_waitok_too(run_kernel):
+    """Step 2: "Fails with ENOMEM if free ≤ reserve_kernel + count and USERESERVE is not set"
+    -- with WAITOK too: only step 3 sleeps (uvm_pmemrange.c returns ENOMEM there before it
+    looks at UVM_PLA_WAITOK). Issue 12 item 2: this request used to sleep in uvm_wait."""
 
     async def body(k, env):
         held = _drain_to(k, k.uvmexp.reserve_kernel + 1)
+        pgl = []
+        now = env.clock.now
+        err = await pmr.uvm_pmr_getpages(k, 1, 0, 0, 1, 0, 1, pmr.UVM_PLA_WAITOK, pgl)
+        assert err == ENOMEM and pgl == [] and env.clock.now == now
+        assert env.testproc.p_wmesg is None
+        _free(k, held)
+
+    env = run_kernel(body, start=False)
+    assert env.k.uvmexp.free == env.k.uvmexp.npages
+
+
+def test_step3_waitok_below_the_pagedaemon_reserve_sleeps_in_uvm_wait(run_kernel):
+    """Step 3 with WAITOK: "calls uvm_wait("uvm_pmr_getpages") and retries from step 1";
+    uvm_wait wakes the daemon and sleeps on &uvmexp.free; a free wakes it. (The request
+    uses the kernel reserve, USERESERVE, so that step 2 lets it through.)"""
+
+    async def body(k, env):
+        held = _drain_to(k, k.uvmexp.reserve_pagedaemon + 1)
 
         async def freer(k):
             await env.sleep(2_000_000)
@@ -189,7 +236,8 @@ def test_waitok_below_the_reserve_sleeps_in_uvm_wait(run_kernel):
 
         kthread_create(k, freer, k, name="freer")
         pgl = []
-        err = await pmr.uvm_pmr_getpages(k, 1, 0, 0, 1, 0, 1, pmr.UVM_PLA_WAITOK, pgl)
+        flags = pmr.UVM_PLA_WAITOK | pmr.UVM_PLA_USERESERVE
+        err = await pmr.uvm_pmr_getpages(k, 1, 0, 0, 1, 0, 1, flags, pgl)
         assert err == 0 and env.clock.now >= 2_000_000
         _free(k, held[4:] + pgl)
 

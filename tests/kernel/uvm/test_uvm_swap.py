@@ -269,6 +269,7 @@ def test_failed_swap_get_leaves_swpgonly_counted(kenv: Any) -> None:
         uvm_page.uvm_unlock_pageq(k)
         anon.an_swslot = SWSLOT_BAD
         uvm_swap.uvm_swap_markbad(k, slot, 1)
+        uvm_swap.swpgonlybad_add(k, 1)  # PORT: a bad slot counted in swpgonly
         await _free_anon(k, anon)  # counts the lost page out of swpgonly
         assert k.uvmexp.swpgonly == 0
         assert k.uvmexp.swpginuse == 1  # the bad slot stays allocated

@@ -118,10 +118,10 @@ def test_uvn_cluster_window_is_maxbsize_capped_at_the_file_size(kenv: Any) -> No
     async def body(k: Kernel, env: Any) -> None:
         vp, uobj = await _open(k, env, "w.dat", 40 * PAGE + 100)
         await rw_enter(k, uobj.vmobjlock, RW_WRITE)
-        assert uvm_vnode.uvn_cluster(uobj, 4 * PAGE) == (4 * PAGE, 20 * PAGE)
-        assert uvm_vnode.uvn_cluster(uobj, 35 * PAGE) == (35 * PAGE, 41 * PAGE)
+        assert uvm_vnode.uvn_cluster(k, uobj, 4 * PAGE) == (4 * PAGE, 20 * PAGE)
+        assert uvm_vnode.uvn_cluster(k, uobj, 35 * PAGE) == (35 * PAGE, 41 * PAGE)
         with pytest.raises(Panic, match="uvn_cluster"):
-            uvm_vnode.uvn_cluster(uobj, 41 * PAGE)
+            uvm_vnode.uvn_cluster(k, uobj, 41 * PAGE)
         rw_exit(uobj.vmobjlock)
         await _close(k, vp, uobj)
 
@@ -143,7 +143,7 @@ def test_mk_pcluster_takes_dirty_inactive_pages_and_stops_at_the_first_misfit(
         # a window around the center, both ways (the vnode pager's starts at the center)
         uobj.pgops = UvmPagerOps(
             pgo_name="vnode",
-            pgo_cluster=lambda _uobj, off: (off - 3 * PAGE, off + 4 * PAGE),
+            pgo_cluster=lambda _k, _uobj, off: (off - 3 * PAGE, off + 4 * PAGE),
         )
         await rw_enter(k, uobj.vmobjlock, RW_WRITE)
         # offsets: 2 clean | 3 dirty | 4 dirty | [5 center] | 6 dirty | 7 active dirty | 8

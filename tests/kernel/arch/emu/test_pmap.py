@@ -147,3 +147,23 @@ def test_page_mappings_name_space_and_address(pm: EmuPmap) -> None:
     pm.pmap_destroy(s1)
     assert pm.pmap_page_mapped(pg) == 1
     pm.pmap_destroy(s2)
+
+
+def test_pmap_collect_removes_every_mapping_of_the_space_only(pm: EmuPmap) -> None:
+    """§1.7: "`pmap_collect(pmap)` | optional: drop a pmap's reclaimable page-table
+    resources" -- as alpha does it: remove every mapping of that address space; other spaces
+    keep theirs, and the frames keep their ref/mod bits (issue 12 item 8)."""
+    a, b = pm.pmap_create(), pm.pmap_create()
+    pgs = [page(f) for f in range(4)]
+    for i, pg in enumerate(pgs):
+        pm.pmap_enter(a, VA + i * PAGE, pg, RW, 0)
+    pm.pmap_enter(a, 0x7000_0000_0000, pgs[0], PROT_READ, 0)
+    pm.pmap_enter(b, VA, pgs[0], RW, 0)
+    pm.ram.ref[:4] = 1
+    pm.ram.mod[1] = 1
+    pm.pmap_collect(a)
+    assert pm.pmap_resident_count(a) == 0 and pm.pmap_resident_count(b) == 1
+    assert [pm.pmap_page_mapped(pg) for pg in pgs] == [1, 0, 0, 0]
+    assert all(pm.pmap_is_referenced(pg) for pg in pgs) and pm.pmap_is_modified(pgs[1])
+    pm.pmap_destroy(a)
+    pm.pmap_destroy(b)
