@@ -2,6 +2,7 @@
 
     emu run [SCENARIO] [--ram R] [--swap S] [--seed N] [--loop L] [--out DIR] [--set K=V]...
             [--trace FORMAT:PATH] [--timeout SECONDS] [--force] [--log-level LEVEL]
+            [--events full|compact] [--compress]
     emu scenarios [--workloads]
     emu analyze RUN_DIR [RUN_DIR2] [--out DIR]
     emu compare RUN_DIR... [--out DIR] [--json FILE] [--no-plots]
@@ -67,6 +68,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="stop the run after this much wall-clock time (machine.max_wall_s)")
     r.add_argument("--force", action="store_true", help="reuse an existing run directory")
     r.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    r.add_argument("--events", default="full", choices=["full", "compact"],
+                   help="compact: fold per-fault and per-cluster events into histograms")
+    r.add_argument("--compress", action="store_true", help="write events.jsonl.zst (zstd)")
     r.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     r.add_argument("--quiet", action="store_true", help="no progress bar or tables")
 
@@ -163,7 +167,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         params = {"path": str(Path(path).resolve()), "fmt": fmt}
         trace = WorkloadSpec(kind="trace_replay", name=f"trace{len(sc.workloads)}", params=params)
         sc = msgspec.structs.replace(sc, workloads=[*sc.workloads, trace])
-    m = Machine.from_scenario(sc, log_level=args.log_level)  # the last checks: nothing written
+    m = Machine.from_scenario(sc, log_level=args.log_level, events=args.events,
+                              compress=args.compress)  # the last checks: nothing written
 
     def make_dir() -> Path:
         return prepare_run_dir(sc, Path(args.out), args.run_dir and Path(args.run_dir),
