@@ -9,6 +9,7 @@
     emu bench [--quick] [--json FILE] [--only NAME]...
     emu ioerr-sweep SCENARIO [--json FILE] [--stride N] [--max-runs N] [--set K=V]...
     emu soak [--minutes M] [--seed S] [--scenario NAME] [--set K=V]...
+    emu sweep SPEC.toml --out DIR [--jobs N] [--ray [ADDRESS]] [--retry-failed]
 
 Bad input (a scenario, a key, a value, a path, a trace) exits with status 2 and one message
 that names the input and the fix, before anything is written. ``emu run`` exits 0 only when
@@ -114,7 +115,26 @@ def _parser() -> argparse.ArgumentParser:
     k.add_argument("--seed", type=int, default=1, help="seed of the first run (then +1 per run)")
     k.add_argument("--scenario", default="soak")
     k.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    _sweep_parsers(sub)
     return ap
+
+
+def _sweep_parsers(sub: Any) -> None:
+    """``emu sweep`` (emu/sweep/) and ``emu mrc`` (emu/mrc.py): parsers of their own modules'
+    making would import them for every command, so their flags live here."""
+    w = sub.add_parser("sweep", help="a grid of runs on a process pool or Ray (docs/sweeps.md)")
+    w.add_argument("spec", help="the sweep file (TOML: [sweep] and [grid])")
+    w.add_argument("--out", required=True, help="the sweep directory (resumed if it exists)")
+    _engine_args(w)
+
+
+def _engine_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--jobs", type=int, help="cells in parallel on the local pool (default: cores)")
+    p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="run the cells on Ray: a local instance (started or joined), or the "
+                        "cluster at ADDRESS (HOST:PORT or ray://HOST:10001)")  # fmt: skip
+    p.add_argument("--retry-failed", action="store_true",
+                   help="rerun the cells whose outcome was not ok")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -138,6 +158,10 @@ def main(argv: list[str] | None = None) -> int:
             from emu import soak
 
             return soak.cmd_soak(args)
+        if args.cmd == "sweep":
+            from emu import sweep
+
+            return sweep.cmd_sweep(args)
     except (ScenarioError, UsageError) as e:
         print(f"emu: {e}", file=sys.stderr)
         return 2

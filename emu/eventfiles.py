@@ -83,7 +83,9 @@ class Compactor:
 
     def folded(self) -> dict[str, Any]:
         """What summary.json's ``events`` holds for a compact log."""
-        hist = lambda c: {k: c[k] for k in sorted(c, key=int)}  # noqa: E731
+        def hist(c: Counter[str]) -> dict[str, int]:
+            return {k: c[k] for k in sorted(c, key=int)}
+
         return {
             "level": "compact",
             "kept": self.kept,
@@ -140,7 +142,7 @@ def events_path(run_dir: Path) -> Path | None:
 def open_events(path: Path) -> IO[bytes]:
     """Open an event log for reading line by line, decompressing a ``.zst`` one as it goes
     (a stream cut short by a crash reads up to where it stops)."""
-    raw = open(path, "rb")  # noqa: SIM115 - returned to the caller, closed with the reader
+    raw = open(path, "rb")  # returned to the caller, closed with the reader
     if path.suffix != ".zst":
         return raw
     reader = zstandard.ZstdDecompressor().stream_reader(raw, closefd=True,
