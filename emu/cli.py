@@ -10,6 +10,8 @@
     emu ioerr-sweep SCENARIO [--json FILE] [--stride N] [--max-runs N] [--set K=V]...
     emu soak [--minutes M] [--seed S] [--scenario NAME] [--set K=V]...
     emu sweep SPEC.toml --out DIR [--jobs N] [--ray [ADDRESS]] [--retry-failed]
+    emu mrc FORMAT:PATH --ram LO..HI [--points N] [--pdaemon A,B] [--ref lru,...] --out DIR
+            [--json FILE] [--set K=V]... [--jobs N] [--ray [ADDRESS]]
 
 Bad input (a scenario, a key, a value, a path, a trace) exits with status 2 and one message
 that names the input and the fix, before anything is written. ``emu run`` exits 0 only when
@@ -127,6 +129,19 @@ def _sweep_parsers(sub: Any) -> None:
     w.add_argument("--out", required=True, help="the sweep directory (resumed if it exists)")
     _engine_args(w)
 
+    m = sub.add_parser("mrc", help="a trace's miss-ratio curve: our kernel and libCacheSim")
+    m.add_argument("trace", metavar="FORMAT:PATH", help="the trace, as --trace names it")
+    m.add_argument("--ram", required=True, metavar="LO..HI", help="RAM sizes, e.g. 256KiB..2MiB")
+    m.add_argument("--points", type=int, default=8, help="number of sizes (default 8)")
+    m.add_argument("--pdaemon", metavar="A,B", help="daemon variants (kernel.pdaemon), one "
+                   "curve each")  # fmt: skip
+    m.add_argument("--ref", default="lru,clock,arc,s3fifo,belady",
+                   help="libCacheSim policies (default: lru,clock,arc,s3fifo,belady)")  # fmt: skip
+    m.add_argument("--out", required=True, help="the directory (the sweep, mrc.csv, mrc.png)")
+    m.add_argument("--json", dest="json_path", help="write frames, accesses and curves here")
+    m.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    _engine_args(m)
+
 
 def _engine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--jobs", type=int, help="cells in parallel on the local pool (default: cores)")
@@ -162,6 +177,10 @@ def main(argv: list[str] | None = None) -> int:
             from emu import sweep
 
             return sweep.cmd_sweep(args)
+        if args.cmd == "mrc":
+            from emu import mrc
+
+            return mrc.cmd_mrc(args)
     except (ScenarioError, UsageError) as e:
         print(f"emu: {e}", file=sys.stderr)
         return 2
