@@ -135,7 +135,7 @@ def _sizes(ram: str, points: int) -> list[str]:
         raise SweepError(f"--ram {ram!r}: expected LO..HI with LO <= HI, e.g. 256KiB..2MiB")
     if points < 1:
         raise SweepError(f"--points {points}: give at least 1")
-    pages = sorted({int(round(p)) for p in np.linspace(lo, hi, points)})
+    pages = sorted({round(p) for p in np.linspace(lo, hi, points)})
     return [f"{p}pages" for p in pages]
 
 
@@ -174,7 +174,7 @@ def cmd_mrc(args: argparse.Namespace) -> int:
     write_oracle(pages, out / "stream.oracleGeneral.bin")
     by_cell = {t.cell: c for c, t in zip(cells, tasks, strict=True)}
     frames = sorted({c.scenario.machine.ram.pages for c in cells})
-    mrc: dict[str, Any] = {"frames": frames, "accesses": int(len(pages)), "curves": {},
+    mrc: dict[str, Any] = {"frames": frames, "accesses": len(pages), "curves": {},
                            "freetarg": {}, "kernel_pages": {}}  # fmt: skip
     for cid, cell in by_cell.items():
         rec, summary = read_cell(out / "cells" / cid)

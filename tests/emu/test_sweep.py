@@ -26,7 +26,6 @@ from emu.sweep import PoolEngine, SweepError, sweep
 from emu.sweep.cells import _localize, make_task, pack, unpack
 from emu.sweep.driver import run_sweep
 from emu.sweep.spec import load_spec, make_spec, plan
-from emu.workloads.trace import DATA_DIR
 
 SPEC = """
 [sweep]
@@ -257,7 +256,7 @@ def test_ctrl_c_stops_cleanly_and_the_next_run_resumes(tmp_path: Path) -> None:
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert b"interrupted" in err
-    gone, alive = psutil.wait_procs(list(workers), timeout=10)
+    _gone, alive = psutil.wait_procs(list(workers), timeout=10)
     assert not alive, f"workers left behind: {alive}"
     landed = {d.name: (d / "cell.json").stat().st_mtime_ns for d in (out / "cells").glob("[0-9a-f]*")}
     assert 3 <= len(landed) < 32
