@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from emu.cli import main
+from emu.config import KernelSection
 from emu.eventfiles import open_events
 from emu.sweep import PoolEngine, SweepError, sweep
 from emu.sweep.cells import _localize, make_task, pack, unpack
@@ -226,9 +227,11 @@ def test_pack_and_unpack_keep_a_run_directory(tmp_path: Path) -> None:
     src = tmp_path / "a"
     (src / "files").mkdir(parents=True)
     (src / "summary.json").write_text("{}")
+    (src / "files" / "data.bin").write_bytes(bytes(1 << 20))
     unpack(pack(src), tmp_path / "b")
     assert (tmp_path / "b" / "summary.json").read_text() == "{}"
     assert (tmp_path / "b" / "files").is_dir()
+    assert not (tmp_path / "b" / "files" / "data.bin").exists(), "mapped files stay behind"
 
 
 def _tree(pid: int) -> list[psutil.Process]:
@@ -266,3 +269,13 @@ def test_ctrl_c_stops_cleanly_and_the_next_run_resumes(tmp_path: Path) -> None:
     for name, stamp in landed.items():
         assert (out / "cells" / name / "cell.json").stat().st_mtime_ns == stamp
     assert pq.read_table(out / "results.parquet").num_rows == 32
+
+
+@pytest.mark.skipif("pdaemon" not in KernelSection.__struct_fields__,
+                    reason="kernel.pdaemon (issue 13) has not landed on this branch")
+def test_daemon_variants_are_a_grid_key(tmp_path: Path) -> None:
+    spec = make_spec({"scenario": "small"}, {"kernel.pdaemon": ["1.105", "1.154"]})
+    r = sweep(spec, tmp_path / "o", PoolEngine(2), progress=False)
+    assert (r.ran, r.failed) == (2, 0)
+    t = pq.read_table(tmp_path / "o" / "results.parquet")
+    assert t.column("kernel.pdaemon").to_pylist() == ["1.105", "1.154"]
