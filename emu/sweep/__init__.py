@@ -22,8 +22,8 @@ from emu.sweep.driver import Report, design, prepare, run_sweep
 from emu.sweep.engines import Engine, PoolEngine
 from emu.sweep.spec import SweepError, SweepSpec, load_spec, plan
 
-__all__ = ["Engine", "PoolEngine", "Report", "SweepError", "SweepSpec", "cmd_sweep", "load_spec", "make_engine",
-           "plan", "sweep"]
+__all__ = ["Engine", "PoolEngine", "Report", "SweepError", "SweepSpec", "cmd_sweep", "load_spec",
+           "make_engine", "plan", "sweep"]
 
 RAY_LOCAL = "local"  # emu.cli: --ray without an address
 
