@@ -184,6 +184,9 @@ def run_sweep(spec: SweepSpec, cells: list[Cell], tasks: list[Task], out: Path,
     t0 = time.perf_counter()
     prepare(out, design(spec, cells, tasks))
     todo = list(_todo(out, tasks, retry_failed))
+    if todo and progress is not False:
+        print(f"sweep: {len(todo)} of {len(tasks)} cells to run on {engine.where}",
+              file=sys.stderr)  # fmt: skip
     by_id = {t.cell: c for c, t in zip(cells, tasks, strict=True)}
     bar = _Progress(len(todo), progress)
     interrupted = False

@@ -31,6 +31,7 @@ class Engine(Protocol):
     """Run these cells; yield each one's result (its run directory, packed) as it finishes."""
 
     name: str
+    where: str  # for the user: what runs the cells
 
     def run(self, tasks: Iterable[Task], blobs: dict[str, bytes]) -> Iterator[Result]: ...
 
@@ -62,6 +63,7 @@ class PoolEngine:
     def __init__(self, jobs: int | None = None) -> None:
         self.jobs = max(1, jobs or default_jobs())
         self._ex: ProcessPoolExecutor | None = None
+        self.where = f"a local pool of {self.jobs} worker{'s' if self.jobs > 1 else ''}"
 
     def _start(self, blobs: dict[str, bytes]) -> ProcessPoolExecutor:
         ctx = multiprocessing.get_context("forkserver")

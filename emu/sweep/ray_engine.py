@@ -65,14 +65,17 @@ class RayEngine:
     def __init__(self, address: str | None = None) -> None:
         self.started = False
         self._pending: dict[Any, str] = {}
+        self.where = "Ray (this process's session)"
         if ray.is_initialized():
             return
         quiet: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
         if address is None:
             try:
                 ray.init(address="auto", **quiet)
+                self.where = "Ray, the local instance already running"
             except ConnectionError:
                 ray.init(include_dashboard=False, **quiet)
+                self.where = "Ray, a local instance started for this sweep"
             self.started = True
             return
         check_address(address)
@@ -80,8 +83,13 @@ class RayEngine:
         try:
             ray.init(address=address, runtime_env=env, **quiet)
         except (ConnectionError, RuntimeError, RayError) as e:
-            raise SweepError(f"--ray {address!r}: cannot join the cluster: {e}") from None
+            raise SweepError(
+                f"--ray {address!r}: cannot join the cluster: {e}; check the address, and for "
+                "a cluster with token authentication set RAY_AUTH_MODE=token and give its "
+                "token (RAY_AUTH_TOKEN, or ~/.ray/auth_token)"
+            ) from None
         self.started = True
+        self.where = f"Ray cluster at {address}"
 
     def run(self, tasks: Iterable[Task], blobs: dict[str, bytes]) -> Iterator[Result]:
         refs = {sha: ray.put(b) for sha, b in blobs.items()}
