@@ -23,6 +23,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Protocol
 
 from emu.sweep.cells import Result, Task, run_task
+from emu.sweep.spec import SweepError
 
 __all__ = ["Engine", "PoolEngine", "default_jobs"]
 
@@ -82,16 +83,25 @@ class PoolEngine:
                 pending[ex.submit(_worker_run, t)] = t.cell
 
         fill()
+        served = True  # a result came back since the pool (re)started
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             broken = False
             for f in done:
                 cell = pending.pop(f)
                 try:
-                    yield f.result()
+                    res = f.result()
+                    served = True
                 except BrokenProcessPool as e:  # a worker died (killed, out of memory)
-                    broken = True
-                    yield Result(cell=cell, error=f"the worker process running it died: {e}")
+                    if not served:
+                        self.close()
+                        raise SweepError(
+                            f"the worker processes die before running any cell ({e}); a "
+                            "script that calls sweep() needs `if __name__ == \"__main__\":`"
+                        ) from e
+                    broken, served = True, False
+                    res = Result(cell=cell, error=f"the worker process running it died: {e}")
+                yield res
             if broken:  # every cell in flight is lost with the pool: report them, go on
                 for cell in pending.values():
                     yield Result(cell=cell, error="its worker pool broke (another cell's worker "
