@@ -12,30 +12,24 @@ Two event levels (docs/log-schema.md, "Event levels"):
   sample, so the paging rate can still be drawn over time.
 
 Either level can be compressed with zstd (``events.jsonl.zst``): one zstd stream that
-``zstd -dc``, DuckDB's ``read_json_auto`` and :func:`open_events` read. A run directory holds
-one of :data:`EVENT_FILES`; :func:`events_path` finds it.
+``zstd -dc``, DuckDB's ``read_json_auto`` and :mod:`emu.rundir` (``emu analyze``, ``emu
+compare``) read.
 """
 
 from __future__ import annotations
 
-import io
 import threading
 from collections import Counter
 from collections.abc import MutableMapping
-from pathlib import Path
-from typing import IO, Any, BinaryIO, Literal
+from typing import Any, BinaryIO, Literal
 
 import structlog
 import zstandard
 
-__all__ = [
-    "EVENT_FILES", "LEVELS", "Compactor", "EventLevel", "events_path", "open_events",
-    "zstd_writer",
-]  # fmt: skip
+__all__ = ["LEVELS", "Compactor", "EventLevel", "zstd_writer"]
 
 EventLevel = Literal["full", "compact"]
 LEVELS: tuple[EventLevel, ...] = ("full", "compact")
-EVENT_FILES = ("events.jsonl", "events.jsonl.zst")
 ZSTD_LEVEL = 3  # zstd's default: fast, and a log compresses about 8x
 
 
@@ -130,21 +124,3 @@ def zstd_writer(raw: BinaryIO) -> BinaryIO:
     the current block, so what was written so far decompresses."""
     return _LockedZstd(raw)  # type: ignore[return-value]
 
-
-def events_path(run_dir: Path) -> Path | None:
-    """The run's event log (plain or zstd), or None when it has none."""
-    for name in EVENT_FILES:
-        if (Path(run_dir) / name).exists():
-            return Path(run_dir) / name
-    return None
-
-
-def open_events(path: Path) -> IO[bytes]:
-    """Open an event log for reading line by line, decompressing a ``.zst`` one as it goes
-    (a stream cut short by a crash reads up to where it stops)."""
-    raw = open(path, "rb")  # returned to the caller, closed with the reader
-    if path.suffix != ".zst":
-        return raw
-    reader = zstandard.ZstdDecompressor().stream_reader(raw, closefd=True,
-                                                       read_across_frames=True)  # fmt: skip
-    return io.BufferedReader(reader, 1 << 20)  # type: ignore[arg-type]

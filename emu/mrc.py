@@ -27,15 +27,14 @@ from typing import Any
 import libcachesim as lcs
 import numpy as np
 import numpy.typing as npt
-import orjson
 import pyarrow as pa
 import pyarrow.csv as pacsv
 from matplotlib.figure import Figure
 from rich.console import Console
 from rich.table import Table
 
+from emu import rundir
 from emu.config import KernelSection
-from emu.eventfiles import events_path, open_events
 from emu.sizes import Size
 from emu.sweep import make_engine
 from emu.sweep.cells import make_task
@@ -112,16 +111,13 @@ def reference_curves(oracle: Path, frames: list[int], refs: list[str]) -> dict[s
 def _kernel_pages(run_dir: Path) -> int | None:
     """The pages the kernel holds itself (not free, not on a paging queue), median over the
     run's uvmexp samples."""
-    log = events_path(run_dir)
+    log = rundir.event_log(run_dir)
     if log is None:
         return None
-    own = []
-    with open_events(log) as f:
-        for line in f:
-            if b'"uvmexp.sample"' in line:
-                ev = orjson.loads(line)
-                own.append(ev["free"] + ev["active"] + ev["inactive"] + ev["paging"])
-    npages = orjson.loads((run_dir / "summary.json").read_bytes())["ram_pages"]
+    own = [ev["free"] + ev["active"] + ev["inactive"] + ev["paging"]
+           for ev in rundir.read_events(log)
+           if isinstance(ev, dict) and ev.get("event") == "uvmexp.sample"]  # fmt: skip
+    npages = rundir.read_summary(run_dir)["ram_pages"]
     return int(npages - statistics.median(own)) if own else None
 
 

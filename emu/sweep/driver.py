@@ -31,7 +31,6 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from emu.eventfiles import events_path
 from emu.probes import write_private
 from emu.sweep import plots, results
 from emu.sweep.cells import Result, Task, unpack
@@ -206,8 +205,3 @@ def run_sweep(spec: SweepSpec, cells: list[Cell], tasks: list[Task], out: Path,
     return Report(total=len(tasks), skipped=len(tasks) - len(todo), ran=bar.done, failed=failed,
                   interrupted=interrupted, seconds=time.perf_counter() - t0, out=out,
                   plots=paths)  # fmt: skip
-
-
-def cell_dirs(out: Path) -> list[Path]:
-    """The landed cells' run directories (those with an event log)."""
-    return sorted(d for d in (out / "cells").iterdir() if events_path(d) is not None)

@@ -6,8 +6,8 @@ dotted path (``uvmexp.pdpageouts``, ``faults.major``, ``virtual_ns``, ``wall_s``
 workload's fields under ``workloads.<name>.<field>``; a histogram (a map whose keys are numbers,
 such as ``io.cluster_pages`` or a workload's ``fault_latency_hist``) summarised as
 ``<path>.count``, ``.mean`` and ``.max`` (over its keys, weighted by its counts) instead of one
-column per key; other open-ended maps (the compact log's ``result`` counts) summed as
-``<path>.total``. Written as ``results.parquet`` (pyarrow) and ``results.csv``.
+column per key; other open-ended maps (``waits.by_wmesg``, the compact log's ``result``
+counts) summed as ``<path>.total``. Written as ``results.parquet`` (pyarrow) and ``results.csv``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 __all__ = ["FIXED", "flatten", "read_cell", "rows", "write"]
 
 FIXED = ("seed", "outcome", "cell", "error")
-_MAPS = ("result",)  # open-ended maps of names, summed
+_MAPS = ("result",)  # open-ended maps of names, summed (so is any by_*: waits.by_wmesg)
 _HISTS = ("_hist", "cluster_pages")  # histograms even when empty
 
 
@@ -52,7 +52,7 @@ def flatten(obj: Any, path: str = "", out: dict[str, float | int | None] | None 
     elif isinstance(obj, dict):
         if _is_hist(path, obj):
             _hist(path, obj, out)
-        elif path.rsplit(".", 1)[-1] in _MAPS:
+        elif path.rsplit(".", 1)[-1] in _MAPS or path.rsplit(".", 1)[-1].startswith("by_"):
             out[f"{path}.total"] = sum(v for v in obj.values() if isinstance(v, int | float))
         else:
             for k, v in obj.items():

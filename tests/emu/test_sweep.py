@@ -15,14 +15,13 @@ from pathlib import Path
 
 import duckdb
 import msgspec
-import orjson
 import psutil
 import pyarrow.parquet as pq
 import pytest
 
+from emu import rundir
 from emu.cli import main
 from emu.config import KernelSection
-from emu.eventfiles import open_events
 from emu.sweep import PoolEngine, SweepError, sweep
 from emu.sweep.cells import _localize, make_task, pack, unpack
 from emu.sweep.driver import run_sweep
@@ -50,14 +49,9 @@ def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str,
     return rc, out, err
 
 
-def _strip(line: bytes) -> dict[str, object]:
-    ev: dict[str, object] = orjson.loads(line)
-    return {k: v for k, v in ev.items() if not k.startswith("wall")}
-
-
 def _events(run_dir: Path, name: str) -> list[dict[str, object]]:
-    with open_events(run_dir / name) as f:
-        return [_strip(line) for line in f]
+    return [{k: v for k, v in ev.items() if not k.startswith("wall")}
+            for ev in rundir.read_events(run_dir / name)]  # fmt: skip
 
 
 def _summary(run_dir: Path) -> dict[str, object]:
@@ -279,3 +273,20 @@ def test_daemon_variants_are_a_grid_key(tmp_path: Path) -> None:
     assert (r.ran, r.failed) == (2, 0)
     t = pq.read_table(tmp_path / "o" / "results.parquet")
     assert t.column("kernel.pdaemon").to_pylist() == ["1.105", "1.154"]
+
+
+def test_flatten_spreads_numbers_and_summarises_open_ended_maps() -> None:
+    from emu.sweep.results import flatten
+
+    s = {"seed": 1, "virtual_ns": 10, "io": {"writes": 2, "cluster_pages": {"4": 1, "16": 3}},
+         "waits": {"count": 3, "by_wmesg": {"flt_noram1": 2, "flt_noram3": 1}},
+         "workloads": [{"name": "hog", "faults": {"major": 5}, "fault_latency_hist": {}}],
+         "error": None, "outcome": "ok"}  # fmt: skip
+    assert flatten(s) == {
+        "seed": 1, "virtual_ns": 10, "io.writes": 2, "io.cluster_pages.count": 4,
+        "io.cluster_pages.mean": 13.0, "io.cluster_pages.max": 16, "waits.count": 3,
+        "waits.by_wmesg.total": 3, "workloads.hog.faults.major": 5,
+        "workloads.hog.fault_latency_hist.count": 0,
+        "workloads.hog.fault_latency_hist.mean": None,
+        "workloads.hog.fault_latency_hist.max": None,
+    }  # fmt: skip

@@ -7,11 +7,10 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-import orjson
 import pyarrow.parquet as pq
 import pytest
 
-from emu.eventfiles import open_events
+from emu import rundir
 from emu.sweep import PoolEngine, sweep
 from emu.sweep.spec import make_spec
 from emu.workloads.trace import DATA_DIR
@@ -30,9 +29,8 @@ def ray_session() -> Iterator[None]:
 def _cell(d: Path) -> tuple[dict[str, object], list[dict[str, object]]]:
     s = {k: v for k, v in json.loads((d / "summary.json").read_text()).items()
          if not k.startswith("wall")}  # fmt: skip
-    with open_events(d / "events.jsonl.zst") as f:
-        ev = [{k: v for k, v in orjson.loads(line).items() if not k.startswith("wall")}
-              for line in f]  # fmt: skip
+    ev = [{k: v for k, v in e.items() if not k.startswith("wall")}
+          for e in rundir.read_events(d / "events.jsonl.zst")]  # fmt: skip
     return s, ev
 
 
