@@ -163,7 +163,7 @@ def cmd_mrc(args: argparse.Namespace) -> int:
     r = run_sweep(spec, cells, tasks, out, make_engine(args.jobs, args.ray),
                   retry_failed=args.retry_failed)  # fmt: skip
     if r.interrupted:
-        return 130
+        return 128 + r.interrupted
     # the references, on the stream the cells replayed
     params = dict(cells[0].scenario.workloads[-1].params)
     pages = page_stream(params)

@@ -56,7 +56,7 @@ def report(r: Report) -> int:
         print(f"plot: {p}")
     if r.interrupted:
         print("interrupted: run the same command again to resume", file=sys.stderr)
-        return 130
+        return 128 + r.interrupted  # 130 for SIGINT, 143 for SIGTERM, as emu run
     if r.failed:
         print(f"{r.failed} cells not ok (see the outcome and error columns); rerun them with "
               "--retry-failed", file=sys.stderr)  # fmt: skip

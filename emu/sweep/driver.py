@@ -14,6 +14,7 @@ table and plots are rebuilt from the landed cells at the end of every invocation
 from __future__ import annotations
 
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -32,6 +33,7 @@ from rich.progress import (
 )
 
 from emu.probes import write_private
+from emu.stop import on_signals
 from emu.sweep import plots, results
 from emu.sweep.cells import Result, Task, unpack
 from emu.sweep.engines import Engine
@@ -48,7 +50,7 @@ class Report:
     skipped: int
     ran: int
     failed: int  # of all landed cells, those whose outcome is not ok
-    interrupted: bool
+    interrupted: int  # the signal that stopped the sweep (SIGINT, SIGTERM), else 0
     seconds: float
     out: Path
     plots: list[Path]
@@ -156,6 +158,10 @@ class _Progress:
             self.bar.stop()
 
 
+def _interrupt(signum: int) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def _todo(out: Path, tasks: list[Task], retry_failed: bool) -> Iterator[Task]:
     for t in tasks:
         oc = _outcome(out / "cells" / t.cell)
@@ -188,13 +194,15 @@ def run_sweep(spec: SweepSpec, cells: list[Cell], tasks: list[Task], out: Path,
               file=sys.stderr)  # fmt: skip
     by_id = {t.cell: c for c, t in zip(cells, tasks, strict=True)}
     bar = _Progress(len(todo), progress)
-    interrupted = False
+    signum = 0
     try:
-        for res in engine.run(todo, blobs_for(todo)):
-            bar.step(_land(out, res, by_id[res.cell]) == "ok")
-    except KeyboardInterrupt:
-        interrupted = True
-        engine.close(cancel=True)
+        with on_signals(_interrupt, (signal.SIGTERM,)) as got:  # SIGTERM: as Ctrl-C
+            try:
+                for res in engine.run(todo, blobs_for(todo)):
+                    bar.step(_land(out, res, by_id[res.cell]) == "ok")
+            except KeyboardInterrupt:
+                signum = got[0] if got else signal.SIGINT
+                engine.close(cancel=True)
     finally:
         bar.close()
         engine.close()
@@ -203,5 +211,5 @@ def run_sweep(spec: SweepSpec, cells: list[Cell], tasks: list[Task], out: Path,
     paths = plots.plot(table, spec.grid, list(spec.sweep.metrics), out / "plots")
     failed = sum(1 for o in table.column("outcome").to_pylist() if o != "ok")
     return Report(total=len(tasks), skipped=len(tasks) - len(todo), ran=bar.done, failed=failed,
-                  interrupted=interrupted, seconds=time.perf_counter() - t0, out=out,
+                  interrupted=signum, seconds=time.perf_counter() - t0, out=out,
                   plots=paths)  # fmt: skip

@@ -157,14 +157,14 @@ def test_a_cell_is_the_run_emu_run_makes(tmp_path: Path, capsys: pytest.CaptureF
 
 def test_resume_skips_landed_cells_refuses_another_spec_and_retries_failed(tmp_path: Path) -> None:
     text = ("[sweep]\nscenario='small'\nseeds=[1]\n[grid]\n"
-            "'machine.max_virtual_ns'=[0, 100000]\n")  # the second stops early: outcome error
+            "'machine.max_virtual_ns'=[0, 100000]\n")  # the second stops early: outcome limit
     spec = load_spec(_spec(tmp_path, text))
     out = tmp_path / "out"
     r = sweep(spec, out, PoolEngine(2), progress=False)
     assert (r.ran, r.failed) == (2, 1)
     t = pq.read_table(out / "results.parquet").to_pylist()
     bad = next(row for row in t if row["outcome"] != "ok")
-    assert bad["outcome"] == "error" and "max_virtual_ns" in bad["error"]
+    assert bad["outcome"] == "limit" and "max_virtual_ns" in bad["error"]
     stamps = {p: p.stat().st_mtime_ns for p in (out / "cells").rglob("*")}
     r = sweep(spec, out, PoolEngine(2), progress=False)
     assert (r.ran, r.skipped) == (0, 2)
@@ -290,3 +290,19 @@ def test_flatten_spreads_numbers_and_summarises_open_ended_maps() -> None:
         "workloads.hog.fault_latency_hist.mean": None,
         "workloads.hog.fault_latency_hist.max": None,
     }  # fmt: skip
+
+
+def test_sigterm_stops_a_sweep_like_ctrl_c(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, "[sweep]\nscenario='small'\nseeds=[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]\n")
+    out = tmp_path / "out"
+    argv = [sys.executable, "-m", "emu.cli", "sweep", str(spec), "--out", str(out), "--jobs", "2"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list((out / "cells").glob("[0-9a-f]*") if (out / "cells").exists() else []):
+        time.sleep(0.05)
+    workers = _tree(proc.pid)
+    proc.terminate()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode in (143, 0), err  # 0: it had just finished
+    _, alive = psutil.wait_procs(workers, timeout=10)
+    assert not alive
