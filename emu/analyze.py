@@ -60,6 +60,7 @@ class RunData:
     mismatches: list[dict[str, Any]] = field(default_factory=list)
     bad_lines: int = 0
     events: int = 0
+    compact: bool = False  # a compact log: pageouts from the passes, page-ins from the samples
     starts: list[dict[str, Any]] = field(default_factory=list)  # workload.start events
     last_sample: dict[str, Any] = field(default_factory=dict)
     last_t: int = 0
@@ -84,11 +85,16 @@ def _on_event(r: RunData, ev: dict[str, Any]) -> None:
         r.sample_t.append(t)
         for k in SAMPLE_KEYS:
             r.samples[k].append(int(ev.get(k, 0)))
+        r.pagein_t.extend([t] * int(ev.get("pageins", 0)))  # only a compact log has pageins
     elif name == "uvm_pageout.pass":
         r.passes += 1
         for k in PASS_KEYS:
             r.pass_sums[k] += int(ev.get(k, 0))
         r.clusters.update(int(c) for c in ev.get("clusters") or ())
+        if r.compact:  # its pageout lines are folded: each cluster at the end of its pass
+            for c in ev.get("clusters") or ():
+                r.pageout_t.append(t)
+                r.pageout_pages.append(int(c))
     elif name == "uvmpd_scan_inactive.pageout":
         r.pageout_t.append(t)
         r.pageout_pages.append(int(ev.get("npages", 1)))
@@ -100,6 +106,7 @@ def _on_event(r: RunData, ev: dict[str, Any]) -> None:
         r.start = ev
     elif name == "run.end":
         r.end = ev
+        r.pagein_t.extend([t] * int(ev.get("pageins", 0)))
     elif name == "workload.start":
         r.starts.append(ev)
 
@@ -109,6 +116,7 @@ def load_run(run_dir: Path) -> RunData:
     run_dir = Path(run_dir)
     summary = rundir.read_summary(run_dir)
     r = RunData(run_dir, summary)
+    r.compact = _get(summary, "events", "level") == "compact"
     log = rundir.event_log(run_dir)  # events.jsonl or events.jsonl.zst
     if log is not None:
         for ev in rundir.read_events(log, _SKIP):

@@ -2,12 +2,16 @@
 
     emu run [SCENARIO] [--ram R] [--swap S] [--seed N] [--loop L] [--out DIR] [--set K=V]...
             [--trace FORMAT:PATH] [--timeout SECONDS] [--force] [--log-level LEVEL]
+            [--events full|compact] [--compress]
     emu scenarios [--workloads]
     emu analyze RUN_DIR [RUN_DIR2] [--out DIR]
     emu compare RUN_DIR... [--out DIR] [--json FILE] [--no-plots]
     emu bench [--quick] [--json FILE] [--only NAME]...
     emu ioerr-sweep SCENARIO [--json FILE] [--stride N] [--max-runs N] [--set K=V]...
     emu soak [--minutes M] [--seed S] [--scenario NAME] [--set K=V]...
+    emu sweep SPEC.toml --out DIR [--jobs N] [--ray [ADDRESS]] [--retry-failed]
+    emu mrc FORMAT:PATH --ram LO..HI [--points N] [--pdaemon A,B] [--ref lru,...] --out DIR
+            [--json FILE] [--set K=V]... [--jobs N] [--ray [ADDRESS]]
 
 Bad input (a scenario, a key, a value, a path, a trace) exits with status 2 and one message
 that names the input and the fix, before anything is written. ``emu run`` exits 0 only when
@@ -67,6 +71,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="stop the run after this much wall-clock time (machine.max_wall_s)")
     r.add_argument("--force", action="store_true", help="reuse an existing run directory")
     r.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    r.add_argument("--events", default="full", choices=["full", "compact"],
+                   help="compact: fold per-fault and per-cluster events into histograms")
+    r.add_argument("--compress", action="store_true", help="write events.jsonl.zst (zstd)")
     r.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     r.add_argument("--quiet", action="store_true", help="no progress bar or tables")
 
@@ -110,7 +117,39 @@ def _parser() -> argparse.ArgumentParser:
     k.add_argument("--seed", type=int, default=1, help="seed of the first run (then +1 per run)")
     k.add_argument("--scenario", default="soak")
     k.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    _sweep_parsers(sub)
     return ap
+
+
+def _sweep_parsers(sub: Any) -> None:
+    """``emu sweep`` (emu/sweep/) and ``emu mrc`` (emu/mrc.py): parsers of their own modules'
+    making would import them for every command, so their flags live here."""
+    w = sub.add_parser("sweep", help="a grid of runs on a process pool or Ray (docs/sweeps.md)")
+    w.add_argument("spec", help="the sweep file (TOML: [sweep] and [grid])")
+    w.add_argument("--out", required=True, help="the sweep directory (resumed if it exists)")
+    _engine_args(w)
+
+    m = sub.add_parser("mrc", help="a trace's miss-ratio curve: our kernel and libCacheSim")
+    m.add_argument("trace", metavar="FORMAT:PATH", help="the trace, as --trace names it")
+    m.add_argument("--ram", required=True, metavar="LO..HI", help="RAM sizes, e.g. 256KiB..2MiB")
+    m.add_argument("--points", type=int, default=8, help="number of sizes (default 8)")
+    m.add_argument("--pdaemon", metavar="A,B", help="daemon variants (kernel.pdaemon), one "
+                   "curve each")  # fmt: skip
+    m.add_argument("--ref", default="lru,clock,arc,s3fifo,belady",
+                   help="libCacheSim policies (default: lru,clock,arc,s3fifo,belady)")  # fmt: skip
+    m.add_argument("--out", required=True, help="the directory (the sweep, mrc.csv, mrc.png)")
+    m.add_argument("--json", dest="json_path", help="write frames, accesses and curves here")
+    m.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    _engine_args(m)
+
+
+def _engine_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--jobs", type=int, help="cells in parallel on the local pool (default: cores)")
+    p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="run the cells on Ray: a local instance (started or joined), or the "
+                        "cluster at ADDRESS (HOST:PORT or ray://HOST:10001)")  # fmt: skip
+    p.add_argument("--retry-failed", action="store_true",
+                   help="rerun the cells whose outcome was not ok")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -134,6 +173,14 @@ def main(argv: list[str] | None = None) -> int:
             from emu import soak
 
             return soak.cmd_soak(args)
+        if args.cmd == "sweep":
+            from emu import sweep
+
+            return sweep.cmd_sweep(args)
+        if args.cmd == "mrc":
+            from emu import mrc
+
+            return mrc.cmd_mrc(args)
     except (ScenarioError, UsageError) as e:
         print(f"emu: {e}", file=sys.stderr)
         return 2
@@ -163,7 +210,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         params = {"path": str(Path(path).resolve()), "fmt": fmt}
         trace = WorkloadSpec(kind="trace_replay", name=f"trace{len(sc.workloads)}", params=params)
         sc = msgspec.structs.replace(sc, workloads=[*sc.workloads, trace])
-    m = Machine.from_scenario(sc, log_level=args.log_level)  # the last checks: nothing written
+    m = Machine.from_scenario(sc, log_level=args.log_level, events=args.events,
+                              compress=args.compress)  # the last checks: nothing written
 
     def make_dir() -> Path:
         return prepare_run_dir(sc, Path(args.out), args.run_dir and Path(args.run_dir),

@@ -26,6 +26,8 @@ from typing import Any, BinaryIO
 import orjson
 import structlog
 
+from emu.eventfiles import Compactor, zstd_writer
+
 SCHEMA = "uvm-emu/events/1"
 FLUSH_S = 0.5  # wall-clock seconds between flushes of a running log
 
@@ -112,14 +114,22 @@ def _factory(sink: _Sink) -> Any:
 
 
 class EventLog:
-    """One run's log file; :meth:`configure` makes structlog write to it (no file: discard)."""
+    """One run's log file; :meth:`configure` makes structlog write to it (no file: discard).
 
-    def __init__(self, path: Path | None, level: str = "info") -> None:
+    ``compact``: fold per-fault and per-cluster events (:class:`emu.eventfiles.Compactor`);
+    ``compress``: write a zstd stream. Both are off for ``emu run`` unless asked.
+    """
+
+    def __init__(self, path: Path | None, level: str = "info", *, compact: bool = False,
+                 compress: bool = False) -> None:  # fmt: skip
         self.path = path
         self.level = level if path is not None else "silent"
         target = path if path is not None else Path(os.devnull)
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         self._fh: BinaryIO | None = os.fdopen(fd, "wb", buffering=1 << 20)
+        if compress and path is not None:
+            self._fh = zstd_writer(self._fh)
+        self._compactor = Compactor() if compact else None
         self._flusher = _Flusher(self._fh) if path is not None else None
         if self._flusher is not None:
             self._flusher.start()
@@ -135,6 +145,7 @@ class EventLog:
                 *([_drop] if silent else []),
                 structlog.contextvars.merge_contextvars,
                 _add_time,
+                *([self._compactor] if self._compactor is not None else []),
                 _order,
                 structlog.processors.JSONRenderer(serializer=_dumps),
             ],
@@ -143,7 +154,8 @@ class EventLog:
             cache_logger_on_first_use=False,
         )
 
-    def close(self) -> None:
+    def close(self) -> dict[str, Any] | None:
+        """Flush and close the file; return what a compact log folded (None: a full log)."""
         if self._flusher is not None:
             self._flusher.stop()
             self._flusher = None
@@ -152,3 +164,4 @@ class EventLog:
             self._fh.close()
             self._fh = None
         structlog.reset_defaults()
+        return self._compactor.folded() if self._compactor is not None else None

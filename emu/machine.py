@@ -49,6 +49,7 @@ from devices.timing import TimingModel, make_model
 from emu import process
 from emu.board import Board, run_loop
 from emu.clock import Clock
+from emu.eventfiles import LEVELS, EventLevel
 from emu.eventlog import SCHEMA, EventLog
 from emu.probes import (
     ProcStats,
@@ -70,7 +71,7 @@ from kernel.kernel import Kernel
 
 __all__ = ["Machine", "Summary"]
 
-RUN_FILES = ("events.jsonl", "summary.json", "swap0.img")  # what a run writes first
+RUN_FILES = ("events.jsonl", "events.jsonl.zst", "summary.json", "swap0.img")  # what a run writes first
 
 log = structlog.get_logger("emu.machine")
 
@@ -87,7 +88,9 @@ class Machine:
     ``quantum_ns``, ``sample_interval_ns``, ``max_virtual_ns``, ``max_wall_s``,
     ``swap_devices``. Bad values raise :class:`ScenarioError` (a ValueError; a TypeError too
     for a wrong type or name), before anything is written. ``run_dir``: where the run's files
-    go; an existing one is refused (ScenarioError) unless ``force=True``.
+    go; an existing one is refused (ScenarioError) unless ``force=True``. ``events``
+    (``"full"`` or ``"compact"``) and ``compress`` (zstd) choose the event log
+    (emu/eventfiles.py).
     """
 
     def __init__(
@@ -106,6 +109,8 @@ class Machine:
         faults: dict[str, Any] | None = None,
         name: str = "api",
         keep_images: bool = False,
+        events: EventLevel = "full",
+        compress: bool = False,
         **machine: Any,
     ) -> None:
         data: dict[str, Any] = {
@@ -115,6 +120,12 @@ class Machine:
         }
         self._setup(validate(data, "<api>", name, python=True), run_dir, force, log_level,
                     keep_images)  # fmt: skip
+        self._events(events, compress)
+
+    def _events(self, level: str, compress: bool) -> None:
+        if level not in LEVELS:
+            raise ScenarioError(f"events = {level!r}: use {' or '.join(map(repr, LEVELS))}")
+        self.events, self.compress = level, compress
 
     def _setup(self, sc: Scenario, run_dir: str | os.PathLike[str] | None, force: bool,
                log_level: str, keep_images: bool, harness_dir: bool = False) -> None:  # fmt: skip
@@ -130,6 +141,7 @@ class Machine:
         self.ram_pages = sc.machine.ram.pages
         self.swap_pages = sc.machine.swap.pages
         self.summary: Summary | None = None  # after run()
+        self.events, self.compress = "full", False
         self._disks = self._disk_configs()
         self._ctl = RunControl()
         self._started = False
@@ -170,12 +182,13 @@ class Machine:
     @classmethod
     def from_scenario(
         cls, sc: Scenario, run_dir: Path | None = None, log_level: str = "info", force: bool = False,
-        *, prepared: bool = False,
+        *, prepared: bool = False, events: EventLevel = "full", compress: bool = False,
     ) -> Machine:
         """The machine of a validated scenario. ``prepared``: ``run_dir`` was just made for
         this run by the harness (``emu run``), so its existing is no reason to refuse it."""
         m = cls.__new__(cls)
         m._setup(sc, run_dir, force, log_level, keep_images=False, harness_dir=prepared)
+        m._events(events, compress)
         for w in sc.workloads:
             for i in range(w.count):
                 m.attach(w.kind, name=w.name if w.count == 1 else f"{w.name}.{i}", **w.params)
@@ -306,8 +319,10 @@ class Machine:
             workdir = self.run_dir
             workdir.mkdir(parents=True, exist_ok=True)
         evlog = EventLog(
-            workdir / "events.jsonl" if self.run_dir is not None else None, self.log_level
-        )
+            workdir / ("events.jsonl.zst" if self.compress else "events.jsonl")
+            if self.run_dir is not None else None, self.log_level,
+            compact=self.events == "compact", compress=self.compress,
+        )  # fmt: skip
         board = Board(self.ram_pages, access_ns=mc.access_ns, fault_ns=mc.fault_ns,
                       quantum_ns=max(1, mc.quantum_ns))  # fmt: skip
         clock, cpu, disks = board.clock, board.cpu, board.disks
@@ -382,7 +397,9 @@ class Machine:
             log.info("workload.exit", name=h.name, pid=h.pid, status=status,
                      error=None if h.proc.error is None else str(h.proc.error))  # fmt: skip
         log.info("run.end", outcome=outcome, error=error, virtual_ns=clock.now, wall_s=wall)
-        evlog.close()
+        folded = evlog.close()
+        if folded is not None:
+            summary["events"] = folded
         if self.run_dir is not None:
             write_private(workdir / "summary.json", json.dumps(summary, indent=2).encode())
             if not self.keep_images:

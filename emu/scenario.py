@@ -130,12 +130,15 @@ def _set_param(data: dict[str, Any], item: str, key: str, raw: str) -> None:
 
 
 def load_scenario(
-    spec: str | dict[str, Any], overrides: list[str] | None = None, name: str | None = None
+    spec: str | dict[str, Any], overrides: list[str] | None = None, name: str | None = None,
+    *, label: str | None = None, python: bool | None = None,
 ) -> Scenario:
-    """Load and validate a scenario from a built-in name, a TOML path or a dict."""
-    python = isinstance(spec, dict)  # a dict is Python values: an int size is bytes
+    """Load and validate a scenario from a built-in name, a TOML path or a dict (parsed TOML
+    with ``python=False``: then ``label`` names it in messages)."""
+    if python is None:
+        python = isinstance(spec, dict)  # a dict is Python values: an int size is bytes
     if isinstance(spec, dict):
-        label, data, sname = "<api>", copy.deepcopy(spec), name or "api"
+        label, data, sname = label or "<api>", copy.deepcopy(spec), name or "api"
     else:
         sname, label, text = _read_text(spec)
         try:

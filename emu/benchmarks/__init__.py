@@ -38,6 +38,7 @@ MODULES: dict[str, str] = {
     "trace": "emu.benchmarks.trace",
     "scale": "emu.benchmarks.scale",
     "run": "emu.benchmarks.scenario",
+    "sweep": "emu.benchmarks.sweep",
 }
 
 BenchFn = Callable[..., "list[BenchResult]"]
