@@ -28,6 +28,7 @@ import json
 import os
 import tempfile
 import time
+import traceback
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -125,6 +126,7 @@ class Machine:
         self.keep_images = keep_images
         self._attached: list[tuple[str, str, Workload, dict[str, Any]]] = []
         self.kernel: Kernel | None = None  # the booted kernel, after run()
+        self.pdaemon: dict[str, str] = {"name": sc.kernel.pdaemon}  # + "sha256" for a file
         self.progress: Callable[[int, int, int], None] | None = None  # (t_ns, done, total)
         self.ram_pages = sc.machine.ram.pages
         self.swap_pages = sc.machine.swap.pages
@@ -196,10 +198,12 @@ class Machine:
         handles: list[Any] = []
         clusters: dict[int, int] = {}
         passes = [0]
+        tb: str | None = None
+        self.pdaemon = machdep.pdaemon_identity(kc.pdaemon)  # checked by validate already
         try:
             log.info("run.start", schema=SCHEMA, scenario=sc.name, seed=mc.seed,
                      ram_pages=self.ram_pages, swap_pages=self.swap_pages, loop=mc.loop,
-                     device=dc.model,
+                     device=dc.model, pdaemon=self.pdaemon,
                      wall_start=datetime.datetime.now(datetime.UTC).isoformat())  # fmt: skip
             self._add_disks(board, workdir)
             config = kernel_config(kc)
@@ -234,6 +238,7 @@ class Machine:
             outcome, error = "deadlock", str(eg.exceptions[0])
         except* Panic as eg:
             outcome, error = "panic", str(eg.exceptions[0])
+            tb = _traceback(eg.exceptions[0])
             dump_state(workdir, k, eg.exceptions[0]) if self.run_dir is not None else None
         except* TimeLimit as eg:
             outcome, error = "error", str(eg.exceptions[0])
@@ -241,17 +246,21 @@ class Machine:
             raise
         except* Exception as eg:
             outcome, error = "error", f"{type(eg.exceptions[0]).__name__}: {eg.exceptions[0]}"
+            tb = _traceback(eg.exceptions[0])
         finally:
             board.close()  # the files' disks (one descriptor each), the swap disks, the RAM
         wall = time.perf_counter() - wall0
         summary = self._summary(
             k, clock, disks, handles, stats, clusters, passes[0], outcome, error, wall
         )
+        if tb is not None:  # a panic or an exception ended the run: where it came from
+            summary["traceback"] = tb
         for h in handles:
             log.info("workload.exit", name=h.name, pid=h.pid,
                      status="error" if h.proc.error else "ok",
                      error=None if h.proc.error is None else str(h.proc.error))  # fmt: skip
-        log.info("run.end", outcome=outcome, error=error, virtual_ns=clock.now, wall_s=wall)
+        log.info("run.end", outcome=outcome, error=error, virtual_ns=clock.now, wall_s=wall,
+                 **({"traceback": tb} if tb is not None else {}))  # fmt: skip
         evlog.close()
         if self.run_dir is not None:
             write_private(workdir / "summary.json", json.dumps(summary, indent=2).encode())
@@ -322,6 +331,7 @@ class Machine:
             "scenario": sc.name,
             "seed": sc.machine.seed,
             "loop": sc.machine.loop,
+            "pdaemon": self.pdaemon,
             "outcome": outcome,
             "error": error,
             "ram_pages": self.ram_pages,
@@ -336,6 +346,11 @@ class Machine:
             "workloads": workloads,
             "daemon": {"passes": passes, "scans": u.get("pdrevs", 0)},
         })  # fmt: skip
+
+
+def _traceback(e: BaseException) -> str:
+    """The formatted traceback of what ended the run (a user daemon's bug shows its lines)."""
+    return "".join(traceback.format_exception(e))
 
 
 # --- entry point of `emu run` -------------------------------------------------------------
