@@ -10,6 +10,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from kernel.sys.pool import Pool
 from kernel.uvm.uvm import Uvm
 from kernel.uvm.uvmexp import Uvmexp
 
@@ -65,6 +66,7 @@ class Kernel:
     swap: SwapState | None = None
     bufcache: BufCache | None = None
     bufpool: Bufpool | None = None  # vfs_bio.c's bufpool (set up by bufinit)
+    uao_swhash_elt_pool: Pool = field(default_factory=Pool)  # uvm_aobj.c's swap hash elements
     slpque: dict[Hashable, list[Any]] = field(default_factory=dict)  # sleep queues by channel
     uvm_nowait_failed: int = 0  # uvm_pdaemon.c: volatile int uvm_nowait_failed
     # uvm_pdaemon.c 1.154's globals; only that daemon sets them (docs/pdaemon-1.154.md §4)
