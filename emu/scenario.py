@@ -249,7 +249,8 @@ def _failed_import(e: BaseException) -> str:
     elif e.__traceback__ is not None:
         last = traceback.extract_tb(e.__traceback__)[-1]
         where = f" at {last.filename}:{last.lineno}"
-    return f"it fails to import: {type(e).__name__}: {e}{where}"
+    what = " ".join(str(e).split())  # one line, whatever the module raised
+    return f"it fails to import: {type(e).__name__}: {what}{where}"
 
 
 def _workload(w: Any, i: int, label: str) -> WorkloadSpec:
