@@ -72,6 +72,26 @@ async def _scan(
     return _delta(k, before)
 
 
+BIG = 1000  # a shortage the inactive scan never reaches
+
+
+def _inactive(k: Kernel) -> list[VmPage]:
+    return list(k.uvm.page_inactive)
+
+
+def _slot(pg: VmPage) -> int:
+    """The swap slot of an anon page."""
+    assert pg.uanon is not None
+    return pg.uanon.an_swslot
+
+
+def _only(pg: VmPage) -> UvmConstraintRange:
+    """A constraint whose page-number range holds exactly ``pg`` (uvmpd_match_constraint
+    compares page numbers, N-K1)."""
+    f = pg.phys_addr >> 12
+    return UvmConstraintRange(f, f + 1)
+
+
 def _markers(q: Any) -> int:
     return sum(1 for pg in q if pg.pg_flags & PQ_ITER)
 

@@ -3,7 +3,7 @@
 Catalogue ids (docs/pdaemon-1.154.md §2.3): N-M0 N-M1 N-M1a N-M1b N-M2 N-M2n N-M3 N-M4 N-M5
 N-M5a N-M6 N-M7 N-M7' N-M8 N-M9 N-M10 N-M11 N-M11' N-M12 N-M13 N-M13' N-M14 N-M14' N-M15.
 Primes are spelled ``prime``. uvm_wait and uvmpd_tune are in _wait_tune.py, the scans in
-_inactive.py and _scan.py.
+_inactive_*.py and _scan.py.
 
 The machine boots with the 1.154 daemon (the ``live_pagedaemon154`` fixture: the real
 ``pagedaemon`` thread runs uvm_pageout; the buffer cache is off unless a test turns it on).

@@ -2,7 +2,7 @@
 
 Catalogue ids (docs/pdaemon-1.154.md §2.10): N-S0 N-S1 N-S2 N-S2' N-S3 (before the walk);
 N-A0 N-A1 N-A2 N-A3 N-A4 N-A5 N-A5' N-A6 N-A6' N-A7 (the walk). Primes are spelled
-``prime``. The inactive scan's own rows are in test_uvm_pdaemon154_inactive.py.
+``prime``. The inactive scan's own rows are in test_uvm_pdaemon154_inactive_*.py.
 
 The test body is the page daemon on a machine booted with the 1.154 daemon
 (``run_as_pagedaemon154``) and calls ``uvmpd_scan(k, constraint, shortage,
