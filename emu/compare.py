@@ -114,6 +114,16 @@ def _get(d: Any, path: tuple[str, ...]) -> int | None:
     return int(d) if isinstance(d, int | float) and not isinstance(d, bool) else None
 
 
+def _pdaemon_name(pd: Any) -> str:
+    """The daemon a run names: ``{"name": ..., "sha256": ...}`` in summary.json and
+    ``run.start`` (a user file shows its name and the start of its digest); 1.105 for runs
+    from before daemons could be chosen."""
+    if isinstance(pd, dict):
+        name = str(pd.get("name") or PDAEMON_DEFAULT)
+        return f"{name} ({pd['sha256'][:8]})" if pd.get("sha256") else name
+    return str(pd) if pd else PDAEMON_DEFAULT
+
+
 def _finished(r: RunData) -> bool:
     """The run wrote its summary.json (load_run fills a stand-in from the log otherwise)."""
     return bool(r.summary) and r.summary.get("outcome") != UNFINISHED
@@ -175,9 +185,9 @@ def load_runs(paths: Sequence[Path | str]) -> list[Run]:
     runs = []
     for d, name in zip(dirs, _names(dirs), strict=True):
         data = load_run(d)
-        pdaemon = data.summary.get("pdaemon") or data.start.get("pdaemon") or PDAEMON_DEFAULT
+        pdaemon = _pdaemon_name(data.summary.get("pdaemon") or data.start.get("pdaemon"))
         status, complete = _status(data)
-        runs.append(Run(data, name, str(pdaemon), status, complete, _metrics(data),
+        runs.append(Run(data, name, pdaemon, status, complete, _metrics(data),
                         latency_hist(data.summary)))
     return runs
 

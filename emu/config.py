@@ -148,6 +148,12 @@ class KernelSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
         description="run uvm_check after every daemon pass (with diagnostic)")] = True
     scan_page_ns: Annotated[Ns, Meta(
         description="virtual CPU time per page the daemon examines (ns)")] = 200
+    yield_ns: Annotated[int, Meta(ge=1, description=(
+        "the scheduling quantum: CPU time a kernel thread runs before sched_pause yields"
+        " (ns)"))] = 1_000_000
+    pdaemon: Annotated[str, Meta(description=(
+        'the page daemon: "1.105", "1.154", a Python file ("./mydaemon.py") or a module'
+        " name (docs/pdaemon-interface.md)"))] = "1.105"
 
 
 SECTIONS: dict[str, type[Struct]] = {

@@ -64,7 +64,7 @@ from emu.probes import (
 )
 from emu.scenario import Scenario, ScenarioError, validate
 from emu.stop import RunControl, Stop, on_signals
-from emu.summary import Summary, make_summary, outcome_of, workload_status
+from emu.summary import Summary, make_summary, outcome_of, run_traceback, workload_status
 from emu.workloads import WORKLOADS, check_params
 from kernel.arch.emu import machdep
 from kernel.kernel import Kernel
@@ -137,6 +137,7 @@ class Machine:
         self.keep_images = keep_images
         self._attached: list[tuple[str, str, Workload, dict[str, Any]]] = []
         self.kernel: Kernel | None = None  # the booted kernel, after run()
+        self.pdaemon: dict[str, str] = {"name": sc.kernel.pdaemon}  # + "sha256" for a file
         self.progress: Callable[[int, int, int], None] | None = None  # (t_ns, done, total)
         self.ram_pages = sc.machine.ram.pages
         self.swap_pages = sc.machine.swap.pages
@@ -336,10 +337,11 @@ class Machine:
         ctl = self._ctl
         ctl.bind(task, mc.max_wall_s)
         exc: BaseException | None = None
+        self.pdaemon = machdep.pdaemon_identity(kc.pdaemon)  # checked by validate already
         try:
             log.info("run.start", schema=SCHEMA, scenario=sc.name, seed=mc.seed,
                      ram_pages=self.ram_pages, swap_pages=self.swap_pages, loop=mc.loop,
-                     device=dc.model,
+                     device=dc.model, pdaemon=self.pdaemon,
                      wall_start=datetime.datetime.now(datetime.UTC).isoformat())  # fmt: skip
             self._add_disks(board, workdir)
             config = kernel_config(kc)
@@ -389,14 +391,18 @@ class Machine:
             raise
         if outcome == "panic" and self.run_dir is not None:
             dump_state(workdir, k, error)
+        tb = run_traceback(exc, outcome)
         wall = time.perf_counter() - wall0
         summary = make_summary(sc, k, clock, disks, handles, stats, clusters, passes[0],
-                               outcome, error, wall, waits)  # fmt: skip
+                               outcome, error, wall, waits, self.pdaemon)  # fmt: skip
+        if tb is not None:  # a panic or an exception ended the run: where it came from
+            summary["traceback"] = tb
         for h in handles:
             status = workload_status(h, stats[h.pid])
             log.info("workload.exit", name=h.name, pid=h.pid, status=status,
                      error=None if h.proc.error is None else str(h.proc.error))  # fmt: skip
-        log.info("run.end", outcome=outcome, error=error, virtual_ns=clock.now, wall_s=wall)
+        log.info("run.end", outcome=outcome, error=error, virtual_ns=clock.now, wall_s=wall,
+                 **({"traceback": tb} if tb is not None else {}))  # fmt: skip
         folded = evlog.close()
         if folded is not None:
             summary["events"] = folded

@@ -202,11 +202,12 @@ async def sampler(k: Kernel, interval: int, m: Any, total: int, handles: list[An
 def kernel_config(kc: KernelSection) -> KernelConfig:
     """The kernel's build options from [kernel]: a key named like a KernelConfig field passes
     as is (a new option needs only its line in KernelSection); ``bufcache = false`` is a
-    ``bufcachepercent`` of 0, and ``scan_page_ns`` goes into the costs."""
+    ``bufcachepercent`` of 0, and ``scan_page_ns`` and ``yield_ns`` go into the costs."""
     opts = {f.name: getattr(kc, f.name) for f in dataclasses.fields(KernelConfig)
             if f.name in kc.__struct_fields__}  # fmt: skip
     opts["bufcachepercent"] = kc.bufcachepercent if kc.bufcache else 0
-    return KernelConfig(**opts, costs=KernelCosts(scan_page_ns=kc.scan_page_ns))
+    return KernelConfig(**opts, costs=KernelCosts(scan_page_ns=kc.scan_page_ns,
+                                                  yield_ns=kc.yield_ns))
 
 
 def write_private(path: Path, data: bytes) -> None:

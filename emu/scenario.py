@@ -20,7 +20,9 @@ from __future__ import annotations
 import copy
 import importlib.resources
 import os
+import re
 import tomllib
+import traceback
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -40,6 +42,7 @@ from emu.config import (
 from emu.ram import PAGE_SIZE
 from emu.sizes import host_memory, plural
 from emu.workloads import WORKLOADS, check_params
+from kernel.arch.emu import machdep
 
 __all__ = [
     "SECTIONS", "Scenario", "ScenarioError", "WorkloadSpec", "builtin_names", "load_scenario",
@@ -172,6 +175,7 @@ def validate(data: dict[str, Any], label: str = "<api>", name: str = "api",
         out[section] = check_table(cls, given, label, f"{section}.", f"[{section}]",
                                    python=python)  # fmt: skip
     _check_machine(out["machine"], label)
+    _check_pdaemon(out["kernel"], label)
     wl = data.get("workload", [])
     if not isinstance(wl, list):
         raise ScenarioError(f"{label}: workloads are [[workload]] tables (an array of tables)")
@@ -204,6 +208,52 @@ def _check_machine(mc: MachineSection, label: str) -> None:
             f"{label}: machine.swap = {str(swap)!r} is {plural(swap.pages, 'page')}, less than "
             f"one page per swap device (machine.swap_devices = {mc.swap_devices})"
         )
+
+
+def _check_pdaemon(kc: KernelSection, label: str) -> None:
+    """``kernel.pdaemon`` names a daemon that loads and has every entry point: loaded here,
+    as boot will load it, so a bad one is refused before any run directory exists."""
+    name = kc.pdaemon
+    try:
+        machdep.pdaemon_identity(name)
+        return
+    except FileNotFoundError as e:
+        why = f"no such file {e.filename or name!r}"
+    except ModuleNotFoundError as e:
+        if e.name is None or not (name == e.name or name.startswith(e.name + ".")):
+            why = _failed_import(e)  # the daemon itself imports something missing
+        elif re.fullmatch(r"\d+(\.\d+)+", name):
+            why = "no built-in page daemon of that revision"
+        else:
+            why = ("no module of that name (a path to a file ends in .py or contains a "
+                   "'/')")  # fmt: skip
+    except ImportError as e:
+        missing = getattr(e, "missing", None)
+        if missing is None:
+            why = _failed_import(e)
+        else:
+            want = ", ".join(machdep.PDAEMON_ENTRY_POINTS)
+            why = (f"it lacks {', '.join(missing)} (a page daemon module provides {want}: "
+                   "docs/pdaemon-interface.md)")  # fmt: skip
+    except Exception as e:
+        why = _failed_import(e)
+    variants = ", ".join(machdep.pdaemon_variants())
+    raise ScenarioError(
+        f"{label}: kernel.pdaemon = {name!r}: {why}; built-in variants: {variants} (or a path "
+        "to a Python file, or a module name)"
+    )
+
+
+def _failed_import(e: BaseException) -> str:
+    """What went wrong while the daemon module was imported, and where."""
+    where = ""
+    if isinstance(e, SyntaxError) and e.filename:
+        where = f" at {e.filename}:{e.lineno}"
+    elif e.__traceback__ is not None:
+        last = traceback.extract_tb(e.__traceback__)[-1]
+        where = f" at {last.filename}:{last.lineno}"
+    what = " ".join(str(e).split())  # one line, whatever the module raised
+    return f"it fails to import: {type(e).__name__}: {what}{where}"
 
 
 def _workload(w: Any, i: int, label: str) -> WorkloadSpec:

@@ -6,6 +6,7 @@ ended from what stopped it; :func:`exit_status` is the exit status ``emu run`` g
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Sequence
 from typing import Any
 
@@ -76,6 +77,16 @@ def outcome_of(exc: BaseException | None, ctl: RunControl) -> tuple[str, str | N
     return "error", f"{type(first).__name__}: {first}"
 
 
+def run_traceback(exc: BaseException | None, outcome: str) -> str | None:
+    """The formatted traceback of what ended the run, for a panic or an error (a user
+    daemon's bug shows its own lines); None for any other outcome."""
+    if exc is None or outcome not in ("panic", "error"):
+        return None
+    cls: type[BaseException] = Panic if outcome == "panic" else Exception
+    hit = next((x for x in _leaves(exc) if isinstance(x, cls)), None)
+    return None if hit is None else "".join(traceback.format_exception(hit))
+
+
 def workload_status(h: Any, ps: ProcStats) -> str:
     """``error`` (raised, or killed), ``ok`` (returned) or ``cut`` (still running when the
     run stopped: a limit, an interrupt, a deadlock, a panic)."""
@@ -103,7 +114,8 @@ def exit_status(s: dict[str, Any], signum: int | None = None) -> int:
 def make_summary(sc: Scenario, k: Kernel | None, clock: Clock, disks: list[ImageDisk],
                  handles: list[Any], stats: dict[int, ProcStats], clusters: dict[int, int],
                  passes: int, outcome: str, error: str | None, wall: float,
-                 waits: Sequence[WaitProbe] = ()) -> Summary:  # fmt: skip
+                 waits: Sequence[WaitProbe] = (),
+                 pdaemon: dict[str, str] | None = None) -> Summary:  # fmt: skip
     """The summary of a stopped run (docs/summary-schema.md)."""
     u = k.uvmexp.as_dict() if k is not None else {}
     io = {"writes": 0, "write_pages": 0, "reads": 0, "read_pages": 0, "errors": 0}
@@ -139,6 +151,7 @@ def make_summary(sc: Scenario, k: Kernel | None, clock: Clock, disks: list[Image
         "scenario": sc.name,
         "seed": sc.machine.seed,
         "loop": sc.machine.loop,
+        "pdaemon": pdaemon if pdaemon is not None else {"name": sc.kernel.pdaemon},
         "outcome": outcome,
         "error": error,
         "ram_pages": sc.machine.ram.pages,

@@ -10,6 +10,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from kernel.sys.pool import Pool
 from kernel.uvm.uvm import Uvm
 from kernel.uvm.uvmexp import Uvmexp
 
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from kernel.sys.proc import Proc
     from kernel.uvm.uvm_extern import UvmPdaemon
     from kernel.uvm.uvm_pmap import Pmap
+    from kernel.uvm.uvm_pmemrange import UvmPmalloc
     from kernel.uvm.uvm_swap import SwapState
 
 
@@ -46,6 +48,7 @@ class KernelConfig:
     bufcachepercent: int = 10  # buffer cache size, percent of DMA-reachable memory
     bcache_min: int = 128  # BCACHE_MIN, pages (scaled down on tiny machines)
     check_every_pass: bool = True  # PORT: run uvm_check after each daemon pass / aiodone batch
+    pdaemon: str = "1.105"  # PORT: the page daemon booted (kern/init_main.py: load_pdaemon)
     costs: KernelCosts = field(default_factory=KernelCosts)
 
 
@@ -63,8 +66,12 @@ class Kernel:
     swap: SwapState | None = None
     bufcache: BufCache | None = None
     bufpool: Bufpool | None = None  # vfs_bio.c's bufpool (set up by bufinit)
+    uao_swhash_elt_pool: Pool = field(default_factory=Pool)  # uvm_aobj.c's swap hash elements
     slpque: dict[Hashable, list[Any]] = field(default_factory=dict)  # sleep queues by channel
     uvm_nowait_failed: int = 0  # uvm_pdaemon.c: volatile int uvm_nowait_failed
+    # uvm_pdaemon.c 1.154's globals; only that daemon sets them (docs/pdaemon-1.154.md §4)
+    uvm_wait_counter: int = 0  # volatile int uvm_wait_counter: threads asleep in uvm_wait
+    nowait_pma: UvmPmalloc | None = None  # struct uvm_pmalloc nowait_pma (None: 1.105's flag)
     pages: list[Any] = field(default_factory=list)  # vm_page array by frame (lazily filled)
     proc0: Proc | None = None
     syncerproc: Proc | None = None

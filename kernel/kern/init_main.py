@@ -12,10 +12,12 @@ Deviations (PORT):
 - Swap is configured at boot from the devices the machine hands over (upstream swapctl(8)
   adds it later from userland), through the device-specific ``swap_on`` callables the
   machine-dependent code provides.
-- The page daemon is a module chosen at boot: :func:`load_pdaemon` imports it (by default
-  ``kernel.uvm.uvm_pdaemon``, the seed's 1.105) and ``main`` keeps it in ``k.pdaemon``, whose
+- The page daemon is a module chosen at boot (``k.config.pdaemon``): :func:`load_pdaemon`
+  loads it (a built-in variant, "1.105" by default, the seed's ``kernel.uvm.uvm_pdaemon``, or
+  "1.154"; a Python file; a module) and ``main`` keeps it in ``k.pdaemon``, whose
   ``uvm_pageout`` and ``uvm_aiodone_daemon`` become the two kernel threads and whose
-  ``uvm_wait`` the rest of the kernel calls (the entry points of uvm/uvm_extern.py).
+  ``uvm_wait`` the rest of the kernel calls (the entry points of uvm/uvm_extern.py;
+  docs/pdaemon-interface.md).
 - There is no init process: the machine attaches its workloads as processes itself.
 - ``curproc`` is proc0 from the start of ``main`` on, in the context that boots (C sets it
   first thing). That context goes on to run the machine's clock, so what runs outside the
@@ -25,8 +27,12 @@ Deviations (PORT):
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import importlib.util
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Final, cast
 
 import structlog
@@ -42,9 +48,17 @@ if TYPE_CHECKING:
     from kernel.kernel import Kernel
     from kernel.uvm.uvm_extern import UvmPdaemon
 
-__all__ = ["PDAEMON_DEFAULT", "load_pdaemon", "main", "main_kthreads", "uvm_page_init"]
+__all__ = [
+    "PDAEMON_DEFAULT", "PDAEMON_VARIANTS", "PdaemonInterfaceError", "load_pdaemon", "main", "main_kthreads",
+    "pdaemon_source", "uvm_page_init",
+]  # fmt: skip
 
 PDAEMON_DEFAULT: Final = "kernel.uvm.uvm_pdaemon"  # the seed's page daemon (uvm_pdaemon.c 1.105)
+# the built-in page daemons, by the revision of uvm_pdaemon.c they port ([kernel] pdaemon)
+PDAEMON_VARIANTS: Final = {
+    "1.105": PDAEMON_DEFAULT,
+    "1.154": "kernel.uvm.uvm_pdaemon_1_154",
+}
 
 log = structlog.get_logger("kern.init_main")
 
@@ -71,7 +85,7 @@ def main(k: Kernel, npages: int, swapdevs: list[Callable[[Kernel], int]]) -> Non
     => runs before the clock: no sleeping, no threads
     """
     # PORT: the page daemon this kernel runs (the C links one in).
-    k.pdaemon = load_pdaemon()
+    k.pdaemon = load_pdaemon(k.config.pdaemon)
 
     # Initialize process and pgrp structures.
     p = Proc(p_pid=0, p_comm="swapper", p_flag=P_SYSTEM)
@@ -122,12 +136,54 @@ def main_kthreads(k: Kernel) -> list[Proc]:
 
 
 def load_pdaemon(name: str = PDAEMON_DEFAULT) -> UvmPdaemon:
-    """PORT: import the page daemon module ``name`` (the one import a kernel function does).
+    """PORT: load the page daemon ``name`` (the one place kernel code imports a module).
 
-    => raises ImportError if it cannot be imported or lacks an entry point of UvmPdaemon
+    => ``name``: a built-in variant (a key of PDAEMON_VARIANTS: "1.105", "1.154"), a path to
+       a Python file (it ends in ".py" or contains a "/"), or a module name
+    => a file is loaded once per content, as the module ``pdaemon_file_<sha256 prefix>``
+       (so two loads of one file give one module, and the name never depends on where the
+       file lies); a built-in variant or a module is imported as usual
+    => raises FileNotFoundError for a file that does not exist, ModuleNotFoundError for a
+       module that does not, whatever the module raises while it is imported, and
+       ImportError if it lacks an entry point of UvmPdaemon
     """
-    pd = importlib.import_module(name)
+    kind, where = pdaemon_source(name)
+    if kind == "file":
+        path = Path(where)
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        modname = f"pdaemon_file_{digest[:16]}"
+        pd = sys.modules.get(modname)
+        if pd is None:
+            spec = importlib.util.spec_from_file_location(modname, path)
+            assert spec is not None and spec.loader is not None
+            pd = importlib.util.module_from_spec(spec)
+            sys.modules[modname] = pd  # as import does: a dataclass looks its module up
+            try:
+                spec.loader.exec_module(pd)
+            except BaseException:
+                del sys.modules[modname]
+                raise
+    else:
+        pd = importlib.import_module(where)
     missing = [f for f in UVM_PDAEMON_ENTRY_POINTS if not callable(getattr(pd, f, None))]
     if missing:
-        raise ImportError(f"load_pdaemon: {name} has no {', '.join(missing)}", name=name)
+        raise PdaemonInterfaceError(name, missing)
     return cast("UvmPdaemon", pd)
+
+
+class PdaemonInterfaceError(ImportError):
+    """PORT: a page daemon module without every entry point of UvmPdaemon (``missing``)."""
+
+    def __init__(self, name: str, missing: list[str]) -> None:
+        super().__init__(f"load_pdaemon: {name} has no {', '.join(missing)}", name=name)
+        self.missing = missing
+
+
+def pdaemon_source(name: str) -> tuple[str, str]:
+    """PORT: where load_pdaemon finds the daemon ``name``: ("module", a module name) for a
+    built-in variant or a module, ("file", the absolute path) for a file."""
+    if name in PDAEMON_VARIANTS:
+        return "module", PDAEMON_VARIANTS[name]
+    if name.endswith(".py") or "/" in name:
+        return "file", str(Path(name).expanduser().resolve())
+    return "module", name

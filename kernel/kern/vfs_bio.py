@@ -67,6 +67,7 @@ __all__ = [
     "buf_refill",
     "bufadjust",
     "bufbackoff",
+    "bufbackoff_154",
     "bufinit",
     "bufpool_get",
     "bufpool_put",
@@ -204,6 +205,44 @@ def bufbackoff(k: Kernel, range: UvmConstraintRange | None, size: int) -> int:
     if oldbufpages - bc.bcstats.numbufpages < size:
         return -1  # we did not free what we wanted
     return 0
+
+
+def bufbackoff_154(k: Kernel, range: UvmConstraintRange | None, size: int) -> int:
+    """bufbackoff as vfs_bio.c has it beside uvm_pdaemon.c 1.154: back the buffer cache off
+    by ``size`` pages (at least bufbackpages, never below its floor).
+
+    => returns the pages it recovered: high memory freed plus the cut of the cache's
+       target (``bufpages``), which may be more than the pages actually freed when the
+       cache was below its target; 0 at the floor or without a buffer cache
+    => called by the 1.154 page daemon (its pass and its own uvm_wait); the 2022 form
+       above, returning 0 or -1, stays 1.105's
+    """
+    bc = k.bufcache
+    if bc is None:
+        return 0  # PORT: no buffer cache (-1 would add to the daemon's shortage)
+    bc.backoffs += 1
+    recovered = 0
+    # high memory is acceptable: take it from the high memory cache first
+    if range is not None and range.ucr_high > _DMA_HIGH:
+        # PORT: there is no high memory cache; nothing is recovered there (recovered stays
+        # 0 < size, so upstream's "got enough" return cannot happen)
+        # only memory above DMA would do: done
+        if range.ucr_low > _DMA_HIGH:
+            return recovered
+        # otherwise the rest comes from DMA memory
+        size -= recovered
+    # back off by at least bufbackpages, or by what the daemon asks if that is more
+    pdelta = size if size > bc.bufbackpages else bc.bufbackpages
+    if bc.bufpages <= bc.buflowpages:
+        return recovered
+    if bc.bufpages - pdelta < bc.buflowpages:
+        pdelta = bc.bufpages - bc.buflowpages
+    oldbufpages = bc.bufpages
+    oldnumbufpages = bc.bcstats.numbufpages
+    bufadjust(k, bc.bufpages - pdelta)
+    bc.recovered += oldnumbufpages - bc.bcstats.numbufpages
+    dmarecovered = oldbufpages - bc.bufpages
+    return recovered + dmarecovered
 
 
 def buf_refill(k: Kernel, npages: int) -> int:

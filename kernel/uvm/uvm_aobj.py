@@ -17,7 +17,9 @@ Deviations:
   asserts the pages are gone); the slot array or hash is kept until they are freed.
 - There is no global aobj list and no swapoff (``uao_swap_off``, ``uao_pagein``), and no
   tmpfs grow/shrink. Allocations never fail: a hash element allocation cannot panic
-  (reference §4 item 9 cannot happen), UAO_FLAG_CANFAIL is accepted and ignored.
+  (reference §4 item 9 cannot happen), UAO_FLAG_CANFAIL is accepted and ignored. The hash
+  elements are counted in ``k.uao_swhash_elt_pool``; a test may give it a hard limit, and
+  ``uao_set_swslot`` then returns -1 as later uvm_aobj.c does (for the 1.154 daemon).
 - ``uao_reference`` is a coroutine only to share ``pgo_reference``'s type with
   uvn_reference (which takes the object lock); it never sleeps.
 - ``uao_get`` returns ``(result, npages)`` for C's in/out ``*npagesp``.
@@ -211,7 +213,8 @@ def uao_set_swslot(k: Kernel, uobj: UvmObject, pageidx: int, slot: int) -> int:
 
     => the object is locked by the caller, or has no references left
     => setting a slot on a NOSWAP object panics; clearing one is fine
-    => returns the old slot (the caller frees it if it wants)
+    => returns the old slot (the caller frees it if it wants), or -1 if a hash element was
+       needed and the element pool is at its hard limit (PORT, see above)
     """
     aobj = _aobj(uobj)
     KASSERTMSG(k, rw_write_held(uobj.vmobjlock) or uobj.uo_refs == 0, "uao_set_swslot: not locked")
@@ -224,10 +227,16 @@ def uao_set_swslot(k: Kernel, uobj: UvmObject, pageidx: int, slot: int) -> int:
 
     # the hash: no element is made just to clear a slot that was never set
     if UAO_USES_SWHASH(aobj):
-        elt = uao_find_swhash_elt(aobj, pageidx, slot != 0)
+        # PORT: a new element comes from uao_swhash_elt_pool (counted, k.uao_swhash_elt_pool);
+        # at the pool's hard limit (none unless a test sets one) there is none and the caller
+        # gets -1, as from the uvm_aobj.c beside uvm_pdaemon.c 1.154 (2022 panicked instead)
+        pool = k.uao_swhash_elt_pool
+        full = pool.pr_hardlimit is not None and pool.pr_nout >= pool.pr_hardlimit
+        elt = uao_find_swhash_elt(aobj, pageidx, slot != 0 and not full)
         if elt is None:
-            KASSERT(k, slot == 0)
-            return 0
+            return -1 if slot != 0 else 0
+        if elt.count == 0:
+            pool.pr_nout += 1  # just made: a live element always has a slot in use
         i = UAO_SWHASH_ELT_PAGESLOT_IDX(pageidx)
         oldslot = elt.slots[i]
         elt.slots[i] = slot
@@ -242,6 +251,7 @@ def uao_set_swslot(k: Kernel, uobj: UvmObject, pageidx: int, slot: int) -> int:
             if elt.count == 0:
                 assert aobj.u_swhash is not None
                 aobj.u_swhash[UAO_SWHASH_ELT_TAG(pageidx) & aobj.u_swhashmask].remove(elt)
+                pool.pr_nout -= 1
     else:
         # the array
         assert aobj.u_swslots is not None
@@ -265,6 +275,8 @@ def uao_free(k: Kernel, aobj: UvmAobj) -> None:
 
     if uobj.uo_npages == 0:
         # free the array or hash table itself, then the object
+        if aobj.u_swhash is not None:  # PORT: elements left hold only bad slots
+            k.uao_swhash_elt_pool.pr_nout -= sum(len(bucket) for bucket in aobj.u_swhash)
         aobj.u_swhash = None
         aobj.u_swslots = None
         uvm_obj_destroy(k, uobj)
@@ -650,6 +662,7 @@ def uao_dropswap_range(k: Kernel, uobj: UvmObject, start: int, end: int) -> None
                         elt.count -= 1
                 if elt.count == 0:
                     bucket.remove(elt)
+                    k.uao_swhash_elt_pool.pr_nout -= 1
     else:
         assert aobj.u_swslots is not None
         if aobj.u_pages < end:

@@ -6,8 +6,8 @@ page or slot concerned. DIAGNOSTIC builds run it after every page daemon pass an
 batch (``k.config.check_every_pass``); the kernel test fixture runs it after every test.
 
 Invariants checked:
-- queues: ``TailQ.check()`` on both paging queues; their lengths equal ``uvmexp.active`` /
-  ``uvmexp.inactive``; a page is on the active (inactive) queue iff it has PQ_ACTIVE
+- queues: ``TailQ.check()`` on both paging queues; their lengths, iterator markers
+  (PQ_ITER) not counted, equal ``uvmexp.active`` / ``uvmexp.inactive``; a page is on the active (inactive) queue iff it has PQ_ACTIVE
   (PQ_INACTIVE), never both.
 - pages: PQ_FREE iff the allocator's free map has the frame; ``uvmexp.free`` equals the free
   frames; a free page is not busy, owned, wired, queued or mapped; an allocated page is on a
@@ -88,18 +88,26 @@ def _check_queues(k: Kernel) -> None:
             q.check()
         except AssertionError as e:
             raise _fail("paging queue links are broken", queue=q.name, error=str(e)) from e
-    if len(uvm.page_active) != k.uvmexp.active:
+    # a scan's iterator marker (PQ_ITER, the 1.154 daemon) is on a queue but is no page
+    nactive = len(uvm.page_active) - _markers(uvm.page_active)
+    ninactive = len(uvm.page_inactive) - _markers(uvm.page_inactive)
+    if nactive != k.uvmexp.active:
         raise _fail(
             "uvmexp.active != length of page_active",
             active=k.uvmexp.active,
-            queued=len(uvm.page_active),
+            queued=nactive,
         )
-    if len(uvm.page_inactive) != k.uvmexp.inactive:
+    if ninactive != k.uvmexp.inactive:
         raise _fail(
             "uvmexp.inactive != length of page_inactive",
             inactive=k.uvmexp.inactive,
-            queued=len(uvm.page_inactive),
+            queued=ninactive,
         )
+
+
+def _markers(q: Iterable[VmPage]) -> int:
+    pq_iter = uvm_page.PQ_ITER
+    return sum(1 for pg in q if pg.pg_flags & pq_iter)
 
 
 def _check_bufcache(k: Kernel) -> set[int]:

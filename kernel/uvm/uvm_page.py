@@ -65,6 +65,7 @@ class PgFlags(enum.IntFlag):
     PQ_FREE = 0x00010000  # page is on free list
     PQ_INACTIVE = 0x00020000  # page is in inactive list
     PQ_ACTIVE = 0x00040000  # page is in active list
+    PQ_ITER = 0x00080000  # page is an iterator marker (the 1.154 daemon's scans)
     PQ_ANON = 0x00100000  # page is part of an anon, rather than an uvm_object
     PQ_AOBJ = 0x00200000  # page is part of an anonymous uvm_object
     PQ_SWAPBACKED = PQ_ANON | PQ_AOBJ
@@ -94,6 +95,7 @@ PG_DEV: Final = int(PgFlags.PG_DEV)
 PQ_FREE: Final = int(PgFlags.PQ_FREE)
 PQ_INACTIVE: Final = int(PgFlags.PQ_INACTIVE)
 PQ_ACTIVE: Final = int(PgFlags.PQ_ACTIVE)
+PQ_ITER: Final = int(PgFlags.PQ_ITER)
 PQ_ANON: Final = int(PgFlags.PQ_ANON)
 PQ_AOBJ: Final = int(PgFlags.PQ_AOBJ)
 PQ_SWAPBACKED: Final = int(PgFlags.PQ_SWAPBACKED)
@@ -384,6 +386,60 @@ def uvm_pageactivate(k: Kernel, pg: VmPage) -> None:
         k.uvm.page_active.insert_tail(pg)
         pg.pg_flags |= PQ_ACTIVE
         k.uvmexp.active += 1
+
+
+def uvm_pagedeactivate_154(k: Kernel, pg: VmPage) -> None:
+    """uvm_pagedeactivate as uvm_page.c has it beside uvm_pdaemon.c 1.154: deactivate the
+    page (unless wired) and make its next access fault.
+
+    => called with the page queues unlocked (it takes them); the page's owner is locked
+    => a wired page, or one already inactive, is left alone
+    => removes every mapping of the page first (pmap_page_protect PROT_NONE)
+
+    Port: the 1.154 page daemon calls it; the kernel's own callers keep the 2022 form above.
+    """
+    if pg.wire_count > 0:
+        assert not (pg.pg_flags & (PQ_INACTIVE | PQ_ACTIVE))
+        return
+
+    uvm_lock_pageq(k)
+    if pg.pg_flags & PQ_INACTIVE:
+        uvm_unlock_pageq(k)
+        return
+
+    # the next access to the page must fault
+    k.pmap.pmap_page_protect(pg, PROT_NONE)
+
+    uvm_pagedequeue(k, pg)
+    k.uvm.page_inactive.insert_tail(pg)
+    pg.pg_flags |= PQ_INACTIVE
+    k.uvmexp.inactive += 1
+    uvm_unlock_pageq(k)
+
+    k.pmap.pmap_clear_reference(pg)
+    # PG_CLEAN follows the modify bit, roughly: the inactive scan syncs it again later
+    if (pg.pg_flags & PG_CLEAN) and k.pmap.pmap_is_modified(pg):
+        pg.pg_flags &= ~PG_CLEAN
+
+
+def uvm_pageactivate_154(k: Kernel, pg: VmPage) -> None:
+    """uvm_pageactivate as uvm_page.c has it beside uvm_pdaemon.c 1.154: activate the page
+    (unless wired).
+
+    => called with the page queues unlocked (it takes them); the page's owner is locked
+
+    Port: the 1.154 page daemon calls it; the kernel's own callers keep the 2022 form above.
+    """
+    if pg.wire_count > 0:
+        assert not (pg.pg_flags & (PQ_INACTIVE | PQ_ACTIVE))
+        return
+
+    uvm_lock_pageq(k)
+    uvm_pagedequeue(k, pg)
+    k.uvm.page_active.insert_tail(pg)
+    pg.pg_flags |= PQ_ACTIVE
+    k.uvmexp.active += 1
+    uvm_unlock_pageq(k)
 
 
 def uvm_pagedequeue(k: Kernel, pg: VmPage) -> None:

@@ -101,10 +101,12 @@ __all__ = [
     "uvm_mk_pcluster",
     "uvm_pager_dropcluster",
     "uvm_pager_put",
+    "uvm_pager_put_154",
     "uvm_pagermapin",
     "uvm_pagermapout",
     "uvm_pseg_get",
     "uvm_pseg_release",
+    "uvm_swap_dropcluster",
 ]
 
 log = structlog.get_logger("uvm.pager")
@@ -493,6 +495,74 @@ async def uvm_pager_dropcluster(
             else:
                 assert ppg.uobject is not None
                 rw_exit(ppg.uobject.vmobjlock)
+
+
+async def uvm_pager_put_154(
+    k: Kernel,
+    uobj: UvmObject | None,
+    pg: VmPage | None,
+    ppsp: list[VmPage | None],
+    npages: int,
+    flags: int,
+    start: int,
+    stop: int,
+) -> tuple[int, list[VmPage | None], int]:
+    """uvm_pager_put as the 1.154 page daemon calls it: write the object page ``pg`` out,
+    clustered by its pager, and hand nothing back.
+
+    => called with the page queues locked; returns with them unlocked
+    => object (vnode) pages only: the 1.154 daemon writes swap clusters itself
+       (uvm_swap_put), so ``uobj`` and ``pg`` are given; ``uobj`` is locked by the caller
+    => returns (VM_PAGER_* result, cluster, npages):
+       PEND: the async I/O owns every page of the cluster
+       any other result: the whole cluster, ``pg`` included, was dropped: un-busied, and
+       after a good write with PGO_PDFREECLUST cleaned (ref/mod cleared, PG_CLEAN); after
+       an error the pages stay dirty where they are. No page is retried alone.
+    => may sleep
+
+    Port: the uvm_pager.c of the 1.154 daemon was not read (docs/pdaemon-1.154.md, §4 K12 and
+    open question 3): inferred from the daemon, which never looks at ``pg`` again after the
+    put, and from a third-party port of uvm_pager.c 1.99. 1.105 keeps :func:`uvm_pager_put`.
+    """
+    assert uobj is not None and pg is not None, "uvm_pager_put_154: object pages only"
+    # let the object's pager build a cluster, if it knows how
+    pgops = uobj.pgops
+    if pgops.pgo_mk_pcluster is not None:
+        ppsp, npages = pgops.pgo_mk_pcluster(k, uobj, ppsp, npages, pg, flags, start, stop)
+    else:
+        ppsp[0] = pg
+        npages = 1
+
+    # clustering is done: the page queues can go
+    uvm_page.uvm_unlock_pageq(k)
+
+    assert pgops.pgo_put is not None
+    result: int = await pgops.pgo_put(k, uobj, ppsp, npages, flags)
+
+    # anything but a pending write: the cluster, pg included, goes back to its queues
+    if result != VM_PAGER_PEND:
+        good = result == VM_PAGER_OK and (flags & PGO_PDFREECLUST)
+        await uvm_pager_dropcluster(k, uobj, None, ppsp, npages, PGO_PDFREECLUST if good else 0)
+    return result, ppsp, npages
+
+
+async def uvm_swap_dropcluster(k: Kernel, pgs: list[VmPage | None], npages: int, error: int) -> None:
+    """uvm_swap_dropcluster: give back the pages of a swap cluster whose write is not
+    (or no longer) under way.
+
+    => the pages are swap-backed and busy; their owners and the page queues are unlocked
+    => ``error`` != 0 (the 1.154 daemon's ENOMEM after VM_PAGER_AGAIN): each page forgets
+       its slot (the caller frees the slots) and stays dirty where it is
+    => ``error`` 0: the pages are clean (their data is on the swap device)
+    => every page is un-busied, waiters woken, a released anon page freed with its anon
+    => may sleep (takes each page's owner lock)
+
+    Port: the definition (uvm_pager.c of 2026) was not read; inferred from its calls in
+    uvm_pdaemon.c 1.154 (swapcluster_flush) and uvm_swap.c 1.179, as uvm_pager_dropcluster
+    over the whole cluster (docs/pdaemon-1.154.md §4 K7). Only the 1.154 daemon calls it.
+    """
+    flags = PGO_REALLOCSWAP if error else PGO_PDFREECLUST
+    await uvm_pager_dropcluster(k, None, None, pgs, npages, flags)
 
 
 # --- asynchronous I/O completion --------------------------------------------------------------

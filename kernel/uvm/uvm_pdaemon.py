@@ -84,7 +84,8 @@ Deviations (each marked ``# PORT:`` where it happens):
 - C out-parameters are returned: ``uvm_swap_alloc`` returns ``(slot, nslots)`` and
   ``uvm_pager_put`` returns ``(result, ppsp, npages)``.
 - The daemon charges virtual CPU time for each loop and each page it examines, and emits one
-  structured log line per pass and per pageout cluster (style C18); printf()s become events.
+  structured log line per pass and per pageout cluster (style C18), through the helpers all
+  daemon modules share (kernel/uvm/uvmpd_pass.py); printf()s become events.
 - Where the C dereferences a pointer that Python types as optional, ``assert x is not None``
   (or ``cast``) narrows it: it fails where the C would fault on NULL, and changes no branch.
   ``uvmexp = k.uvmexp`` is a local in the longer functions so their bodies read as the C
@@ -96,7 +97,6 @@ Deviations (each marked ``# PORT:`` where it happens):
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, cast
 
 import structlog
@@ -104,10 +104,10 @@ import structlog
 import kernel.kern.vfs_bio as vfs_bio
 import kernel.uvm.uvm_anon as uvm_anon
 import kernel.uvm.uvm_aobj as uvm_aobj
-import kernel.uvm.uvm_check as uvm_check
 import kernel.uvm.uvm_glue as uvm_glue
 import kernel.uvm.uvm_pager as uvm_pager
 import kernel.uvm.uvm_swap as uvm_swap
+import kernel.uvm.uvmpd_pass as uvmpd_pass
 from kernel.kern.kern_synch import (
     INFSLP,
     MSEC_TO_NSEC,
@@ -291,7 +291,7 @@ async def uvm_pageout(k: Kernel) -> None:
         if not k.uvm_nowait_failed and pmr.allocs.empty():
             await msleep_nsec(k, chan(k.uvm, "pagedaemon"), k.uvm.fpageqlock, PVM, "pgdaemon", INFSLP)
             uvmexp.pdwoke += 1
-        snap = _pass_begin(k)  # PORT: per-pass log line
+        snap = uvmpd_pass.pass_begin(k)  # PORT: per-pass log line
 
         if (pma := pmr.allocs.first()) is not None:
             pma.pm_flags |= UVM_PMA_BUSY
@@ -359,7 +359,7 @@ async def uvm_pageout(k: Kernel) -> None:
         # scan done.  unlock page queues (the only lock we are holding)
         uvm_unlock_pageq(k)
 
-        _pass_end(k, snap, pma, constraint)  # PORT: log line, DIAGNOSTIC check, CPU time
+        uvmpd_pass.pass_end(k, snap, pma, constraint)  # PORT: log line, DIAGNOSTIC check, CPU time
         await sched_pause(k)  # sched_pause(yield);
     # NOTREACHED
 
@@ -414,7 +414,7 @@ async def uvm_aiodone_daemon(k: Kernel) -> None:
             k, chan(k.uvm, "pagedaemon") if free <= k.uvmexp.reserve_kernel else chan(k.uvmexp, "free")
         )
         uvm_unlock_fpageq(k)
-        _aiodone_end(k, nbufs, npages, free)  # PORT: log line, DIAGNOSTIC check
+        uvmpd_pass.aiodone_end(k, nbufs, npages, free)  # PORT: log line, DIAGNOSTIC check
 
 
 def uvmpd_trylockowner(pg: VmPage) -> RWLock | None:
@@ -732,7 +732,7 @@ async def uvmpd_scan_inactive(k: Kernel, pma: UvmPmalloc | None, pglst: TailQ[Vm
             start,
             0,
         )
-        _log_pageout(k, swap_backed, start, npages, result)  # PORT: one line per cluster
+        uvmpd_pass.log_pageout(k, swap_backed, start, npages, result)  # PORT: one line per cluster
 
         # if we did i/o to swap, zero swslot to indicate that we are
         # no longer building a swap-backed cluster.
@@ -1030,86 +1030,3 @@ async def uvmpd_hibernate(k: Kernel) -> None:
 
 def _drmbackoff(k: Kernel, npages: int) -> None:
     """PORT: drmbackoff(): no DRM device is emulated, so there are no caches to drop."""
-
-
-@dataclass(slots=True)
-class _PassSnap:
-    """PORT: counters at the start of a daemon pass, for its canonical log line."""
-
-    t_ns: int
-    counters: dict[str, int]
-    start: dict[str, int]
-    clusters: list[int] = field(default_factory=list)
-
-
-_PASS_COUNTERS: Final = (
-    "pdrevs", "pdscans", "pdreact", "pdbusy", "pdfreed", "pdpageouts", "pdpending",
-    "pddeact", "pdanscan", "pdobscan", "pgswapout", "pdswout",
-)  # fmt: skip
-
-
-def _pass_begin(k: Kernel) -> _PassSnap:
-    u = k.uvmexp
-    snap = _PassSnap(
-        k.sched.now,
-        {c: getattr(u, c) for c in _PASS_COUNTERS},
-        {"free_start": u.free, "inactive_start": u.inactive, "active_start": u.active,
-         "paging_start": u.paging},
-    )  # fmt: skip
-    k.pdpass = snap
-    return snap
-
-
-def _log_pageout(k: Kernel, swap_backed: bool, start: int, npages: int, result: int) -> None:
-    snap = k.pdpass
-    if snap is not None:
-        snap.clusters.append(npages)
-    log.info(
-        "uvmpd_scan_inactive.pageout",
-        swap=swap_backed,
-        swslot=start if swap_backed else 0,
-        npages=npages,
-        result=_pager_result_name(result),
-        paging=k.uvmexp.paging,
-    )
-
-
-def _pager_result_name(result: int) -> str:
-    return uvm_pager.VmPagerStatus(result).name.removeprefix("VM_PAGER_")
-
-
-def _pass_end(k: Kernel, snap: _PassSnap, pma: UvmPmalloc | None, constraint: UvmConstraintRange) -> None:
-    u = k.uvmexp
-    delta = {c: getattr(u, c) - v for c, v in snap.counters.items()}
-    k.pdpass = None
-    k.sched.charge(k.config.costs.pass_ns)
-    log.info(
-        "uvm_pageout.pass",
-        scanned=delta["pdrevs"] > 0,
-        pma=pma is not None,
-        constraint_high=constraint.ucr_high if constraint.ucr_high < (1 << 63) else -1,
-        free=u.free,
-        inactive=u.inactive,
-        active=u.active,
-        paging=u.paging,
-        freetarg=u.freetarg,
-        inactarg=u.inactarg,
-        clusters=snap.clusters,
-        **snap.start,
-        **delta,
-    )
-    hook = k.hooks.get("pdaemon.pass")
-    if hook is not None:
-        hook(k, delta, snap.clusters)
-    if k.config.diagnostic and k.config.check_every_pass:
-        uvm_check.uvm_check(k)
-
-
-def _aiodone_end(k: Kernel, nbufs: int, npages: int, free: int) -> None:
-    log.info(
-        "uvm_aiodone_daemon.batch", nbufs=nbufs, npages=npages, free_sampled=free,
-        woke="pagedaemon" if free <= k.uvmexp.reserve_kernel else "free",
-        paging=k.uvmexp.paging,
-    )  # fmt: skip
-    if k.config.diagnostic and k.config.check_every_pass:
-        uvm_check.uvm_check(k)

@@ -1,24 +1,83 @@
-# Derived from OpenBSD: uvm_pdaemon.c,v 1.154 2026/02/11 22:34:41 deraadt
-# (NetBSD: uvm_pdaemon.c,v 1.23 2000/08/20 10:24:14 bjh21)
+# $OpenBSD: uvm_pdaemon.c,v 1.154 2026/02/11 22:34:41 deraadt Exp $
+# $NetBSD: uvm_pdaemon.c,v 1.23 2000/08/20 10:24:14 bjh21 Exp $
 #
-# The copyright notices and conditions of that file (University of California; Charles D.
-# Cranor and Washington University; Carnegie-Mellon University) apply to this port. They are
-# the same as those of rev 1.105, reproduced at the top of kernel/uvm/uvm_pdaemon.py.
-# PORT: see docs/pdaemon-1.154.md, "Open questions", on reproducing them here as well.
+#
+# Copyright (c) 1997 Charles D. Cranor and Washington University.
+# Copyright (c) 1991, 1993, The Regents of the University of California.
+#
+# All rights reserved.
+#
+# This code is derived from software contributed to Berkeley by
+# The Mach Operating System project at Carnegie-Mellon University.
+#
+# Redistribution and use in source and binary forms, with or without
+# modification, are permitted provided that the following conditions
+# are met:
+# 1. Redistributions of source code must retain the above copyright
+#    notice, this list of conditions and the following disclaimer.
+# 2. Redistributions in binary form must reproduce the above copyright
+#    notice, this list of conditions and the following disclaimer in the
+#    documentation and/or other materials provided with the distribution.
+# 3. Neither the name of the University nor the names of its contributors
+#    may be used to endorse or promote products derived from this software
+#    without specific prior written permission.
+#
+# THIS SOFTWARE IS PROVIDED BY THE REGENTS AND CONTRIBUTORS ``AS IS'' AND
+# ANY EXPRESS OR IMPLIED WARRANTIES, INCLUDING, BUT NOT LIMITED TO, THE
+# IMPLIED WARRANTIES OF MERCHANTABILITY AND FITNESS FOR A PARTICULAR PURPOSE
+# ARE DISCLAIMED.  IN NO EVENT SHALL THE REGENTS OR CONTRIBUTORS BE LIABLE
+# FOR ANY DIRECT, INDIRECT, INCIDENTAL, SPECIAL, EXEMPLARY, OR CONSEQUENTIAL
+# DAMAGES (INCLUDING, BUT NOT LIMITED TO, PROCUREMENT OF SUBSTITUTE GOODS
+# OR SERVICES; LOSS OF USE, DATA, OR PROFITS; OR BUSINESS INTERRUPTION)
+# HOWEVER CAUSED AND ON ANY THEORY OF LIABILITY, WHETHER IN CONTRACT, STRICT
+# LIABILITY, OR TORT (INCLUDING NEGLIGENCE OR OTHERWISE) ARISING IN ANY WAY
+# OUT OF THE USE OF THIS SOFTWARE, EVEN IF ADVISED OF THE POSSIBILITY OF
+# SUCH DAMAGE.
+#
+#	@(#)vm_pageout.c        8.5 (Berkeley) 2/14/94
+# from: Id: uvm_pdaemon.c,v 1.1.2.32 1998/02/06 05:26:30 chs Exp
+#
+#
+# Copyright (c) 1987, 1990 Carnegie-Mellon University.
+# All rights reserved.
+#
+# Permission to use, copy, modify and distribute this software and
+# its documentation is hereby granted, provided that both the copyright
+# notice and this permission notice appear in all copies of the
+# software, derivative works or modified versions, and any portions
+# thereof, and that both notices appear in supporting documentation.
+#
+# CARNEGIE MELLON ALLOWS FREE USE OF THIS SOFTWARE IN ITS "AS IS"
+# CONDITION.  CARNEGIE MELLON DISCLAIMS ANY LIABILITY OF ANY KIND
+# FOR ANY DAMAGES WHATSOEVER RESULTING FROM THE USE OF THIS SOFTWARE.
+#
+# Carnegie Mellon requests users of this software to return to
+#
+#  Software Distribution Coordinator  or  Software.Distribution@CS.CMU.EDU
+#  School of Computer Science
+#  Carnegie Mellon University
+#  Pittsburgh PA 15213-3890
+#
+# any improvements or extensions that they make and grant Carnegie the
+# rights to redistribute these changes.
 
 """uvm_pdaemon.c: the page daemon, as OpenBSD had it in February 2026.
 
 Port of OpenBSD sys/uvm/uvm_pdaemon.c,v 1.154 2026/02/11 22:34:41 deraadt (openbsd/src
 commit 012cf974ca6d25b889551a1e73afca0e5a6d0994), written beside the 1.105 port
-(kernel/uvm/uvm_pdaemon.py) with the same conventions. The comments are the port's own
-words; each function's docstring gives its line range in the 1.154 file, and
-docs/pdaemon-1.154.md has the branch catalogue (ids N-*) and the kernel support this
-module needs.
+(kernel/uvm/uvm_pdaemon.py) with the same conventions, under the copyright notices and
+conditions above (kept as the C file has them). The comments are the port's own words; each
+function's docstring gives its line range in the 1.154 file, and docs/pdaemon-1.154.md has
+the branch catalogue (ids N-*), what an experiment sees change from 1.105, and the kernel
+support this module uses (its §4). Chosen at boot with ``[kernel] pdaemon = "1.154"``.
 
-STATUS: draft. It is complete (every function and branch of 1.154) but does not run yet:
-each call into kernel support that does not exist today is marked ``# TODO(merge):`` (and
-``type: ignore[attr-defined]``), and so is each import that moves with the restructuring
-of issue 11.
+What it needs of the kernel and 1.105 does not use: ``k.uvm_wait_counter`` and
+``k.nowait_pma`` (the Kernel record; the allocator queues the latter, uvm_pmemrange.py), the
+``PQ_ITER`` marker (uvm_page.py; uvm_check does not count markers), ``uvm_pageactivate_154``
+and ``uvm_pagedeactivate_154`` (uvm_page.py), ``uvm_swapisfilled`` and ``uvm_swapisfull_154``
+(uvm_swap.py), ``uvm_swap_dropcluster`` and ``uvm_pager_put_154`` (uvm_pager.py),
+``uvm_pmr_cache_drain`` (uvm_pmemrange.py), ``bufbackoff_154`` (vfs_bio.py), and an aobj whose
+slot cannot be recorded (uvm_aobj.py's element pool).
 
 Deviations (each marked ``# PORT:`` where it happens):
 - Build options come from ``k.config`` as in the 1.105 port: ``DIAGNOSTIC``, ``DEBUG``,
@@ -39,12 +98,18 @@ Deviations (each marked ``# PORT:`` where it happens):
   themselves (uvm_pageactivate, uvm_pagedeactivate of the 2026 uvm_page.c) are the
   kernel's ``_154`` variants; the kernel's own are the 2022 ones the 1.105 port calls.
 - C out-parameters are returned, as in the 1.105 port: ``uvm_swap_alloc`` returns
-  ``(slot, nslots)``, ``uvm_pager_put`` returns ``(result, ppsp, npages)``.
+  ``(slot, nslots)``, ``uvm_pager_put_154`` returns ``(result, ppsp, npages)``.
 - The daemon charges virtual CPU time per loop and per page examined and logs one line
-  per pass and per pageout (style C18), with the event names of the 1.105 port.
+  per pass and per pageout (style C18) through the helpers every daemon shares
+  (kernel/uvm/uvmpd_pass.py); its pass line also carries ``shortage`` and
+  ``inactive_shortage``.
 - Kept as upstream has it, and pinned by the catalogue: the comparison of a page number with
   the byte addresses of a constraint (reference §4.5), pdpageouts counted twice for a full
-  swap cluster (lines 796 and 465), and two tests that can no longer be true (N-I4, N-I10).
+  swap cluster (lines 796 and 465), two tests that can no longer be true (N-I4, N-I10), the
+  shortage reduced by the buffer cache's target cut rather than the pages it freed, and the
+  daemon's loop going round without sleeping while any thread is counted in uvm_wait (on
+  this one-CPU machine each such round costs ``pass_ns`` until ``yield_ns`` of CPU time lets
+  the others run: docs/pdaemon-1.154.md §5).
 """
 
 from __future__ import annotations
@@ -58,11 +123,11 @@ import structlog
 
 import kernel.kern.vfs_bio as vfs_bio
 import kernel.uvm.uvm_aobj as uvm_aobj
-import kernel.uvm.uvm_check as uvm_check
 import kernel.uvm.uvm_page as uvm_page
 import kernel.uvm.uvm_pager as uvm_pager
 import kernel.uvm.uvm_pmemrange as uvm_pmemrange
 import kernel.uvm.uvm_swap as uvm_swap
+import kernel.uvm.uvmpd_pass as uvmpd_pass
 from kernel.kern.kern_synch import (
     INFSLP,
     MSEC_TO_NSEC,
@@ -86,7 +151,7 @@ from kernel.kern.kern_synch import (
 from kernel.sys.buf import B_PDAEMON, Buf
 from kernel.sys.errno import ENOMEM
 from kernel.sys.mman import PROT_NONE, PROT_READ
-from kernel.sys.param import PAGE_SHIFT
+from kernel.sys.param import PAGE_SHIFT, atop
 from kernel.sys.proc import curproc
 from kernel.sys.queue import TailQ
 from kernel.sys.systm import KASSERT, Panic
@@ -98,11 +163,11 @@ from kernel.uvm.uvm_page import (
     PQ_ANON,
     PQ_AOBJ,
     PQ_INACTIVE,
+    PQ_ITER,
     PQ_SWAPBACKED,
     UVM_PAGE_OWN,
     VM_PAGE_TO_PHYS,
     VmPage,
-    atop,
     uvm_lock_fpageq,
     uvm_lock_pageq,
     uvm_pagedequeue,
@@ -127,9 +192,6 @@ UVMPD_NUMDIRTYREACTS: Final = 16
 
 SWCLUSTPAGES: Final = 16  # uvm_swap.h: MAXBSIZE >> PAGE_SHIFT
 
-# TODO(merge): uvm_page.PQ_ITER (uvm_page.h: the flag of an iterator marker page).
-PQ_ITER: Final = 0x00080000
-
 
 async def uvm_wait(k: Kernel, wmsg: str) -> None:
     """uvm_wait: sleep until the page daemon has freed some memory.
@@ -152,8 +214,7 @@ async def uvm_wait(k: Kernel, wmsg: str) -> None:
     # 125 ms and let the daemon try again (or panic on a DEBUG kernel).
     if curproc() is k.uvm.pagedaemon_proc:
         log.warning("uvm_wait.emergency_bufbackoff")  # printf (line 133)
-        # TODO(merge): vfs_bio.bufbackoff_154 returns pages recovered (vfs_bio.c at 012cf974)
-        if vfs_bio.bufbackoff_154(k, None, 4) >= 4:  # type: ignore[attr-defined]
+        if vfs_bio.bufbackoff_154(k, None, 4) >= 4:
             return
         log.error("pagedaemon.deadlock_detected")  # printf (line 153)
         timo = MSEC_TO_NSEC(125)
@@ -161,11 +222,10 @@ async def uvm_wait(k: Kernel, wmsg: str) -> None:
             raise Panic("pagedaemon deadlock")
 
     uvm_lock_fpageq(k)
-    # TODO(merge): Kernel field uvm_wait_counter (docs/pdaemon-1.154.md K1)
-    k.uvm_wait_counter += 1  # type: ignore[attr-defined]  # atomic_inc_int
+    k.uvm_wait_counter += 1  # atomic_inc_int
     wakeup(k, chan(k.uvm, "pagedaemon"))
     await msleep_nsec(k, chan(k.uvmexp, "free"), k.uvm.fpageqlock, PVM | PNORELOCK, wmsg, timo)
-    k.uvm_wait_counter -= 1  # type: ignore[attr-defined]  # atomic_dec_int
+    k.uvm_wait_counter -= 1  # atomic_dec_int
 
 
 def uvmpd_tune(k: Kernel) -> None:
@@ -230,9 +290,8 @@ async def uvm_pageout(k: Kernel) -> None:
     uvmpd_tune(k)
 
     # lines 217-223: a NOWAIT failure asks for 16 pages of DMA-reachable memory
-    # TODO(merge): Kernel field nowait_pma (docs/pdaemon-1.154.md K2); dma_constraint() is a
-    # fresh object, so this is the C's struct copy.
-    k.nowait_pma = UvmPmalloc(dma_constraint(), 16 << PAGE_SHIFT, 0)  # type: ignore[attr-defined]
+    # PORT: dma_constraint() is a fresh object, so this is the C's struct copy
+    k.nowait_pma = UvmPmalloc(dma_constraint(), 16 << PAGE_SHIFT, 0)
 
     while True:  # for (;;)
         size = 0
@@ -240,10 +299,10 @@ async def uvm_pageout(k: Kernel) -> None:
         uvm_lock_fpageq(k)
         # lines 229-234: sleep only when no request is queued and no thread sleeps in
         # uvm_wait (1.105 slept as soon as the request list was empty)
-        if pmr.allocs.empty() and k.uvm_wait_counter == 0:  # type: ignore[attr-defined]
+        if pmr.allocs.empty() and k.uvm_wait_counter == 0:
             await msleep_nsec(k, chan(k.uvm, "pagedaemon"), k.uvm.fpageqlock, PVM, "pgdaemon", INFSLP)
             uvmexp.pdwoke += 1
-        snap = _pass_begin(k)  # PORT: per-pass log line
+        snap = uvmpd_pass.pass_begin(k)  # PORT: per-pass log line
 
         # lines 236-241: the first request gives the size and the range to work for; the
         # request stays queued (uvm_wakeup_pla takes it off when a page of its range is freed)
@@ -273,14 +332,12 @@ async def uvm_pageout(k: Kernel) -> None:
             size = 16  # upstream marks this value XXX (line 266)
 
         # lines 268-278: what the caches give back comes off the shortage
-        # TODO(merge): vfs_bio.bufbackoff_154 (returns pages recovered; K11)
-        shortage -= vfs_bio.bufbackoff_154(k, constraint, size * 2)  # type: ignore[attr-defined]
+        shortage -= vfs_bio.bufbackoff_154(k, constraint, size * 2)
         if k.config.ndrm > 0:  # if NDRM > 0
             if shortage > 0:
                 shortage -= _drmbackoff(k, size * 2)
         if shortage > 0:
-            # TODO(merge): uvm_pmemrange.uvm_pmr_cache_drain (stand-in returning 0; K10)
-            shortage -= uvm_pmemrange.uvm_pmr_cache_drain(k)  # type: ignore[attr-defined]
+            shortage -= uvm_pmemrange.uvm_pmr_cache_drain(k)
 
         # lines 276-278: what is passed on below is never negative (upstream notes, XXX, that
         # the parameter should go)
@@ -302,7 +359,10 @@ async def uvm_pageout(k: Kernel) -> None:
         # line 300: the pass is over; the page queues are the only lock held
         uvm_unlock_pageq(k)
 
-        _pass_end(k, snap, pma, constraint, shortage, inactive_shortage)  # PORT: log, check
+        # PORT: log line (with the pass's shortages), DIAGNOSTIC check, CPU time
+        uvmpd_pass.pass_end(
+            k, snap, pma, constraint, shortage=shortage, inactive_shortage=inactive_shortage
+        )
         await sched_pause(k)  # sched_pause(yield);
     # NOTREACHED
 
@@ -360,7 +420,7 @@ async def uvm_aiodone_daemon(k: Kernel) -> None:
             k, chan(k.uvm, "pagedaemon") if free <= k.uvmexp.reserve_kernel else chan(k.uvmexp, "free")
         )
         uvm_unlock_fpageq(k)
-        _aiodone_end(k, nbufs, npages, free)  # PORT: log line, DIAGNOSTIC check
+        uvmpd_pass.aiodone_end(k, nbufs, npages, free)  # PORT: log line, DIAGNOSTIC check
 
 
 def uvmpd_trylockowner(pg: VmPage) -> RWLock | None:
@@ -462,8 +522,9 @@ def swapcluster_add(k: Kernel, swc: Swapcluster, pg: VmPage) -> int:
         result: int
 
         KASSERT(k, rw_write_held(uobj.vmobjlock))
-        # TODO(merge): uao_set_swslot returning -1 when the aobj hash cannot grow (K9); today
-        # it never fails, and the old slot is 0 here (uvmpd_dropswap just cleared it)
+        # -1: the aobj's swap hash has no element for this page and none could be had
+        # (uvm_aobj.py: the element pool at its hard limit); the old slot is 0 here, since
+        # the caller dropped it just before
         result = uvm_aobj.uao_set_swslot(k, uobj, pg.offset >> PAGE_SHIFT, slot)
         if result == -1:
             return int(ENOMEM)
@@ -503,12 +564,10 @@ async def swapcluster_flush(k: Kernel, swc: Swapcluster) -> int:
 
     k.uvmexp.pdpageouts += 1  # atomic_inc_int
     result = await uvm_swap.uvm_swap_put(k, slot, swc.swc_pages, nused, 0)
-    _log_pageout(k, TRUE, slot, nused, result)  # PORT: one line per cluster
+    uvmpd_pass.log_pageout(k, TRUE, slot, nused, result)  # PORT: one line per cluster
     if result != uvm_pager.VM_PAGER_PEND:
         KASSERT(k, result == uvm_pager.VM_PAGER_AGAIN)
-        # TODO(merge): uvm_pager.uvm_swap_dropcluster (K7); stand-in: uvm_pager_dropcluster
-        # (k, None, None, pages, n, PGO_REALLOCSWAP) for an error, PGO_PDFREECLUST for 0
-        await uvm_pager.uvm_swap_dropcluster(k, swc.swc_pages, nused, ENOMEM)  # type: ignore[attr-defined]
+        await uvm_pager.uvm_swap_dropcluster(k, swc.swc_pages, nused, ENOMEM)
         # line 470: a passing shortage: give every slot of the cluster back
         uvm_swap.uvm_swap_free(k, slot, nused)  # C narrows the daddr_t here (line 471)
 
@@ -677,8 +736,7 @@ async def uvmpd_scan_inactive(k: Kernel, constraint: UvmConstraintRange, shortag
         # lines 642-653: used since it was deactivated: back to the active queue
         if k.pmap.pmap_is_referenced(p):
             uvm_unlock_pageq(k)
-            # TODO(merge): uvm_page.uvm_pageactivate_154 takes the page queues itself (K5)
-            uvm_page.uvm_pageactivate_154(k, p)  # type: ignore[attr-defined]
+            uvm_page.uvm_pageactivate_154(k, p)
             rw_exit(slock)
             uvm_lock_pageq(k)
             uvmexp.pdreact += 1
@@ -726,19 +784,17 @@ async def uvmpd_scan_inactive(k: Kernel, constraint: UvmConstraintRange, shortag
 
         # lines 713-726: swap holds almost only data that is nowhere else: a dirty
         # swap-backed page cannot be written; send it back so the queues keep cycling
-        # TODO(merge): uvm_swap.uvm_swapisfull_154 (swpgonly >= 99 % of swpages; K6)
-        if (p.pg_flags & PQ_SWAPBACKED) and uvm_swap.uvm_swapisfull_154(k):  # type: ignore[attr-defined]
+        if (p.pg_flags & PQ_SWAPBACKED) and uvm_swap.uvm_swapisfull_154(k):
             dirtyreacts += 1
             uvm_unlock_pageq(k)
-            uvm_page.uvm_pageactivate_154(k, p)  # type: ignore[attr-defined]  # TODO(merge): K5
+            uvm_page.uvm_pageactivate_154(k, p)
             rw_exit(slock)
             uvm_lock_pageq(k)
             continue
 
         # lines 728-734: fewer free slots than a cluster: give up this page's slot so that
         # others can be written
-        # TODO(merge): uvm_swap.uvm_swapisfilled (swpginuse + SWCLUSTPAGES >= swpages; K6)
-        if (p.pg_flags & PQ_SWAPBACKED) and uvm_swap.uvm_swapisfilled(k):  # type: ignore[attr-defined]
+        if (p.pg_flags & PQ_SWAPBACKED) and uvm_swap.uvm_swapisfilled(k):
             uvmpd_dropswap(k, p)
 
         # lines 736-748: the page must be written before it can be freed: make it busy and
@@ -760,7 +816,7 @@ async def uvmpd_scan_inactive(k: Kernel, constraint: UvmConstraintRange, shortag
                 UVM_PAGE_OWN(p, None)
                 dirtyreacts += 1
                 uvm_unlock_pageq(k)
-                uvm_page.uvm_pageactivate_154(k, p)  # type: ignore[attr-defined]  # TODO(merge): K5
+                uvm_page.uvm_pageactivate_154(k, p)
                 rw_exit(slock)
                 uvm_lock_pageq(k)
                 continue
@@ -771,7 +827,7 @@ async def uvmpd_scan_inactive(k: Kernel, constraint: UvmConstraintRange, shortag
                 UVM_PAGE_OWN(p, None)
                 dirtyreacts += 1
                 uvm_unlock_pageq(k)
-                uvm_page.uvm_pageactivate_154(k, p)  # type: ignore[attr-defined]  # TODO(merge): K5
+                uvm_page.uvm_pageactivate_154(k, p)
                 rw_exit(slock)
                 uvm_lock_pageq(k)
                 continue
@@ -795,10 +851,10 @@ async def uvmpd_scan_inactive(k: Kernel, constraint: UvmConstraintRange, shortag
 
             # lines 807-816: the pager clusters around p and, with PGO_PDFREECLUST, unbusies
             # every page of the cluster itself when it returns (cleaned after a good write),
-            # so the daemon never comes back to p; it returns with the page queues unlocked
-            # TODO(merge): uvm_pager.uvm_pager_put_154 (K12): today's uvm_pager_put leaves p
-            # busy for the caller (1.105's I18)
-            result, ppsp, npages = await uvm_pager.uvm_pager_put_154(  # type: ignore[attr-defined]
+            # so the daemon never comes back to p; it returns with the page queues unlocked.
+            # PORT: uvm_pager_put_154 is that pager as far as it could be inferred (the
+            # uvm_pager.c of the commit was not read; docs/pdaemon-1.154.md §4 K12)
+            result, ppsp, npages = await uvm_pager.uvm_pager_put_154(
                 k,
                 uobj,
                 p,
@@ -808,7 +864,7 @@ async def uvmpd_scan_inactive(k: Kernel, constraint: UvmConstraintRange, shortag
                 0,
                 0,
             )
-            _log_pageout(k, False, 0, npages, result)  # PORT: one line per pageout
+            uvmpd_pass.log_pageout(k, False, 0, npages, result)  # PORT: one line per pageout
             rw_exit(slock)
 
         # lines 822-826
@@ -867,8 +923,8 @@ async def uvmpd_scan(
     swap_shortage = 0
     if (
         (shortage > 0)
-        and uvm_swap.uvm_swapisfilled(k)  # type: ignore[attr-defined]  # TODO(merge): K6
-        and not uvm_swap.uvm_swapisfull_154(k)  # type: ignore[attr-defined]  # TODO(merge): K6
+        and uvm_swap.uvm_swapisfilled(k)
+        and not uvm_swap.uvm_swapisfull_154(k)
         and pages_freed == 0
     ):
         swap_shortage = shortage
@@ -912,8 +968,7 @@ async def uvmpd_scan(
         # lines 936-946: deactivate (the 2026 uvm_pagedeactivate unmaps the page itself)
         if inactive_shortage > 0:
             uvm_unlock_pageq(k)
-            # TODO(merge): uvm_page.uvm_pagedeactivate_154 takes the page queues itself (K5)
-            uvm_page.uvm_pagedeactivate_154(k, p)  # type: ignore[attr-defined]
+            uvm_page.uvm_pagedeactivate_154(k, p)
             uvm_lock_pageq(k)
             uvmexp.pddeact += 1
             inactive_shortage -= 1
@@ -995,97 +1050,3 @@ def _uvmpd_for(k: Kernel, pglst: TailQ[VmPage], p: VmPage, iter: VmPage) -> Iter
 def _drmbackoff(k: Kernel, npages: int) -> int:
     """PORT: drmbackoff(): no DRM device is emulated, so nothing is given back."""
     return 0
-
-
-# PORT: the instrumentation below is that of the 1.105 port (same events and keys, plus the
-# pass's shortage and inactive_shortage), so `emu analyze`/`emu compare` read both daemons.
-# TODO(merge): share it with kernel/uvm/uvm_pdaemon.py in one module (issue 13's daemon
-# interface) instead of keeping two copies; kernel/ may not import uvm_pdaemon.
-
-
-@dataclass(slots=True)
-class _PassSnap:
-    """PORT: counters at the start of a daemon pass, for its canonical log line."""
-
-    t_ns: int
-    counters: dict[str, int]
-    start: dict[str, int]
-    clusters: list[int] = field(default_factory=list)
-
-
-_PASS_COUNTERS: Final = (
-    "pdrevs", "pdscans", "pdreact", "pdbusy", "pdfreed", "pdpageouts", "pdpending",
-    "pddeact", "pdanscan", "pdobscan", "pgswapout", "pdswout",
-)  # fmt: skip
-
-
-def _pass_begin(k: Kernel) -> _PassSnap:
-    u = k.uvmexp
-    snap = _PassSnap(
-        k.sched.now,
-        {c: getattr(u, c) for c in _PASS_COUNTERS},
-        {"free_start": u.free, "inactive_start": u.inactive, "active_start": u.active,
-         "paging_start": u.paging},
-    )  # fmt: skip
-    k.pdpass = snap
-    return snap
-
-
-def _log_pageout(k: Kernel, swap_backed: bool, start: int, npages: int, result: int) -> None:
-    snap = k.pdpass
-    if snap is not None:
-        snap.clusters.append(npages)
-    log.info(
-        "uvmpd_scan_inactive.pageout",
-        swap=swap_backed,
-        swslot=start if swap_backed else 0,
-        npages=npages,
-        result=uvm_pager.VmPagerStatus(result).name.removeprefix("VM_PAGER_"),
-        paging=k.uvmexp.paging,
-    )
-
-
-def _pass_end(
-    k: Kernel,
-    snap: _PassSnap,
-    pma: UvmPmalloc | None,
-    constraint: UvmConstraintRange,
-    shortage: int,
-    inactive_shortage: int,
-) -> None:
-    u = k.uvmexp
-    delta = {c: getattr(u, c) - v for c, v in snap.counters.items()}
-    k.pdpass = None
-    k.sched.charge(k.config.costs.pass_ns)
-    log.info(
-        "uvm_pageout.pass",
-        scanned=delta["pdrevs"] > 0,
-        pma=pma is not None,
-        constraint_high=constraint.ucr_high if constraint.ucr_high < (1 << 63) else -1,
-        shortage=shortage,
-        inactive_shortage=inactive_shortage,
-        free=u.free,
-        inactive=u.inactive,
-        active=u.active,
-        paging=u.paging,
-        freetarg=u.freetarg,
-        inactarg=u.inactarg,
-        clusters=snap.clusters,
-        **snap.start,
-        **delta,
-    )
-    hook = k.hooks.get("pdaemon.pass")
-    if hook is not None:
-        hook(k, delta, snap.clusters)
-    if k.config.diagnostic and k.config.check_every_pass:
-        uvm_check.uvm_check(k)
-
-
-def _aiodone_end(k: Kernel, nbufs: int, npages: int, free: int) -> None:
-    log.info(
-        "uvm_aiodone_daemon.batch", nbufs=nbufs, npages=npages, free_sampled=free,
-        woke="pagedaemon" if free <= k.uvmexp.reserve_kernel else "free",
-        paging=k.uvmexp.paging,
-    )  # fmt: skip
-    if k.config.diagnostic and k.config.check_every_pass:
-        uvm_check.uvm_check(k)

@@ -18,6 +18,9 @@ Deviations:
   sleep (``uvm_pagealloc``), split because one Python function cannot be both (style C6).
 - ``uvm_wait`` is called as ``await k.pdaemon.uvm_wait(k, wmsg)``: the page daemon is a
   module chosen at boot (uvm_extern.py), which this module does not import.
+- Under the 1.154 daemon (which sets ``k.nowait_pma``) a failed UVM_PLA_NOWAIT search queues
+  that request at the head of ``allocs`` as uvm_pmemrange.c 1.82 does, instead of raising
+  ``uvm_nowait_failed``; ``uvm_pmr_cache_drain`` is 1.82's uniprocessor stand-in.
 """
 
 from __future__ import annotations
@@ -266,8 +269,16 @@ def _uvm_pmr_getpages_try(
 
     # search failed
     if not (flags & UVM_PLA_WAITOK) and not (flags & UVM_PLA_NOWAKE):
-        k.uvm_nowait_failed = 1
-        wakeup(k, chan(k.uvm, "pagedaemon"))
+        pma = k.nowait_pma
+        if pma is None:
+            k.uvm_nowait_failed = 1
+            wakeup(k, chan(k.uvm, "pagedaemon"))
+        elif not (pma.pm_flags & UVM_PMA_LINKED):
+            # PORT: the 1.154 daemon's allocator (uvm_pmemrange.c 1.82): its nowait request
+            # goes first in the list, so it is not starved behind unconstrained requests
+            pma.pm_flags = UVM_PMA_LINKED
+            _pmr(k).allocs.insert_head(pma)
+            wakeup(k, chan(k.uvm, "pagedaemon"))
     mtx_leave(k.uvm.fpageqlock)
     return _WAIT_SEARCH if (flags & UVM_PLA_WAITOK) else _FAIL
 
@@ -295,6 +306,17 @@ def uvm_pmr_freepageq(k: Kernel, pgl: list[VmPage]) -> None:
     """uvm_pmr_freepageq: free a list of pages (each one like uvm_pmr_freepages(pg, 1))."""
     for pg in pgl:
         uvm_pmr_freepages(k, pg, 1)
+
+
+def uvm_pmr_cache_drain(k: Kernel) -> int:
+    """uvm_pmr_cache_drain: give the current CPU's cached free pages back to the allocator;
+    returns how many.
+
+    Port: the per-CPU page caches (MULTIPROCESSOR and __HAVE_UVM_PERCPU, uvm_pmemrange.c
+    1.82) are not modelled, so this is the uniprocessor form: nothing is cached, 0. Only the
+    1.154 page daemon calls it.
+    """
+    return 0
 
 
 def uvm_wakeup_pla(k: Kernel, low: int, len_: int) -> None:

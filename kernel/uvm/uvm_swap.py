@@ -107,7 +107,9 @@ __all__ = [
     "uvm_swap_io",
     "uvm_swap_markbad",
     "uvm_swap_put",
+    "uvm_swapisfilled",
     "uvm_swapisfull",
+    "uvm_swapisfull_154",
 ]
 
 SWCLUSTPAGES: Final = MAXBSIZE >> PAGE_SHIFT  # most pages in one swap pageout cluster
@@ -449,6 +451,39 @@ def uvm_swapisfull(k: Kernel) -> bool:
     swpgonly = _swap_unusable(k, swap)
     KASSERT(k, swpgonly <= k.uvmexp.swpages)
     result = swpgonly == k.uvmexp.swpages
+    mtx_leave(swap.uvm_swap_data_lock)
+    return result
+
+
+def uvm_swapisfilled(k: Kernel) -> bool:
+    """uvm_swapisfilled: is there less free swap than one cluster? (uvm_swap.c 1.179)
+
+    => swpginuse + SWCLUSTPAGES >= swpages: slots held by pages still in memory can be
+       taken back, so "filled" is not "full"
+    => takes uvm_swap_data_lock
+    => PORT: used by the 1.154 page daemon only (1.105 tests swpginuse == swpages inline)
+    """
+    swap = _swap(k)
+    mtx_enter(swap.uvm_swap_data_lock)
+    assert k.uvmexp.swpginuse <= k.uvmexp.swpages
+    result = k.uvmexp.swpginuse + SWCLUSTPAGES >= k.uvmexp.swpages
+    mtx_leave(swap.uvm_swap_data_lock)
+    return result
+
+
+def uvm_swapisfull_154(k: Kernel) -> bool:
+    """uvm_swapisfull as uvm_swap.c 1.179 has it: do pages that live only in swap hold 99 %
+    of it or more?
+
+    => swpgonly >= swpages * 99 / 100 (integer division, as the C's long arithmetic)
+    => PORT: pages marked bad count as only-in-swap, as in :func:`uvm_swapisfull`
+    => takes uvm_swap_data_lock
+    => PORT: used by the 1.154 page daemon only; the 2022 form above stays 1.105's
+    """
+    swap = _swap(k)
+    mtx_enter(swap.uvm_swap_data_lock)
+    npgbad = sum(sdp.swd_npgbad for spp in swap.swap_priority for sdp in spp.spi_swapdev)
+    result = k.uvmexp.swpgonly + npgbad >= k.uvmexp.swpages * 99 // 100
     mtx_leave(swap.uvm_swap_data_lock)
     return result
 

@@ -37,6 +37,7 @@ Deviations (PORT):
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, Final
@@ -68,18 +69,22 @@ from kernel.sys.mman import (
 from kernel.sys.param import round_page
 from kernel.sys.proc import Proc
 from kernel.sys.systm import Panic
+from kernel.uvm.uvm_extern import UVM_PDAEMON_ENTRY_POINTS
 
 if TYPE_CHECKING:
     from devices.imagedisk import ImageDisk
     from kernel.uvm.uvm_object import UvmObject
 
 __all__ = [
+    "PDAEMON_ENTRY_POINTS",
     "EmuMachdep",
     "boot",
     "machdep_of",
     "mmap",
     "munmap",
     "nanosleep",
+    "pdaemon_identity",
+    "pdaemon_variants",
     "shutdown",
     "spawn",
     "start",
@@ -150,6 +155,27 @@ def boot(
     swap_ons = [swapdev.swap_on_fn(disk) for disk in swapdevs]
     init_main.main(k, ram.nframes, swap_ons)
     return k
+
+
+# the functions a page daemon module provides (uvm_extern.UvmPdaemon)
+PDAEMON_ENTRY_POINTS: Final = UVM_PDAEMON_ENTRY_POINTS
+
+
+def pdaemon_identity(name: str) -> dict[str, str]:
+    """Load the page daemon ``name`` as boot will (init_main.load_pdaemon) and say which it
+    is: ``{"name": name}``, plus ``"sha256"`` of the file's content for a file. Raises what
+    the loader raises (the harness checks a scenario's ``kernel.pdaemon`` with it)."""
+    init_main.load_pdaemon(name)
+    kind, where = init_main.pdaemon_source(name)
+    if kind != "file":
+        return {"name": name}
+    with open(where, "rb") as f:
+        return {"name": name, "sha256": hashlib.sha256(f.read()).hexdigest()}
+
+
+def pdaemon_variants() -> list[str]:
+    """The built-in page daemons' names ("1.105", "1.154")."""
+    return list(init_main.PDAEMON_VARIANTS)
 
 
 def start(k: Kernel) -> list[Proc]:

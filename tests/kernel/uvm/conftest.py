@@ -7,7 +7,9 @@
   thread runs uvm_pageout, with every pass recorded (pdaemon_passes._record_passes): the
   loop rows (M*) and uvm_wait.
 
-Both build on ``kenv`` (tests/kernel/conftest.py), so uvm_check runs after each test.
+Both build on ``kenv`` (tests/kernel/conftest.py), so uvm_check runs after each test. The
+1.154 daemon's tests (test_uvm_pdaemon154_*.py) use ``run_as_pagedaemon154`` and
+``live_pagedaemon154``: the same, on a machine booted with ``pdaemon = "1.154"``.
 """
 
 from __future__ import annotations
@@ -62,5 +64,28 @@ def live_pagedaemon(kenv: Any) -> Any:
     ) -> tuple[KernelEnv, list[PassRec]]:
         env: KernelEnv = kenv(npages=npages, swap_pages=swap_pages, config=pw.config(**cfg))
         return env, _record_passes(env.k, on_pass)
+
+    return boot
+
+
+@pytest.fixture
+def run_as_pagedaemon154(run_as_pagedaemon: Any) -> Any:
+    """``run_as_pagedaemon`` on a machine booted with the 1.154 daemon (its aiodoned runs,
+    its uvmpd_tune tunes; the body calls kernel.uvm.uvm_pdaemon_1_154's functions)."""
+
+    def run(body: Body, **kw: Any) -> KernelEnv:
+        env: KernelEnv = run_as_pagedaemon(body, pdaemon="1.154", **kw)
+        return env
+
+    return run
+
+
+@pytest.fixture
+def live_pagedaemon154(live_pagedaemon: Any) -> Any:
+    """``live_pagedaemon`` on a machine booted with the 1.154 daemon."""
+
+    def boot(on_pass: OnPass | None = None, **kw: Any) -> tuple[KernelEnv, list[PassRec]]:
+        booted: tuple[KernelEnv, list[PassRec]] = live_pagedaemon(on_pass, pdaemon="1.154", **kw)
+        return booted
 
     return boot

@@ -69,7 +69,8 @@ def daemonless(
     kenv: Any, *, npages: int, swap_pages: int, faults: FaultConfig | None = None, **cfg: Any
 ) -> KernelEnv:
     """A machine booted without kernel threads (``start=False``): the test body starts what it
-    needs, usually by :func:`be_the_pagedaemon`. ``cfg`` goes to :func:`config`."""
+    needs, usually by :func:`be_the_pagedaemon`. ``cfg`` goes to :func:`config`
+    (``pdaemon="1.154"`` boots the 1.154 daemon: its aiodoned, its uvmpd_tune)."""
     env: KernelEnv = kenv(
         npages=npages, swap_pages=swap_pages, start=False, config=config(**cfg), faults=faults
     )
@@ -84,7 +85,7 @@ def machine_without_pagedaemon(k: Kernel) -> None:
         await machdep.trap(k, ctx, vaddr, is_write)
 
     k.md.cpu.trap_handler = trap_handler
-    kthread_create(k, uvm_pdaemon.uvm_aiodone_daemon, k, name="aiodoned")
+    kthread_create(k, k.pdaemon.uvm_aiodone_daemon, k, name="aiodoned")  # the booted daemon's
 
 
 def be_the_pagedaemon(k: Kernel, env: KernelEnv) -> None:
@@ -94,7 +95,7 @@ def be_the_pagedaemon(k: Kernel, env: KernelEnv) -> None:
     machine_without_pagedaemon(k)
     k.uvm.pagedaemon_proc = env.testproc
     uvm_page.uvm_lock_pageq(k)
-    uvm_pdaemon.uvmpd_tune(k)
+    getattr(k.pdaemon, "uvmpd_tune", uvm_pdaemon.uvmpd_tune)(k)  # the booted daemon's
     uvm_page.uvm_unlock_pageq(k)
     assert (k.uvmexp.freemin, k.uvmexp.freetarg) == (9, 12)
 
