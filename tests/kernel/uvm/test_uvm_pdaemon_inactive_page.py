@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from structlog.testing import capture_logs
 
+import kernel.kern.vfs_bio as vfs_bio
 from kernel.kern.kern_synch import RWLock
 from kernel.kernel import Kernel
 from kernel.uvm import uvm_page, uvm_pmemrange, uvm_swap
@@ -619,3 +620,28 @@ def test_scan_starts_pageouts_until_free_plus_paging_reaches_four_times_freetarg
         await pw.release(env, h)
 
     run_as_pagedaemon(body)
+
+
+def test_scan_stop_target_does_not_count_the_buffer_cache_deficit_as_free(
+    run_as_pagedaemon: Any,
+) -> None:
+    """The done test of I1 uses "free = uvmexp.free - BUFPAGES_DEFICIT" ("see if we've met
+    our target"): pages the buffer cache lacks below its floor are not really free. The cache
+    is set 4 pages below its floor (bufadjust, as sysctl kern.bufcachepercent does); with
+    free 40 the scan frees clean file pages (I7) until 40 + n - 4 >= 48: 12 of them, not 8."""
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        bc = k.bufcache
+        assert bc is not None
+        vfs_bio.bufadjust(k, bc.buflowpages - 4)
+        assert vfs_bio.BUFPAGES_DEFICIT(k) == 4 and vfs_bio.BUFPAGES_INACT(k) == 0
+        h = await pw.hold(env, "r", pw.region("file", 20, "f.dat", "r"), free=40)
+        files = pw.pgs(env, h)
+        pw.deactivate(k, files)
+        d = await _scan(k)
+        assert (d["pdfreed"], d["pdscans"], d["pgswapout"]) == (12, 12, 0)
+        assert k.uvmexp.free - vfs_bio.BUFPAGES_DEFICIT(k) == STOP
+        assert all(pg.pg_flags & PQ_INACTIVE for pg in files[12:])
+        await pw.release(env, h)
+
+    run_as_pagedaemon(body, bufcachepercent=10)

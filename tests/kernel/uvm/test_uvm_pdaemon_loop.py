@@ -521,6 +521,54 @@ def test_M8prime_no_scan_when_both_targets_are_met_and_nothing_is_requested(
     env.run(body)
 
 
+def test_M8_scans_when_the_buffer_cache_deficit_takes_free_below_freetarg(
+    live_pagedaemon: Any,
+) -> None:
+    """M8: "`free − DEFICIT < freetarg`": free 15 >= freetarg, but the buffer cache is 8 pages
+    below its floor (bufadjust, as sysctl kern.bufcachepercent does), so only 7 pages count
+    as free: scan. The inactive target is met (20 of inactarg 20), nothing is requested, and
+    a cache below its floor gives nothing back to M7's bufbackoff."""
+    env, passes = live_pagedaemon(npages=256, bufcachepercent=50)
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        bc = k.bufcache
+        assert bc is not None
+        h = await pw.hold(env, "h", ("anon", 60, None, "w"))
+        pw.deactivate(k, pw.pgs(env, h, 0)[:20])
+        vfs_bio.bufadjust(k, bc.buflowpages - 8)
+        held = _kernel_pages(k, k.uvmexp.free - 15)
+        assert k.uvmexp.free == 15 and vfs_bio.BUFPAGES_DEFICIT(k) == 8 and passes == []
+        assert vfs_bio.BUFPAGES_INACT(k) == 0 and k.uvmexp.inactive == 20
+        _wake_daemon(k)
+        await pw.until(env, lambda: len(passes) >= 1, "pass 1")
+        assert passes[0].inactarg == 20 and passes[0].delta["pdrevs"] == 1
+        assert bc.backoffs == 1 and bc.recovered == 0
+        await env.settle()
+        _free_pages(k, held)
+        await pw.release(env, h)
+
+    env.run(body)
+
+
+def test_M8prime_no_scan_at_exactly_the_free_target(live_pagedaemon: Any) -> None:
+    """M8' at the boundary of "`free − DEFICIT < freetarg`": free 12 = freetarg is no
+    shortage. The inactive target is met (17 of inactarg 52 / 3 = 17), nothing is requested
+    and the buffer cache is off (M7's bufbackoff frees nothing): no scan."""
+    env, passes = live_pagedaemon(npages=64)
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        h = await pw.hold(env, "h", ("anon", 52, None, "w"))
+        pw.deactivate(k, pw.pgs(env, h, 0)[:17])
+        assert k.uvmexp.free == FREETARG and k.uvmexp.inactive == 17
+        _wake_daemon(k)
+        await _quiet(env, passes, 1)
+        assert passes[0].inactarg == 17 and passes[0].free == FREETARG
+        assert passes[0].delta["pdrevs"] == 0
+        await pw.release(env, h)
+
+    env.run(body)
+
+
 async def _m9_scenario(env: KernelEnv, free: int, dirty: int) -> tuple[int, int, int, bool]:
     """A free-memory sleeper; a process holding 54 pages of which ``dirty`` were deactivated
     (so this pass pages them out: paging > 0 at M9); kernel pages held so that ``free`` pages
