@@ -33,7 +33,7 @@ from kernel.kern.kern_synch import RWLock, chan
 from kernel.kernel import Kernel, KernelCosts
 from kernel.sys.errno import ENOMEM
 from kernel.uvm import uvm_pmemrange
-from kernel.uvm.uvm_page import VmPage, atop, ptoa
+from kernel.uvm.uvm_page import PQ_FREE, VmPage, atop, ptoa
 from kernel.uvm.uvm_pmemrange import (
     UVM_PLA_NOWAIT,
     UVM_PLA_USERESERVE,
@@ -90,6 +90,19 @@ def test_M1_sleeps_when_no_request_and_no_nowait_failure(live_pagedaemon: Any) -
         await _quiet(env, passes, 1)
         assert k.uvmexp.pdwoke == 1 and passes[0].pdwoke == 1
         assert k.uvm.fpageqlock.mtx_owner is False  # msleep released the interlock
+
+    env.run(body)
+
+
+def test_M1_counts_every_wakeup_in_pdwoke(live_pagedaemon: Any) -> None:
+    """M1: "after waking `pdwoke` +1", on every wakeup: woken twice, pdwoke 2."""
+    env, passes = live_pagedaemon(npages=64)
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        for n in (1, 2):
+            _wake_daemon(k)
+            await _quiet(env, passes, n)
+        assert k.uvmexp.pdwoke == 2 and [p.pdwoke for p in passes] == [1, 2]
 
     env.run(body)
 
@@ -355,6 +368,22 @@ def test_M6_inactarg_is_raised_above_freetarg_on_small_queues(live_pagedaemon: A
     env.run(body)
 
 
+def test_M6_inactarg_equal_to_freetarg_is_raised_too(live_pagedaemon: Any) -> None:
+    """M6 at its boundary, "raised to freetarg+1 if **<=** freetarg": 36 active pages give
+    36 / 3 = 12 = freetarg, raised to 13."""
+    env, passes = live_pagedaemon(npages=64)
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        h = await pw.hold(env, "h", ("anon", 36, None, "w"))
+        assert (k.uvmexp.active, k.uvmexp.inactive) == (36, 0)
+        _wake_daemon(k)
+        await _quiet(env, passes, 1)
+        assert passes[0].inactarg == FREETARG + 1
+        await pw.release(env, h)
+
+    env.run(body)
+
+
 @pytest.mark.parametrize("ndrm", [0, 1])
 def test_M7_size_zero_becomes_16_and_bufbackoff_gets_twice_that(
     live_pagedaemon: Any, ndrm: int
@@ -545,6 +574,57 @@ def test_M8_scans_when_the_buffer_cache_deficit_takes_free_below_freetarg(
         assert bc.backoffs == 1 and bc.recovered == 0
         await env.settle()
         _free_pages(k, held)
+        await pw.release(env, h)
+
+    env.run(body)
+
+
+def test_M8_the_scan_gets_the_request(live_pagedaemon: Any) -> None:
+    """M8: "`uvmpd_scan(pma)`": the request goes to the scan. A WAITOK allocation wants frame
+    0, which the kernel holds; its request covers bytes 0 .. 4095, so every page *number*
+    of this machine is in its range (reference §4.5) and, not FREED, it keeps the inactive
+    scan going although free is far above 4 x freetarg (which alone would end it at once,
+    I1a): both clean inactive file pages are freed. Another CPU frees frame 0 at the end of
+    the pass."""
+    held: list[VmPage] = []
+
+    def free_it(k: Kernel, n: int) -> None:
+        if n == 1:
+            _free_pages(k, held)
+
+    env, passes = live_pagedaemon(free_it, npages=64)
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        held.extend(_kernel_pages_at(k, 0, 1))
+        h = await pw.hold(env, "h", ("anon", 4, None, "w"), ("file", 2, "f.dat", "r"))
+        files = pw.pgs(env, h, 1)
+        pw.deactivate(k, files)
+        assert k.uvmexp.free >= 4 * FREETARG
+        req = _requester(k, 1, 0, 1)
+        await pw.until(env, lambda: bool(req.got), "request satisfied")
+        assert req.got == [0] and passes[0].delta["pdfreed"] == 2
+        assert all(pg.pg_flags & PQ_FREE for pg in files)
+        await pw.release(env, h)
+
+    env.run(body)
+
+
+def test_M8prime_no_scan_when_clean_buffer_pages_make_up_the_inactive_target(
+    live_pagedaemon: Any,
+) -> None:
+    """M8': "`inactive + INACT < inactarg`" is false when the buffer cache's clean pages
+    above its floor (BUFPAGES_INACT, counted as if inactive) make up the target: 60 active
+    pages, none inactive, inactarg 20, and after M7's bufbackoff 84 clean buffer pages above
+    the floor; free is far above freetarg: no scan."""
+    env, passes = live_pagedaemon(npages=256, bufcachepercent=50)
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        h = await pw.hold(env, "h", ("anon", 60, None, "w"))
+        assert k.uvmexp.inactive == 0 and k.uvmexp.free >= 4 * FREETARG
+        _wake_daemon(k)
+        await _quiet(env, passes, 1)
+        assert passes[0].inactarg == 20 and vfs_bio.BUFPAGES_INACT(k) == 84
+        assert passes[0].delta["pdrevs"] == 0 and passes[0].delta["pddeact"] == 0
         await pw.release(env, h)
 
     env.run(body)
