@@ -424,6 +424,39 @@ def test_M7_size_is_the_free_target_shortfall(live_pagedaemon: Any) -> None:
     env.run(body)
 
 
+def test_M7_size_counts_the_buffer_cache_deficit(live_pagedaemon: Any) -> None:
+    """M7: "size = ... + max(0, freetarg - (free - DEFICIT))": free 10, and the buffer cache
+    7 pages below its floor, so size = 12 - 3 = 9 and bufbackoff(.., 18). The cache was
+    set below its floor (bufadjust, as sysctl kern.bufcachepercent does), then asked to grow
+    while memory was short (buf_refill): its target is 104 pages but it holds 5. A cache
+    below its floor gives no page back; what the daemon asked for shows in the target,
+    lowered by max(size * 2, bufbackpages) (reference §1.12): 104 - 18 = 86."""
+    targets: list[int] = []
+
+    def look(k: Kernel, n: int) -> None:
+        if n == 1:
+            assert k.bufcache is not None
+            targets.append(k.bufcache.bufpages)
+
+    env, _ = live_pagedaemon(look, npages=256, bufcachepercent=50)
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        bc = k.bufcache
+        assert bc is not None and (bc.buflowpages, bc.bufbackpages) == (12, 1)
+        vfs_bio.bufadjust(k, 4)
+        held = _kernel_pages(k, k.uvmexp.free - 10)
+        vfs_bio.buf_refill(k, 100)  # one page, then the allocator refuses: free 9
+        _free_pages(k, held[:1])
+        assert (k.uvmexp.free, vfs_bio.BUFPAGES_DEFICIT(k), bc.bufpages) == (10, 7, 104)
+        _wake_daemon(k)
+        await pw.until(env, lambda: bool(targets), "pass 1")
+        assert targets == [86] and bc.recovered == 0
+        await env.settle()
+        _free_pages(k, held[1:])
+
+    env.run(body)
+
+
 def test_M7_size_adds_the_request_pages_to_the_shortfall(live_pagedaemon: Any) -> None:
     """M7: "size = pma pages (pm_size>>PAGE_SHIFT, if pma) + ..." : a 3-page kernel request
     (USERESERVE, so the reserve does not stop it before its search) with free 10 gives
