@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: venv run test bench coverage lint soak clean
+.PHONY: venv run test bench coverage mutate lint soak clean
 
 venv: $(STAMP)
 
@@ -31,6 +31,10 @@ coverage: venv
 bench: venv
 	$(BIN)/emu bench --json runs/bench.json
 
+# mutation testing of the daemon ports (docs/mutation.md); SAMPLE=N tests N mutants (seed 17)
+mutate: venv
+	$(BIN)/python tools/mutate.py $(if $(SAMPLE),--sample $(SAMPLE),--fail-under 95)
+
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/mypy
@@ -40,4 +44,4 @@ soak: venv
 	$(BIN)/emu soak --minutes 10
 
 clean:
-	rm -rf $(VENV) runs build *.egg-info .mypy_cache .ruff_cache .coverage
+	rm -rf $(VENV) runs build mutants *.egg-info .mypy_cache .ruff_cache .coverage

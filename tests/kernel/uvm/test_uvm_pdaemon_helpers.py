@@ -417,3 +417,44 @@ def test_uvmpd_drop_trusts_PG_CLEAN_and_drops_a_page_written_through_its_mapping
         await pw.release(env, h)
 
     env.run(body)
+
+
+def test_uvmpd_drop_passes_over_a_dirty_page_without_taking_its_object_lock(kenv: Any) -> None:
+    """uvmpd_drop: "if (p->pg_flags & PG_CLEAN)" is tested before "rw_enter(uobj->vmobjlock,
+    RW_WRITE)": a dirty object page is passed over at once, even while another CPU holds
+    its object's lock."""
+    env = kenv(npages=64, config=pw.config(hibernate=True))
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        h = await pw.hold(env, "h", ("shared", 1, "shm", "w"))
+        pg = pw.pg(env, h, 0, 0)
+        assert not pg.pg_flags & PG_CLEAN
+        lock = pw.lock(h, 0)
+        cpu = pw.other_cpu(k)
+        await pw.run_on(env, cpu, pw.enter(k, lock))
+        t0 = k.sched.now
+        await uvm_pdaemon.uvmpd_drop(k, k.uvm.page_active)
+        assert k.sched.now == t0 and lock.rwl_waiters == []  # it never waited for the lock
+        assert pg.pg_flags & PQ_ACTIVE
+        await pw.run_on(env, cpu, pw.exit_(lock))
+        await pw.release(env, h)
+
+    env.run(body)
+
+
+def test_uvmpd_drop_counts_every_dropped_aobj_page_in_swpgonly(kenv: Any) -> None:
+    """uvmpd_drop: "this page now lives only in swap" (atomic_inc_int(&uvmexp.swpgonly)) for
+    each clean swap-backed page it frees: two clean aobj pages, swpgonly + 2."""
+    env = kenv(npages=64, config=pw.config(hibernate=True))
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        h = await pw.hold(env, "h", ("shared", 2, "shm", "w"))
+        await _aobj_round_trip(env, h, 0, range(2))  # clean, each with its slot
+        pgs = pw.pgs(env, h, 0)
+        swpgonly = k.uvmexp.swpgonly
+        await uvm_pdaemon.uvmpd_drop(k, k.uvm.page_active)
+        assert all(pg.pg_flags & PQ_FREE for pg in pgs)
+        assert k.uvmexp.swpgonly == swpgonly + 2
+        await pw.release(env, h)
+
+    env.run(body)

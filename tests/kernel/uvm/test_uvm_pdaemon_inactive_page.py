@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from structlog.testing import capture_logs
 
+import kernel.kern.vfs_bio as vfs_bio
 from kernel.kern.kern_synch import RWLock
 from kernel.kernel import Kernel
 from kernel.uvm import uvm_page, uvm_pmemrange, uvm_swap
@@ -48,6 +49,7 @@ from kernel.uvm.uvm_pmemrange import UVM_PLA_NOWAIT, UVM_PMA_BUSY, UVM_PMA_FREED
 import pdaemon_world as pw
 from pdaemon_inactive import (
     _aobj_slot,
+    _file_bytes,
     _fill_swap_with_swap_only_pages,
     _load,
     _pageouts,
@@ -166,6 +168,31 @@ def test_I0a_units_mismatch_page_numbers_are_compared_with_byte_bounds(
         assert pgs[0].uanon is not None and pgs[0].uanon.an_swslot == 0
         assert pgs[1].pg_flags & PG_BUSY and pgs[2].pg_flags & PG_BUSY
         pw.pma_done(k, number_of_x)
+        await _settle(env)
+        await pw.release(env, h)
+
+    run_as_pagedaemon(body)
+
+
+def test_I0a_the_pma_range_is_half_open_a_page_number_equal_to_ucr_high_is_out(
+    run_as_pagedaemon: Any,
+) -> None:
+    """I0a: "atop(PA) in [ucr_low, ucr_high)" (C: "paddr >= pma->pm_constraint.ucr_low &&
+    paddr < pma->pm_constraint.ucr_high"). Two pages queued higher frame first, the range
+    [lower frame, higher frame): the head's page number equals ucr_high, so the scan starts
+    at the second page and the head is never looked at."""
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        h = await pw.hold(env, "w", pw.region("anon", 2))
+        lo, hi = sorted(pw.pgs(env, h), key=lambda pg: pg.phys_addr)
+        pw.deactivate(k, [hi, lo])
+        pma = pw.linked_pma(k, atop(lo.phys_addr), atop(hi.phys_addr))
+        d = await _scan(k, pma)
+        assert d["pdscans"] == 1 and d["pgswapout"] == 1
+        assert lo.uanon is not None and lo.uanon.an_swslot == 1
+        assert hi.uanon is not None and hi.uanon.an_swslot == 0
+        assert hi.pg_flags & PQ_INACTIVE and not hi.pg_flags & PG_BUSY
+        pw.pma_done(k, pma)
         await _settle(env)
         await pw.release(env, h)
 
@@ -327,6 +354,24 @@ def test_I4_referenced_page_goes_back_to_the_active_queue(run_as_pagedaemon: Any
     run_as_pagedaemon(body)
 
 
+def test_I4_every_referenced_page_counts_in_pdreact(run_as_pagedaemon: Any) -> None:
+    """I4: "`pdreact` +1" for each referenced page: two pages the process read since their
+    deactivation, two reactivations."""
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        h = await pw.hold(env, "w", pw.region("anon", 2), free=30)
+        pgs = pw.pgs(env, h)
+        pw.deactivate(k, pgs, unmap=False)
+        for i in range(2):
+            await pw.run_on(env, h, _load(h.vas[0] + i * PAGE))
+        d = await _scan(k)
+        assert (d["pdscans"], d["pdreact"]) == (2, 2) and k.uvmexp.pdreact == 2
+        assert all(pg.pg_flags & PQ_ACTIVE for pg in pgs)
+        await pw.release(env, h)
+
+    run_as_pagedaemon(body)
+
+
 def test_I5_busy_page_is_skipped_and_counted_in_pdbusy(run_as_pagedaemon: Any) -> None:
     """I5: "PG_BUSY | unlock, `pdbusy` +1, skip". The pages are busy because the previous
     scan's pageout of them is still in flight (aiodoned has not run yet)."""
@@ -462,6 +507,53 @@ def test_I8_target_met_meanwhile_dirty_page_is_left_alone(run_as_pagedaemon: Any
     run_as_pagedaemon(body)
 
 
+@pytest.mark.parametrize(("free", "skipped"), [(40, True), (32, False)])
+def test_I8_counts_the_pageouts_in_flight_toward_the_target(
+    run_as_pagedaemon: Any, free: int, skipped: bool
+) -> None:
+    """I8: "dirty, (no pma or FREED), free + paging **>** 4×freetarg | unlock, skip" with
+    pageouts in flight. A DMA request keeps the scan going past the target: 16 dirty pages
+    go out in one cluster (paging 16), page Y opens a second cluster, and at page X's
+    try-lock another CPU frees a page of the request (FREED). With free 40, 40 + 16 > 48:
+    X is skipped, and the loop goes on (C: "continue") to the final flush of Y's cluster.
+    With free 32, 32 + 16 = 48 is not more than 48: X joins Y's cluster."""
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        regions = pw.region("anon", 16), pw.region("anon", 1), pw.region("anon", 1)
+        h = await pw.hold(env, "w", *regions, free=free + 1)
+        other: list[VmPage] = []  # a page "another CPU" owns (a kernel allocation)
+        assert (
+            uvm_pmemrange.uvm_pmr_getpages_nowait(k, 1, 0, 0, 1, 0, 1, UVM_PLA_NOWAIT, other) == 0
+        )
+        (y,), (x,) = pw.pgs(env, h, 1), pw.pgs(env, h, 2)
+        pw.deactivate(k, [*pw.pgs(env, h, 0), y, x])
+        pma = pw.linked_pma(k, 0, 0xFFFFFFFF)
+        seen: list[tuple[int, int]] = []
+
+        def other_cpu_frees(rwl: RWLock) -> None:
+            rwl.rwl_hook = None
+            seen.append((k.uvmexp.free, k.uvmexp.paging))
+            uvm_pmemrange.uvm_pmr_freepageq(k, other)
+
+        pw.lock(h, 2).rwl_hook = other_cpu_frees
+        with capture_logs() as logs:
+            d = await _scan(k, pma)
+        assert seen == [(free, 16)] and pma.pm_flags & UVM_PMA_FREED
+        assert d["pdscans"] == 18
+        if skipped:
+            assert _pageouts(logs) == [(16, "PEND"), (1, "PEND")] and d["pgswapout"] == 17
+            assert x.pg_flags & PQ_INACTIVE and not x.pg_flags & PG_BUSY
+            assert x.uanon is not None and x.uanon.an_swslot == 0
+        else:
+            assert _pageouts(logs) == [(16, "PEND"), (2, "PEND")] and d["pgswapout"] == 18
+        assert y.pg_flags & PG_BUSY  # written: the final flush
+        pw.pma_done(k, pma)
+        await _settle(env)
+        await pw.release(env, h)
+
+    run_as_pagedaemon(body)
+
+
 def test_I9_swap_full_reactivates_dirty_swap_backed_pages(run_as_pagedaemon: Any) -> None:
     """I9: "dirty, swap-backed, `uvm_swapisfull()` | dirtyreacts +1, activate, unlock, skip
     (no counter)" (C: "this page is dirty, but we can't page it out since all pages in swap
@@ -479,6 +571,28 @@ def test_I9_swap_full_reactivates_dirty_swap_backed_pages(run_as_pagedaemon: Any
             assert pg.pg_flags & PQ_ACTIVE and not pg.pg_flags & (PG_BUSY | PG_CLEAN)
             assert pg.uanon is not None and pg.uanon.an_swslot == 0
         assert k.uvmexp.inactive == 0
+        await pw.release(env, h)
+
+    run_as_pagedaemon(body, swap_pages=16)
+
+
+def test_I9_a_dirty_file_page_is_written_to_its_file_even_when_swap_is_full(
+    run_as_pagedaemon: Any,
+) -> None:
+    """I9 is for swap-backed pages only ("if ((p->pg_flags & PQ_SWAPBACKED) &&
+    uvm_swapisfull())"): with swap full, a dirty page of a mapped file is not reactivated
+    but written to its file (I11, I15: a synchronous vnode put)."""
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        h = await pw.hold(env, "w", pw.region("anon", 16), pw.region("file", 1, "f"), free=20)
+        await _fill_swap_with_swap_only_pages(env, h, 0)
+        assert uvm_swap.uvm_swapisfull(k)
+        pg = pw.pg(env, h, 1, 0)
+        pw.deactivate(k, [pg])
+        d = await _scan(k)
+        assert (d["pdscans"], d["pdobscan"], d["pgswapout"], d["pdpageouts"]) == (1, 1, 1, 1)
+        assert pg.pg_flags & PQ_INACTIVE and pg.pg_flags & PG_CLEAN
+        assert _file_bytes(env, "f", 0) == pw.data("w", 1, 0)
         await pw.release(env, h)
 
     run_as_pagedaemon(body, swap_pages=16)
@@ -619,3 +733,28 @@ def test_scan_starts_pageouts_until_free_plus_paging_reaches_four_times_freetarg
         await pw.release(env, h)
 
     run_as_pagedaemon(body)
+
+
+def test_scan_stop_target_does_not_count_the_buffer_cache_deficit_as_free(
+    run_as_pagedaemon: Any,
+) -> None:
+    """The done test of I1 uses "free = uvmexp.free - BUFPAGES_DEFICIT" ("see if we've met
+    our target"): pages the buffer cache lacks below its floor are not really free. The cache
+    is set 4 pages below its floor (bufadjust, as sysctl kern.bufcachepercent does); with
+    free 40 the scan frees clean file pages (I7) until 40 + n - 4 >= 48: 12 of them, not 8."""
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        bc = k.bufcache
+        assert bc is not None
+        vfs_bio.bufadjust(k, bc.buflowpages - 4)
+        assert vfs_bio.BUFPAGES_DEFICIT(k) == 4 and vfs_bio.BUFPAGES_INACT(k) == 0
+        h = await pw.hold(env, "r", pw.region("file", 20, "f.dat", "r"), free=40)
+        files = pw.pgs(env, h)
+        pw.deactivate(k, files)
+        d = await _scan(k)
+        assert (d["pdfreed"], d["pdscans"], d["pgswapout"]) == (12, 12, 0)
+        assert k.uvmexp.free - vfs_bio.BUFPAGES_DEFICIT(k) == STOP
+        assert all(pg.pg_flags & PQ_INACTIVE for pg in files[12:])
+        await pw.release(env, h)
+
+    run_as_pagedaemon(body, bufcachepercent=10)

@@ -358,6 +358,53 @@ def test_I18a_released_anon_page_after_failed_pageout_frees_page_and_anon(
     env.check()
 
 
+def test_I18a_the_scan_goes_on_with_the_successor_of_the_released_page(
+    run_as_pagedaemon: Any,
+) -> None:
+    """I18a: "...; lock pages; **next := successor**; free p" (C: "remove page so we can get
+    nextpg"): after P, released during its failed pageout and freed, the scan looks at the
+    page queued after it. P gets released as in the test above (15 pages of amap A and P fill
+    a cluster, no buf; at P's try-lock another CPU takes A's lock and the process unmaps P's
+    region); after P comes Q, a clean page of a mapped file, which the scan then frees (I7)."""
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        h = await pw.hold(
+            env, "w", pw.region("anon", 15), pw.region("anon", 1),
+            pw.region("file", 1, "f", touch="r"), free=30,
+        )
+        a, p, q = pw.pgs(env, h, 0), pw.pg(env, h, 1, 0), pw.pg(env, h, 2, 0)
+        la, lb = pw.lock(h, 0), pw.lock(h, 1)
+        pw.deactivate(k, [*a, p, q])
+        cpu = pw.other_cpu(k)
+        tickets: list[int] = []
+
+        async def let_a_go() -> None:  # on the other CPU, once the unmap is done
+            while h.done < tickets[0]:
+                await env.sleep(10_000)
+            rw_exit(la)
+
+        async def unmap_p(up: UserProcess) -> None:
+            await up.munmap(h.vas[1], PAGE)
+
+        def at_p(rwl: RWLock) -> None:
+            rwl.rwl_hook = None
+            _take_as(cpu.proc, la)
+            tickets.append(pw.post(h, unmap_p))
+            pw.post(cpu, let_a_go)
+
+        lb.rwl_hook = at_p
+        _no_bufs(k)
+        with capture_logs() as logs:
+            d = await _scan(k)
+        _bufs_back(k)
+        assert _pageouts(logs) == [(1, "AGAIN")] and p.pg_flags & PQ_FREE
+        assert (d["pdscans"], d["pdobscan"], d["pdfreed"]) == (17, 1, 1)
+        assert q.pg_flags & PQ_FREE
+        await pw.release(env, h)
+
+    run_as_pagedaemon(body)
+
+
 def test_I18b_vnode_write_error_reactivates_the_page(run_as_pagedaemon: Any) -> None:
     """I18b: "not released, result ≠ OK and ≠ AGAIN (ERROR/BAD/FAIL) | lock pages; next :=
     successor; activate p; clear reference" (C: "we "reactivate" page to get it out of the

@@ -33,7 +33,7 @@ from kernel.kern.kern_synch import RWLock, chan
 from kernel.kernel import Kernel, KernelCosts
 from kernel.sys.errno import ENOMEM
 from kernel.uvm import uvm_pmemrange
-from kernel.uvm.uvm_page import VmPage, atop, ptoa
+from kernel.uvm.uvm_page import PQ_FREE, VmPage, atop, ptoa
 from kernel.uvm.uvm_pmemrange import (
     UVM_PLA_NOWAIT,
     UVM_PLA_USERESERVE,
@@ -90,6 +90,19 @@ def test_M1_sleeps_when_no_request_and_no_nowait_failure(live_pagedaemon: Any) -
         await _quiet(env, passes, 1)
         assert k.uvmexp.pdwoke == 1 and passes[0].pdwoke == 1
         assert k.uvm.fpageqlock.mtx_owner is None  # msleep released the interlock
+
+    env.run(body)
+
+
+def test_M1_counts_every_wakeup_in_pdwoke(live_pagedaemon: Any) -> None:
+    """M1: "after waking `pdwoke` +1", on every wakeup: woken twice, pdwoke 2."""
+    env, passes = live_pagedaemon(npages=64)
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        for n in (1, 2):
+            _wake_daemon(k)
+            await _quiet(env, passes, n)
+        assert k.uvmexp.pdwoke == 2 and [p.pdwoke for p in passes] == [1, 2]
 
     env.run(body)
 
@@ -355,6 +368,22 @@ def test_M6_inactarg_is_raised_above_freetarg_on_small_queues(live_pagedaemon: A
     env.run(body)
 
 
+def test_M6_inactarg_equal_to_freetarg_is_raised_too(live_pagedaemon: Any) -> None:
+    """M6 at its boundary, "raised to freetarg+1 if **<=** freetarg": 36 active pages give
+    36 / 3 = 12 = freetarg, raised to 13."""
+    env, passes = live_pagedaemon(npages=64)
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        h = await pw.hold(env, "h", ("anon", 36, None, "w"))
+        assert (k.uvmexp.active, k.uvmexp.inactive) == (36, 0)
+        _wake_daemon(k)
+        await _quiet(env, passes, 1)
+        assert passes[0].inactarg == FREETARG + 1
+        await pw.release(env, h)
+
+    env.run(body)
+
+
 @pytest.mark.parametrize("ndrm", [0, 1])
 def test_M7_size_zero_becomes_16_and_bufbackoff_gets_twice_that(
     live_pagedaemon: Any, ndrm: int
@@ -391,6 +420,39 @@ def test_M7_size_is_the_free_target_shortfall(live_pagedaemon: Any) -> None:
         await _quiet(env, passes, 1)
         assert bc.backoffs == 1 and bc.recovered == 2 * (FREETARG - 10)
         await pw.release(env, h)
+
+    env.run(body)
+
+
+def test_M7_size_counts_the_buffer_cache_deficit(live_pagedaemon: Any) -> None:
+    """M7: "size = ... + max(0, freetarg - (free - DEFICIT))": free 10, and the buffer cache
+    7 pages below its floor, so size = 12 - 3 = 9 and bufbackoff(.., 18). The cache was
+    set below its floor (bufadjust, as sysctl kern.bufcachepercent does), then asked to grow
+    while memory was short (buf_refill): its target is 104 pages but it holds 5. A cache
+    below its floor gives no page back; what the daemon asked for shows in the target,
+    lowered by max(size * 2, bufbackpages) (reference §1.12): 104 - 18 = 86."""
+    targets: list[int] = []
+
+    def look(k: Kernel, n: int) -> None:
+        if n == 1:
+            assert k.bufcache is not None
+            targets.append(k.bufcache.bufpages)
+
+    env, _ = live_pagedaemon(look, npages=256, bufcachepercent=50)
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        bc = k.bufcache
+        assert bc is not None and (bc.buflowpages, bc.bufbackpages) == (12, 1)
+        vfs_bio.bufadjust(k, 4)
+        held = _kernel_pages(k, k.uvmexp.free - 10)
+        vfs_bio.buf_refill(k, 100)  # one page, then the allocator refuses: free 9
+        _free_pages(k, held[:1])
+        assert (k.uvmexp.free, vfs_bio.BUFPAGES_DEFICIT(k), bc.bufpages) == (10, 7, 104)
+        _wake_daemon(k)
+        await pw.until(env, lambda: bool(targets), "pass 1")
+        assert targets == [86] and bc.recovered == 0
+        await env.settle()
+        _free_pages(k, held[1:])
 
     env.run(body)
 
@@ -516,6 +578,105 @@ def test_M8prime_no_scan_when_both_targets_are_met_and_nothing_is_requested(
         await _quiet(env, passes, 1)
         assert k.uvmexp.pdwoke == 1 and passes[0].inactarg == 13
         assert passes[0].delta["pdrevs"] == 0 and k.uvmexp.pdrevs == 0
+        await pw.release(env, h)
+
+    env.run(body)
+
+
+def test_M8_scans_when_the_buffer_cache_deficit_takes_free_below_freetarg(
+    live_pagedaemon: Any,
+) -> None:
+    """M8: "`free − DEFICIT < freetarg`": free 15 >= freetarg, but the buffer cache is 8 pages
+    below its floor (bufadjust, as sysctl kern.bufcachepercent does), so only 7 pages count
+    as free: scan. The inactive target is met (20 of inactarg 20), nothing is requested, and
+    a cache below its floor gives nothing back to M7's bufbackoff."""
+    env, passes = live_pagedaemon(npages=256, bufcachepercent=50)
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        bc = k.bufcache
+        assert bc is not None
+        h = await pw.hold(env, "h", ("anon", 60, None, "w"))
+        pw.deactivate(k, pw.pgs(env, h, 0)[:20])
+        vfs_bio.bufadjust(k, bc.buflowpages - 8)
+        held = _kernel_pages(k, k.uvmexp.free - 15)
+        assert k.uvmexp.free == 15 and vfs_bio.BUFPAGES_DEFICIT(k) == 8 and passes == []
+        assert vfs_bio.BUFPAGES_INACT(k) == 0 and k.uvmexp.inactive == 20
+        _wake_daemon(k)
+        await pw.until(env, lambda: len(passes) >= 1, "pass 1")
+        assert passes[0].inactarg == 20 and passes[0].delta["pdrevs"] == 1
+        assert bc.backoffs == 1 and bc.recovered == 0
+        await env.settle()
+        _free_pages(k, held)
+        await pw.release(env, h)
+
+    env.run(body)
+
+
+def test_M8_the_scan_gets_the_request(live_pagedaemon: Any) -> None:
+    """M8: "`uvmpd_scan(pma)`": the request goes to the scan. A WAITOK allocation wants frame
+    0, which the kernel holds; its request covers bytes 0 .. 4095, so every page *number*
+    of this machine is in its range (reference §4.5) and, not FREED, it keeps the inactive
+    scan going although free is far above 4 x freetarg (which alone would end it at once,
+    I1a): both clean inactive file pages are freed. Another CPU frees frame 0 at the end of
+    the pass."""
+    held: list[VmPage] = []
+
+    def free_it(k: Kernel, n: int) -> None:
+        if n == 1:
+            _free_pages(k, held)
+
+    env, passes = live_pagedaemon(free_it, npages=64)
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        held.extend(_kernel_pages_at(k, 0, 1))
+        h = await pw.hold(env, "h", ("anon", 4, None, "w"), ("file", 2, "f.dat", "r"))
+        files = pw.pgs(env, h, 1)
+        pw.deactivate(k, files)
+        assert k.uvmexp.free >= 4 * FREETARG
+        req = _requester(k, 1, 0, 1)
+        await pw.until(env, lambda: bool(req.got), "request satisfied")
+        assert req.got == [0] and passes[0].delta["pdfreed"] == 2
+        assert all(pg.pg_flags & PQ_FREE for pg in files)
+        await pw.release(env, h)
+
+    env.run(body)
+
+
+def test_M8prime_no_scan_when_clean_buffer_pages_make_up_the_inactive_target(
+    live_pagedaemon: Any,
+) -> None:
+    """M8': "`inactive + INACT < inactarg`" is false when the buffer cache's clean pages
+    above its floor (BUFPAGES_INACT, counted as if inactive) make up the target: 60 active
+    pages, none inactive, inactarg 20, and after M7's bufbackoff 84 clean buffer pages above
+    the floor; free is far above freetarg: no scan."""
+    env, passes = live_pagedaemon(npages=256, bufcachepercent=50)
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        h = await pw.hold(env, "h", ("anon", 60, None, "w"))
+        assert k.uvmexp.inactive == 0 and k.uvmexp.free >= 4 * FREETARG
+        _wake_daemon(k)
+        await _quiet(env, passes, 1)
+        assert passes[0].inactarg == 20 and vfs_bio.BUFPAGES_INACT(k) == 84
+        assert passes[0].delta["pdrevs"] == 0 and passes[0].delta["pddeact"] == 0
+        await pw.release(env, h)
+
+    env.run(body)
+
+
+def test_M8prime_no_scan_at_exactly_the_free_target(live_pagedaemon: Any) -> None:
+    """M8' at the boundary of "`free − DEFICIT < freetarg`": free 12 = freetarg is no
+    shortage. The inactive target is met (17 of inactarg 52 / 3 = 17), nothing is requested
+    and the buffer cache is off (M7's bufbackoff frees nothing): no scan."""
+    env, passes = live_pagedaemon(npages=64)
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        h = await pw.hold(env, "h", ("anon", 52, None, "w"))
+        pw.deactivate(k, pw.pgs(env, h, 0)[:17])
+        assert k.uvmexp.free == FREETARG and k.uvmexp.inactive == 17
+        _wake_daemon(k)
+        await _quiet(env, passes, 1)
+        assert passes[0].inactarg == 17 and passes[0].free == FREETARG
+        assert passes[0].delta["pdrevs"] == 0
         await pw.release(env, h)
 
     env.run(body)

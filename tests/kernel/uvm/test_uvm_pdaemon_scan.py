@@ -45,6 +45,7 @@ from kernel.uvm.uvm_page import (
 from kernel.uvm.uvm_pmemrange import UVM_PMA_FREED, UvmPmalloc
 
 import pdaemon_world as pw
+from pdaemon_passes import _free_pages, _kernel_pages
 from pdaemon_swap import _anon_round_trip, _aobj_round_trip, _busy, _writes
 from pdaemon_world import FREETARG, Holder
 
@@ -113,6 +114,27 @@ def test_S1_no_swapout_at_the_free_target_with_pmap_collect(run_as_pagedaemon: A
         await pw.release(env, h)
 
     run_as_pagedaemon(body, npages=64, swap_pages=16, have_pmap_collect=True)
+
+
+def test_S1_counts_the_buffer_cache_deficit_and_every_swapout(run_as_pagedaemon: Any) -> None:
+    """S1: "`__HAVE_PMAP_COLLECT` and `free − DEFICIT < freetarg` | `pdswout` +1" (C: "get
+    current "free" page count" as "uvmexp.free - BUFPAGES_DEFICIT"): free 14 >= freetarg,
+    but the buffer cache is 4 pages below its floor (bufadjust, as sysctl
+    kern.bufcachepercent does), so only 10 count: each of two scans swaps out, pdswout 2."""
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        bc = k.bufcache
+        assert bc is not None
+        vfs_bio.bufadjust(k, bc.buflowpages - 4)
+        h = await pw.hold(env, "h", ("anon", 20, None, "w"), free=14)
+        assert vfs_bio.BUFPAGES_DEFICIT(k) == 4 and k.uvmexp.free == 14
+        k.uvmexp.inactarg = 0
+        assert (await _scan(k))["pdswout"] == 1
+        assert (await _scan(k))["pdswout"] == 1
+        assert k.uvmexp.pdswout == 2
+        await pw.release(env, h)
+
+    run_as_pagedaemon(body, npages=128, swap_pages=16, bufcachepercent=10, have_pmap_collect=True)
 
 
 def test_S1_absent_by_default_as_on_amd64(run_as_pagedaemon: Any) -> None:
@@ -260,6 +282,46 @@ def test_S4_swap_shortage_when_swap_slots_all_in_use(
         assert d["pdfreed"] == 0 and d["swpginuse"] == -shortage
         lost = [i for i in range(16) if pw.anon(env, h, 1, i).an_swslot == 0]
         assert lost == list(range(shortage))
+        await pw.release(env, h)
+
+    run_as_pagedaemon(body, npages=64, swap_pages=16)
+
+
+def test_S4_the_swap_shortage_counts_the_buffer_cache_deficit(run_as_pagedaemon: Any) -> None:
+    """S4: "swap_shortage = freetarg − (free − DEFICIT)": free 12 = freetarg, but the buffer
+    cache is 2 pages below its floor (bufadjust, as sysctl kern.bufcachepercent does), so
+    free counts 10: a shortage of 2, and two slots are taken from active pages."""
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        bc = k.bufcache
+        assert bc is not None
+        vfs_bio.bufadjust(k, bc.buflowpages - 2)
+        h = await _swap_in_use(env, 40)
+        held = _kernel_pages(k, k.uvmexp.free - FREETARG)
+        assert k.uvmexp.free == FREETARG and vfs_bio.BUFPAGES_DEFICIT(k) == 2
+        d = await _scan(k)
+        assert d["pdfreed"] == 0 and d["swpginuse"] == -2
+        lost = [i for i in range(16) if pw.anon(env, h, 1, i).an_swslot == 0]
+        assert lost == [0, 1]
+        _free_pages(k, held)
+        await pw.release(env, h)
+
+    run_as_pagedaemon(body, npages=128, swap_pages=16, bufcachepercent=10)
+
+
+def test_S4_pages_freed_counts_this_scan_only(run_as_pagedaemon: Any) -> None:
+    """S4's "pages_freed == 0" is about this scan ("pages_freed = uvmexp.pdfreed -
+    pages_freed"): after a scan that freed a clean page (I7), the next one frees nothing,
+    every slot is in use, free 11 < freetarg: a swap shortage of 1 although pdfreed is 1."""
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        h = await _swap_in_use(env, 53)
+        pw.deactivate(k, [pw.pg(env, h, 1, 15)])  # clean: paged in, never written since
+        assert (await _scan(k))["pdfreed"] == 1 and k.uvmexp.pdfreed == 1
+        assert k.uvmexp.free == 11 and k.uvmexp.swpginuse == k.uvmexp.swpages
+        d = await _scan(k)
+        assert d["pdfreed"] == 0 and d["swpginuse"] == -1
+        assert pw.anon(env, h, 1, 0).an_swslot == 0
         await pw.release(env, h)
 
     run_as_pagedaemon(body, npages=64, swap_pages=16)

@@ -256,3 +256,19 @@ def test_uvmpd_tune_freetarg_floor_on_a_16k_page_port_with_a_one_page_reserve(
     run_kernel(body, npages=64, swap_pages=16, config=pw.config())
     # 59 and 60 pages: freemin 2 → floor; 120 pages: freemin 4, freetarg 5 (no floor)
     assert got == [(2, 3), (2, 3), (4, 5)]
+
+
+def test_uvmpd_tune_reserve_floor_at_its_boundary(run_kernel: Any) -> None:
+    """uvmpd_tune: "Make sure there's always a user page free": "if (uvmexp.freemin <
+    uvmexp.reserve_kernel + 1) uvmexp.freemin = uvmexp.reserve_kernel + 1;" at its boundary,
+    with reserve_kernel 8: npages / 30 one below it (8: raised to 9), equal to it (9: kept),
+    one above it (10: kept), through the booted kernel's uvmpd_tune."""
+    got: dict[int, tuple[int, int]] = {}
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        assert k.uvmexp.reserve_kernel == 8
+        for npages in (240, 269, 270, 299, 300):
+            got[npages] = _tune(k, npages)
+
+    run_kernel(body, npages=64, swap_pages=16, config=pw.config())
+    assert got == {240: (9, 12), 269: (9, 12), 270: (9, 12), 299: (9, 12), 300: (10, 13)}
