@@ -45,7 +45,9 @@ def plot(t: pa.Table, grid: dict[str, list[Any]], metrics: list[str], out: Path)
     """Draw the plots into ``out`` (made if needed); return their paths. A metric missing
     from the table is skipped (named in the panel)."""
     rows = [r for r in t.to_pylist() if r.get("outcome") == "ok"]
-    keys = [k for k, vals in grid.items() if all(numeric_value(v) is not None for v in vals)]
+    # a key with one value is a constant of the sweep, not an axis
+    keys = [k for k, vals in grid.items()
+            if len(vals) > 1 and all(numeric_value(v) is not None for v in vals)]  # fmt: skip
     paths = []
     for key in keys:
         others = [k for k in grid if k != key]

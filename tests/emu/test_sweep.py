@@ -306,3 +306,19 @@ def test_sigterm_stops_a_sweep_like_ctrl_c(tmp_path: Path) -> None:
     assert proc.returncode in (143, 0), err  # 0: it had just finished
     _, alive = psutil.wait_procs(workers, timeout=10)
     assert not alive
+
+
+def test_a_grid_key_with_one_value_is_a_constant_not_an_axis(tmp_path: Path) -> None:
+    """Only keys that vary get a plot: a key held at one value would draw single points."""
+    import pyarrow as pa
+
+    from emu.sweep.plots import plot
+
+    t = pa.Table.from_pylist([
+        {"machine.ram": ram, "kernel.yield_ns": 20_000, "seed": 1, "outcome": "ok",
+         "virtual_ns": n}
+        for ram, n in (("384KiB", 3), ("1MiB", 1))
+    ])  # fmt: skip
+    grid = {"machine.ram": ["384KiB", "1MiB"], "kernel.yield_ns": [20_000]}
+    paths = plot(t, grid, ["virtual_ns"], tmp_path)
+    assert [p.name for p in paths] == ["machine.ram.png"]
