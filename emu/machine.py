@@ -335,7 +335,21 @@ class Machine:
             "integrity": {"pages_checked": checked, "mismatches": mism},
             "workloads": workloads,
             "daemon": {"passes": passes, "scans": u.get("pdrevs", 0)},
+            **_swapencrypt(k),
         })  # fmt: skip
+
+
+def _swapencrypt(k: Kernel | None) -> dict[str, Any]:
+    """The summary's "swapencrypt" section: only for a kernel that had swap encryption on (at
+    boot or later), so a run without it writes the summary it always wrote. Counters only:
+    no key material."""
+    se = k.swapencrypt if k is not None else None
+    if se is None or not (se.uvm_doswapencrypt or se.swap_encrypt_initialized):
+        return {}
+    return {"swapencrypt": {"enable": se.uvm_doswapencrypt, "keyscreated": se.uvm_swpkeyscreated,
+                            "keysdeleted": se.uvm_swpkeysdeleted,
+                            "pages_encrypted": se.swpencrypted,
+                            "pages_decrypted": se.swpdecrypted}}  # fmt: skip
 
 
 # --- entry point of `emu run` -------------------------------------------------------------

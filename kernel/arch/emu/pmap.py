@@ -157,6 +157,15 @@ class EmuPmap:
         """pmap_copy_page: copy ``src``'s frame into ``dst``'s (a real copy)."""
         self.ram.copy(src.phys_addr >> PAGE_SHIFT, dst.phys_addr >> PAGE_SHIFT)
 
+    def pmap_map_direct(self, pg: VmPage) -> memoryview:
+        """pmap_map_direct: the page's frame through the direct map: a writable view of its
+        bytes in the RAM arena (no referenced/modified bit changes: the kernel's own mapping)."""
+        return self.ram.view(pg.phys_addr >> PAGE_SHIFT)
+
+    def pmap_unmap_direct(self, va: memoryview) -> None:
+        """pmap_unmap_direct: give back a view from pmap_map_direct."""
+        va.release()
+
     def pmap_page_mapped(self, pg: VmPage) -> int:
         """PORT: the number of live mappings of ``pg`` (DIAGNOSTIC checks)."""
         return int(self.mmu.nmappings(pg.phys_addr >> PAGE_SHIFT))
