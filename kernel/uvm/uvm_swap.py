@@ -374,6 +374,9 @@ def uvm_swap_markdecrypt(sdp: Swapdev | None, startslot: int, npages: int, decry
         return
     assert sdp.swd_decrypt is not None, "uvm_swap_markdecrypt: device has no decrypt map"
     pagestart = startslot - sdp.swd_drumoffset
+    if npages == 1:  # PORT: the common case (one anon's slot), without a numpy slice
+        sdp.swd_decrypt[pagestart] = 1 if decrypt else 0
+        return
     sdp.swd_decrypt[pagestart : pagestart + npages] = 1 if decrypt else 0
 
 
@@ -785,11 +788,12 @@ async def uvm_swap_io(
     # encrypt to swap
     if write and bounce:
         block = btodb(startslot << PAGE_SHIFT)  # PORT: upstream's startblk, DEV_BSIZE blocks
+        map_direct, unmap_direct = k.pmap.pmap_map_direct, k.pmap.pmap_unmap_direct
         for i in range(npages):
             pg = pps[i]
             assert pg is not None
-            src = k.pmap.pmap_map_direct(pg)
-            dst = k.pmap.pmap_map_direct(tpps[i])
+            src = map_direct(pg)
+            dst = map_direct(tpps[i])
             if encrypt:
                 assert sdp is not None
                 key = SWD_KEY(sdp, startslot + i)
@@ -798,11 +802,17 @@ async def uvm_swap_io(
                 block += btodb(PAGE_SIZE)
             else:
                 dst[:] = src
-            k.pmap.pmap_unmap_direct(dst)
-            k.pmap.pmap_unmap_direct(src)
+            unmap_direct(dst)
+            unmap_direct(src)
             # this just tells async callbacks to free
             tpps[i].pg_flags |= uvm_page.PQ_ENCRYPT
         uvm_pager.uvm_pagermapout(k, npages)
+        if encrypt:
+            # PORT: the CPU time of the encryption passes now, where upstream spends it, not
+            # at the caller's next yield: a page daemon that paid milliseconds of it after
+            # its pass would sit out the wakeups of processes that meanwhile ran out of
+            # memory and slept in uvm_wait (docs/time.md, reference §4 item 14)
+            await k.sched.pay("swap_encrypt", k.config.costs.yield_ns)
         # PORT: upstream now disposes of the originals (uvm_pager_dropcluster with
         # PGO_PDFREECLUST: unbusied and clean before the write has happened; reference §4
         # item 11). They stay busy and dirty until the write is done (module docstring).
@@ -992,17 +1002,24 @@ def _swap_oompps(k: Kernel) -> None:
 def _uvm_pglistalloc_nowait(k: Kernel, npages: int, pgl: list[VmPage], flags: int) -> int:
     """PORT: uvm_pglistalloc(ptoa(npages), dma_constraint, 0, 0, pgl, npages, flags) without
     sleeping (uvm_pglist.c is not ported: it hands the range to uvm_pmr_getpages)."""
-    dma = dma_constraint()
-    return uvm_pmemrange.uvm_pmr_getpages_nowait(
-        k, npages, atop(dma.ucr_low), atop(dma.ucr_high) + 1, 0, 0, npages, flags, pgl
-    )
+    start, end = _dma_pages(k)
+    return uvm_pmemrange.uvm_pmr_getpages_nowait(k, npages, start, end, 0, 0, npages, flags, pgl)
 
 
 async def _uvm_pglistalloc(k: Kernel, npages: int, pgl: list[VmPage], flags: int) -> int:
     """PORT: uvm_pglistalloc over the DMA range (may sleep with UVM_PLA_WAITOK)."""
     if not flags & uvm_pmemrange.UVM_PLA_WAITOK:
         return _uvm_pglistalloc_nowait(k, npages, pgl, flags)
+    start, end = _dma_pages(k)
+    return await uvm_pmemrange.uvm_pmr_getpages(k, npages, start, end, 0, 0, npages, flags, pgl)
+
+
+def _dma_pages(k: Kernel) -> tuple[int, int]:
+    """PORT: dma_constraint in pages, for uvm_pmr_getpages; (0, 0), no constraint, when it
+    holds every frame of the machine (as on every emulated machine below 4 GiB): the same
+    pages are eligible, found without scanning the free map."""
     dma = dma_constraint()
-    return await uvm_pmemrange.uvm_pmr_getpages(
-        k, npages, atop(dma.ucr_low), atop(dma.ucr_high) + 1, 0, 0, npages, flags, pgl
-    )
+    start, end = atop(dma.ucr_low), atop(dma.ucr_high) + 1
+    if start == 0 and end >= k.uvmexp.npages:
+        return 0, 0
+    return start, end
