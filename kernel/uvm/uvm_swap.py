@@ -292,20 +292,21 @@ def uvm_swap_init(k: Kernel) -> None:
 
     # allocate pages for OOM situations.  PORT: only if this kernel encrypts swap
     if uvm_swap_encrypt.swapencrypt(k).uvm_doswapencrypt:
-        _swap_oompps(k)
+        _swap_oompps(k, True)
 
 
 def uvm_swap_initcrypt_all(k: Kernel) -> None:
     """uvm_swap_initcrypt_all: give every device that has none its decrypt map and keys.
 
     => called when swap encryption is switched on (swap_encrypt_ctl)
-    => PORT: also takes the OOM reserve if the kernel booted without encryption
+    => PORT: also takes the OOM reserve if the kernel booted without encryption (if memory
+       is short now, the page daemon goes without it: its bounce shortage is then AGAIN)
     """
     for spp in _swap(k).swap_priority:
         for sdp in spp.spi_swapdev:
             if sdp.swd_decrypt is None:
                 uvm_swap_initcrypt(sdp, sdp.swd_drumsize)
-    _swap_oompps(k)
+    _swap_oompps(k, False)
 
 
 def uvm_swap_initcrypt(sdp: Swapdev, npages: int) -> None:
@@ -331,7 +332,7 @@ async def uvm_swap_allocpages(k: Kernel, pps: list[VmPage], npages: int, flags: 
     while True:  # again:
         pgl: list[VmPage] = []
         error = await _uvm_pglistalloc(k, npages, pgl, flags)
-        if error and p is not None and p is k.uvm.pagedaemon_proc:
+        if error and p is not None and p is k.uvm.pagedaemon_proc and swap.oompps:
             mtx_enter(swap.oommtx)
             if swap.oom:
                 await msleep_nsec(k, chan(swap, "oom"), swap.oommtx, PVM | PNORELOCK, "oom", INFSLP)
@@ -986,13 +987,16 @@ def _swap_dropkeys(k: Kernel, sdp: Swapdev, startslot: int, nslots: int) -> None
     uvm_swap_markdecrypt(sdp, startslot, nslots, 0)
 
 
-def _swap_oompps(k: Kernel) -> None:
-    """PORT: uvm_swap_init's allocation of the OOM reserve (once; never sleeps)."""
+def _swap_oompps(k: Kernel, boot: bool) -> None:
+    """PORT: uvm_swap_init's allocation of the OOM reserve (once; never sleeps; after boot,
+    a failure leaves the reserve empty)."""
     swap = _swap(k)
     if swap.oompps:
         return
     pgl: list[VmPage] = []
     error = _uvm_pglistalloc_nowait(k, SWCLUSTPAGES, pgl, uvm_pmemrange.UVM_PLA_NOWAIT)
+    if error and not boot:
+        return
     assert error == 0, "uvm_swap_init: no pages for the OOM reserve"
     for pg in pgl:
         pg.pg_flags |= uvm_page.PG_BUSY

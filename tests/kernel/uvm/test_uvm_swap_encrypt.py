@@ -352,6 +352,38 @@ def test_turning_encryption_on_sets_up_the_devices_added_meanwhile(kenv: Any) ->
     env.run(body)
 
 
+def test_switched_on_while_memory_is_short_the_daemon_goes_without_the_reserve(
+    kenv: Any,
+) -> None:
+    """PORT: the OOM reserve a kernel booted without encryption takes when it is switched on
+    cannot always be had then; the page daemon's bounce shortage is then VM_PAGER_AGAIN, as
+    any other async writer's (uvm_swap_io's allocation failure path)."""
+    env = kenv(config=_config(swapencrypt=False))
+
+    async def body(k: Kernel, env: Any) -> None:
+        lock, anons, pgs = _dirty_anons(k, env, 2)
+        slot = _slots(k, pgs)
+        eaten = []
+        while k.uvmexp.free > k.uvmexp.reserve_kernel + 1:
+            pg = uvm_page.uvm_pagealloc(k, None, 0, None, 0)
+            assert pg is not None
+            eaten.append(pg)
+        assert uvm_swap_encrypt.swap_encrypt_ctl(k, SWPENC_ENABLE, 1) == (0, 0)
+        assert k.swap.oompps == [] and _sdp(k).swd_keys is not None
+        real = k.uvm.pagedaemon_proc
+        k.uvm.pagedaemon_proc = env.testproc
+        try:
+            assert await uvm_swap.uvm_swap_put(k, slot, pgs, 2, 0) == VM_PAGER_AGAIN
+        finally:
+            k.uvm.pagedaemon_proc = real
+        for pg in eaten:
+            uvm_page.uvm_pagefree(k, pg)
+        _unbusy(k, pgs)
+        await _free_anons(k, lock, anons)
+
+    env.run(body)
+
+
 def test_read_of_a_slot_marked_for_decryption_whose_key_is_gone_fails(kenv: Any) -> None:
     """uvm_swap_io, decrypt: "if (key->refcount == 0) { result = VM_PAGER_ERROR; break; }"."""
     env = kenv(config=_config())
