@@ -382,7 +382,7 @@ def _check_unowned(k: Kernel, unowned: list[int]) -> None:
 
 
 def _check_keys(sdp: Any) -> None:
-    marked = np.add.reduceat(sdp.swd_decrypt.astype(np.int64),
+    marked = np.add.reduceat(np.frombuffer(sdp.swd_decrypt, np.uint8).astype(np.int64),
                              np.arange(0, len(sdp.swd_decrypt), 1 << SWD_KEY_SHIFT)).tolist()  # fmt: skip
     for i, key in enumerate(sdp.swd_keys):
         if key.refcount != marked[i] or (key.refcount == 0 and any(key.key)):

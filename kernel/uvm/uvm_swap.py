@@ -33,7 +33,7 @@ Deviations:
   the dma_constraint test never fires), and a kernel without encryption keeps every page.
 - A synchronous write's bounce pages are freed when it is done (upstream never writes to swap
   synchronously and would keep them); reads never bounce here.
-- The decrypt map is a byte per page (numpy), not a bit per page.
+- The decrypt map is a byte per page (a bytearray), not a bit per page.
 - ``uvm_swap_markbad`` drops the key references of the slots it marks (what uvm_swap_free
   would do): bad slots are never freed here and their contents are never read again.
 - ``uvm_swap_finicrypt_all`` (used by hibernate) is not ported.
@@ -219,7 +219,7 @@ class Swapdev:
     swd_hint: int = 0
     swd_next: TailQEntry[Swapdev] = field(default_factory=TailQEntry)  # [S] priority tailq
     # UVM_SWAP_ENCRYPT (uvm_swap_initcrypt); PORT: the decrypt map has a byte per page
-    swd_decrypt: npt.NDArray[np.uint8] | None = None  # map for decryption
+    swd_decrypt: bytearray | None = None  # map for decryption
     swd_keys: list[SwapKey] | None = None  # keys for different parts
 
     def __repr__(self) -> str:
@@ -314,7 +314,7 @@ def uvm_swap_initcrypt(sdp: Swapdev, npages: int) -> None:
 
     => done when the device is added (not later: an async put cannot allocate)
     """
-    sdp.swd_decrypt = np.zeros(npages, np.uint8)
+    sdp.swd_decrypt = bytearray(npages)
     sdp.swd_keys = [uvm_swap_encrypt.SwapKey() for _ in range(SWD_KEY_SIZE(npages))]
 
 
@@ -375,10 +375,7 @@ def uvm_swap_markdecrypt(sdp: Swapdev | None, startslot: int, npages: int, decry
         return
     assert sdp.swd_decrypt is not None, "uvm_swap_markdecrypt: device has no decrypt map"
     pagestart = startslot - sdp.swd_drumoffset
-    if npages == 1:  # PORT: the common case (one anon's slot), without a numpy slice
-        sdp.swd_decrypt[pagestart] = 1 if decrypt else 0
-        return
-    sdp.swd_decrypt[pagestart : pagestart + npages] = 1 if decrypt else 0
+    sdp.swd_decrypt[pagestart : pagestart + npages] = (b"\x01" if decrypt else b"\x00") * npages
 
 
 def uvm_swap_needdecrypt(sdp: Swapdev | None, off: int) -> bool:
@@ -657,6 +654,9 @@ def uvm_swap_free(k: Kernel, startslot: int, nslots: int) -> None:
     mtx_leave(swap.uvm_swap_data_lock)
 
     if uvm_swap_encrypt.swapencrypt(k).swap_encrypt_initialized:
+        if nslots == 1:  # PORT: one anon's slot (the common case), in fewer steps
+            _swap_dropkey1(k, sdp, startslot)
+            return
         # Dereference keys
         for i in range(nslots):
             if uvm_swap_needdecrypt(sdp, startslot + i):
@@ -985,6 +985,18 @@ def _swap_dropkeys(k: Kernel, sdp: Swapdev, startslot: int, nslots: int) -> None
             if key.refcount != 0:
                 uvm_swap_encrypt.swap_key_put(k, key)
     uvm_swap_markdecrypt(sdp, startslot, nslots, 0)
+
+
+def _swap_dropkey1(k: Kernel, sdp: Swapdev, slot: int) -> None:
+    """PORT: uvm_swap_free's key dereference and unmarking for a single slot."""
+    dec = sdp.swd_decrypt
+    assert dec is not None and sdp.swd_keys is not None
+    off = slot - sdp.swd_drumoffset
+    if dec[off]:
+        key = sdp.swd_keys[off >> SWD_KEY_SHIFT]
+        if key.refcount != 0:
+            uvm_swap_encrypt.swap_key_put(k, key)
+        dec[off] = 0
 
 
 def _swap_oompps(k: Kernel, boot: bool) -> None:

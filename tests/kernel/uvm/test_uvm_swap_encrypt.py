@@ -234,7 +234,7 @@ def test_write_bounces_encrypts_and_takes_one_key_reference_per_slot(kenv: Any) 
         sdp = _sdp(k)
         key = uvm_swap.SWD_KEY(sdp, slot)
         assert key.refcount == 3 and any(key.key)
-        assert sdp.swd_decrypt[slot - 1 : slot + 2].tolist() == [1, 1, 1]
+        assert list(sdp.swd_decrypt[slot - 1 : slot + 2]) == [1, 1, 1]
         assert (k.swapencrypt.uvm_swpkeyscreated, k.swapencrypt.swpencrypted) == (1, 3)
         for i, pg in enumerate(pgs):  # the originals are untouched, still the caller's
             assert pg.pg_flags & PG_BUSY and env.ram.read(pg.phys_addr >> 12) == _data(i)
@@ -288,11 +288,11 @@ def test_key_whose_slots_are_all_freed_is_zeroed_and_counted_as_deleted(kenv: An
             uvm_anon.uvm_anfree(k, anon)
         rw_exit(lock)
         assert key.refcount == 1 and any(key.key) and se.uvm_swpkeysdeleted == 0
-        assert sdp.swd_decrypt[slot - 1 : slot + 2].tolist() == [0, 0, 1]
+        assert list(sdp.swd_decrypt[slot - 1 : slot + 2]) == [0, 0, 1]
         await _free_anons(k, lock, anons[2:])
         assert key.refcount == 0 and key.key == bytearray(16)
         assert se.uvm_swpkeysdeleted == 1 and se.kcur is None and se.swap_ctxt is None
-        assert not sdp.swd_decrypt.any()
+        assert not any(sdp.swd_decrypt)
         assert "key" not in repr(key).replace("swap_key", "")  # no key bytes in a repr
 
     env.run(body)
@@ -315,7 +315,7 @@ def test_turning_encryption_off_leaves_encrypted_slots_readable(kenv: Any) -> No
         assert _image(env, s2, 2) == _data(2) + _data(3)  # in the clear
         assert SECRET not in _image(env, s1, 2)
         sdp = _sdp(k)
-        assert sdp.swd_decrypt[s1 - 1 : s2 + 1].tolist() == [1, 1, 0, 0]
+        assert list(sdp.swd_decrypt[s1 - 1 : s2 + 1]) == [1, 1, 0, 0]
         assert uvm_swap.SWD_KEY(sdp, s1).refcount == 2 and k.swapencrypt.uvm_swpkeyscreated == 1
         _unbusy(k, pgs)
         _drop_pages(k, pgs)
@@ -468,7 +468,7 @@ def test_failed_encrypted_write_keeps_the_originals_dirty_and_lets_go_of_the_key
             assert anons[i].an_swslot == 0
             assert env.ram.read(pg.phys_addr >> 12) == _data(i)  # nothing lost
         assert sdp.swd_bad[slot - 1 : slot + 2].tolist() == [1, 1, 1]
-        assert not _encrypted_pages(k) and not sdp.swd_decrypt.any()
+        assert not _encrypted_pages(k) and not any(sdp.swd_decrypt)
         se = k.swapencrypt
         assert uvm_swap.SWD_KEY(sdp, slot).refcount == 0
         assert (se.uvm_swpkeyscreated, se.uvm_swpkeysdeleted) == (1, 1)
@@ -495,7 +495,7 @@ def test_bounce_allocation_failure_is_again_for_an_async_writer(kenv: Any) -> No
         assert await uvm_swap.uvm_swap_put(k, slot, pgs, 4, 0) == VM_PAGER_AGAIN
         assert (k.swap.uvm_pseg_use, k.bufpool.pr_nout) == (pseg, bufs)
         assert not _encrypted_pages(k) and k.swap.oom == 0
-        assert k.swapencrypt.uvm_swpkeyscreated == 0 and not _sdp(k).swd_decrypt.any()
+        assert k.swapencrypt.uvm_swpkeyscreated == 0 and not any(_sdp(k).swd_decrypt)
         for pg in eaten:
             uvm_page.uvm_pagefree(k, pg)
         assert await uvm_swap.uvm_swap_put(k, slot, pgs, 4, 0) == VM_PAGER_PEND
