@@ -29,6 +29,7 @@ from kernel.kernel import Kernel, KernelConfig
 from kernel.sys.errno import EINVAL, EOPNOTSUPP, EPERM
 from kernel.sys.mman import PROT_READ
 from kernel.sys.systm import Panic
+from kernel.uvm.uvm import UvmConstraintRange
 from kernel.uvm.uvm_check import uvm_check
 from kernel.uvm.uvm_page import PG_BUSY, PG_CLEAN, PQ_ENCRYPT
 from kernel.uvm.uvm_pager import (
@@ -401,6 +402,68 @@ def test_read_of_a_slot_marked_for_decryption_whose_key_is_gone_fails(kenv: Any)
         uvm_page.uvm_pagefree(k, pg)
         uvm_swap.uvm_swap_markdecrypt(sdp, other, 1, 0)
         _unbusy(k, pgs)
+        await _free_anons(k, lock, anons)
+
+    env.run(body)
+
+
+def test_freeing_a_run_of_encrypted_slots_puts_each_slots_key_reference(kenv: Any) -> None:
+    """uvm_swap_free over several slots: "for (i = 0; i < nslots; i++) if
+    (uvm_swap_needdecrypt(sdp, startslot + i)) ... swap_key_put(key)", then "Mark range as not
+    decrypt"."""
+    env = kenv(config=_config())
+
+    async def body(k: Kernel, env: Any) -> None:
+        lock, anons, pgs = _dirty_anons(k, env, 3)
+        slot = _slots(k, pgs)
+        assert await uvm_swap.uvm_swap_put(k, slot, pgs, 3, PGO_SYNCIO) == VM_PAGER_OK
+        _unbusy(k, pgs)
+        for anon in anons:
+            anon.an_swslot = 0
+        uvm_swap.uvm_swap_free(k, slot, 3)
+        key = uvm_swap.SWD_KEY(_sdp(k), slot)
+        assert key.refcount == 0 and k.swapencrypt.uvm_swpkeysdeleted == 1
+        assert not any(_sdp(k).swd_decrypt)
+        await _free_anons(k, lock, anons)
+
+    env.run(body)
+
+
+def test_decrypting_before_anything_was_encrypted_panics(kenv: Any) -> None:
+    """swap_decrypt: "if (!swap_encrypt_initialized) panic("swap_decrypt: key not
+    initialized")"; the state's repr shows counters, never keys."""
+    k = kenv(start=False, swapencrypt=True).k
+    page = memoryview(bytearray(PAGE))
+    with pytest.raises(Panic, match="swap_decrypt: key not initialized"):
+        uvm_swap_encrypt.swap_decrypt(k, uvm_swap_encrypt.SwapKey(), page, page, 8, PAGE)
+    assert repr(k.swapencrypt) == "<swapencrypt enable=1 created=0 deleted=0 initialized=0>"
+
+
+def test_pages_the_disk_cannot_reach_bounce_in_the_clear_without_encryption(
+    kenv: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """uvm_swap_io without encryption: "if (VM_PAGE_TO_PHYS(pps[i]) < dma_constraint.ucr_low
+    || ... > dma_constraint.ucr_high) { bounce = 1; ... }": a write copies such pages into
+    DMA-reachable bounce pages ("memcpy(dst, src, PAGE_SIZE)"), a read lands in one and is
+    copied back, and the bounce pages are freed. (No emulated disk has such a limit: the
+    test makes the DMA range frames 128-255, above the pages it writes.)"""
+    env = kenv(config=_config(swapencrypt=False))
+    dma = UvmConstraintRange(128 * PAGE, 256 * PAGE - 1)
+    monkeypatch.setattr(uvm_swap, "dma_constraint", lambda: dma)
+
+    async def body(k: Kernel, env: Any) -> None:
+        lock, anons, pgs = _dirty_anons(k, env, 2)
+        assert all(pg.phys_addr < 128 * PAGE for pg in pgs)
+        slot = _slots(k, pgs)
+        free = k.uvmexp.free
+        assert await uvm_swap.uvm_swap_put(k, slot, pgs, 2, PGO_SYNCIO) == VM_PAGER_OK
+        assert k.uvmexp.free == free and not _encrypted_pages(k)
+        assert _image(env, slot, 2) == _data(0) + _data(1)
+        _unbusy(k, pgs)
+        _drop_pages(k, pgs)
+        for i, anon in enumerate(anons):
+            assert await _read_back(k, env, anon) == (VM_PAGER_OK, _data(i))
+        assert k.uvmexp.free == free and not _encrypted_pages(k)  # bounce pages gone
         await _free_anons(k, lock, anons)
 
     env.run(body)
