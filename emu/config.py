@@ -146,6 +146,8 @@ class KernelSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     ] = 10
     check_every_pass: Annotated[bool, Meta(
         description="run uvm_check after every daemon pass (with diagnostic)")] = True
+    swapencrypt: Annotated[bool, Meta(
+        description="vm.swapencrypt.enable: encrypt pages written to swap (OpenBSD's default)")] = True
     scan_page_ns: Annotated[Ns, Meta(
         description="virtual CPU time per page the daemon examines (ns)")] = 200
     yield_ns: Annotated[int, Meta(ge=1, description=(

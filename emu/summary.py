@@ -165,5 +165,19 @@ def make_summary(sc: Scenario, k: Kernel | None, clock: Clock, disks: list[Image
         "integrity": {"pages_checked": checked, "mismatches": mism},
         "workloads": workloads,
         "daemon": {"passes": passes, "scans": u.get("pdrevs", 0)},
+        **_swapencrypt(k),
         "waits": waits[0].as_summary() if waits else {"count": 0, "total_ns": 0, "by_wmesg": {}},
     })  # fmt: skip
+
+
+def _swapencrypt(k: Kernel | None) -> dict[str, Any]:
+    """The summary's "swapencrypt" section: only for a kernel that had swap encryption on (at
+    boot or later), so a run without it writes the summary it always wrote. Counters only:
+    no key material."""
+    se = k.swapencrypt if k is not None else None
+    if se is None or not (se.uvm_doswapencrypt or se.swap_encrypt_initialized):
+        return {}
+    return {"swapencrypt": {"enable": se.uvm_doswapencrypt, "keyscreated": se.uvm_swpkeyscreated,
+                            "keysdeleted": se.uvm_swpkeysdeleted,
+                            "pages_encrypted": se.swpencrypted,
+                            "pages_decrypted": se.swpdecrypted}}  # fmt: skip

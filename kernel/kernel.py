@@ -15,6 +15,8 @@ from kernel.uvm.uvm import Uvm
 from kernel.uvm.uvmexp import Uvmexp
 
 if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers import CipherContext
+
     from kernel.kern.kern_synch import Scheduler
     from kernel.kern.vfs_bio import BufCache, Bufpool
     from kernel.sys.proc import Proc
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
     from kernel.uvm.uvm_pmap import Pmap
     from kernel.uvm.uvm_pmemrange import UvmPmalloc
     from kernel.uvm.uvm_swap import SwapState
+    from kernel.uvm.uvm_swap_encrypt import SwapEncrypt
 
 
 @dataclass(eq=False, slots=True)
@@ -33,6 +36,12 @@ class KernelCosts:
     fault_ns: int = 1_000  # per fault handled (on top of the CPU's trap cost)
     aiodone_buf_ns: int = 1_000  # per completed buf
     pagein_ns: int = 500  # per page read set-up
+    # PORT: swap encryption, per 4 KiB page (uvm_swap_encrypt.py): AES-128-CBC at the AES-NI
+    # rates of Intel's "Breakthrough AES Performance" paper (i7-980X, 3.33 GHz): encryption
+    # is serial, ~4 cycles/byte (10 rounds of AESENC's 6-cycle latency per 16-byte block);
+    # decryption pipelines, ~1.3 cycles/byte
+    swapencrypt_page_ns: int = 5_000
+    swapdecrypt_page_ns: int = 1_600
     yield_ns: int = 1_000_000  # sched_pause yields once a thread has this much CPU time unpaid
 
 
@@ -49,6 +58,7 @@ class KernelConfig:
     bcache_min: int = 128  # BCACHE_MIN, pages (scaled down on tiny machines)
     check_every_pass: bool = True  # PORT: run uvm_check after each daemon pass / aiodone batch
     pdaemon: str = "1.105"  # PORT: the page daemon booted (kern/init_main.py: load_pdaemon)
+    swapencrypt: bool = True  # uvm_doswapencrypt at boot (vm.swapencrypt.enable; upstream: 1)
     costs: KernelCosts = field(default_factory=KernelCosts)
 
 
@@ -64,6 +74,8 @@ class Kernel:
     uvm: Uvm = field(default_factory=Uvm)
     uvmexp: Uvmexp = field(default_factory=Uvmexp)
     swap: SwapState | None = None
+    swapencrypt: SwapEncrypt | None = None  # uvm_swap_encrypt.c's globals (set up on first use)
+    rnd: CipherContext | None = None  # PORT: dev/rnd.c's arc4random stream (kernel/dev/rnd.py)
     bufcache: BufCache | None = None
     bufpool: Bufpool | None = None  # vfs_bio.c's bufpool (set up by bufinit)
     uao_swhash_elt_pool: Pool = field(default_factory=Pool)  # uvm_aobj.c's swap hash elements

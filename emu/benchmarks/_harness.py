@@ -5,7 +5,7 @@ machine built by :class:`emu.board.Board` (RAM arena, MMU, CPU, virtual clock, a
 image, a kernel booted by ``kernel.arch.emu.machdep.boot``), with the page daemon and the
 aiodone daemon running. The machine costs and kernel options are those of a scenario's
 defaults (``access_ns`` 5, ``fault_ns`` 2000, DIAGNOSTIC on, ``uvm_check`` not after every
-pass) unless given; the event log is written at level info into the work directory, as a real
+pass, swap encryption on) unless given; the event log is written at level info into the work directory, as a real
 run writes it, so logging costs what it costs in a run.
 
 ``run(body)`` runs ``body(bm)`` as a kernel-context thread (a P_SYSTEM proc, like the tests'
@@ -62,6 +62,7 @@ class BenchMachine:
         fault_ns: int = 2000,
         log_level: str = "info",
         inline_max_pages: int | None = None,
+        swapencrypt: bool = True,
     ) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         self.workdir = workdir
@@ -77,7 +78,7 @@ class BenchMachine:
             self.board.add_swap(workdir / "swap0.img", swap_pages, model, name="sd0",
                                 inline_max_pages=inline_max_pages, force=True)  # fmt: skip
         if config is None:
-            config = KernelConfig(check_every_pass=False)
+            config = KernelConfig(check_every_pass=False, swapencrypt=swapencrypt)
             if not bufcache:
                 config.bufcachepercent = 0
         self.k: Kernel = self.board.boot(config, filedir=str(workdir))

@@ -117,10 +117,10 @@ class _Reference:
 
 
 def _measure(kind: Kind, npages: int, repeats: int,
-             workdir: Path) -> tuple[list[float], list[float], list[float]]:  # fmt: skip
+             workdir: Path, swapencrypt: bool = True) -> tuple[list[float], list[float], list[float]]:  # fmt: skip
     """(our wall seconds, our main-thread CPU seconds, reference seconds) per repeat."""
     ref = _Reference(kind, npages, workdir)
-    bm = BenchMachine(workdir / "m", 4 * npages + 512, 2 * npages + 256)
+    bm = BenchMachine(workdir / "m", 4 * npages + 512, 2 * npages + 256, swapencrypt=swapencrypt)
     ours: list[float] = []
     cpus: list[float] = []
     refs: list[float] = []
@@ -182,10 +182,10 @@ def _measure(kind: Kind, npages: int, repeats: int,
     return ours, cpus, refs
 
 
-def _run(kind: Kind, quick: bool, tiny: bool) -> list[BenchResult]:
+def _run(kind: Kind, quick: bool, tiny: bool, swapencrypt: bool = True) -> list[BenchResult]:
     npages, repeats = _sizes(quick, tiny)
     with tempfile.TemporaryDirectory(prefix=f"bench-fault-{kind}-") as tmp:
-        ours, cpus, refs = _measure(kind, npages, repeats, Path(tmp))
+        ours, cpus, refs = _measure(kind, npages, repeats, Path(tmp), swapencrypt)
     t_ours, t_ref = statistics.median(ours), statistics.median(refs)
     t_cpu = statistics.median(cpus)
     value, reference = npages / t_ours, npages / t_ref
@@ -195,7 +195,7 @@ def _run(kind: Kind, quick: bool, tiny: bool) -> list[BenchResult]:
                              "cpu_us_per_fault": round(t_cpu / npages * 1e6, 2),
                              "ref_us_per_fault": round(t_ref / npages * 1e6, 3)}  # fmt: skip
     return [result(
-        f"fault_{kind}", value / 1e3, "k faults/s", reference / 1e3,
+        f"fault_{kind}" + ("" if swapencrypt else "_plain"), value / 1e3, "k faults/s", reference / 1e3,
         f">= {target / 1e3:.0f} k/s" if target else "",
         None if target is None else value >= target, spread(ours),
         note=f"{t_ours / npages * 1e6:.1f} µs/fault wall, {t_cpu / npages * 1e6:.1f} µs CPU",
@@ -213,6 +213,12 @@ def run_soft(quick: bool, tiny: bool = False) -> list[BenchResult]:
 
 def run_major(quick: bool, tiny: bool = False) -> list[BenchResult]:
     return _run("major", quick, tiny)
+
+
+def run_major_plain(quick: bool, tiny: bool = False) -> list[BenchResult]:
+    """``fault_major_plain``: major faults of pages written with swap encryption off
+    (``fault_major`` reads and decrypts pages written encrypted, the default)."""
+    return _run("major", quick, tiny, swapencrypt=False)
 
 
 def run(quick: bool, tiny: bool = False) -> list[BenchResult]:

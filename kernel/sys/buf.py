@@ -81,6 +81,9 @@ class Buf:
     b_error: int = 0  # Errno value.
     b_blkno: int = 0  # Underlying physical block number (drum slot for swap I/O).
     b_pages: list[Any] = field(default_factory=list)  # PORT: the vm_pages of the transfer
+    # PORT: a bounced swap write (swap encryption): the original pages behind the bounce
+    # pages in b_pages, busy until the write is done (uvm_swap.py, uvm_pager.py)
+    b_origpages: list[Any] = field(default_factory=list)
     b_iodone: Callable[[Buf], None] | None = None  # Function called upon completion.
     b_freelist: TailQEntry[Buf] = field(default_factory=TailQEntry)  # Free list position
     b_kernel: Kernel | None = None  # PORT: the kernel this buf belongs to (for b_iodone)

@@ -17,6 +17,7 @@ class Errno(enum.IntEnum):
     ENOSPC = 28
     EAGAIN = 35
     EWOULDBLOCK = 35
+    EOPNOTSUPP = 45
 
 
 EPERM: Final = Errno.EPERM
@@ -28,4 +29,5 @@ EBUSY: Final = Errno.EBUSY
 EINVAL: Final = Errno.EINVAL
 ENOSPC: Final = Errno.ENOSPC
 EAGAIN: Final = Errno.EAGAIN
+EOPNOTSUPP: Final = Errno.EOPNOTSUPP
 EWOULDBLOCK: Final = Errno.EWOULDBLOCK

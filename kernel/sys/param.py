@@ -4,7 +4,8 @@ definitions of them.
 OpenBSD spreads these over three headers that sys/param.h pulls in: ``PAGE_SHIFT``,
 ``PAGE_SIZE``, ``PAGE_MASK`` and ``MAXPHYS`` come from the machine's ``machine/param.h``
 (amd64 values here), ``atop``/``ptoa``/``round_page``/``trunc_page`` from ``uvm/uvm_param.h``,
-and ``MAXBSIZE`` from ``sys/param.h`` itself. Every kernel module takes them from here; the
+and ``MAXBSIZE``, ``DEV_BSHIFT``/``DEV_BSIZE`` and ``btodb``/``dbtob`` from ``sys/param.h``
+itself. Every kernel module takes them from here; the
 emulated hardware (``emu.ram``) and the block devices (``devices``) keep their own, since they
 know nothing of the kernel.
 
@@ -19,6 +20,8 @@ from __future__ import annotations
 from typing import Final, NewType
 
 __all__ = [
+    "DEV_BSHIFT",
+    "DEV_BSIZE",
     "MAXBSIZE",
     "MAXPHYS",
     "PAGE_MASK",
@@ -28,6 +31,8 @@ __all__ = [
     "PRIBIO",
     "PVM",
     "atop",
+    "btodb",
+    "dbtob",
     "paddr_t",
     "ptoa",
     "round_page",
@@ -49,6 +54,9 @@ PVM: Final = 4
 PRIBIO: Final = 16  # disk I/O waits
 PNORELOCK: Final = 0x200  # msleep: don't re-take the interlock on return
 
+DEV_BSHIFT: Final = 9  # log2(DEV_BSIZE)
+DEV_BSIZE: Final = 1 << DEV_BSHIFT  # the disk block size
+
 
 def atop(x: int) -> int:
     """atop: bytes to pages (truncating)."""
@@ -58,6 +66,16 @@ def atop(x: int) -> int:
 def ptoa(x: int) -> int:
     """ptoa: pages to bytes."""
     return x << PAGE_SHIFT
+
+
+def btodb(x: int) -> int:
+    """btodb: bytes to disk blocks (DEV_BSIZE units, truncating)."""
+    return x >> DEV_BSHIFT
+
+
+def dbtob(x: int) -> int:
+    """dbtob: disk blocks to bytes."""
+    return x << DEV_BSHIFT
 
 
 def round_page(x: int) -> int:

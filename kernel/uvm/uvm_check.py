@@ -12,7 +12,7 @@ Invariants checked:
 - pages: PQ_FREE iff the allocator's free map has the frame; ``uvmexp.free`` equals the free
   frames; a free page is not busy, owned, wired, queued or mapped; an allocated page is on a
   queue (and then has an owner and no wiring), or wired, or busy (in transit), or a buffer
-  cache page; PQ_ANON iff it has an anon whose ``an_page`` is this page; an object page is in
+  cache page, or a page of the swap OOM reserve (``oompps``); PQ_ANON iff it has an anon whose ``an_page`` is this page; an object page is in
   its object's tree (PG_TABLED); PQ_AOBJ pages belong to aobjs; a resident, idle PG_CLEAN anon
   page has a swap slot; ``uvmexp.wired`` equals the wired pages (buffer cache pages are wired
   the vfs_biomem.c way and not counted).
@@ -25,7 +25,9 @@ Invariants checked:
   page index, or to the swap cluster the page daemon is building (an unused run of at most
   SWCLUSTPAGES slots, only while a pass is under way); every slot an owner names is allocated; ``swpginuse`` equals the slots in use;
   ``swpgonly`` counts the owners whose data is only in swap (a page being read back, still
-  PG_FAKE, may be counted either way); ``swpgonlybad`` counts the owners holding SWSLOT_BAD.
+  PG_FAKE, may be counted either way); ``swpgonlybad`` counts the owners holding SWSLOT_BAD;
+  each swap encryption key counts the slots of its section marked "needs decrypt", and a key
+  nobody uses is zeroed.
 
 Roots: anons are found through the amaps of every process's map entries and through the
 pages; aobjs through map entries, pages, the kernel object, the machine's named objects
@@ -46,6 +48,7 @@ from kernel.sys.mman import PROT_WRITE
 from kernel.sys.param import PAGE_SHIFT
 from kernel.sys.systm import Panic
 from kernel.uvm.uvm_object import UVM_OBJ_IS_AOBJ
+from kernel.uvm.uvm_swap import SWD_KEY_SHIFT
 
 if TYPE_CHECKING:
     from kernel.kernel import Kernel
@@ -67,6 +70,8 @@ def uvm_check(k: Kernel, objs: Iterable[UvmObject] = ()) -> None:
     knows (held by a test)."""
     _check_queues(k)
     bufpages = _check_bufcache(k)
+    if k.swap is not None:  # the page daemon's bounce reserve: allocated, owned by nobody
+        bufpages |= {pg.phys_addr >> PAGE_SHIFT for pg in k.swap.oompps}
     _check_pages(k, bufpages)
     maps = _process_maps(k)
     _check_mappings(k, maps)
@@ -359,6 +364,8 @@ def _check_swap(k: Kernel, maps: dict[int, VmMap], objs: Iterable[UvmObject]) ->
                     unowned.append(slot)
             for idx in np.flatnonzero(bad).tolist():
                 owner.pop(sdp.swd_drumoffset + lo + idx, None)
+            if sdp.swd_keys is not None and sdp.swd_decrypt is not None:
+                _check_keys(sdp)
     _check_unowned(k, unowned)
     if owner:
         slot = min(owner)
@@ -388,6 +395,15 @@ def _check_unowned(k: Kernel, unowned: list[int]) -> None:
     if in_pass and contiguous and len(unowned) <= SWCLUSTPAGES:
         return
     raise _fail("allocated swap slot has no owner (leaked)", slot=unowned[0], count=len(unowned))
+
+
+def _check_keys(sdp: Any) -> None:
+    marked = np.add.reduceat(np.frombuffer(sdp.swd_decrypt, np.uint8).astype(np.int64),
+                             np.arange(0, len(sdp.swd_decrypt), 1 << SWD_KEY_SHIFT)).tolist()  # fmt: skip
+    for i, key in enumerate(sdp.swd_keys):
+        if key.refcount != marked[i] or (key.refcount == 0 and any(key.key)):
+            raise _fail("swap key does not count its marked slots", dev=sdp.swd_path,
+                        section=i, refcount=key.refcount, marked=marked[i])  # fmt: skip
 
 
 def _own(owner: dict[int, object], slot: int, who: object) -> None:

@@ -28,7 +28,10 @@ Deviations:
 - ``uvm_aio_aiodone`` and ``uvm_aio_aiodone_pages`` never sleep: they are called as
   ``bp.b_iodone(bp)`` by the aiodone daemon. As in 1.89 no owner lock is taken for the
   swap-backed pages (they are PG_BUSY and nothing awaits in between).
-- No swap encryption: the PQ_ENCRYPT bounce-page branch of uvm_aio_aiodone is gone.
+- Swap encryption (uvm_swap.py): uvm_aio_aiodone frees the PQ_ENCRYPT bounce pages of an
+  encrypted write as upstream does, and then, the port's deviation from upstream (reference
+  §4 item 11), finishes the original pages the buf carries in ``b_origpages`` with
+  ``uvm_aio_aiodone_pages``: upstream had already marked them clean when it encrypted them.
 """
 
 from __future__ import annotations
@@ -643,7 +646,8 @@ def uvm_aio_aiodone(bp: Buf) -> None:
 
     => called as ``bp.b_iodone(bp)`` by the aiodone daemon, after uvm_aio_biodone queued
        the buf; never sleeps
-    => unmaps the pages, finishes them and returns the buf to its pool
+    => unmaps the pages, frees the bounce pages of an encrypted write, finishes the pages
+       and returns the buf to its pool
     """
     k = bp.b_kernel
     assert k is not None
@@ -655,7 +659,12 @@ def uvm_aio_aiodone(bp: Buf) -> None:
 
     pgs: list[VmPage] = bp.b_pages[:npages]  # uvm_atopg() of each page of the mapping
     uvm_pagermapout(k, npages)
-    # PORT: no swap encryption, so never PQ_ENCRYPT bounce pages here
+    # the bounce pages of an encrypted write (only async writes come here)
+    if pgs[0].pg_flags & uvm_page.PQ_ENCRYPT:
+        uvm_swap.uvm_swap_freepages(k, pgs, npages)
+        # PORT: upstream is done ("goto freed": it cleaned the originals when it encrypted
+        # them); here they waited, busy and dirty, for the outcome of the write
+        pgs = bp.b_origpages[:npages]
     uvm_aio_aiodone_pages(k, pgs, npages, write, error)
     vfs_bio.bufpool_put(k)
 

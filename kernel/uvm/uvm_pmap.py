@@ -54,6 +54,14 @@ class Pmap(Protocol):
 
     def pmap_copy_page(self, src: VmPage, dst: VmPage) -> None: ...
 
+    def pmap_map_direct(self, pg: VmPage) -> memoryview:
+        """amd64 __HAVE_PMAP_DIRECT: the page's bytes through the direct map (the kernel's
+        view of a frame, as ``uvm_pagermapin`` gives a single page). PORT: a writable
+        memoryview of the frame, to be given back with ``pmap_unmap_direct``."""
+        ...
+
+    def pmap_unmap_direct(self, va: memoryview) -> None: ...
+
     def pmap_page_mapped(self, pg: VmPage) -> int:
         """PORT: number of live mappings of ``pg`` (for DIAGNOSTIC checks and uvm_check)."""
         ...

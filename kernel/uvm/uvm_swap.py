@@ -8,12 +8,35 @@ they are used round robin. Every device owns one contiguous range of the "drum",
 slot space that starts at 1, so slot 0 means "no slot" and ``SWSLOT_BAD`` (-1) marks a slot
 whose data could not be read back. Slot s lives at page ``s - swd_drumoffset`` of its device.
 
+Swap encryption (UVM_SWAP_ENCRYPT, on by default as upstream; uvm_swap_encrypt.py): a device
+gets a "needs decrypt" map of its pages and one key per section of ``1 << SWD_KEY_SHIFT``
+pages when it is added with encryption on (or when encryption is switched on). An encrypted
+write bounces: ``uvm_swap_io`` allocates as many pages as it writes (``uvm_swap_allocpages``:
+DMA-reachable, without sleeping for an async write; the page daemon falls back on a reserve
+of SWCLUSTPAGES pages, ``oompps``, and sleeps on "oom" while another write holds it),
+encrypts each page into its bounce page (PQ_ENCRYPT, taking a reference on the slot's key),
+marks the slots "needs decrypt", and writes the bounce pages; ``uvm_aio_aiodone`` frees them.
+A read decrypts in place after a successful transfer if its slot is marked; ``uvm_swap_free``
+drops the key references of marked slots and clears the marks.
+
 Deviations:
-- No swap encryption and no bounce pages: the port behaves as a kernel with
-  ``vm.swapencrypt.enable=0`` whose disk DMA reaches all of RAM (the emulated disk reads and
-  writes the RAM arena's frames directly). The encryption keys, the decrypt bitmap and the
-  out-of-memory bounce reserve (``oompps``) do not exist; a write never cleans its pages before
-  the disk has them (reference §4 item 11 cannot happen).
+- ONE DELIBERATE BEHAVIOUR CHANGE (reference §4 item 11): upstream hands the original pages
+  back clean (uvm_pager_dropcluster with PGO_PDFREECLUST) as soon as the encrypted copy is
+  made, so a write that then fails has lost their data. Here the originals stay busy and
+  dirty until the write is done: ``bp.b_origpages`` carries them, and uvm_aio_aiodone
+  finishes them like an unencrypted write's (clean only if the write worked; otherwise
+  dirty, slot forgotten and marked bad). To the page daemon an encrypted pageout therefore
+  looks like a plain one (PEND, pages busy until aiodoned), plus the bounce pages it holds.
+- The OOM reserve (``oompps``) is taken at boot only by a kernel that boots with encryption
+  on, or when encryption is switched on (``uvm_swap_initcrypt_all``): upstream takes it at
+  every boot, but here nothing else bounces (the emulated disk's DMA reaches all of RAM, so
+  the dma_constraint test never fires), and a kernel without encryption keeps every page.
+- A synchronous write's bounce pages are freed when it is done (upstream never writes to swap
+  synchronously and would keep them); reads never bounce here.
+- The decrypt map is a byte per page (a bytearray), not a bit per page.
+- ``uvm_swap_markbad`` drops the key references of the slots it marks (what uvm_swap_free
+  would do): bad slots are never freed here and their contents are never read again.
+- ``uvm_swap_finicrypt_all`` (used by hibernate) is not ported.
 - A device's free pages are a bitmap searched first-fit from a low-water hint, not a blist
   radix tree. ``/dev/drum`` ranges come from an append-only counter, not an extent: there is
   no swap_off, so a range is never given back.
@@ -49,13 +72,22 @@ import numpy as np
 import numpy.typing as npt
 
 import kernel.kern.vfs_bio as vfs_bio
+import kernel.uvm.uvm_page as uvm_page
 import kernel.uvm.uvm_pager as uvm_pager
+import kernel.uvm.uvm_pmemrange as uvm_pmemrange
+import kernel.uvm.uvm_swap_encrypt as uvm_swap_encrypt
 from kernel.kern.kern_synch import (
+    INFSLP,
     MUTEX_ASSERT_LOCKED,
+    PNORELOCK,
+    PVM,
     Mutex,
+    chan,
     cpu_race,
+    msleep_nsec,
     mtx_enter,
     mtx_leave,
+    wakeup,
 )
 from kernel.sys.buf import (
     B_ASYNC,
@@ -70,18 +102,23 @@ from kernel.sys.buf import (
     Buf,
 )
 from kernel.sys.errno import EBUSY, EINVAL
-from kernel.sys.param import MAXBSIZE, PAGE_SHIFT
+from kernel.sys.param import MAXBSIZE, PAGE_SHIFT, PAGE_SIZE, atop, btodb
 from kernel.sys.pool import PR_NOWAIT, PR_WAITOK
 from kernel.sys.proc import curproc
 from kernel.sys.queue import TailQ, TailQEntry
 from kernel.sys.systm import KASSERT, KASSERTMSG, Panic
+from kernel.uvm.uvm import dma_constraint
 
 if TYPE_CHECKING:
     from kernel.kernel import Kernel
     from kernel.uvm.uvm_page import VmPage
+    from kernel.uvm.uvm_swap_encrypt import SwapKey
 
 __all__ = [
     "SWCLUSTPAGES",
+    "SWD_KEY",
+    "SWD_KEY_SHIFT",
+    "SWD_KEY_SIZE",
     "SWF_BUSY",
     "SWF_ENABLE",
     "SWF_FAKE",
@@ -101,11 +138,17 @@ __all__ = [
     "swpgonlybad_add",
     "swstrategy",
     "uvm_swap_alloc",
+    "uvm_swap_allocpages",
     "uvm_swap_free",
+    "uvm_swap_freepages",
     "uvm_swap_get",
     "uvm_swap_init",
+    "uvm_swap_initcrypt",
+    "uvm_swap_initcrypt_all",
     "uvm_swap_io",
     "uvm_swap_markbad",
+    "uvm_swap_markdecrypt",
+    "uvm_swap_needdecrypt",
     "uvm_swap_put",
     "uvm_swapisfilled",
     "uvm_swapisfull",
@@ -114,6 +157,7 @@ __all__ = [
 
 SWCLUSTPAGES: Final = MAXBSIZE >> PAGE_SHIFT  # most pages in one swap pageout cluster
 SWSLOT_BAD: Final = -1  # an anon or aobj slot whose data failed to read
+SWD_KEY_SHIFT: Final = 7  # One key per 0.5 MByte
 
 
 class SwfFlags(enum.IntFlag):
@@ -180,6 +224,9 @@ class Swapdev:
     swd_bad: npt.NDArray[np.uint8] = field(default_factory=lambda: np.zeros(0, np.uint8))
     swd_hint: int = 0
     swd_next: TailQEntry[Swapdev] = field(default_factory=TailQEntry)  # [S] priority tailq
+    # UVM_SWAP_ENCRYPT (uvm_swap_initcrypt); PORT: the decrypt map has a byte per page
+    swd_decrypt: bytearray | None = None  # map for decryption
+    swd_keys: list[SwapKey] | None = None  # keys for different parts
 
     def __repr__(self) -> str:
         return (
@@ -203,7 +250,7 @@ class Swappri:
 class SwapState:
     """The globals of uvm_swap.c (plus, PORT, the pager map counts of uvm_pager.c).
 
-    Locks: [S] uvm_swap_data_lock, [K] boot only.
+    Locks: [S] uvm_swap_data_lock, [O] oommtx, [K] boot only.
     """
 
     swap_priority: TailQ[Swappri] = field(
@@ -217,6 +264,21 @@ class SwapState:
     # PORT: uvm_pager.c's pager map (psegs), in MAXBSIZE segments
     uvm_pseg_use: int = 0
     uvm_pseg_max: int = UVM_PSEG_SEGS
+    # the page daemon's bounce pages when memory is short (PORT: see the module docstring)
+    oommtx: Mutex = field(default_factory=lambda: Mutex("oommtx"))
+    oompps: list[VmPage] = field(default_factory=list)  # [K] SWCLUSTPAGES pages, or none
+    oom: int = 0  # [O] oompps are in use
+
+
+def SWD_KEY(sdp: Swapdev, y: int) -> SwapKey:
+    """SWD_KEY: the key of the section that holds drum slot ``y``."""
+    assert sdp.swd_keys is not None
+    return sdp.swd_keys[(y - sdp.swd_drumoffset) >> SWD_KEY_SHIFT]
+
+
+def SWD_KEY_SIZE(x: int) -> int:
+    """SWD_KEY_SIZE: how many keys ``x`` pages need."""
+    return (x + (1 << SWD_KEY_SHIFT) - 1) >> SWD_KEY_SHIFT
 
 
 def _swap(k: Kernel) -> SwapState:
@@ -236,6 +298,101 @@ def uvm_swap_init(k: Kernel) -> None:
     """
     k.swap = SwapState()
     k.uvmexp.nswapdev = 0
+
+    # allocate pages for OOM situations.  PORT: only if this kernel encrypts swap
+    if uvm_swap_encrypt.swapencrypt(k).uvm_doswapencrypt:
+        _swap_oompps(k, True)
+
+
+def uvm_swap_initcrypt_all(k: Kernel) -> None:
+    """uvm_swap_initcrypt_all: give every device that has none its decrypt map and keys.
+
+    => called when swap encryption is switched on (swap_encrypt_ctl)
+    => PORT: also takes the OOM reserve if the kernel booted without encryption (if memory
+       is short now, the page daemon goes without it: its bounce shortage is then AGAIN)
+    """
+    for spp in _swap(k).swap_priority:
+        for sdp in spp.spi_swapdev:
+            if sdp.swd_decrypt is None:
+                uvm_swap_initcrypt(sdp, sdp.swd_drumsize)
+    _swap_oompps(k, False)
+
+
+def uvm_swap_initcrypt(sdp: Swapdev, npages: int) -> None:
+    """uvm_swap_initcrypt: set up the decrypt map and the keys of a device of ``npages``.
+
+    => done when the device is added (not later: an async put cannot allocate)
+    """
+    sdp.swd_decrypt = bytearray(npages)
+    sdp.swd_keys = [uvm_swap_encrypt.SwapKey() for _ in range(SWD_KEY_SIZE(npages))]
+
+
+async def uvm_swap_allocpages(k: Kernel, pps: list[VmPage], npages: int, flags: int) -> int:
+    """uvm_swap_allocpages: allocate ``npages`` DMA-reachable bounce pages into ``pps``.
+
+    => flags: UVM_PLA_NOWAIT or UVM_PLA_WAITOK; the pages come back PG_BUSY
+    => the page daemon never fails: it takes the OOM reserve, or sleeps until it is free
+    => returns 0 or an errno
+    => may sleep
+    """
+    assert npages <= SWCLUSTPAGES
+    swap = _swap(k)
+    p = curproc()
+    while True:  # again:
+        pgl: list[VmPage] = []
+        error = await _uvm_pglistalloc(k, npages, pgl, flags)
+        if error and p is not None and p is k.uvm.pagedaemon_proc and swap.oompps:
+            mtx_enter(swap.oommtx)
+            if swap.oom:
+                await msleep_nsec(k, chan(swap, "oom"), swap.oommtx, PVM | PNORELOCK, "oom", INFSLP)
+                continue  # goto again
+            swap.oom = 1
+            for i in range(npages):
+                swap.oompps[i].pg_flags |= uvm_page.PG_BUSY
+                pps.append(swap.oompps[i])
+            mtx_leave(swap.oommtx)
+            return 0
+        if error:
+            return error
+        for i in range(npages):
+            pgl[i].pg_flags |= uvm_page.PG_BUSY  # *sigh*
+            pps.append(pgl[i])
+        return 0
+
+
+def uvm_swap_freepages(k: Kernel, pps: Sequence[VmPage], npages: int) -> None:
+    """uvm_swap_freepages: give back bounce pages (to the OOM reserve if they are it)."""
+    swap = _swap(k)
+    if swap.oompps and pps[0] is swap.oompps[0]:
+        for i in range(npages):
+            uvm_page.uvm_pageclean(k, pps[i])
+        mtx_enter(swap.oommtx)
+        assert swap.oom == 1
+        swap.oom = 0
+        mtx_leave(swap.oommtx)
+        wakeup(k, chan(swap, "oom"))
+        return
+    uvm_page.uvm_lock_pageq(k)
+    for i in range(npages):
+        uvm_page.uvm_pagefree(k, pps[i])
+    uvm_page.uvm_unlock_pageq(k)
+
+
+def uvm_swap_markdecrypt(sdp: Swapdev | None, startslot: int, npages: int, decrypt: int) -> None:
+    """uvm_swap_markdecrypt: mark (or unmark) slots whose contents a read must decrypt."""
+    if sdp is None:
+        return
+    assert sdp.swd_decrypt is not None, "uvm_swap_markdecrypt: device has no decrypt map"
+    pagestart = startslot - sdp.swd_drumoffset
+    sdp.swd_decrypt[pagestart : pagestart + npages] = (b"\x01" if decrypt else b"\x00") * npages
+
+
+def uvm_swap_needdecrypt(sdp: Swapdev | None, off: int) -> bool:
+    """uvm_swap_needdecrypt: must the page read from drum slot ``off`` be decrypted?"""
+    if sdp is None:
+        return False
+    assert sdp.swd_decrypt is not None, "uvm_swap_needdecrypt: device has no decrypt map"
+    return bool(sdp.swd_decrypt[off - sdp.swd_drumoffset])
 
 
 # --- swap list --------------------------------------------------------------------------------
@@ -360,6 +517,8 @@ def swap_on(k: Kernel, dev: BlockDev, priority: int) -> int:
     sdp.swd_bad = np.zeros(npages, np.uint8)
     sdp.swd_hint = addr
 
+    if uvm_swap_encrypt.swapencrypt(k).uvm_doswapencrypt:
+        uvm_swap_initcrypt(sdp, npages)
     # add the new swapdev to the drum and enable it
     swapdrum_add(k, sdp, npages)
     sdp.swd_npages = size
@@ -492,6 +651,7 @@ def uvm_swap_markbad(k: Kernel, startslot: int, nslots: int) -> None:
     """uvm_swap_markbad: remember that I/O on these slots failed.
 
     => the range must lie on one device; its slots stay allocated forever
+    => PORT: and give up their key references (uvm_swap_free's part)
     => takes uvm_swap_data_lock
     """
     swap = _swap(k)
@@ -505,12 +665,17 @@ def uvm_swap_markbad(k: Kernel, startslot: int, nslots: int) -> None:
         sdp.swd_npgbad += nslots - int(seg.sum())
         seg[:] = 1
     mtx_leave(swap.uvm_swap_data_lock)
+    if sdp is not None:
+        # PORT: a bad slot is never freed or read again: it lets go of its key now
+        _swap_dropkeys(k, sdp, startslot, nslots)
 
 
 def uvm_swap_free(k: Kernel, startslot: int, nslots: int) -> None:
     """uvm_swap_free: give back slots (all or part of one uvm_swap_alloc).
 
     => SWSLOT_BAD is ignored; slots marked bad stay allocated (PORT)
+    => once swap encryption has run, each slot marked "needs decrypt" drops its reference
+       on its section's key (the last one destroys it) and the marks are cleared
     => takes uvm_swap_data_lock
     """
     # ignore attempts to free the "bad" slot
@@ -527,6 +692,19 @@ def uvm_swap_free(k: Kernel, startslot: int, nslots: int) -> None:
     sdp.swd_npginuse -= nfreed
     k.uvmexp.swpginuse -= nfreed
     mtx_leave(swap.uvm_swap_data_lock)
+
+    if uvm_swap_encrypt.swapencrypt(k).swap_encrypt_initialized:
+        if nslots == 1:  # PORT: one anon's slot (the common case), in fewer steps
+            _swap_dropkey1(k, sdp, startslot)
+            return
+        # Dereference keys
+        for i in range(nslots):
+            if uvm_swap_needdecrypt(sdp, startslot + i):
+                key = SWD_KEY(sdp, startslot + i)
+                if key.refcount != 0:
+                    uvm_swap_encrypt.swap_key_put(k, key)
+        # Mark range as not decrypt
+        uvm_swap_markdecrypt(sdp, startslot, nslots, 0)
 
 
 # --- I/O --------------------------------------------------------------------------------------
@@ -571,8 +749,10 @@ async def uvm_swap_io(
     """uvm_swap_io: do an I/O operation to swap.
 
     => flags: B_READ or B_WRITE, and B_ASYNC for an asynchronous write
-    => an async write returns VM_PAGER_PEND (or VM_PAGER_AGAIN when no buf or pager map
-       space can be had without sleeping); uvm_aio_biodone takes over at completion
+    => an async write returns VM_PAGER_PEND (or VM_PAGER_AGAIN when no buf, pager map space
+       or bounce pages can be had without sleeping); uvm_aio_biodone takes over at completion
+    => a write with swap encryption on goes out of bounce pages holding the encrypted copy;
+       a read of a slot marked "needs decrypt" is decrypted in place once it has arrived
     => a sync transfer waits and returns VM_PAGER_OK or VM_PAGER_ERROR
     => may sleep
     """
@@ -580,9 +760,14 @@ async def uvm_swap_io(
     async_ = (flags & B_ASYNC) != 0
     p = curproc()
     pdaemon = p is not None and p is k.uvm.pagedaemon_proc
+    bounce = 0
+    tpps: list[VmPage] = []
+    swpenc = uvm_swap_encrypt.swapencrypt(k)
+    sdp: Swapdev | None = None
+    encrypt = 0
 
     # convert starting drum slot to block number
-    startblk = startslot  # PORT: blocks are pages
+    startblk = startslot  # PORT: blocks are pages (the IVs count DEV_BSIZE blocks: below)
 
     pflag = PR_NOWAIT if (async_ or pdaemon) else PR_WAITOK
     if not await vfs_bio.bufpool_get(k, pflag):
@@ -597,7 +782,81 @@ async def uvm_swap_io(
         vfs_bio.bufpool_put(k)
         return uvm_pager.VM_PAGER_AGAIN
 
-    # PORT: no swap encryption and no bounce pages (see the module docstring)
+    if write:
+        # every write is encrypted while encryption is on (upstream muses about encrypting
+        # only the pages of processes that already had some encrypted, to copy less)
+        if swpenc.uvm_doswapencrypt:
+            encrypt = 1
+
+    if swpenc.swap_encrypt_initialized or encrypt:
+        # the device tells whether the pages must be marked for decryption (write) or be
+        # decrypted (read)
+        swap = _swap(k)
+        mtx_enter(swap.uvm_swap_data_lock)
+        sdp = swapdrum_getsdp(k, startslot)
+        mtx_leave(swap.uvm_swap_data_lock)
+
+    # an encrypted write always bounces; otherwise only pages the disk's DMA cannot reach
+    if write and encrypt:
+        bounce = 1  # bounce through swapencrypt always
+    else:
+        dma = dma_constraint()
+        for i in range(npages):
+            pg = pps[i]
+            assert pg is not None
+            pa = uvm_page.VM_PAGE_TO_PHYS(pg)
+            if pa < dma.ucr_low or pa > dma.ucr_high:
+                bounce = 1
+                break
+
+    if bounce:
+        # We always need write access.
+        swmapflags = uvm_pager.UVMPAGER_MAPIN_READ
+        plaflags = uvm_pmemrange.UVM_PLA_NOWAIT
+        if not async_:
+            swmapflags |= uvm_pager.UVMPAGER_MAPIN_WAITOK
+            plaflags = uvm_pmemrange.UVM_PLA_WAITOK
+        if await uvm_swap_allocpages(k, tpps, npages, plaflags):
+            vfs_bio.bufpool_put(k)
+            uvm_pager.uvm_pagermapout(k, npages)
+            return uvm_pager.VM_PAGER_AGAIN
+        if not await uvm_pager.uvm_pagermapin(k, tpps, npages, swmapflags):
+            vfs_bio.bufpool_put(k)
+            uvm_pager.uvm_pagermapout(k, npages)
+            uvm_swap_freepages(k, tpps, npages)
+            return uvm_pager.VM_PAGER_AGAIN
+
+    # encrypt to swap
+    if write and bounce:
+        block = btodb(startslot << PAGE_SHIFT)  # PORT: upstream's startblk, DEV_BSIZE blocks
+        map_direct, unmap_direct = k.pmap.pmap_map_direct, k.pmap.pmap_unmap_direct
+        for i in range(npages):
+            pg = pps[i]
+            assert pg is not None
+            src = map_direct(pg)
+            dst = map_direct(tpps[i])
+            if encrypt:
+                assert sdp is not None
+                key = SWD_KEY(sdp, startslot + i)
+                uvm_swap_encrypt.swap_key_get(k, key)  # add reference
+                uvm_swap_encrypt.swap_encrypt(k, key, src, dst, block, PAGE_SIZE)
+                block += btodb(PAGE_SIZE)
+            else:
+                dst[:] = src
+            unmap_direct(dst)
+            unmap_direct(src)
+            # this just tells async callbacks to free
+            tpps[i].pg_flags |= uvm_page.PQ_ENCRYPT
+        uvm_pager.uvm_pagermapout(k, npages)
+        if encrypt:
+            # PORT: the CPU time of the encryption passes now, where upstream spends it, not
+            # at the caller's next yield: a page daemon that paid milliseconds of it after
+            # its pass would sit out the wakeups of processes that meanwhile ran out of
+            # memory and slept in uvm_wait (docs/time.md, reference §4 item 14)
+            await k.sched.pay("swap_encrypt", k.config.costs.yield_ns)
+        # PORT: upstream now disposes of the originals (uvm_pager_dropcluster with
+        # PGO_PDFREECLUST: unbusied and clean before the write has happened; reference §4
+        # item 11). They stay busy and dirty until the write is done (module docstring).
 
     # reads are always synchronous (uvm_swap_get assumes it)
     if not write:
@@ -607,10 +866,19 @@ async def uvm_swap_io(
     # fill in the buf; our I/O goes through /dev/drum (swstrategy)
     bp = Buf()
     bp.b_flags = B_BUSY | B_NOCACHE | B_RAW | (flags & (B_READ | B_ASYNC))
-    bp.b_pages = [pg for pg in pps[:npages]]  # PORT: what the kva maps
+    if bounce:
+        bp.b_pages = list(tpps)  # PORT: what the bounce kva maps
+        bp.b_origpages = [pg for pg in pps[:npages]]
+    else:
+        bp.b_pages = [pg for pg in pps[:npages]]  # PORT: what the kva maps
     bp.b_blkno = startblk
     bp.b_bufsize = bp.b_bcount = npages << PAGE_SHIFT
     bp.b_kernel = k
+
+    if write:
+        # mark the pages in the drum for decryption
+        if swpenc.swap_encrypt_initialized:
+            uvm_swap_markdecrypt(sdp, startslot, npages, encrypt)
 
     # async ops get the iodone handler
     if async_:
@@ -633,8 +901,40 @@ async def uvm_swap_io(
     await vfs_bio.biowait(k, bp)
     result = uvm_pager.VM_PAGER_ERROR if bp.b_flags & B_ERROR else uvm_pager.VM_PAGER_OK
 
-    # kill the pager mapping and dispose of the buf
+    # decrypt swap
+    if not write and not (bp.b_flags & B_ERROR):
+        block = btodb(startslot << PAGE_SHIFT)
+        for i in range(npages):
+            pg = pps[i]
+            assert pg is not None
+            dst = k.pmap.pmap_map_direct(pg)
+            data = k.pmap.pmap_map_direct(tpps[i]) if bounce else dst
+            # Check if we need to decrypt
+            if swpenc.swap_encrypt_initialized and uvm_swap_needdecrypt(sdp, startslot + i):
+                assert sdp is not None
+                key = SWD_KEY(sdp, startslot + i)
+                if key.refcount == 0:
+                    result = uvm_pager.VM_PAGER_ERROR
+                    _unmap_direct(k, data, dst)
+                    break
+                uvm_swap_encrypt.swap_decrypt(k, key, data, dst, block, PAGE_SIZE)
+            elif bounce:
+                dst[:] = data
+            _unmap_direct(k, data, dst)
+            block += btodb(PAGE_SIZE)
+        if bounce:
+            uvm_pager.uvm_pagermapout(k, npages)
+    # kill the pager mapping
     uvm_pager.uvm_pagermapout(k, npages)
+
+    # Not anymore needed, free after encryption/bouncing
+    if not write and bounce:
+        uvm_swap_freepages(k, tpps, npages)
+    # PORT: nor after a synchronous write (upstream never writes to swap synchronously)
+    if write and bounce:
+        uvm_swap_freepages(k, tpps, npages)
+
+    # now dispose of the buf
     vfs_bio.bufpool_put(k)
     return result
 
@@ -737,3 +1037,76 @@ def _blist_free(sdp: Swapdev, blkno: int, n: int) -> int:
     if blkno < sdp.swd_hint:
         sdp.swd_hint = blkno
     return int(good.sum())
+
+
+def _unmap_direct(k: Kernel, data: memoryview, dst: memoryview) -> None:
+    """PORT: give back the direct-map views of a page read (one, or the bounce page's too)."""
+    if data is not dst:
+        k.pmap.pmap_unmap_direct(data)
+    k.pmap.pmap_unmap_direct(dst)
+
+
+def _swap_dropkeys(k: Kernel, sdp: Swapdev, startslot: int, nslots: int) -> None:
+    """PORT: what uvm_swap_free does to the keys of the slots it frees, for slots marked bad."""
+    if not uvm_swap_encrypt.swapencrypt(k).swap_encrypt_initialized:
+        return
+    for i in range(nslots):
+        if uvm_swap_needdecrypt(sdp, startslot + i):
+            key = SWD_KEY(sdp, startslot + i)
+            if key.refcount != 0:
+                uvm_swap_encrypt.swap_key_put(k, key)
+    uvm_swap_markdecrypt(sdp, startslot, nslots, 0)
+
+
+def _swap_dropkey1(k: Kernel, sdp: Swapdev, slot: int) -> None:
+    """PORT: uvm_swap_free's key dereference and unmarking for a single slot."""
+    dec = sdp.swd_decrypt
+    assert dec is not None and sdp.swd_keys is not None
+    off = slot - sdp.swd_drumoffset
+    if dec[off]:
+        key = sdp.swd_keys[off >> SWD_KEY_SHIFT]
+        if key.refcount != 0:
+            uvm_swap_encrypt.swap_key_put(k, key)
+        dec[off] = 0
+
+
+def _swap_oompps(k: Kernel, boot: bool) -> None:
+    """PORT: uvm_swap_init's allocation of the OOM reserve (once; never sleeps; after boot,
+    a failure leaves the reserve empty)."""
+    swap = _swap(k)
+    if swap.oompps:
+        return
+    pgl: list[VmPage] = []
+    error = _uvm_pglistalloc_nowait(k, SWCLUSTPAGES, pgl, uvm_pmemrange.UVM_PLA_NOWAIT)
+    if error and not boot:
+        return
+    assert error == 0, "uvm_swap_init: no pages for the OOM reserve"
+    for pg in pgl:
+        pg.pg_flags |= uvm_page.PG_BUSY
+    swap.oompps = pgl
+
+
+def _uvm_pglistalloc_nowait(k: Kernel, npages: int, pgl: list[VmPage], flags: int) -> int:
+    """PORT: uvm_pglistalloc(ptoa(npages), dma_constraint, 0, 0, pgl, npages, flags) without
+    sleeping (uvm_pglist.c is not ported: it hands the range to uvm_pmr_getpages)."""
+    start, end = _dma_pages(k)
+    return uvm_pmemrange.uvm_pmr_getpages_nowait(k, npages, start, end, 0, 0, npages, flags, pgl)
+
+
+async def _uvm_pglistalloc(k: Kernel, npages: int, pgl: list[VmPage], flags: int) -> int:
+    """PORT: uvm_pglistalloc over the DMA range (may sleep with UVM_PLA_WAITOK)."""
+    if not flags & uvm_pmemrange.UVM_PLA_WAITOK:
+        return _uvm_pglistalloc_nowait(k, npages, pgl, flags)
+    start, end = _dma_pages(k)
+    return await uvm_pmemrange.uvm_pmr_getpages(k, npages, start, end, 0, 0, npages, flags, pgl)
+
+
+def _dma_pages(k: Kernel) -> tuple[int, int]:
+    """PORT: dma_constraint in pages, for uvm_pmr_getpages; (0, 0), no constraint, when it
+    holds every frame of the machine (as on every emulated machine below 4 GiB): the same
+    pages are eligible, found without scanning the free map."""
+    dma = dma_constraint()
+    start, end = atop(dma.ucr_low), atop(dma.ucr_high) + 1
+    if start == 0 and end >= k.uvmexp.npages:
+        return 0, 0
+    return start, end

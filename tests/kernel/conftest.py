@@ -28,8 +28,9 @@ the run when it returns (the kernel threads are then cancelled). Exceptions from
 from a process or a panic in a kernel thread propagate to the test.
 
 Defaults: 256 pages of RAM, 1024 pages of swap, timing model "none", DIAGNOSTIC on, and the
-buffer cache OFF (``bufcache=False``: KernelConfig.bufcachepercent = 0) so that free-page
-counts are exact; pass ``bufcache=True`` to model it. ``start=False`` boots without kernel
+buffer cache OFF (``bufcache=False``: KernelConfig.bufcachepercent = 0) and swap encryption
+OFF (``swapencrypt=False``: no bounce pages, no OOM reserve of 16 pages taken at boot) so that
+free-page counts are exact; pass ``bufcache=True`` / ``swapencrypt=True`` to model them. ``start=False`` boots without kernel
 threads or trap handler (for tests that drive the daemon by hand).
 """
 
@@ -74,6 +75,7 @@ class KernelEnv:
         swap_pages: int = 1024,
         config: KernelConfig | None = None,
         bufcache: bool = False,
+        swapencrypt: bool = False,
         model: TimingModel | None = None,
         faults: FaultConfig | None = None,
         start: bool = True,
@@ -88,7 +90,7 @@ class KernelEnv:
         if swap_pages:
             self.board.add_swap(tmp_path / "swap0.img", swap_pages, model, faults, name="sd0")
         if config is None:
-            config = KernelConfig()
+            config = KernelConfig(swapencrypt=swapencrypt)
             if not bufcache:
                 config.bufcachepercent = 0
         self.start = start
@@ -160,8 +162,8 @@ def _close_all(envs: Iterable[KernelEnv]) -> None:
 
 @pytest.fixture
 def kenv(tmp_path: Path) -> Any:
-    """Factory: ``kenv(npages=..., swap_pages=..., config=..., bufcache=..., start=...)``
-    boots a machine; uvm_check runs on each one after the test."""
+    """Factory: ``kenv(npages=..., swap_pages=..., config=..., bufcache=..., swapencrypt=...,
+    start=...)`` boots a machine; uvm_check runs on each one after the test."""
     envs: list[KernelEnv] = []
 
     def make(**kw: Any) -> KernelEnv:

@@ -33,7 +33,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Final
 
 from emu.mmu import VA_LIMIT, AddressSpace, Mmu
-from emu.ram import PAGE_SHIFT, Ram
+from emu.ram import PAGE_SHIFT, PAGE_SIZE, Ram
 from kernel.sys.mman import PROT_READ, PROT_WRITE, Prot
 from kernel.uvm.uvm_page import PG_RDONLY
 
@@ -50,7 +50,7 @@ PMAP_CANFAIL: Final = 0x00000020  # can fail if resource shortage
 class EmuPmap:
     """The machine's pmap module: ``k.pmap``. ``pm`` arguments are address spaces."""
 
-    __slots__ = ("_mod", "_ref", "mmu", "ram")
+    __slots__ = ("_buf", "_mod", "_ref", "mmu", "ram")
 
     def __init__(self, mmu: Mmu) -> None:
         self.mmu = mmu
@@ -58,6 +58,7 @@ class EmuPmap:
         # byte views of the frames' ref/mod bits (fixed for the life of the Ram): an item of a
         # memoryview is a plain int, several times cheaper than indexing the numpy array
         self._ref = self.ram.ref.data
+        self._buf = self.ram.buf  # the arena's bytes: the direct map (pmap_map_direct)
         self._mod = self.ram.mod.data
 
     def __repr__(self) -> str:
@@ -171,6 +172,16 @@ class EmuPmap:
     def pmap_copy_page(self, src: VmPage, dst: VmPage) -> None:
         """pmap_copy_page: copy ``src``'s frame into ``dst``'s (a real copy)."""
         self.ram.copy(src.phys_addr >> PAGE_SHIFT, dst.phys_addr >> PAGE_SHIFT)
+
+    def pmap_map_direct(self, pg: VmPage) -> memoryview:
+        """pmap_map_direct: the page's frame through the direct map: a writable view of its
+        bytes in the RAM arena (no referenced/modified bit changes: the kernel's own mapping)."""
+        pa = pg.phys_addr  # a managed page's frame is in the arena (no Ram.view bounds check)
+        return self._buf[pa : pa + PAGE_SIZE]
+
+    def pmap_unmap_direct(self, va: memoryview) -> None:
+        """pmap_unmap_direct: give back a view from pmap_map_direct."""
+        va.release()
 
     def pmap_page_mapped(self, pg: VmPage) -> int:
         """PORT: the number of live mappings of ``pg`` (DIAGNOSTIC checks)."""

@@ -60,9 +60,10 @@ Region = tuple[str, int, str | None, str]  # kind, pages, name, touch ("w", "r" 
 # --- the machine ----------------------------------------------------------------------------------
 
 
-def config(*, bufcachepercent: int = 0, **kw: Any) -> KernelConfig:
-    """KernelConfig with the buffer cache off unless asked (free counts stay exact)."""
-    return KernelConfig(bufcachepercent=bufcachepercent, **kw)
+def config(*, bufcachepercent: int = 0, swapencrypt: bool = False, **kw: Any) -> KernelConfig:
+    """KernelConfig with the buffer cache and swap encryption off unless asked (free counts
+    stay exact)."""
+    return KernelConfig(bufcachepercent=bufcachepercent, swapencrypt=swapencrypt, **kw)
 
 
 def daemonless(

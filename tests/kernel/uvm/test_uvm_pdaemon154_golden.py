@@ -1,7 +1,8 @@
 """Golden test: the 1.154 daemon's decisions on a small fixed scenario, pass by pass.
 
 The scenario is the 1.105 golden's (test_uvm_pdaemon_golden.py: 256 frames, no buffer cache,
-a hog and a shared region, seed 3), booted with ``pdaemon = "1.154"`` and a scheduling
+a hog and a shared region, seed 3, swap encryption off as there), booted with
+``pdaemon = "1.154"`` and a scheduling
 quantum of 2 us (``yield_ns``, one daemon pass): 1.154 does not sleep while a thread is
 counted in uvm_wait, and with the default 1 ms quantum each wait would cost some 500 idle
 passes before the waiter runs (docs/pdaemon-1.154.md §5, question 1); with one pass per
@@ -59,7 +60,8 @@ FIELDS = (
 def _passes(tmp: Path) -> list[list[Any]]:
     m = Machine(ram="256pages", swap="1024pages", seed=3, device="none", loop="asyncio",
                 run_dir=tmp / "run", kernel={"check_every_pass": True, "bufcache": False,
-                                             "pdaemon": "1.154", "yield_ns": 2_000})  # fmt: skip
+                                             "pdaemon": "1.154", "yield_ns": 2_000,
+                                             "swapencrypt": False})  # fmt: skip
     m.attach("hog", name="hog", step_pages=32, max_pages=320, sample=8)
     m.attach("shared_pair", name="shm", region="r", pages=96, rank=0, nprocs=1, accesses=600)
     s = m.run()
