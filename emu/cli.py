@@ -210,7 +210,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         params = {"path": str(Path(path).resolve()), "fmt": fmt}
         trace = WorkloadSpec(kind="trace_replay", name=f"trace{len(sc.workloads)}", params=params)
         sc = msgspec.structs.replace(sc, workloads=[*sc.workloads, trace])
-    m = Machine.from_scenario(sc, log_level=args.log_level, events=args.events,
+    m = Machine.from_scenario(sc, log_level=args.log_level, force=args.force, events=args.events,
                               compress=args.compress)  # the last checks: nothing written
 
     def make_dir() -> Path:

@@ -79,6 +79,18 @@ def test_existing_run_dir_is_refused_without_force(tmp_path: Path, capsys: pytes
     assert rc == 2 and "--force" in err
 
 
+def test_force_reuses_a_run_dir_that_holds_a_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--run-dir D --force` twice: the second run replaces the first (the machine was built
+    without the flag and refused D once it held a summary)."""
+    d = tmp_path / "exact"
+    for _ in range(2):
+        rc, _, err = _run(["run", "tiny", "--run-dir", str(d), "--force", "--quiet"], capsys)
+        assert rc == 0, err
+    assert json.loads((d / "summary.json").read_text())["outcome"] == "ok"
+    rc, _, err = _run(["run", "tiny", "--run-dir", str(d), "--quiet"], capsys)
+    assert rc == 2 and "--force" in err
+
+
 def test_analyze_refuses_a_directory_that_is_not_a_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rc, _, err = _run(["analyze", str(tmp_path)], capsys)
     assert rc == 2 and "not a run directory" in err
