@@ -210,7 +210,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         params = {"path": str(Path(path).resolve()), "fmt": fmt}
         trace = WorkloadSpec(kind="trace_replay", name=f"trace{len(sc.workloads)}", params=params)
         sc = msgspec.structs.replace(sc, workloads=[*sc.workloads, trace])
-    m = Machine.from_scenario(sc, log_level=args.log_level, events=args.events,
+    m = Machine.from_scenario(sc, log_level=args.log_level, force=args.force, events=args.events,
                               compress=args.compress)  # the last checks: nothing written
 
     def make_dir() -> Path:
@@ -225,6 +225,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"emu: {summary['error']} at t={summary['virtual_ns'] / 1e6:,.0f} ms virtual; "
               f"what ran is in {run_dir}", file=sys.stderr)  # fmt: skip
         return exit_status(summary, m.stop_signal)
+    if summary.get("traceback"):  # a panic or an error: where it came from, even with --quiet
+        print(f"emu: the run ended in a {summary['outcome']}: {summary['error']}\n"
+              f"{summary['traceback'].rstrip()}\n"
+              f"emu: the traceback is also in {run_dir}/summary.json", file=sys.stderr)  # fmt: skip
     if not args.quiet:
         from emu import analyze
 

@@ -38,8 +38,8 @@ __all__ = ["DEFAULT_METRICS", "Cell", "SweepError", "SweepSection", "SweepSpec",
            "plan"]  # fmt: skip
 
 DEFAULT_METRICS = ("uvmexp.pdpageouts", "faults.major", "uvmexp.pdscans", "virtual_ns")
-_TOPS = ("uvmexp", "faults", "io", "integrity", "workloads", "daemon", "events", "virtual_ns",
-         "wall_s", "ram_pages", "swap_pages")  # fmt: skip
+_TOPS = ("uvmexp", "faults", "io", "integrity", "workloads", "daemon", "waits", "events",
+         "virtual_ns", "wall_s", "ram_pages", "swap_pages")  # fmt: skip
 Scalar = str | int | float | bool
 
 

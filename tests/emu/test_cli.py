@@ -79,6 +79,18 @@ def test_existing_run_dir_is_refused_without_force(tmp_path: Path, capsys: pytes
     assert rc == 2 and "--force" in err
 
 
+def test_force_reuses_a_run_dir_that_holds_a_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--run-dir D --force` twice: the second run replaces the first (the machine was built
+    without the flag and refused D once it held a summary)."""
+    d = tmp_path / "exact"
+    for _ in range(2):
+        rc, _, err = _run(["run", "tiny", "--run-dir", str(d), "--force", "--quiet"], capsys)
+        assert rc == 0, err
+    assert json.loads((d / "summary.json").read_text())["outcome"] == "ok"
+    rc, _, err = _run(["run", "tiny", "--run-dir", str(d), "--quiet"], capsys)
+    assert rc == 2 and "--force" in err
+
+
 def test_analyze_refuses_a_directory_that_is_not_a_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rc, _, err = _run(["analyze", str(tmp_path)], capsys)
     assert rc == 2 and "not a run directory" in err
@@ -152,6 +164,27 @@ def test_exit_status_says_whether_every_workload_finished(
     out, _ = capsys.readouterr()
     for code in ("0 ", "1 ", "2 ", "130", "143"):
         assert f"\n  {code}" in out, code
+
+
+def test_a_panic_prints_its_traceback_on_stderr_even_when_quiet(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A kernel developer's broken daemon (docs/try-your-own-daemon.md): `emu run` exits 1
+    and shows the panic with the traceback into the daemon's own file, not only summary.json."""
+    import kernel.uvm.uvm_pdaemon as seed
+
+    text = Path(seed.__file__).read_text()
+    old = "(uvmexp.active + uvmexp.inactive) // 3"
+    assert text.count(old) == 1
+    bad = tmp_path / "broken.py"
+    bad.write_text(text.replace(old, "(uvmexp.active + uvmexp.inactive) // 0"))
+    rc, out, err = _run(["run", "tiny", "--out", str(tmp_path / "runs"), "--quiet",
+                         "--set", f"kernel.pdaemon={bad}"], capsys)  # fmt: skip
+    assert rc == 1 and out == ""
+    assert "emu: the run ended in a panic: kthread pagedaemon: ZeroDivisionError" in err
+    assert f'File "{bad}", line' in err and "// 0" in err and "summary.json" in err
+    rc, _, err = _run(["run", "tiny", "--out", str(tmp_path / "runs"), "--quiet"], capsys)
+    assert rc == 0 and err == ""
 
 
 def test_exit_status_of_a_summary() -> None:

@@ -22,6 +22,8 @@ import pytest
 from emu import rundir
 from emu.cli import main
 from emu.config import KernelSection
+from emu.machine import Machine
+from emu.scenario import load_scenario
 from emu.sweep import PoolEngine, SweepError, sweep
 from emu.sweep.cells import _localize, make_task, pack, unpack
 from emu.sweep.driver import run_sweep
@@ -90,6 +92,18 @@ def test_bad_specs_exit_2_naming_the_key_before_anything_runs(
     assert rc == 2, err
     assert needle in err
     assert not out.exists(), "nothing made before every cell is valid"
+
+
+def test_every_numeric_part_of_a_summary_is_a_metric(tmp_path: Path) -> None:
+    """`metrics` accepts each top-level field of summary.json that holds numbers (`waits` was
+    refused: waits.total_ns, the time in uvm_wait, could not be plotted)."""
+    s = Machine.from_scenario(load_scenario("tiny")).run()
+    tops = [k for k, v in s.items() if isinstance(v, int | float | dict | list)
+            and not isinstance(v, bool) and k not in ("seed", "pdaemon")]  # fmt: skip
+    assert "waits" in tops
+    names = [f"{k}.x" if isinstance(s[k], dict | list) else k for k in tops]
+    spec = load_spec(_spec(tmp_path, f"[sweep]\nscenario='tiny'\nmetrics={names!r}\n"))
+    assert list(spec.sweep.metrics) == names
 
 
 def test_an_unreadable_trace_and_an_unreachable_ray_exit_2(
