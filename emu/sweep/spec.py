@@ -39,6 +39,7 @@ __all__ = ["DEFAULT_METRICS", "Cell", "SweepError", "SweepSection", "SweepSpec",
 
 DEFAULT_METRICS = ("uvmexp.pdpageouts", "faults.major", "uvmexp.pdscans", "virtual_ns")
 _TOPS = ("uvmexp", "faults", "io", "integrity", "workloads", "daemon", "waits", "events",
+         "swapencrypt",
          "virtual_ns", "wall_s", "ram_pages", "swap_pages")  # fmt: skip
 Scalar = str | int | float | bool
 
