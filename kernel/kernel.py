@@ -46,6 +46,7 @@ class KernelConfig:
     bufcachepercent: int = 10  # buffer cache size, percent of DMA-reachable memory
     bcache_min: int = 128  # BCACHE_MIN, pages (scaled down on tiny machines)
     check_every_pass: bool = True  # PORT: run uvm_check after each daemon pass / aiodone batch
+    check_full: bool = False  # PORT: ... in full every time, not amortized (uvm_check_pass)
     costs: KernelCosts = field(default_factory=KernelCosts)
 
 
@@ -76,3 +77,4 @@ class Kernel:
     hooks: dict[str, Callable[..., Any]] = field(default_factory=dict)  # PORT: test hooks
     panicked: BaseException | None = None
     pdpass: Any = None  # PORT: the page daemon's current pass record (log line)
+    check_work: int = 0  # PORT: the work counter at the last whole uvm_check (uvm_check_pass)

@@ -1102,7 +1102,7 @@ def _pass_end(k: Kernel, snap: _PassSnap, pma: UvmPmalloc | None, constraint: Uv
     if hook is not None:
         hook(k, delta, snap.clusters)
     if k.config.diagnostic and k.config.check_every_pass:
-        uvm_check.uvm_check(k)
+        uvm_check.uvm_check_pass(k)
 
 
 def _aiodone_end(k: Kernel, nbufs: int, npages: int, free: int) -> None:
@@ -1112,4 +1112,4 @@ def _aiodone_end(k: Kernel, nbufs: int, npages: int, free: int) -> None:
         paging=k.uvmexp.paging,
     )  # fmt: skip
     if k.config.diagnostic and k.config.check_every_pass:
-        uvm_check.uvm_check(k)
+        uvm_check.uvm_check_pass(k)

@@ -1078,7 +1078,7 @@ def _pass_end(
     if hook is not None:
         hook(k, delta, snap.clusters)
     if k.config.diagnostic and k.config.check_every_pass:
-        uvm_check.uvm_check(k)
+        uvm_check.uvm_check_pass(k)
 
 
 def _aiodone_end(k: Kernel, nbufs: int, npages: int, free: int) -> None:
@@ -1088,4 +1088,4 @@ def _aiodone_end(k: Kernel, nbufs: int, npages: int, free: int) -> None:
         paging=k.uvmexp.paging,
     )  # fmt: skip
     if k.config.diagnostic and k.config.check_every_pass:
-        uvm_check.uvm_check(k)
+        uvm_check.uvm_check_pass(k)
