@@ -128,7 +128,11 @@ class IoEvent(_Event):
     __slots__ = ("_done", "real")
 
     def __init__(self, time: int, seq: int, fire: Callable[[], None]) -> None:
-        super().__init__(time, seq, fire)
+        self.time = time  # _Event's fields, set here: one frame less per I/O
+        self.seq = seq
+        self.fire = fire
+        self.cancelled = False
+        self.weak = False
         self.real = False
         self._done: asyncio.Event | None = None
 
