@@ -33,9 +33,7 @@ import numpy as np
 import numpy.typing as npt
 
 from emu.benchmarks import BenchResult, result, spread
-from emu.benchmarks._harness import BenchMachine
-from emu.config import KernelSection
-from emu.probes import kernel_config
+from emu.benchmarks._harness import BenchMachine, default_config
 from emu.process import UserProcess
 from emu.ram import PAGE_SHIFT
 
@@ -82,8 +80,7 @@ def _ours(workdir: Path, pages: npt.NDArray[np.int64], writes: npt.NDArray[np.bo
           frames: int) -> tuple[float, float, int, int]:  # fmt: skip
     """(wall seconds, CPU seconds, misses, all faults) of one replay on a fresh machine."""
     footprint = int(pages.max()) + 1
-    config = kernel_config(KernelSection())  # the default kernel configuration
-    bm = BenchMachine(workdir, frames, footprint + 4 * frames, config=config)
+    bm = BenchMachine(workdir, frames, footprint + 4 * frames, config=default_config())
     vaddrs = (np.uint64(BASE) + (pages.astype(np.uint64) << np.uint64(PAGE_SHIFT)))
     chunks = [(vaddrs[i : i + CHUNK], writes[i : i + CHUNK]) for i in range(0, len(pages), CHUNK)]
     out: list[float] = []
