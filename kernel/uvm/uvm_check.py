@@ -67,7 +67,7 @@ __all__ = ["CHECK_WORK", "uvm_check", "uvm_check_pass"]
 
 
 SWCLUSTPAGES: Final = 16  # uvm_swap.h: the largest swap cluster the daemon builds
-CHECK_WORK: Final = 1  # amortized check: work units between whole checks, per unit of size
+CHECK_WORK: Final = 2  # amortized check: work units between whole checks, per unit of size
 _PROT_WRITE: Final = int(PROT_WRITE)
 
 
