@@ -17,6 +17,7 @@ from kernel.uvm.uvm_check import CHECK_WORK, uvm_check, uvm_check_pass
 from kernel.uvm.uvm_page import (
     PG_BUSY,
     PQ_ACTIVE,
+    VmPage,
     uvm_lock_pageq,
     uvm_pageactivate,
     uvm_pagealloc,
@@ -203,3 +204,21 @@ def test_pte_disagreeing_with_the_map_is_named(run_kernel):
         await env.wait(env.spawn(work, env=env))
 
     run_kernel(body)
+
+
+def test_an_iterator_marker_on_a_queue_is_not_counted(kenv):
+    """A daemon that sleeps in the middle of a scan leaves its marker page (PQ_ITER,
+    0x00080000, uvm_page.h) on the queue: it is not a real page, in no count."""
+    k = kenv(start=False).k
+    pg = _active_page(k)
+    pg.pg_flags |= PG_BUSY  # (busy: a clean anon page may then lack a slot)
+    marker = VmPage(phys_addr=0, pg_flags=0x00080000)
+    k.uvm.page_active.insert_after(pg, marker)
+    uvm_check(k)
+    k.uvm.page_active.remove(marker)
+    k.uvmexp.active += 1
+    with pytest.raises(Panic, match=r"uvmexp.active != length of page_active"):
+        uvm_check(k)
+    k.uvmexp.active -= 1
+    pg.pg_flags &= ~PG_BUSY
+    _drop(k, pg)
