@@ -136,6 +136,8 @@ class FaultConfig:
 
 
 def _touches(ranges: SlotRanges, blkno: int, npages: int) -> bool:
+    if not ranges:  # the usual case: no generator for any()
+        return False
     last = blkno + npages - 1
     return any(a <= last and blkno <= b for a, b in ranges)
 

@@ -117,9 +117,9 @@ class HostPool:
 
         => r.ev is set; r.ev.real_done() is called once r's result is recorded
         """
-        io = r.io
         if r.hi - r.lo <= self.inline_max_pages and not self._pending and not self._hops:
-            self._record([[r]], _io_batch(self.fd, [(r.write, io.pages, r.lo << PAGE_SHIFT)]))
+            [(nbytes, err)] = _io_batch(self.fd, [(r.write, r.io.pages, r.lo << PAGE_SHIFT)])
+            _result(r, nbytes, err)  # no hop holds a block: nothing in _owner to clear
         else:
             self._pending.append(r)
             self._kick()
@@ -204,16 +204,22 @@ class HostPool:
         for g, (nbytes, err) in zip(groups, results, strict=True):
             for r in g:
                 owner[r.lo : r.hi] = bytes(r.hi - r.lo)
-                want = (r.hi - r.lo) << PAGE_SHIFT
-                r.nbytes = got = min(nbytes, want)
-                nbytes -= got
-                if err:
-                    r.err = errno.ENOSPC if err in (errno.ENOSPC, errno.EDQUOT) else errno.EIO
-                elif got != want:
-                    r.err = errno.EIO  # short transfer
-                assert r.ev is not None
-                r.ev.real_done()
-                r.ev = None
+                nbytes -= _result(r, nbytes, err)
+
+
+def _result(r: PoolIo, nbytes: int, err: int) -> int:
+    """Give ``r`` its share of ``nbytes`` transferred (and ``err``), mark its real I/O
+    done; returns the bytes it took."""
+    want = (r.hi - r.lo) << PAGE_SHIFT
+    r.nbytes = got = min(nbytes, want)
+    if err:
+        r.err = errno.ENOSPC if err in (errno.ENOSPC, errno.EDQUOT) else errno.EIO
+    elif got != want:
+        r.err = errno.EIO  # short transfer
+    assert r.ev is not None
+    r.ev.real_done()
+    r.ev = None
+    return got
 
 
 # --- what runs in the thread pool -------------------------------------------------

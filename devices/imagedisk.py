@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import operator
 import os
 from dataclasses import dataclass, field
 from typing import Final
@@ -41,6 +42,8 @@ from emu.clock import Clock
 __all__ = ["HIST_BUCKETS", "INLINE_PAGES", "DiskStats", "ImageDisk"]
 
 HIST_BUCKETS: Final = 64
+_NBYTES = operator.attrgetter("nbytes")
+_READONLY = operator.attrgetter("readonly")
 INLINE_PAGES: Final = 16  # inline_max_pages of the machine's disks: a swap cluster (64 KiB)
 
 
@@ -207,10 +210,13 @@ class ImageDisk:
             return False
         if blkno < 0 or blkno + npages > self.npages:
             return False
-        for m in io.pages:
-            if m.nbytes != PAGE_SIZE or (not write and m.readonly):
-                return False
-        return True
+        pages = io.pages
+        # every view exactly one page (none smaller, and they add up), writable for a read:
+        # C-level passes over the views, no Python loop per page
+        sizes = list(map(_NBYTES, pages))
+        if min(sizes) != PAGE_SIZE or sum(sizes) != npages * PAGE_SIZE:
+            return False
+        return write or not any(map(_READONLY, pages))
 
     # --- completion --------------------------------------------------------------------------
 

@@ -26,6 +26,14 @@ State machine, in prose (asyncio ``locks.py`` style):
 * If no thread is runnable and no event is pending while a non-daemon thread is alive, that is
   a deadlock: :class:`Deadlock` is raised with the name of every blocked thread and what it
   waits on.
+* The last thread to block does the idle loop's work itself, in the idle loop's context,
+  before it suspends (:meth:`Clock._fire_inline`): it fires the events that are due, as the
+  idle loop would, until one makes a thread runnable. If that thread is itself, alone, it
+  goes on without suspending at all: a page-in whose completion time is known, or a CPU
+  debt paid while nothing else runs, costs no event-loop round trip. Otherwise the wake-ups
+  it made reach the event loop in the order they were made, from one callback queued where
+  the idle loop's own would have been, so the threads resume exactly as before. Every
+  ``INLINE_MAX`` inline steps in a row it lets the event loop run once (signals, stops).
 * CPU time is charged as per-thread *debt* (:meth:`charge`): the fast path only adds to an
   integer; :meth:`pay` turns the debt into a timed sleep at a yield point. A thread that blocks
   with debt left is queued at once (so it misses no wakeup) but resumes no earlier than
@@ -41,7 +49,9 @@ import itertools
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-__all__ = ["Clock", "Deadlock", "IoEvent", "Thread", "Waiter", "current_thread"]
+__all__ = ["INLINE_MAX", "Clock", "Deadlock", "IoEvent", "Thread", "Waiter", "current_thread"]
+
+INLINE_MAX = 64  # inline idle steps in a row before the event loop runs once (module doc)
 
 _current: contextvars.ContextVar[Thread | None] = contextvars.ContextVar(
     "emu_thread", default=None
@@ -118,7 +128,11 @@ class IoEvent(_Event):
     __slots__ = ("_done", "real")
 
     def __init__(self, time: int, seq: int, fire: Callable[[], None]) -> None:
-        super().__init__(time, seq, fire)
+        self.time = time  # _Event's fields, set here: one frame less per I/O
+        self.seq = seq
+        self.fire = fire
+        self.cancelled = False
+        self.weak = False
         self.real = False
         self._done: asyncio.Event | None = None
 
@@ -146,6 +160,10 @@ class Clock:
         self._tg: asyncio.TaskGroup | None = None
         self._crashed = False  # a thread died of an exception: the task group is stopping
         self.events_fired = 0
+        self._idle_ctx: contextvars.Context | None = None  # the idle loop task's context
+        self._woken: list[Waiter] | None = None  # resumed during _fire_inline, in order
+        self._inline_run = 0  # inline idle steps since the event loop last ran
+        self._fire_error: BaseException | None = None  # raised by an event fired inline
 
     # --- threads -----------------------------------------------------------------------------
 
@@ -210,12 +228,18 @@ class Clock:
             # cannot run again before its CPU has done that work.
             w.not_before = self.now + th.debt_ns
             th.debt_ns = 0
-        loop = asyncio.get_running_loop()
-        w.fut = loop.create_future()
         w.blocked = True
         th.wchan = w.what
         self.runnable -= 1
-        self._maybe_idle()
+        loop = asyncio.get_running_loop()
+        woken = self._fire_inline() if self.runnable == 0 else None
+        if woken is None:
+            self._maybe_idle()
+        elif len(woken) == 1 and woken[0] is w:
+            return w.value  # woken alone by what it fired: no suspension
+        else:  # the wake-ups reach the loop in order, where the idle loop's would have
+            loop.call_soon(self._set_results, woken)
+        w.fut = loop.create_future()
         try:
             return await w.fut
         except asyncio.CancelledError:
@@ -254,8 +278,59 @@ class Clock:
         self.runnable += 1
         if w.thread is not None:
             w.thread.wchan = None
+        if self._woken is not None:  # inside _fire_inline: its caller resumes w
+            self._woken.append(w)
+            return
         assert w.fut is not None
         w.fut.set_result(w.value)
+
+    @staticmethod
+    def _set_results(woken: list[Waiter]) -> None:
+        for w in woken:
+            fut = w.fut
+            if fut is not None and not fut.done():  # (its task may be cancelled by now)
+                fut.set_result(w.value)
+
+    def _fire_inline(self) -> list[Waiter] | None:
+        """The idle loop's work, done by the thread that just made ``runnable`` 0: fire the
+        due events, in the idle loop's context, until one makes a thread runnable. Returns
+        the waiters resumed (in order; the caller completes them), or None when it stopped
+        first (nothing due yet, a real I/O not finished, a deadlock to report, or
+        ``INLINE_MAX`` reached): the idle loop then takes over, as before."""
+        ctx = self._idle_ctx
+        if ctx is None or self._live_users <= 0 or self._inline_run >= INLINE_MAX:
+            self._inline_run = 0
+            return None
+        self._inline_run += 1
+        heap = self._heap
+        woken: list[Waiter] = []
+        self._woken = woken
+        try:
+            while self.runnable == 0:
+                ev = self._next_event()
+                if ev is None or self._strong == 0:
+                    return None  # the idle loop reports the deadlock
+                if isinstance(ev, IoEvent) and not ev.real:
+                    return None  # the idle loop waits for it
+                heapq.heappop(heap)
+                if not ev.weak:
+                    self._strong -= 1
+                ev.cancelled = True  # fired: a late _cancel must not count it again
+                if ev.time > self.now:
+                    self.now = ev.time
+                self.events_fired += 1
+                try:
+                    ctx.run(ev.fire)
+                except BaseException as e:  # the idle loop raises it, as if it had fired
+                    self._fire_error = e
+                    if woken:
+                        asyncio.get_running_loop().call_soon(self._set_results, woken)
+                    if self._idle is not None:
+                        self._idle.set()
+                    return None
+        finally:
+            self._woken = None
+        return woken if woken else None
 
     def _timeout(self, w: Waiter) -> None:
         self.wake(w, None)
@@ -349,7 +424,9 @@ class Clock:
                 self._tg = tg
                 if setup is not None:
                     setup(self, tg)
-                idle = tg.create_task(self._idle_loop(), name="clock-idle")
+                self._idle_ctx = contextvars.copy_context()
+                idle = tg.create_task(self._idle_loop(), name="clock-idle",
+                                      context=self._idle_ctx)  # fmt: skip
                 if self._live_users > 0:
                     await self._finished.wait()
                 idle.cancel()
@@ -358,6 +435,7 @@ class Clock:
                         th.task.cancel()
         finally:
             self._tg = None
+            self._idle_ctx = None
 
     def start_background(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         """A helper task that is not a thread (a device's thread-pool hop). It must only record."""
@@ -370,6 +448,10 @@ class Clock:
         while True:
             await self._idle.wait()
             self._idle.clear()
+            self._inline_run = 0
+            if self._fire_error is not None:
+                e, self._fire_error = self._fire_error, None
+                raise e
             while self.runnable == 0 and self._live_users > 0:
                 ev = self._next_event()
                 if ev is None or self._strong == 0:

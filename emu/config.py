@@ -148,6 +148,9 @@ class KernelSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
         description="run uvm_check after every daemon pass (with diagnostic)")] = True
     swapencrypt: Annotated[bool, Meta(
         description="vm.swapencrypt.enable: encrypt pages written to swap (OpenBSD's default)")] = True
+    check_full: Annotated[bool, Meta(
+        description="with check_every_pass: the whole uvm_check every time (O(RAM) each), "
+        "not amortized over the work done")] = False
     scan_page_ns: Annotated[Ns, Meta(
         description="virtual CPU time per page the daemon examines (ns)")] = 200
     yield_ns: Annotated[int, Meta(ge=1, description=(

@@ -26,6 +26,7 @@ __all__ = ["BusError", "Cpu", "CpuContext", "MemoryFault", "SegmentationFault", 
 
 _PAGE_MASK = PAGE_SIZE - 1
 _TOUCH_WINDOW = 64  # least accesses per MMU call after a trap in touch()
+_TOUCH_SCALAR = 16  # accesses in a row done one by one after a trap before batches again
 
 
 class MemoryFault(Exception):
@@ -176,48 +177,95 @@ class CpuContext:
         setting ref/mod bits; on a fault, trap and resume at the faulting access."""
         cpu = self.cpu
         mmu = cpu.mmu
-        v, w = vaddrs, write
-        wv = isinstance(w, np.ndarray)
-        tries = 0
-        # PORT: after a trap the rest of the batch goes through the MMU in windows (twice
-        # the run that went through before the trap, at least 64 accesses, doubling while
-        # none faults) instead of whole: where one access faulted the next ones often do
-        # too, and re-translating the whole remainder after each trap is quadratic in the
-        # faults of a batch. The accesses, traps and charges are the same. The first call
-        # covers the whole batch, so bad input still fails up front.
-        window = len(v)
-        while True:
-            if window < len(v):
-                fault = mmu.touch_batch(self.space, v[:window], w[:window] if wv else w)  # type: ignore[index]
-                if fault is None:
-                    self.accesses += window
-                    cpu.clock.charge(window * cpu.access_ns)
-                    v = v[window:]
-                    if wv:
-                        w = w[window:]  # type: ignore[index]
-                    window *= 2
-                    tries = 0
-                    continue
-            else:
-                fault = mmu.touch_batch(self.space, v, w)
-                if fault is None:
-                    break
-            k = fault.index
-            if k:
-                self.accesses += k
-                cpu.clock.charge(k * cpu.access_ns)
-                v = v[k:]
-                if wv:
-                    w = w[k:]  # type: ignore[index]
-                tries = 0
-            tries += 1
-            await self._trap(fault.vaddr, fault.write, tries)
-            window = max(_TOUCH_WINDOW, 2 * k)
-        self.accesses += len(v)
-        cpu.clock.charge(len(v) * cpu.access_ns)
+        space = self.space
+        # The first call covers the whole batch, so bad input fails before any access.
+        fault = mmu.touch_batch(space, vaddrs, write)
+        if fault is not None:
+            await self._touch_rest(vaddrs, write, fault.index)
+        else:
+            self.accesses += len(vaddrs)
+            cpu.clock.charge(len(vaddrs) * cpu.access_ns)
         th = current_thread()
         if th is not None and th.debt_ns >= cpu.quantum_ns:
             await cpu.clock.pay()
+
+    async def _touch_rest(
+        self,
+        vaddrs: npt.NDArray[np.uint64] | npt.NDArray[np.int64],
+        write: bool | npt.NDArray[np.bool_],
+        i: int,
+    ) -> None:
+        """The rest of :meth:`touch` from ``i``, its first faulting access.
+
+        PORT: after a trap the rest of the batch goes through the MMU in windows (twice the
+        run that went through before the trap, at least ``_TOUCH_WINDOW`` accesses, doubling
+        while none faults) instead of whole: where one access faulted the next ones often do
+        too, and re-translating the whole remainder after each trap is quadratic in the
+        faults of a batch. Where faults come thick (a run of fewer than ``_TOUCH_SCALAR``
+        accesses before the trap), a window would cost its fifteen numpy calls for a few
+        accesses: those go one by one through :meth:`Mmu.access` (the single-access path,
+        with Python ints taken from the batch once) until ``_TOUCH_SCALAR`` in a row went
+        through. The accesses, traps, ref/mod bits and charges are the same as one batch
+        with a trap at each fault: the accesses done before a trap are charged before it.
+        """
+        cpu = self.cpu
+        mmu = cpu.mmu
+        space = self.space
+        access = self._access
+        access_ns = cpu.access_ns
+        charge = cpu.clock.charge
+        wv = isinstance(write, np.ndarray)
+        vl: list[int] = []  # the batch as Python ints, made when first needed
+        wl: list[bool] = []
+        wr = bool(write) if not wv else False
+        n = len(vaddrs)
+        done = 0  # accesses counted and charged so far
+        run = i  # accesses that went through before this fault, since the last trap
+        tries = 0
+        while i < n:
+            if i > done:
+                self.accesses += i - done
+                charge((i - done) * access_ns)
+                done = i
+            if vl:
+                va, w = vl[i], wl[i] if wv else wr
+            else:
+                va, w = int(vaddrs[i]), bool(write[i]) if wv else wr  # type: ignore[index]
+            tries += 1
+            await self._trap(va, w, tries)
+            if access(space, va, w) < 0:
+                continue  # still faults: trap again
+            i += 1
+            tries = 0
+            if run < _TOUCH_SCALAR:  # faults come thick: one by one
+                if not vl:
+                    vl = vaddrs.tolist()
+                    wl = write.tolist() if wv else []  # type: ignore[union-attr]
+                run = 1
+                while i < n and run < _TOUCH_SCALAR:
+                    if access(space, vl[i], wl[i] if wv else wr) < 0:
+                        break
+                    i += 1
+                    run += 1
+                if run < _TOUCH_SCALAR:
+                    continue
+                window = _TOUCH_WINDOW
+            else:
+                window = max(_TOUCH_WINDOW, 2 * run)
+                run = 1
+            while i < n:  # windows, doubling while none faults
+                hi = min(n, i + window)
+                f = mmu.touch_batch(space, vaddrs[i:hi], write[i:hi] if wv else wr)  # type: ignore[index]
+                if f is not None:
+                    i += f.index
+                    run += f.index
+                    break
+                run += hi - i
+                i = hi
+                window *= 2
+        if n > done:
+            self.accesses += n - done
+            charge((n - done) * access_ns)
 
     async def compute(self, ns: int) -> None:
         """Spend ``ns`` of CPU time (no memory access)."""
@@ -234,10 +282,7 @@ class CpuContext:
         """Take a page fault: charge it and run the kernel's handler."""
         cpu = self.cpu
         if tries > cpu.refault_limit:
-            raise RuntimeError(
-                f"Cpu: trap handler returned {tries - 1} times without resolving the "
-                f"{'write' if write else 'read'} fault at {vaddr:#x}"
-            )
+            raise _refault_error(tries, vaddr, write)
         self.faults += 1
         cpu.clock.charge(cpu.fault_ns)
         handler = cpu.trap_handler
@@ -246,11 +291,20 @@ class CpuContext:
         await handler(self, vaddr, write)
 
     async def _refault(self, vaddr: int, write: bool) -> int:
-        """Trap until one single-page access translates; its frame."""
+        """Trap until one single-page access translates; its frame. (:meth:`_trap`'s body
+        inline: one coroutine frame less on every fault of a load or store.)"""
+        cpu = self.cpu
         tries = 0
         while True:
             tries += 1
-            await self._trap(vaddr, write, tries)
+            if tries > cpu.refault_limit:
+                raise _refault_error(tries, vaddr, write)
+            self.faults += 1
+            cpu.clock.charge(cpu.fault_ns)
+            handler = cpu.trap_handler
+            if handler is None:
+                raise SegmentationFault(vaddr, write, "no trap handler installed")
+            await handler(self, vaddr, write)
             frame = self._access(self.space, vaddr, write)
             if frame >= 0:
                 return frame
@@ -278,6 +332,13 @@ class CpuContext:
         self.accesses += len(frames)
         self.cpu.clock.charge(len(frames) * self.cpu.access_ns)
         return frames
+
+
+def _refault_error(tries: int, vaddr: int, write: bool) -> RuntimeError:
+    return RuntimeError(
+        f"Cpu: trap handler returned {tries - 1} times without resolving the "
+        f"{'write' if write else 'read'} fault at {vaddr:#x}"
+    )
 
 
 def _pieces(vaddr: int, n: int, frames: list[int]) -> list[tuple[int, int, int]]:

@@ -34,27 +34,67 @@ FLUSH_S = 0.5  # wall-clock seconds between flushes of a running log
 _clock: contextvars.ContextVar[Any] = contextvars.ContextVar("emu_log_clock", default=None)
 
 
-def _add_time(_: Any, method: str, ev: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+# structlog.contextvars' own registry of the context-local keys (bind_contextvars), when
+# this structlog has one: reading its few variables is what merge_contextvars does by
+# walking every variable of the context (most of an event's cost)
+_BOUND: dict[str, contextvars.ContextVar[Any]] | None = getattr(
+    structlog.contextvars, "_CONTEXT_VARS", None
+)
+_PREFIX = len(structlog.contextvars.STRUCTLOG_KEY_PREFIX)  # its keys are "structlog_<key>"
+
+
+def _render(_: Any, method: str, ev: MutableMapping[str, Any]) -> bytes:
+    """The whole chain in one call: the context-local keys (merge_contextvars), the time
+    and level, t_ns/event/proc first (easier to read with `head`, same bytes on every
+    run), and the JSON line."""
+    if _BOUND is None:
+        structlog.contextvars.merge_contextvars(_, method, ev)
+    else:
+        for key, var in tuple(_BOUND.items()):
+            v = var.get(Ellipsis)
+            if v is not Ellipsis:
+                ev.setdefault(key[_PREFIX:], v)
     clock = _clock.get()
     ev["t_ns"] = clock.now if clock is not None else 0
     ev["level"] = method
-    ev.setdefault("proc", "kernel")
-    return ev
-
-
-def _order(_: Any, __: str, ev: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    # t_ns, event, proc first: easier to read with `head`, same bytes on every run
-    head = {"t_ns": ev.pop("t_ns"), "event": ev.pop("event"), "proc": ev.pop("proc")}
+    head = {"t_ns": ev.pop("t_ns"), "event": ev.pop("event"), "proc": ev.pop("proc", "kernel")}
     head.update(ev)
-    return head
+    return orjson.dumps(head, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 def _drop(_: Any, __: str, ev: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     raise structlog.DropEvent
 
 
-def _dumps(ev: MutableMapping[str, Any], **_: Any) -> bytes:
-    return orjson.dumps(ev, option=orjson.OPT_SERIALIZE_NUMPY)
+def _fast(level: int) -> type[Any]:
+    """structlog's filtering logger for ``level``, whose enabled methods skip the generic
+    processor loop when the chain is exactly ``[_render]`` (a run's); anything else (a
+    test capturing logs, a silent log) takes structlog's own path."""
+    base = structlog.make_filtering_bound_logger(level)
+
+    def make(alias: str) -> Any:
+        slow = getattr(base, alias)
+        name = _NAMES[alias]  # what structlog passes on: warn is "warning", msg "info"
+
+        def meth(self: Any, event: str, *args: Any, **kw: Any) -> Any:
+            procs = self._processors
+            if args or len(procs) != 1 or procs[0] is not _render:
+                return slow(self, event, *args, **kw)
+            ev = self._context.copy()  # as BoundLoggerBase._process_event builds it
+            ev.update(kw)
+            ev["event"] = event
+            return getattr(self._logger, name)(_render(self._logger, name, ev))
+
+        return meth
+
+    over = {a: make(a) for a, name in _NAMES.items() if level <= _LEVELS[name]}
+    return type(base.__name__, (base,), over)
+
+
+_NAMES = {"debug": "debug", "info": "info", "msg": "info", "warning": "warning",
+          "warn": "warning", "error": "error", "critical": "critical", "fatal": "critical"}
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
+           "error": logging.ERROR, "critical": logging.CRITICAL}  # fmt: skip
 
 
 class _Sink:
@@ -143,13 +183,10 @@ class EventLog:
         structlog.configure(
             processors=[
                 *([_drop] if silent else []),
-                structlog.contextvars.merge_contextvars,
-                _add_time,
-                *([self._compactor] if self._compactor is not None else []),
-                _order,
-                structlog.processors.JSONRenderer(serializer=_dumps),
+                *([self._compactor] if self._compactor is not None else []),  # compact level
+                _render,
             ],
-            wrapper_class=structlog.make_filtering_bound_logger(lvl),
+            wrapper_class=_fast(lvl),
             logger_factory=_factory(_Sink(fh)),
             cache_logger_on_first_use=False,
         )

@@ -229,22 +229,35 @@ class Mmu:
         return out
 
     def nmappings(self, frame: SupportsIndex) -> int:
-        return sum(1 for _ in self._pv(frame))
+        n = 0
+        nextmv = self._nextmv
+        slot = self._headmv[self._frame(frame)]
+        while slot >= 0:  # the pv walk of _pv, without a generator (a page free asks)
+            n += 1
+            slot = nextmv[slot]
+        return n
 
     def remove_all(self, frame: SupportsIndex) -> int:
         """Remove every mapping of ``frame`` (pmap_page_protect(PROT_NONE)); returns the count.
         The frame's ref/mod bits are kept, as amd64 keeps them in the pv head."""
+        f = self._frame(frame)
+        nextmv = self._nextmv
         n = 0
-        for slot in self._pv(frame):  # _zap leaves _pvnext alone, so the walk survives it
+        slot = self._headmv[f]
+        while slot >= 0:  # _zap leaves _pvnext alone, so the walk survives it
             self._zap(slot)
             n += 1
-        self._headmv[operator.index(frame)] = -1
+            slot = nextmv[slot]
+        self._headmv[f] = -1
         return n
 
     def write_protect_all(self, frame: SupportsIndex) -> None:
         """Make every mapping of ``frame`` read-only (pmap_page_protect(PROT_READ))."""
-        for slot in self._pv(frame):
-            self._ptemv[slot] &= ~PTE_W
+        ptemv, nextmv = self._ptemv, self._nextmv
+        slot = self._headmv[self._frame(frame)]
+        while slot >= 0:
+            ptemv[slot] &= ~PTE_W
+            slot = nextmv[slot]
 
     # --- batches -------------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from emu.clock import Clock
+from emu.clock import Clock, current_thread
 from emu.config import KernelSection
 from emu.cpu import Cpu, CpuContext
 from kernel.kernel import Kernel, KernelConfig, KernelCosts
@@ -126,14 +126,17 @@ def time_traps(k: Kernel, cpu: Cpu, clock: Clock, stats: dict[int, ProcStats]) -
     virtual latency (the kernel logs each major fault itself: ``uvm_fault.pagein``)."""
     inner = cpu.trap_handler
     assert inner is not None
-    vnow = clock.nsecuptime  # virtual time as this thread sees it: its unpaid CPU time too
 
     async def timed(ctx: CpuContext, vaddr: int, is_write: bool) -> None:
-        t0 = vnow()
+        # virtual time as this thread sees it, its unpaid CPU time too (Clock.nsecuptime,
+        # inline: a trap is always taken on an emulated thread)
+        th = current_thread()
+        assert th is not None
+        t0 = clock.now + th.debt_ns
         try:
             await inner(ctx, vaddr, is_write)
         finally:
-            lat = vnow() - t0
+            lat = clock.now + th.debt_ns - t0
             ps = stats.get(getattr(ctx.owner, "p_pid", -1))
             if ps is not None:
                 ps.faults += 1

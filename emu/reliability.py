@@ -14,7 +14,7 @@ The sweep is SQLite's I/O-error test applied to the pager: count a scenario's sw
 once, then run it again once per k with ``device.fail_nth_io = k``. A run is clean when it
 does not hang (deadlock, or ``machine.max_virtual_ns`` reached: the guard is 20 times the
 virtual time of the fault-free run), ends ``ok``, has no integrity mismatch and a clean
-``uvm_check`` (DIAGNOSTIC and ``check_every_pass`` are forced on), and its failed processes
+``uvm_check`` (DIAGNOSTIC, ``check_every_pass`` and ``check_full`` are forced on), and its failed processes
 are exactly what the failed I/O implies: none for a write (the pages stay dirty and go to
 other slots), and for a read the process whose page-in failed, with a BusError (SIGBUS), plus
 any process that shares the lost page and touches it later.
@@ -288,7 +288,8 @@ def sweep(
     if stride < 1 or (max_runs is not None and max_runs < 1):
         raise ScenarioError("ioerr-sweep: --stride and --max-runs must be at least 1")
     _check_sweepable(sc)
-    sc = replace(sc, kernel=replace(sc.kernel, diagnostic=True, check_every_pass=True))
+    sc = replace(sc, kernel=replace(sc.kernel, diagnostic=True, check_every_pass=True,
+                                    check_full=True))  # fmt: skip
     base_guard = sc.machine.max_virtual_ns or BASELINE_GUARD_NS
     s, audit, _ = audited_run(sc, machine__max_virtual_ns=base_guard)
     kinds = audit.ios

@@ -59,6 +59,7 @@ class KernelConfig:
     check_every_pass: bool = True  # PORT: run uvm_check after each daemon pass / aiodone batch
     pdaemon: str = "1.105"  # PORT: the page daemon booted (kern/init_main.py: load_pdaemon)
     swapencrypt: bool = True  # uvm_doswapencrypt at boot (vm.swapencrypt.enable; upstream: 1)
+    check_full: bool = False  # PORT: ... in full every time, not amortized (uvm_check_pass)
     costs: KernelCosts = field(default_factory=KernelCosts)
 
 
@@ -95,3 +96,4 @@ class Kernel:
     hooks: dict[str, Callable[..., Any]] = field(default_factory=dict)  # PORT: test hooks
     panicked: BaseException | None = None
     pdpass: Any = None  # PORT: the page daemon's current pass record (log line)
+    check_work: int = 0  # PORT: the work counter at the last whole uvm_check (uvm_check_pass)

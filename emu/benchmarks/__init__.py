@@ -38,9 +38,11 @@ MODULES: dict[str, str] = {
     "swapwrite": "emu.benchmarks.swapwrite",
     "scan": "emu.benchmarks.scan",
     "trace": "emu.benchmarks.trace",
+    "trace_miss": "emu.benchmarks.trace_miss",
     "scale": "emu.benchmarks.scale",
     "run": "emu.benchmarks.scenario",
     "sweep": "emu.benchmarks.sweep",
+    "big": "emu.benchmarks.big",
 }
 
 BenchFn = Callable[..., "list[BenchResult]"]

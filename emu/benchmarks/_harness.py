@@ -18,9 +18,11 @@ Helpers a benchmark needs and a workload has no system call for:
   inactive scan does for dirty anons; think ``madvise(MADV_PAGEOUT)``
   (``kernel.arch.emu.harness.page_out``, which the tests use too).
 - :func:`anons_of` lists the anons of a private mapping, page by page.
-- :class:`StepTimer` measures the host time spent inside one emulated thread's own steps
-  (each ``send`` into its coroutine), so a benchmark can split a run's wall time between a
-  process and everything else (the daemons, the completion interrupts, the idle loop).
+- :class:`StepTimer` measures the host time (wall and CPU) spent inside one emulated
+  thread's own steps (each ``send`` into its coroutine), so a benchmark can split a run's
+  time between a process and everything else (the daemons, the completion interrupts, the
+  idle loop).
+- :func:`default_config` is the default kernel configuration (no ``[kernel]`` section).
 """
 
 from __future__ import annotations
@@ -35,13 +37,15 @@ from devices.imagedisk import INLINE_PAGES
 from devices.timing import TimingModel
 from emu import process
 from emu.board import Board
+from emu.config import KernelSection
 from emu.eventlog import EventLog
+from emu.probes import kernel_config
 from emu.process import UserProcess
 from kernel.arch.emu import harness, machdep
 from kernel.kernel import Kernel, KernelConfig
 from kernel.sys.proc import P_SYSTEM, Proc
 
-__all__ = ["BenchMachine", "StepTimer", "anons_of", "page_out"]
+__all__ = ["BenchMachine", "StepTimer", "anons_of", "default_config", "page_out"]
 
 Body = Callable[["BenchMachine"], Awaitable[None]]
 
@@ -114,6 +118,14 @@ class BenchMachine:
         self.evlog.close()
 
 
+def default_config(swapencrypt: bool = True) -> KernelConfig:
+    """The kernel configuration a scenario or an API run gets without a ``[kernel]``
+    section (DIAGNOSTIC, uvm_check after every pass, the buffer cache, swap encryption, and
+    whatever later defaults come with it): the issue-16 rows run in it; the ``*_plain`` rows
+    turn swap encryption off."""
+    return kernel_config(KernelSection(swapencrypt=swapencrypt))
+
+
 def anons_of(p: UserProcess, base: int, npages: int) -> list[harness.VmAnon]:
     """The anons of the private mapping at ``base``, one per page (each must exist)."""
     return harness.anons_of(p.proc, base, npages)
@@ -126,10 +138,12 @@ async def page_out(k: Kernel, anons: Sequence[harness.VmAnon], cluster: int = 16
 
 
 class StepTimer:
-    """Host seconds spent inside the steps of the coroutines it wraps (see module doc)."""
+    """Host seconds spent inside the steps of the coroutines it wraps (see module doc):
+    wall seconds in ``seconds``, the main thread's CPU seconds in ``cpu``."""
 
     def __init__(self) -> None:
         self.seconds = 0.0
+        self.cpu = 0.0
         self.steps = 0
 
     def wrap(self, fn: Callable[..., Coroutine[Any, Any, Any]]) -> Callable[..., Coroutine[Any, Any, Any]]:
@@ -142,21 +156,24 @@ class StepTimer:
 @types.coroutine
 def _stepped(coro: Coroutine[Any, Any, Any], acc: StepTimer) -> Generator[Any, Any, Any]:
     """Drive ``coro`` step by step for the task that awaits us, timing each step."""
-    pc = time.perf_counter
+    pc, tt = time.perf_counter, time.thread_time
     send: Any = None
     exc: BaseException | None = None
     while True:
-        t0 = pc()
+        t0, c0 = pc(), tt()
         try:
             y = coro.throw(exc) if exc is not None else coro.send(send)
         except StopIteration as e:
             acc.seconds += pc() - t0
+            acc.cpu += tt() - c0
             acc.steps += 1
             return e.value
         except BaseException:
             acc.seconds += pc() - t0
+            acc.cpu += tt() - c0
             raise
         acc.seconds += pc() - t0
+        acc.cpu += tt() - c0
         acc.steps += 1
         try:
             send, exc = (yield y), None

@@ -1,7 +1,8 @@
 """emu.benchmarks.faults: page faults per second of each kind on a booted kernel.
 
 One :class:`~emu.benchmarks._harness.BenchMachine` per kind (timing model ``none``, RAM four
-times the pages touched, so the page daemon never runs) and one user process that maps
+times the pages touched, so the page daemon never runs; the default kernel configuration,
+:func:`~emu.benchmarks._harness.default_config`) and one user process that maps
 ``npages`` of private anonymous memory and, per repeat, takes exactly ``npages`` faults of one
 kind with single 8-byte accesses (``p.store``/``p.load``, as a workload does), timed with the
 host clock around the loop. The kernel's counters check the kind: the row fails loudly if a
@@ -37,7 +38,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from emu.benchmarks import BenchResult, result, spread
-from emu.benchmarks._harness import BenchMachine, anons_of, page_out
+from emu.benchmarks._harness import BenchMachine, anons_of, default_config, page_out
 from emu.mmu import Mmu, PageFault
 from emu.process import UserProcess
 from emu.ram import PAGE_SHIFT, PAGE_SIZE, Ram
@@ -120,7 +121,8 @@ def _measure(kind: Kind, npages: int, repeats: int,
              workdir: Path, swapencrypt: bool = True) -> tuple[list[float], list[float], list[float]]:  # fmt: skip
     """(our wall seconds, our main-thread CPU seconds, reference seconds) per repeat."""
     ref = _Reference(kind, npages, workdir)
-    bm = BenchMachine(workdir / "m", 4 * npages + 512, 2 * npages + 256, swapencrypt=swapencrypt)
+    bm = BenchMachine(workdir / "m", 4 * npages + 512, 2 * npages + 256,
+                      config=default_config(swapencrypt))
     ours: list[float] = []
     cpus: list[float] = []
     refs: list[float] = []

@@ -25,6 +25,7 @@ Deviations:
 
 from __future__ import annotations
 
+import array
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
@@ -84,21 +85,23 @@ class UvmPmrControl:
 
     allocs: TailQ[UvmPmalloc] = field(default_factory=lambda: TailQ("pmq", "pmr_control.allocs"))
     npages: int = 0
-    free_bits: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint8))  # PORT
-    free_stack: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # PORT
-    free_top: int = 0  # PORT: entries in free_stack
+    # PORT: the free-frame store: free_bits is a numpy view of free_bitsb (one byte per
+    # frame, 1 = free; bytearray items cost a third of numpy scalars on the per-page path),
+    # free_stack a C array of frame numbers used as a stack
+    free_bitsb: bytearray = field(default_factory=bytearray)
+    free_bits: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint8))
+    free_stack: array.array[int] = field(default_factory=lambda: array.array("q"))
 
 
 def uvm_pmr_init(k: Kernel, npages: int, first_free: int = 0) -> None:
     """uvm_pmr_init: all frames from ``first_free`` on start out free."""
     pmr = UvmPmrControl(npages=npages)
-    pmr.free_bits = np.zeros(npages, np.uint8)
+    pmr.free_bitsb = bytearray(npages)
+    pmr.free_bits = np.frombuffer(pmr.free_bitsb, np.uint8)  # the same bytes
     pmr.free_bits[first_free:] = 1
     n = npages - first_free
-    pmr.free_stack = np.empty(npages + 64, np.int64)
     # popped from the top: lowest frames first
-    pmr.free_stack[:n] = np.arange(npages - 1, first_free - 1, -1, dtype=np.int64)
-    pmr.free_top = n
+    pmr.free_stack = array.array("q", np.arange(npages - 1, first_free - 1, -1, dtype=np.int64).tobytes())
     k.uvm.pmr_control = pmr
     k.uvmexp.free = n
 
@@ -112,21 +115,18 @@ def _pmr(k: Kernel) -> UvmPmrControl:
 def _pmr_take(k: Kernel, count: int, start: int, end: int, result: list[VmPage]) -> bool:
     """PORT: find ``count`` free frames in [start, end) (page numbers; 0/0 = anywhere)."""
     pmr = _pmr(k)
-    bits = pmr.free_bits
+    bits = pmr.free_bitsb
     frames: list[int] = []
     if start == 0 and end == 0:
         stack = pmr.free_stack
-        top = pmr.free_top
-        while len(frames) < count and top > 0:
-            top -= 1
-            f = int(stack[top])
+        while len(frames) < count and stack:
+            f = stack.pop()
             if bits[f]:
                 bits[f] = 0
                 frames.append(f)
-        pmr.free_top = top
     else:
         hi = min(end if end else pmr.npages, pmr.npages)
-        cand = np.flatnonzero(bits[start:hi])[:count]
+        cand = np.flatnonzero(pmr.free_bits[start:hi])[:count]
         if len(cand) == count:
             for c in cand.tolist():
                 f = start + c
@@ -143,13 +143,11 @@ def _pmr_take(k: Kernel, count: int, start: int, end: int, result: list[VmPage])
 
 
 def _pmr_put(pmr: UvmPmrControl, f: int) -> None:
-    if pmr.free_bits[f]:
+    bits = pmr.free_bitsb
+    if bits[f]:
         raise Panic(f"uvm_pmr_freepages: frame {f:#x} already free")
-    pmr.free_bits[f] = 1
-    if pmr.free_top == len(pmr.free_stack):
-        pmr.free_stack = np.resize(pmr.free_stack, len(pmr.free_stack) * 2)
-    pmr.free_stack[pmr.free_top] = f
-    pmr.free_top += 1
+    bits[f] = 1
+    pmr.free_stack.append(f)
 
 
 def uvm_pmr_getpages_nowait(

@@ -221,6 +221,7 @@ class Swapdev:
     # PORT: the blist: 1 = free page; swd_bad: 1 = page marked bad; swd_hint: no free page
     # below this index (first-fit search starts here)
     swd_blist: npt.NDArray[np.uint8] = field(default_factory=lambda: np.zeros(0, np.uint8))
+    swd_blistb: bytearray = field(default_factory=bytearray)  # PORT: the bytes under swd_blist
     swd_bad: npt.NDArray[np.uint8] = field(default_factory=lambda: np.zeros(0, np.uint8))
     swd_hint: int = 0
     swd_next: TailQEntry[Swapdev] = field(default_factory=TailQEntry)  # [S] priority tailq
@@ -512,7 +513,8 @@ def swap_on(k: Kernel, dev: BlockDev, priority: int) -> int:
         return int(EINVAL)
 
     # the "blist": every page free except the saved region
-    sdp.swd_blist = np.zeros(npages, np.uint8)
+    sdp.swd_blistb = bytearray(npages)
+    sdp.swd_blist = np.frombuffer(sdp.swd_blistb, np.uint8)  # the same bytes
     sdp.swd_blist[addr : addr + size] = 1
     sdp.swd_bad = np.zeros(npages, np.uint8)
     sdp.swd_hint = addr
@@ -976,50 +978,24 @@ def swpgonlybad_add(k: Kernel, npages: int) -> None:
 def _blist_alloc(sdp: Swapdev, n: int) -> int:
     """PORT: blist_alloc: first run of ``n`` free pages at or after the hint; -1 if none.
 
-    The search goes a chunk of the bitmap at a time from the hint, chunks doubling from 256
-    pages (each overlapping the next by n - 1 pages, so a run is seen whole from where it
-    starts): the answer is that of one search over the whole rest of the bitmap, at the cost
-    of what lies before it. When the n pages at the hint are free, that is the answer.
+    The blist's bytes are searched for ``n`` ones from the hint with ``bytearray.find``
+    (C speed, no array built per call).
     """
-    free = sdp.swd_blist
+    free = sdp.swd_blistb
     lo = sdp.swd_hint
-    size = len(free)
-    start = -1
-    if n > 1 and lo + n <= size and free[lo : lo + n].all():
-        start = lo
-    pos, chunk = lo, _BLIST_CHUNK
-    while start < 0 and pos < size:
-        seg = free[pos : min(size, pos + chunk + n - 1)]
-        if n == 1:
-            i = int(seg.view(np.bool_).argmax())  # 0/1 bytes: stops at the first free page
-            if seg[i]:
-                start = pos + i
-                break
-        else:
-            edges = np.diff(np.concatenate(([0], seg, [0])).astype(np.int8))
-            starts = np.flatnonzero(edges == 1)
-            ends = np.flatnonzero(edges == -1)
-            fit = np.flatnonzero(ends - starts >= n)
-            if len(fit):
-                start = pos + int(starts[fit[0]])
-                break
-        pos += chunk
-        chunk = min(2 * chunk, 1 << 16)
+    start = free.find(b"\x01" * n, lo)
     if start < 0:
         return -1
-    free[start : start + n] = 0
+    free[start : start + n] = bytes(n)
     if n == 1 or start == lo:  # nothing free below start: move the hint past the run
         sdp.swd_hint = start + n
     return start
 
 
-_BLIST_CHUNK: Final = 256  # pages of the bitmap _blist_alloc examines first
-
-
 def _blist_free(sdp: Swapdev, blkno: int, n: int) -> int:
     """PORT: blist_free, except for pages marked bad; returns how many were freed."""
     if n == 1:  # the common case (one anon's slot), without building arrays
-        blist = sdp.swd_blist
+        blist = sdp.swd_blistb
         if blist[blkno]:
             raise Panic(f"uvm_swap_free: freeing free slots on {sdp.swd_path} at page {blkno}")
         freed = 0

@@ -121,7 +121,7 @@ def pass_end(
     if hook is not None:
         hook(k, delta, snap.clusters)
     if k.config.diagnostic and k.config.check_every_pass:
-        uvm_check.uvm_check(k)
+        uvm_check.uvm_check_pass(k)
 
 
 def aiodone_end(k: Kernel, nbufs: int, npages: int, free: int) -> None:
@@ -132,4 +132,4 @@ def aiodone_end(k: Kernel, nbufs: int, npages: int, free: int) -> None:
         paging=k.uvmexp.paging,
     )  # fmt: skip
     if k.config.diagnostic and k.config.check_every_pass:
-        uvm_check.uvm_check(k)
+        uvm_check.uvm_check_pass(k)

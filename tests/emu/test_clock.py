@@ -279,3 +279,43 @@ def test_the_same_scenario_gives_the_same_log_on_asyncio_and_uvloop() -> None:
         logs[loop] = (log, clock.now, clock.events_fired)
     assert logs["asyncio"] == logs["uvloop"]
     assert len(logs["asyncio"][0]) > 20
+
+
+@pytest.mark.parametrize("loop", list(LOOPS))
+@pytest.mark.parametrize("order", ["abc", "bac", "cba", "cab"])
+def test_one_event_waking_several_threads_runs_them_in_wake_order(loop: str, order: str) -> None:
+    """The last thread to block fires the due events itself (module doc); when one event
+    wakes several threads they run in the order it woke them, whichever of them fired it."""
+    clock = Clock()
+    ran: list[str] = []
+    waiters: dict[str, Waiter] = {}
+
+    def thread(name: str) -> Fn:
+        async def fn() -> None:
+            w = waiters[name] = clock.waiter(name)
+            await clock.wait(w)
+            ran.append(name)
+        return fn
+
+    async def last() -> None:
+        await clock.sleep(5)  # a and b are blocked by now: this one blocks last
+        clock.call_at(clock.now + 1, lambda: [clock.wake(waiters[n]) for n in order])
+        await thread("c")()
+
+    run(clock, {"a": thread("a"), "b": thread("b"), "c": last}, loop=loop)
+    assert ran == list(order)
+
+
+@pytest.mark.parametrize("loop", list(LOOPS))
+def test_a_thread_woken_alone_by_what_it_fired_does_not_suspend(loop: str) -> None:
+    clock = Clock()
+    futs: list[object] = []
+
+    async def main() -> None:
+        for _ in range(3):
+            w = clock.waiter("nap")
+            assert await clock.wait(w, deadline=clock.now + 10) is None  # its own timer
+            futs.append(w.fut)  # no future was made: it never went back to the event loop
+
+    run(clock, {"main": main}, loop=loop)
+    assert futs == [None] * 3 and clock.now == 30

@@ -38,6 +38,7 @@ Deviations (PORT):
 from __future__ import annotations
 
 import hashlib
+import functools
 import os
 from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, Final
@@ -182,11 +183,7 @@ def start(k: Kernel) -> list[Proc]:
     """Second half of boot, inside the running clock: install the trap handler and start
     the kernel threads (pagedaemon, aiodoned). Returns the kernel threads' procs."""
     md = machdep_of(k)
-
-    async def trap_handler(ctx: CpuContext, vaddr: int, is_write: bool) -> None:
-        await trap(k, ctx, vaddr, is_write)
-
-    md.cpu.trap_handler = trap_handler
+    md.cpu.trap_handler = functools.partial(trap, k)  # no coroutine frame of its own
     return init_main.main_kthreads(k)
 
 

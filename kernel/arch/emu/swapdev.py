@@ -36,7 +36,7 @@ from emu.clock import Clock
 from emu.ram import Ram
 from kernel.kern.vfs_bio import biodone
 from kernel.sys.buf import B_ERROR, B_READ, Buf
-from kernel.sys.param import PAGE_SHIFT
+from kernel.sys.param import PAGE_SHIFT, PAGE_SIZE
 
 if TYPE_CHECKING:
     from kernel.kernel import Kernel
@@ -74,7 +74,8 @@ class EmuDisk:
         """
         npages = bp.b_bcount >> PAGE_SHIFT
         assert len(bp.b_pages) >= npages, "dv_strategy: fewer pages than b_bcount"
-        views = [self.ram.view(pg.phys_addr >> PAGE_SHIFT) for pg in bp.b_pages[:npages]]
+        buf = self.ram.buf  # Ram.view without its frame check: a vm_page's frame is valid
+        views = [buf[pg.phys_addr : pg.phys_addr + PAGE_SIZE] for pg in bp.b_pages[:npages]]
         write = not (bp.b_flags & B_READ)
         req = IoRequest(bp.b_blkno, views, write, functools.partial(self._iodone, bp))
         self.nio += 1

@@ -13,10 +13,11 @@ from kernel.sys.mman import PROT_READ, PROT_WRITE
 from kernel.sys.systm import Panic
 from kernel.uvm import uvm_swap
 from kernel.uvm.uvm_anon import uvm_analloc
-from kernel.uvm.uvm_check import uvm_check
+from kernel.uvm.uvm_check import CHECK_WORK, uvm_check, uvm_check_pass
 from kernel.uvm.uvm_page import (
     PG_BUSY,
     PQ_ACTIVE,
+    VmPage,
     uvm_lock_pageq,
     uvm_pageactivate,
     uvm_pagealloc,
@@ -90,6 +91,32 @@ def test_free_count_mismatch_is_named(kenv):
     k.uvmexp.free -= 1
     with pytest.raises(Panic, match=r"uvmexp\.free != free frames"):
         uvm_check(k)
+    k.uvmexp.free += 1
+
+
+def test_the_check_after_a_pass_is_whole_or_amortized(kenv):
+    """After a daemon pass or aiodone batch: with check_full (the suite's kernels) the whole
+    check every time; without it, the whole check once the work since the last one (faults
+    plus pages the daemon examined) reaches CHECK_WORK times its size (frames plus swap
+    slots in use)."""
+    k = kenv(start=False).k
+    assert k.config.check_full
+    k.uvmexp.free -= 1  # broken from the start
+    with pytest.raises(Panic, match=r"uvmexp\.free != free frames"):
+        uvm_check_pass(k)
+    k.config.check_full = False
+    size = len(k.pages) + k.uvmexp.swpginuse
+    uvm_check_pass(k)  # no work yet: not checked
+    k.uvmexp.faults += CHECK_WORK * size - 1
+    uvm_check_pass(k)  # one unit short
+    k.uvmexp.pdscans += 1
+    with pytest.raises(Panic, match=r"uvmexp\.free != free frames"):
+        uvm_check_pass(k)
+    k.uvmexp.free += 1
+    uvm_check_pass(k)  # checked just now: the next whole check is CHECK_WORK * size away
+    k.uvmexp.free -= 1
+    k.uvmexp.faults += CHECK_WORK * size - 1
+    uvm_check_pass(k)
     k.uvmexp.free += 1
 
 
@@ -177,3 +204,21 @@ def test_pte_disagreeing_with_the_map_is_named(run_kernel):
         await env.wait(env.spawn(work, env=env))
 
     run_kernel(body)
+
+
+def test_an_iterator_marker_on_a_queue_is_not_counted(kenv):
+    """A daemon that sleeps in the middle of a scan leaves its marker page (PQ_ITER,
+    0x00080000, uvm_page.h) on the queue: it is not a real page, in no count."""
+    k = kenv(start=False).k
+    pg = _active_page(k)
+    pg.pg_flags |= PG_BUSY  # (busy: a clean anon page may then lack a slot)
+    marker = VmPage(phys_addr=0, pg_flags=0x00080000)
+    k.uvm.page_active.insert_after(pg, marker)
+    uvm_check(k)
+    k.uvm.page_active.remove(marker)
+    k.uvmexp.active += 1
+    with pytest.raises(Panic, match=r"uvmexp.active != length of page_active"):
+        uvm_check(k)
+    k.uvmexp.active -= 1
+    pg.pg_flags &= ~PG_BUSY
+    _drop(k, pg)
