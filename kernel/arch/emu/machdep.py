@@ -37,8 +37,8 @@ Deviations (PORT):
 
 from __future__ import annotations
 
-import hashlib
 import functools
+import hashlib
 import os
 from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, Final
