@@ -4,19 +4,15 @@
     .venv/bin/python tools/variants_report.py runs/variants --write docs/variants.md --img docs/img
     .venv/bin/python tools/variants_report.py runs/variants --check docs/variants.md
 
-``RUNS`` holds one sweep directory per spec of docs/variants/ (``RUNS/tiny`` from
-``docs/variants/tiny.toml``, ...) and the ``emu mrc`` directories ``RUNS/mrc-<trace>-<quantum>``.
-A *group* is one sweep's cells that differ only in the daemon and the seed (say small at a
-1 ms quantum). For each group this runs ``emu compare`` (its function, as the command does) on
-1.105's cells then 1.154's, seed by seed, and keeps the JSON as
-``RUNS/<sweep>/compare/<group>.json``. Every number printed comes from those JSON files or
-from the sweep's ``results.parquet`` (daemon passes, deactivations, ``fltnoram``, the
-trace's miss ratio); none is typed by hand.
+What ``RUNS`` holds and where each number comes from: tools/variants_tables.py.
 
 ``--write DOC`` replaces each block between ``<!-- variants:NAME -->`` and
 ``<!-- /variants:NAME -->`` in DOC with the table NAME; ``--check DOC`` exits 1 when DOC's
 blocks differ from what the runs give (so rerunning a sweep shows whether it reproduces).
-``--img DIR`` writes the plots there.
+``--check DOC --partial`` checks only the table cells that the sweeps present in RUNS give
+(say after rerunning two of them) and says how many cells of each block it checked.
+``--blocks NAME,...`` writes, checks and plots only those blocks. ``--img DIR`` writes the
+plots there.
 """
 
 from __future__ import annotations
@@ -25,282 +21,126 @@ import argparse
 import io
 import re
 import shutil
-import statistics
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import orjson
-import pyarrow.parquet as pq
+import variants_tables as tables
 from matplotlib.figure import Figure
-from matplotlib.ticker import NullFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from rich.console import Console
+from variants_tables import _fmt, _mean, detail, headline, load_groups  # the report's API too
 
-from emu import compare, rundir
+from emu import compare
 
-SWEEPS = ("tiny", "small", "small-swap64", "default", "faults", "soak", "ls", "kvtouch")
-TRACES = ("ls", "kvtouch")
-DAEMONS = ("1.105", "1.154")
-QUANTA = {1_000_000: "1 ms", 20_000: "20 µs"}
-Row = dict[str, Any]
-
-# (key, column title, unit, where from: "c" compare JSON metrics, "p" results.parquet column,
-# "l" the cell's event log)
-METRICS: tuple[tuple[str, str, str, str], ...] = (
-    ("pageouts", "pageouts", "n", "c"),
-    ("pages_written", "pages written", "n", "c"),
-    ("swap_writes", "swap writes", "n", "c"),
-    ("pages_per_write", "pages per swap write", "f", "c"),
-    ("swap_reads", "swap reads", "n", "c"),
-    ("faults_major", "major faults", "n", "c"),
-    ("faults_zero_fill", "zero-fill faults", "n", "c"),
-    ("daemon.passes", "daemon passes", "n", "p"),
-    ("pdscans", "pdscans", "n", "c"),
-    ("pdfreed", "pdfreed", "n", "c"),
-    ("uvmexp.pddeact", "pddeact", "n", "p"),
-    ("uvmexp.pgswapout", "pgswapout", "n", "p"),
-    ("peak_swpginuse", "peak swap slots in use", "n", "l"),
-    ("waits", "waits (uvm_wait)", "n", "c"),
-    ("wait_ns", "time in uvm_wait", "ns", "c"),
-    ("uvmexp.fltnoram", "fltnoram", "n", "p"),
-    ("first_pageout_ns", "first pageout", "ns", "c"),
-    ("virtual_ns", "virtual time", "ns", "c"),
-    ("fault_p99_ns", "fault p99 (<)", "ns", "c"),
-    ("miss_ratio", "miss ratio (trace)", "r", "p"),
-    ("aiodone_batches", "aiodone batches", "n", "l"),
-    ("aiodone_woke_daemon", "batches waking the daemon", "n", "l"),
-)
-HEADLINE = ("pages_written", "swap_writes", "faults_major", "daemon.passes", "wait_ns",
-            "virtual_ns")  # fmt: skip
-DETAIL = tuple(m[0] for m in METRICS)
-TITLE = {m[0]: m[1] for m in METRICS}
-UNIT = {m[0]: m[2] for m in METRICS}
-
-
-# --- reading ------------------------------------------------------------------------------------
-
-
-def _group_key(row: Row, keys: list[str]) -> tuple[Any, ...]:
-    return tuple(row[k] for k in keys if k != "kernel.pdaemon")
-
-
-def _label(name: str, row: Row) -> str:
-    ram = f" {row['machine.ram']}" if "machine.ram" in row else ""
-    return f"{name}{ram}, {QUANTA.get(row['kernel.yield_ns'], row['kernel.yield_ns'])}"
-
-
-def _miss_ratio(row: Row) -> float | None:
-    acc = row.get("workloads.trace.accesses")
-    if not acc:
-        return None
-    misses = row["workloads.trace.faults.zero_fill"] + row["workloads.trace.faults.major"]
-    return float(misses) / float(acc)
-
-
-def _log_stats(cell: Path) -> Row:
-    """From the cell's event log: the largest swpginuse of its uvmexp samples, its aiodone
-    batches and how many of them woke the daemon instead of the free-page sleepers (the
-    free count they chose by was sampled before the batch freed anything: reference §4
-    item 13)."""
-    peak = batches = woke = 0
-    log = rundir.event_log(cell)
-    assert log is not None, cell
-    for e in rundir.read_events(log):
-        name = e.get("event")
-        if name == "uvmexp.sample":
-            peak = max(peak, int(e.get("swpginuse", 0)))
-        elif name == "uvm_aiodone_daemon.batch":
-            batches += 1
-            woke += e.get("woke") == "pagedaemon"
-    return {"peak_swpginuse": peak, "aiodone_batches": batches, "aiodone_woke_daemon": woke}
-
-
-def load_groups(runs: Path) -> list[tuple[str, str, dict[str, list[Row]]]]:
-    """[(sweep, group label, {daemon: rows by seed})], each row the parquet row with the
-    compare JSON's metrics merged in; compare JSON written under RUNS/<sweep>/compare/."""
-    out = []
-    for name in SWEEPS:
-        path = runs / name / "results.parquet"
-        if not path.exists():
-            continue
-        rows = pq.read_table(path).to_pylist()
-        grid = list(orjson.loads((runs / name / "sweep.json").read_bytes())["spec"]["grid"])
-        failed = [r["cell"] for r in rows if r["outcome"] == "failed"]
-        if failed:  # a cell that crashed has no run directory to compare
-            raise SystemExit(f"{name}: cells failed: {failed}; rerun with --retry-failed")
-        groups: dict[tuple[Any, ...], list[Row]] = {}
-        for r in rows:
-            groups.setdefault(_group_key(r, grid), []).append(r)
-        for members in groups.values():
-            members.sort(key=lambda r: (DAEMONS.index(r["kernel.pdaemon"]), r["seed"]))
-            label = _label(name, members[0])
-            slug = re.sub(r"[^A-Za-z0-9]+", "-", label.replace("µs", "us")).strip("-")
-            jpath = runs / name / "compare" / f"{slug}.json"
-            dirs = [runs / name / "cells" / r["cell"] for r in members]
-            compare.compare(dirs, json_path=jpath, plots=False,
-                            console=Console(file=io.StringIO()))  # fmt: skip
-            js = orjson.loads(jpath.read_bytes())["runs"]
-            by: dict[str, list[Row]] = {d: [] for d in DAEMONS}
-            for r, j in zip(members, js, strict=True):
-                assert j["pdaemon"] == r["kernel.pdaemon"] and j["seed"] == r["seed"], j
-                m = j["metrics"]
-                ppw = m["pages_written"] / m["swap_writes"] if m["swap_writes"] else None
-                by[r["kernel.pdaemon"]].append({**r, **m, "pages_per_write": ppw,
-                                                "miss_ratio": _miss_ratio(r),
-                                                **_log_stats(runs / name / "cells" / r["cell"])})  # fmt: skip
-            out.append((name, label, by))
-    return out
-
-
-# --- formatting ---------------------------------------------------------------------------------
-
-
-def _fmt(v: float | None, unit: str) -> str:
-    if v is None:
-        return "-"
-    if unit == "ns":
-        return compare._ns(v)
-    if unit == "r":
-        return f"{v:.5f}"
-    if unit == "f":
-        return f"{v:.1f}"
-    return f"{v:,.0f}" if abs(v) >= 100 or v == int(v) else f"{v:.1f}"
-
-
-def _not_ok(rows: list[Row], at: bool = False) -> str | None:
-    """"deadlock in 3/3 seeds" when some runs did not end ok (their counters are those at
-    the stop: not comparable), with ``at`` when each stopped; else None."""
-    bad = [r for r in rows if r["outcome"] != "ok"]
-    if not bad:
-        return None
-    text = f"{'/'.join(sorted({r['outcome'] for r in bad}))} in {len(bad)}/{len(rows)} seeds"
-    return text + (f" (at {', '.join(compare._ns(r['virtual_ns']) for r in bad)})" if at else "")
-
-
-def _mean(rows: list[Row], key: str) -> float | None:
-    vals = [r[key] for r in rows if r.get(key) is not None]
-    ok = _not_ok(rows) is None
-    return statistics.fmean(vals) if ok and vals and len(vals) == len(rows) else None
-
-
-def _side(rows: list[Row], key: str, first: bool = False) -> str:
-    """A daemon's mean over seeds; for runs that did not end ok, what happened (in full in
-    the first column of a row or table, else the outcome alone)."""
-    bad = _not_ok(rows, at=True)
-    if bad is not None:
-        return bad if first else "/".join(sorted({r["outcome"] for r in rows} - {"ok"}))
-    return _fmt(_mean(rows, key), UNIT[key])
-
-
-def _ratios(by: dict[str, list[Row]], key: str) -> list[float]:
-    """1.154 / 1.105, seed by seed (the same seed's runs)."""
-    if _not_ok(by["1.105"]) or _not_ok(by["1.154"]):
-        return []
-    old = {r["seed"]: r.get(key) for r in by["1.105"]}
-    return [r[key] / old[r["seed"]] for r in by["1.154"]
-            if r.get(key) is not None and old.get(r["seed"])]  # fmt: skip
-
-
-def _ratio_text(q: float) -> str:
-    return f"×{q:.3g}" if q < 100 else f"×{q:,.0f}"
-
-
-def headline(groups: list[tuple[str, str, dict[str, list[Row]]]]) -> str:
-    head = ["scenario or trace, quantum", "seeds", *(TITLE[k] for k in HEADLINE)]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for _, label, by in groups:
-        cells = [label, str(len(by["1.154"]))]
-        for k in HEADLINE:
-            a, b = _mean(by["1.105"], k), _mean(by["1.154"], k)
-            q = f" ({_ratio_text(b / a)})" if a and b is not None else ""
-            first = k == HEADLINE[0]
-            cells.append(f"{_side(by['1.105'], k, first)} → {_side(by['1.154'], k, first)}{q}")
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def detail(groups: list[tuple[str, str, dict[str, list[Row]]]], names: tuple[str, ...]) -> str:
-    """Every metric: each daemon's mean over seeds, and 1.154 ÷ 1.105 seed by seed (min to
-    max when the seeds disagree)."""
-    sel = [g for g in groups if g[0] in names]
-    keys = [k for k in DETAIL if any(_mean(by["1.105"], k) is not None for _, _, by in sel)]
-    head = ["metric", *(label for _, label, _ in sel)]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for k in keys:
-        cells = [TITLE[k]]
-        for _, _, by in sel:
-            qs = _ratios(by, k)
-            spread = ""
-            if qs:
-                lo, hi = _ratio_text(min(qs)), _ratio_text(max(qs))
-                spread = f" ({lo})" if lo == hi else f" ({lo} to {hi})"
-            first = k == keys[0]  # when a run stopped: once, in the first row
-            cells.append(f"{_side(by['1.105'], k, first)} → {_side(by['1.154'], k, first)}{spread}")
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def mrc_table(runs: Path) -> str:
-    """The miss ratios of `emu mrc` at each size, both daemons and the references."""
-    tables: list[str] = []
-    for trace in TRACES:
-        lines: list[str] = []
-        for y, q in QUANTA.items():
-            p = runs / f"mrc-{trace}-{y}.json"
-            if not p.exists():
-                continue
-            d = orjson.loads(p.read_bytes())
-            if not lines:
-                head = [f"{trace}: curve", *(f"{f} pages" for f in d["frames"])]
-                lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-            for curve, vals in d["curves"].items():
-                if curve.startswith("uvm-") or y == 1_000_000:  # the references once
-                    who = f"{curve}, {q}" if curve.startswith("uvm-") else curve
-                    lines.append("| " + " | ".join([who, *(_fmt(v, "r") for v in vals)]) + " |")
-        tables.append("\n".join(lines))
-    return "\n\n".join(t for t in tables if t)
-
+__all__ = ["_fmt", "_mean", "blocks", "check_partial", "detail", "headline", "load_groups",
+           "main", "ratio_plot", "write_images"]  # fmt: skip
 
 # --- plots --------------------------------------------------------------------------------------
 
 
-def ratio_plot(groups: list[tuple[str, str, dict[str, list[Row]]]], path: Path) -> None:
+def ratio_plot(groups: list[tables.Group], path: Path) -> None:
     """One panel per headline metric: 1.154 ÷ 1.105 of each seed (dots) and of the means
     (bar), per group, on a log scale."""
     fig = Figure(figsize=(13, 0.32 * len(groups) + 2.2), layout="constrained")
-    axes = fig.subplots(1, len(HEADLINE), sharey=True).ravel()
+    axes = fig.subplots(1, len(tables.HEADLINE), sharey=True).ravel()
     ys = np.arange(len(groups))[::-1]
-    for ax, k in zip(axes, HEADLINE, strict=True):
+    for ax, k in zip(axes, tables.HEADLINE, strict=True):
         for y, (_, _, by) in zip(ys, groups, strict=True):
             a, b = _mean(by["1.105"], k), _mean(by["1.154"], k)
             if a and b:
                 ax.barh(y, b / a - 1, left=1, color="tab:blue", alpha=0.25, height=0.7)
-            elif _not_ok(by["1.105"]) or _not_ok(by["1.154"]):
-                who = "1.105" if _not_ok(by["1.105"]) else "1.154"
+            elif tables._not_ok(by["1.105"]) or tables._not_ok(by["1.154"]):
+                who = "1.105" if tables._not_ok(by["1.105"]) else "1.154"
                 ax.text(1, y, f" {who}: {by[who][0]['outcome']}", fontsize=7, va="center")
-            qs = [q for q in _ratios(by, k) if q > 0]
+            qs = [q for q in tables._ratios(by, k) if q > 0]
             ax.plot(qs, [y] * len(qs), "o", color="tab:blue", markersize=3)
         ax.axvline(1, color="black", linewidth=0.8)
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.set_title(f"{TITLE[k]}\n1.154 ÷ 1.105", fontsize=9)
+        ax.set_title(f"{tables.TITLE[k]}\n1.154 ÷ 1.105", fontsize=9)
         ax.tick_params(labelsize=8)
     axes[0].set_yticks(ys, [label for _, label, _ in groups], fontsize=8)
     fig.savefig(path, dpi=80)
 
 
-def write_images(runs: Path, groups: list[tuple[str, str, dict[str, list[Row]]]],
-                 img: Path) -> list[Path]:  # fmt: skip
+def effect_plot(groups: list[tables.Group], path: Path) -> None:
+    """One panel per headline metric: encryption on ÷ off for each daemon, of each seed
+    (dots) and of the means (bar), per group, on a log scale."""
+    twins = tables._twins(groups, tables._enc_pairs())
+    fig = Figure(figsize=(13, 0.45 * len(twins) + 2.2), layout="constrained")
+    axes = fig.subplots(1, len(tables.HEADLINE), sharey=True).ravel()
+    ys = np.arange(len(twins))[::-1]
+    colors = {"1.105": "tab:orange", "1.154": "tab:blue"}
+    for ax, k in zip(axes, tables.HEADLINE, strict=True):
+        for y, (_, off, on) in zip(ys, twins, strict=True):
+            for dy, d in zip((0.18, -0.18), tables.DAEMONS, strict=True):
+                before = tables._common(off[d], {r["seed"] for r in on[d]})
+                a, b = _mean(before, k), _mean(on[d], k)
+                if a and b:
+                    ax.barh(y + dy, b / a - 1, left=1, color=colors[d], alpha=0.25, height=0.34)
+                elif tables._not_ok(before) or tables._not_ok(on[d]):
+                    bad = tables._not_ok(before)
+                    what = f"off: {before[0]['outcome']}" if bad else "on: not ok"
+                    ax.text(1, y + dy, f" {d} {what}", fontsize=6, va="center")
+                qs = [q for q in tables._seed_ratios(before, on[d], k) if q > 0]
+                ax.plot(qs, [y + dy] * len(qs), "o", color=colors[d], markersize=3,
+                        label=d if y == ys[0] and k == tables.HEADLINE[0] else None)  # fmt: skip
+        ax.axvline(1, color="black", linewidth=0.8)
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_title(f"{tables.TITLE[k]}\nencryption on ÷ off", fontsize=9)
+        ax.tick_params(labelsize=8)
+    axes[0].set_yticks(ys, [label for label, _, _ in twins], fontsize=8)
+    axes[0].legend(fontsize=7, loc="lower left")
+    fig.savefig(path, dpi=80)
+
+
+def _enc_overlay(runs: Path, groups: list[tables.Group], img: Path) -> list[Path]:
+    """Free and inactive pages of default, seed 1, 1 ms: both daemons, encryption off and on."""
+    cells = {(name, d): by[d][0]["cell"] for name, label, by in groups for d in tables.DAEMONS
+             if label == "default, 1 ms" and by[d][0]["seed"] == 1}  # fmt: skip
+    if len(cells) < 4:
+        return []
+    tmp = runs / (tables.ENC + "default") / "compare" / "seed1-1ms"
+    dirs = []
+    for d in tables.DAEMONS:  # copies named so: compare labels a run by its directory
+        for name, what in (("default", "off"), (tables.ENC + "default", "on")):
+            dirs.append(tmp / "runs" / f"{d}-encryption-{what}")
+            shutil.rmtree(dirs[-1], ignore_errors=True)
+            shutil.copytree(runs / name / "cells" / cells[name, d], dirs[-1])
+    compare.compare(dirs, out=tmp, plots=True, console=Console(file=io.StringIO()))
+    shutil.copyfile(tmp / "memory.png", img / "variants-enc-default-memory.png")
+    return [img / "variants-enc-default-memory.png"]
+
+
+def write_images(runs: Path, groups: list[tables.Group], img: Path,
+                 names: tuple[str, ...]) -> list[Path]:  # fmt: skip
+    """The plots of the blocks ``names``: the ratios (headline), the overlays of small at
+    20 µs (scenarios), the miss-ratio curves (mrc), the ratios and the effect of encryption
+    (encryption, encryption_effect)."""
     img.mkdir(parents=True, exist_ok=True)
-    out = [img / "variants-ratios.png"]
-    ratio_plot(groups, out[0])
-    for _, label, by in groups:  # the overlays of one seed: small at 20 us
-        if label == "small, 20 µs":
+    plain = [g for g in groups if g[0] in tables.SWEEPS]
+    enc = [g for g in groups if g[0].startswith(tables.ENC)]
+    out: list[Path] = []
+    if "headline" in names:
+        out.append(img / "variants-ratios.png")
+        ratio_plot(plain, out[-1])
+    if "encryption" in names and enc:
+        out.append(img / "variants-enc-ratios.png")
+        ratio_plot(enc, out[-1])
+    if "encryption_effect" in names and tables._twins(groups, tables._enc_pairs()):
+        out.append(img / "variants-enc-effect.png")
+        effect_plot(groups, out[-1])
+        out += _enc_overlay(runs, groups, img)
+    for name, label, by in groups:  # the overlays of one seed: small at 20 us
+        if name == "small" and label == "small, 20 µs" and "scenarios" in names:
             tmp = runs / "small" / "compare" / "seed1-20us"
             dirs = []
-            for d in DAEMONS:  # copies named by the daemon: compare labels a run by its dir
+            for d in tables.DAEMONS:  # copies named by the daemon: compare labels a run by its dir
                 dirs.append(tmp / "runs" / d)
                 shutil.rmtree(dirs[-1], ignore_errors=True)
                 shutil.copytree(runs / "small" / "cells" / by[d][0]["cell"], dirs[-1])
@@ -308,9 +148,9 @@ def write_images(runs: Path, groups: list[tuple[str, str, dict[str, list[Row]]]]
             for png in ("memory", "pageouts"):
                 out.append(img / f"variants-small-20us-{png}.png")
                 shutil.copyfile(tmp / f"{png}.png", out[-1])
-    for trace in TRACES:
+    for trace in tables.TRACES:
         src = runs / f"mrc-{trace}-20000" / "mrc.png"
-        if src.exists():
+        if src.exists() and "mrc" in names:
             out.append(img / f"variants-mrc-{trace}.png")
             shutil.copyfile(src, out[-1])
     return out
@@ -319,15 +159,59 @@ def write_images(runs: Path, groups: list[tuple[str, str, dict[str, list[Row]]]]
 # --- the doc ------------------------------------------------------------------------------------
 
 
-def blocks(runs: Path, groups: list[tuple[str, str, dict[str, list[Row]]]]) -> dict[str, str]:
+def blocks(runs: Path, groups: list[tables.Group]) -> dict[str, str]:
+    plain = [g for g in groups if g[0] in tables.SWEEPS]
+    enc = [g for g in groups if g[0].startswith(tables.ENC)]
+    enc_names = tuple(tables.ENC + s for s in tables.SWEEPS)
+    reserve = "off at 448 KiB → on at 512 KiB"  # small-448k → enc-small
     return {
-        "headline": headline(groups),
-        "scenarios": detail(groups, ("tiny", "small", "default")),
-        "swap64": detail(groups, ("small-swap64",)),
-        "stress": detail(groups, ("faults", "soak")),
-        "traces": detail(groups, TRACES),
-        "mrc": mrc_table(runs),
+        "headline": headline(plain),
+        "scenarios": detail(plain, ("tiny", "small", "default")),
+        "swap64": detail(plain, ("small-swap64",)),
+        "stress": detail(plain, ("faults", "soak")),
+        "traces": detail(plain, tables.TRACES),
+        "mrc": tables.mrc_table(runs),
+        "encryption": headline(enc),
+        "encryption_detail": detail(enc, enc_names, tables.ENC_DETAIL),
+        "encryption_effect": tables.effect(groups, tables._enc_pairs(), "encryption off → on"),
+        "encryption_reserve": tables.effect(groups, tables.CONTROLS, reserve),
     }
+
+
+def _cells(table: str) -> dict[tuple[str, str, str], str]:
+    """The cells of a block's tables: {(table's first title, row's first cell, column): text}."""
+    out: dict[tuple[str, str, str], str] = {}
+    for part in table.strip().split("\n\n"):
+        rows = [[c.strip() for c in ln.strip().strip("|").split(" | ")]
+                for ln in part.splitlines() if ln.startswith("|")]  # fmt: skip
+        for row in rows[2:]:
+            for col, text in zip(rows[0][1:], row[1:], strict=False):
+                out[(rows[0][0], row[0], col)] = text
+    return out
+
+
+def check_partial(doc: str, made: dict[str, str], names: tuple[str, ...]) -> list[str]:
+    """Compare only the cells the runs give with the doc's; one line per block (cells
+    checked, or what differs)."""
+    report: list[str] = []
+
+    def look(name: str, old: str) -> str:
+        if name not in names:
+            return old
+        mine, theirs = _cells(made[name]), _cells(old)
+        if not mine:
+            report.append(f"block {name!r}: not checked (no runs for it)")
+            return old
+        bad = [k for k, v in mine.items() if theirs.get(k) != v]
+        for k in bad[:5]:
+            report.append(f"block {name!r} differs: {' / '.join(k[1:])}: the doc has "
+                          f"{theirs.get(k)!r}, the runs give {mine[k]!r}")  # fmt: skip
+        if not bad:
+            report.append(f"block {name!r}: {len(mine)} of {len(theirs)} cells checked, the same")
+        return old
+
+    _each_block(doc, look)
+    return report
 
 
 def _each_block(doc: str, fn: Callable[[str, str], str]) -> str:
@@ -341,12 +225,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--write", type=Path, metavar="DOC", help="fill DOC's variants blocks")
     ap.add_argument("--check", type=Path, metavar="DOC", help="exit 1 if DOC's blocks differ")
     ap.add_argument("--img", type=Path, metavar="DIR", help="write the plots into DIR")
+    ap.add_argument("--blocks", metavar="NAME,...", help="write, check and plot only these blocks")
+    ap.add_argument("--partial", action="store_true",
+                    help="with --check: only the cells that the sweeps in RUNS give")  # fmt: skip
     a = ap.parse_args(argv)
     groups = load_groups(a.runs)
     made = blocks(a.runs, groups)
+    names = tuple(a.blocks.split(",")) if a.blocks else tuple(made)
+    if unknown := [n for n in names if n not in made]:
+        ap.error(f"unknown block {', '.join(unknown)}; blocks: {', '.join(made)}")
     if a.img:
-        for p in write_images(a.runs, groups, a.img):
+        for p in write_images(a.runs, groups, a.img, names):
             print(f"plot: {p} ({p.stat().st_size // 1024} KiB)")
+    if a.check and a.partial:
+        lines = check_partial(a.check.read_text(), made, names)
+        print("\n".join(lines))
+        ok = [ln for ln in lines if ln.endswith(", the same")]
+        return 0 if ok and all(" differs" not in ln for ln in lines) else 1
     if a.write or a.check:
         doc_path = a.write or a.check
         doc = doc_path.read_text()
@@ -354,6 +249,8 @@ def main(argv: list[str] | None = None) -> int:
         bad: list[str] = []
 
         def fill(name: str, old: str) -> str:
+            if name not in names:
+                return old
             seen.append(name)
             new = made[name] + "\n"
             if old != new:
@@ -368,8 +265,8 @@ def main(argv: list[str] | None = None) -> int:
         for name in bad:
             print(f"{doc_path}: block {name!r} differs from what {a.runs} gives")
         return 1 if bad or not seen else 0
-    for name, text in made.items():
-        print(f"<!-- {name} -->\n{text}\n")
+    for name in names:
+        print(f"<!-- {name} -->\n{made[name]}\n")
     return 0
 
 
