@@ -323,7 +323,9 @@ def test_N_M5a_inactarg_is_raised_above_freetarg_on_small_queues(live_pagedaemon
 
 
 @pytest.mark.parametrize(("pages", "inactarg"), [(35, FREETARG + 1), (36, FREETARG + 1), (39, 13)])
-def test_N_M5a_the_raise_at_its_boundary(live_pagedaemon154: Any, pages: int, inactarg: int) -> None:
+def test_N_M5a_the_raise_at_its_boundary(
+    live_pagedaemon154: Any, pages: int, inactarg: int
+) -> None:
     """N-M5a (line 254) at its boundary: "inactarg <= freetarg | inactarg = freetarg + 1".
     35 pages on the paging queues give a third of 11 (below freetarg 12: raised to 13), 36
     give 12 (equal: raised to 13), 39 give 13 (above: kept, not raised)."""
@@ -416,7 +418,9 @@ def test_N_M7_size_is_the_shortage_plus_the_request(live_pagedaemon154: Any) -> 
 
 
 @pytest.mark.parametrize(("free", "size"), [(11, 1), (12, 16), (13, 16)])
-def test_N_M7_a_shortage_of_one_page_is_the_size(live_pagedaemon154: Any, free: int, size: int) -> None:
+def test_N_M7_a_shortage_of_one_page_is_the_size(
+    live_pagedaemon154: Any, free: int, size: int
+) -> None:
     """N-M7 (line 263) at its boundary, with no request: free 11 (one below freetarg) is a
     shortage of 1, the size: bufbackoff(.., 2); free 12 (equal) and 13 (above) leave size 0,
     then 16 (N-M8): bufbackoff(.., 32)."""
