@@ -585,6 +585,32 @@ def test_N_M13_scans_for_a_free_shortage_alone(live_pagedaemon154: Any) -> None:
     env.run(body)
 
 
+@pytest.mark.parametrize(("free", "revs"), [(11, 1), (12, 0), (13, 0)])
+def test_N_M13_a_free_shortage_of_one_page_is_enough(
+    live_pagedaemon154: Any, free: int, revs: int
+) -> None:
+    """N-M13 (line 284), second disjunct at its boundary: no request, inactive target met
+    (a third of the held pages inactive): free 11 is a shortage of 1 (scan), free 12 of 0 and
+    free 13 of -1, floored at 0 (N-M13': no scan)."""
+    env, passes = live_pagedaemon154(npages=64, swap_pages=64)
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        n = k.uvmexp.free - free
+        h = await pw.hold(env, "h", pw.region("anon", n))
+        pw.deactivate(k, pw.pgs(env, h)[: n // 3])
+        assert k.uvmexp.free == free
+        with capture_logs() as logs:
+            _wake_daemon(k)
+            await pw.until(env, lambda: len(passes) >= 1, "pass 1")
+        line = _pass_logs(logs)[0]
+        assert line["inactive_shortage"] <= 0 and line["shortage"] == max(0, FREETARG - free)
+        assert line["pdrevs"] == revs
+        await env.settle()
+        await pw.release(env, h)
+
+    env.run(body)
+
+
 def test_N_M13_scans_for_an_inactive_shortage_alone(live_pagedaemon154: Any) -> None:
     """N-M13: "inactive_shortage > 0 | uvmpd_scan": plenty free, nothing inactive."""
     env, passes = live_pagedaemon154(npages=64)
