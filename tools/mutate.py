@@ -8,8 +8,9 @@ The modules and the line filter are mutmut's own settings in pyproject.toml
 (``[tool.mutmut] only_mutate`` and ``do_not_mutate_patterns``). This script adds what mutmut
 cannot express (:func:`excluded`): only the ported functions are tested (the port's helpers
 are named ``_*``), and no change confined to the type argument of ``cast()`` (a type
-annotation). It runs the rest with one worker, reads mutmut's verdicts and reports them,
-minus the equivalent mutants listed with their reasons in docs/mutation.md.
+annotation). It runs the rest with one worker, reads mutmut's verdicts and reports them per
+module, minus the equivalent mutants listed with their reasons in docs/mutation.md; with
+``--fail-under PCT`` it fails if any module scores below PCT.
 """
 
 from __future__ import annotations
@@ -109,6 +110,7 @@ class Report:
     equivalent: int = 0
     survivors: dict[str, str] = field(default_factory=dict)  # name -> change
     stale: list[str] = field(default_factory=list)  # listed equivalents that do not apply
+    seconds: float = 0.0  # the time mutmut spent on the tested mutants
 
     @property
     def tested(self) -> int:
@@ -129,6 +131,7 @@ def tally(
     results: dict[str, str],
     diffs: dict[str, str],
     equiv: dict[str, Equivalent],
+    durations: dict[str, float] | None = None,
 ) -> None:
     """Count mutmut's verdicts of the tested mutants; a survivor listed as equivalent (with
     the same mutated code) counts as equivalent, a listed one that was killed is stale."""
@@ -136,20 +139,36 @@ def tally(
         e = equiv.get(name)
         applies = e is not None and e.change in change(diffs[name])
         if e is not None and (not applies or status in DETECTED):
-            report.stale.append(name)
+            report.stale.append(name + renumbered(name, e, results, diffs))
         report.status[status] += 1
+        report.seconds += (durations or {}).get(name, 0.0)
         if status == "survived" and applies:
             report.equivalent += 1
         elif status not in DETECTED:
             report.survivors[name] = f"{status}: {change(diffs[name])}"
 
 
+def renumbered(name: str, e: Equivalent, results: dict[str, str], diffs: dict[str, str]) -> str:
+    """A hint for a stale entry: the other survivors of its function with the same change
+    (mutmut numbers a function's mutants in order, so an edit above renumbers them)."""
+    func = name.rpartition("__mutmut_")[0] + "__mutmut_"
+    same = [
+        n
+        for n, status in sorted(results.items())
+        if n != name and n.startswith(func) and status == "survived"
+        and change(diffs[n]) == e.change
+    ]  # fmt: skip
+    return f"  (same change now: {', '.join(same)})" if same else ""
+
+
 def render(report: Report, title: str, seconds: float) -> str:
+    """One module's figures (``seconds``: mutmut's time on its mutants), its survivors and
+    its stale equivalent entries."""
     s = report.status
     other = report.tested - s["killed"] - s["timeout"] - s["survived"]
     lines = [
         title,
-        f"  mutants in the module(s)   {report.mutants}",
+        f"  mutants in the module      {report.mutants}",
         f"  left out by the filter     {sum(report.excluded.values())}  "
         + ", ".join(f"{k} {v}" for k, v in sorted(report.excluded.items())),
         f"  tested                     {report.tested}",
@@ -159,7 +178,7 @@ def render(report: Report, title: str, seconds: float) -> str:
         f"  other (no tests, ...)      {other}",
         f"  score                      {report.score:.1f} %  "
         "(killed + timeout) / (tested - equivalent)",
-        f"  run time                   {seconds / 60:.1f} min",
+        f"  run time                   {seconds / 60:.1f} min  (mutmut's time on these mutants)",
     ]
     if report.survivors:
         lines.append("not killed:")
@@ -197,6 +216,16 @@ def generate(modules: list[str]) -> dict[str, str]:
 def mutmut(*args: str) -> subprocess.CompletedProcess[str]:
     exe = Path(sys.executable).with_name("mutmut")
     return subprocess.run([str(exe), *args], text=True, capture_output=True, check=False)
+
+
+def durations(modules: list[str]) -> dict[str, float]:
+    """How long mutmut ran the tests against each mutant (seconds), from its .meta files."""
+    out: dict[str, float] = {}
+    for path in modules:
+        meta = Path("mutants", path + ".meta")
+        if meta.exists():
+            out.update(json.loads(meta.read_text()).get("durations_by_key", {}))
+    return out
 
 
 def results() -> dict[str, str]:
@@ -244,15 +273,24 @@ def main(argv: list[str] | None = None) -> int:
         saved = {"title": title, "diffs": diffs, "chosen": chosen, "seconds": seconds}
         REPORT.write_text(json.dumps(saved))
 
-    report = Report(mutants=len(diffs))
-    for n, d in diffs.items():
-        if (why := excluded(n, d)) is not None:
-            report.excluded[why] += 1
     verdicts = results()
+    times = durations(files)
     equiv = equivalents(EQUIVALENTS.read_text())
-    tally(report, {n: verdicts.get(n, "not checked") for n in chosen}, diffs, equiv)
-    print(render(report, title, seconds))
-    if a.fail_under is not None and report.score < a.fail_under:
+    print(f"{title}: {seconds / 60:.1f} min of wall-clock time")
+    failed = []
+    for path in files:
+        prefix = module_of(path) + "."
+        report = Report(mutants=sum(1 for n in diffs if n.startswith(prefix)))
+        for n, d in diffs.items():
+            if n.startswith(prefix) and (why := excluded(n, d)) is not None:
+                report.excluded[why] += 1
+        mine = {n: verdicts.get(n, "not checked") for n in chosen if n.startswith(prefix)}
+        tally(report, mine, diffs, equiv, times)
+        print(render(report, path, report.seconds))
+        if a.fail_under is not None and report.score < a.fail_under:
+            failed.append(f"{path} {report.score:.1f} %")
+    if failed:
+        print(f"below {a.fail_under} %: {', '.join(failed)}")
         return 1
     return 0
 

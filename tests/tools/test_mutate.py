@@ -121,3 +121,28 @@ def test_a_listed_equivalent_whose_code_changed_is_stale_and_counts_as_a_survivo
     equiv = {name: mutate.Equivalent("x = 9", "r")}
     mutate.tally(report, {name: "survived"}, {name: _diff("    x = 1", "    x = 2")}, equiv)
     assert report.equivalent == 0 and report.stale == [name] and report.score == 0.0
+
+
+def test_a_stale_entry_names_the_survivors_of_its_function_with_the_same_change() -> None:
+    """An edit above a listed mutant renumbers it: the report says which survivor of the
+    same function now makes the listed change."""
+    old, new = f"{M}x_f__mutmut_3", f"{M}x_f__mutmut_2"
+    diffs = {
+        old: _diff("    x = 1", "    x = 2"),
+        new: _diff("    y = 1", "    y = None"),
+        f"{M}x_g__mutmut_1": _diff("    y = 1", "    y = None"),  # another function
+    }
+    results = {old: "survived", new: "survived", f"{M}x_g__mutmut_1": "survived"}
+    report = mutate.Report(mutants=3)
+    mutate.tally(report, results, diffs, {old: mutate.Equivalent("y = None", "r")})
+    assert report.stale == [f"{old}  (same change now: {new})"]
+
+
+def test_tally_adds_up_mutmuts_time_on_the_tested_mutants() -> None:
+    diffs = {f"{M}x_f__mutmut_{i}": _diff("    x = 1", f"    x = {i}") for i in (1, 2)}
+    results = {f"{M}x_f__mutmut_1": "killed", f"{M}x_f__mutmut_2": "survived"}
+    report = mutate.Report(mutants=2)
+    durations = {f"{M}x_f__mutmut_1": 30.0, f"{M}x_f__mutmut_2": 60.0, f"{M}x_g__mutmut_1": 9.0}
+    mutate.tally(report, results, diffs, {}, durations)
+    assert report.seconds == 90.0
+    assert "1.5 min" in mutate.render(report, "kernel/uvm/uvm_pdaemon.py", report.seconds)

@@ -247,6 +247,32 @@ def test_N_F2_N_F3_N_F5_partial_cluster_frees_its_tail_and_is_written(
     run_as_pagedaemon154(body)
 
 
+def test_N_F2prime_full_cluster_frees_no_tail_even_at_the_end_of_swap(
+    run_as_pagedaemon154: Any,
+) -> None:
+    """N-F2 (line 462) not taken: "nused < nallocated" is false for a full cluster, which
+    frees nothing. Here the cluster is the whole 16-slot swap device (slots 1-16): all 16 stay
+    in use for the write, which completes."""
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        h = await pw.hold(env, "h", pw.region("anon", 16), free=30)
+        pgs = pw.pgs(env, h)
+        pw.deactivate(k, pgs)
+        swc = Swapcluster()
+        pd154.swapcluster_allocslots(k, swc)
+        for pg in pgs:
+            assert await _add(k, swc, h, 0, pg) == 0
+        assert (swc.swc_slot, swc.swc_nused, swc.swc_nallocated) == (1, 16, 16)
+        r = await _flush(k, swc)
+        assert r == uvm_pager.VM_PAGER_PEND and k.uvmexp.swpginuse == 16
+        assert [_slot(pg) for pg in pgs] == list(range(1, 17))
+        await _settle(env)
+        assert all(pg.pg_flags & PG_CLEAN for pg in pgs)
+        await pw.release(env, h)
+
+    run_as_pagedaemon154(body, swap_pages=16)
+
+
 def test_N_F4_refused_write_drops_the_whole_cluster_and_its_slots(
     run_as_pagedaemon154: Any,
 ) -> None:
@@ -278,6 +304,41 @@ def test_N_F4_refused_write_drops_the_whole_cluster_and_its_slots(
             assert pg.pg_flags & PQ_INACTIVE and not pg.pg_flags & (PG_BUSY | PG_CLEAN)
         assert [_slot(pg) for pg in pgs] == [0, 0] and _aobj_slot(k, h, 1, 0) == 0
         assert all(pw.lock(h, r).rwl_owner is None for r in (0, 1))
+        await pw.release(env, h)
+
+    run_as_pagedaemon154(body)
+
+
+def test_N_F4_refused_write_clears_the_slots_of_a_large_aobj_in_its_hash(
+    run_as_pagedaemon154: Any,
+) -> None:
+    """N-F4 (lines 467-473) for pages of an aobj of more than 64 pages, whose slots live in a
+    hash of 16-slot elements: uvm_swap_dropcluster(.., ENOMEM) clears each page's slot in the
+    hash (the elements made for the cluster go again), and the slots are freed."""
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        h = await pw.hold(env, "h", pw.region("shared", 80, "big", touch=""), free=30)
+        for i in (3, 70):
+            await pw.run_on(env, h, _store(h.vas[0] + i * PAGE, b"x"))
+        pgs = [pw.pg(env, h, 0, 3), pw.pg(env, h, 0, 70)]
+        pw.deactivate(k, pgs)
+        pool = k.uao_swhash_elt_pool
+        nout = pool.pr_nout
+        swc = Swapcluster()
+        pd154.swapcluster_allocslots(k, swc)
+        for pg in pgs:
+            assert await _add(k, swc, h, 0, pg) == 0
+        assert pool.pr_nout == nout + 2 and _aobj_slot(k, h, 0, 70) == 2
+        assert k.bufpool is not None
+        k.bufpool.pr_hardlimit = k.bufpool.pr_nout
+        try:
+            r = await pd154.swapcluster_flush(k, swc)
+        finally:
+            k.bufpool.pr_hardlimit = None
+        assert r == uvm_pager.VM_PAGER_AGAIN and k.uvmexp.swpginuse == 0
+        assert (_aobj_slot(k, h, 0, 3), _aobj_slot(k, h, 0, 70), pool.pr_nout) == (0, 0, nout)
+        for pg in pgs:
+            assert pg.pg_flags & PQ_INACTIVE and not pg.pg_flags & (PG_BUSY | PG_CLEAN)
         await pw.release(env, h)
 
     run_as_pagedaemon154(body)

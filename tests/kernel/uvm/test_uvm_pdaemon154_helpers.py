@@ -28,7 +28,17 @@ from kernel.sys.queue import TailQ
 from kernel.sys.systm import Panic
 from kernel.uvm import uvm_aobj, uvm_page
 from kernel.uvm.uvm import UvmConstraintRange, no_constraint
-from kernel.uvm.uvm_page import PG_BUSY, PG_CLEAN, PQ_ACTIVE, PQ_FREE, PQ_ITER, VmPage, atop, ptoa
+from kernel.uvm.uvm_page import (
+    PG_BUSY,
+    PG_CLEAN,
+    PQ_ACTIVE,
+    PQ_FREE,
+    PQ_INACTIVE,
+    PQ_ITER,
+    VmPage,
+    atop,
+    ptoa,
+)
 from kernel.uvm.uvm_swap import SWSLOT_BAD
 
 import pdaemon_world as pw
@@ -88,6 +98,33 @@ def test_N_D3_N_D3prime_N_D4_only_the_daemons_bufs_come_off_paging(run_as_pageda
         batches = _batches(logs)
         assert sum(b["nbufs"] for b in batches) == 2 and sum(b["npages"] for b in batches) == 20
         assert k.uvmexp.paging == 0  # 16 off, not 20
+        assert all(pg.pg_flags & PG_CLEAN for pg in pgs)
+        await pw.release(env, h)
+
+    run_as_pagedaemon154(body, npages=64, swap_pages=64)
+
+
+def test_N_D4_every_buf_of_a_batch_is_finished(run_as_pagedaemon154: Any) -> None:
+    """N-D1 (line 330) and N-D4 (lines 341-347): aiodoned takes the whole list of finished
+    bufs and calls b_iodone on each of them, following the list. Three async writes of two
+    pages complete at once; with a quantum of 1 ns aiodoned pays each buf's CPU time at its
+    sched_pause (line 346), and the second and third complete meanwhile: a batch of one buf,
+    then a batch of two, and every page is clean and unbusied."""
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        h = await pw.hold(env, "h", pw.region("anon", 6))
+        pgs = pw.pgs(env, h, 0)
+        pw.deactivate(k, pgs)
+        k.config.costs.yield_ns = 1
+        pd = k.uvm.pagedaemon_proc
+        k.uvm.pagedaemon_proc = None  # writes by another thread: not counted in paging
+        for i in range(0, 6, 2):
+            await _async_write(k, pgs[i : i + 2])
+        k.uvm.pagedaemon_proc = pd
+        with capture_logs() as logs:
+            await pw.until(env, lambda: not any(pg.pg_flags & PG_BUSY for pg in pgs), "done")
+            await env.sleep(MS)
+        assert [(b["nbufs"], b["npages"]) for b in _batches(logs)] == [(1, 2), (2, 4)]
         assert all(pg.pg_flags & PG_CLEAN for pg in pgs)
         await pw.release(env, h)
 
@@ -445,6 +482,49 @@ def test_N_H1_N_H2_N_H3_N_H4_hibernate_frees_clean_idle_object_pages(kenv: Any) 
         assert freed == [True, True, False, True, False, True, False, False, False]
         assert held_during_free == [False] * 4 and k.uvmexp.swpgonly == swpgonly + 1
         await _busy(k, pw.lock(h, 0), f[4], False)
+        await pw.release(env, h)
+
+    env.run(body)
+
+
+def test_N_H3_clean_aobj_pages_each_count_in_swpgonly(kenv: Any) -> None:
+    """N-H3 (lines 981-983): "still clean: aobj swpgonly +1" for each page: two clean aobj pages
+    with slots, dropped from the active queue, add 2 to swpgonly (their data is now only in
+    swap)."""
+    env = kenv(npages=64, config=pw.config(pdaemon="1.154", hibernate=True))
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        h = await pw.hold(env, "h", pw.region("shared", 2, "shm"))
+        await _aobj_round_trip(env, h, 0, range(2))
+        pgs = pw.pgs(env, h, 0)
+        swpgonly = k.uvmexp.swpgonly
+        await pd154.uvmpd_drop(k, k.uvm.page_active)
+        assert all(pg.pg_flags & PQ_FREE for pg in pgs)
+        assert k.uvmexp.swpgonly == swpgonly + 2
+        await pw.release(env, h)
+
+    env.run(body)
+
+
+def test_N_H3_a_dirty_object_page_is_passed_over_without_its_lock(kenv: Any) -> None:
+    """N-H3 (line 975) not taken: whether the page is clean is asked before its object lock is
+    taken, so a dirty page's lock is never taken: here another CPU holds it, and uvmpd_drop
+    returns at once (no virtual time passes), the page still inactive and dirty."""
+    env = kenv(npages=64, config=pw.config(pdaemon="1.154", hibernate=True))
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        h = await pw.hold(env, "h", pw.region("file", 1, "f", touch="w"))
+        pg = pw.pg(env, h, 0, 0)
+        pw.deactivate(k, [pg])
+        assert not pg.pg_flags & PG_CLEAN
+        lock = pw.lock(h, 0)
+        cpu = pw.other_cpu(k)
+        await pw.run_on(env, cpu, pw.enter(k, lock))
+        t0 = k.sched.now
+        await pd154.uvmpd_drop(k, k.uvm.page_inactive)
+        assert k.sched.now == t0 and lock.rwl_owner is cpu.proc
+        assert pg.pg_flags & PQ_INACTIVE and not pg.pg_flags & PG_CLEAN
+        await pw.run_on(env, cpu, pw.exit_(lock))
         await pw.release(env, h)
 
     env.run(body)

@@ -200,6 +200,28 @@ def test_N_I11_swap_is_full_at_99_percent_swap_only(run_as_pagedaemon154: Any) -
     run_as_pagedaemon154(body, swap_pages=16)
 
 
+def test_N_I11prime_a_dirty_vnode_page_is_written_even_with_swap_full(
+    run_as_pagedaemon154: Any,
+) -> None:
+    """N-I11 (line 719) not taken: the test is "swap-backed and uvm_swapisfull()", so a dirty
+    vnode page goes to its file whatever swap holds: on a machine without swap (swap "full",
+    N-I2's machine) it is written (N-I19) and comes back clean and inactive, not
+    reactivated."""
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        assert uvm_swap.uvm_swapisfull_154(k)
+        h = await pw.hold(env, "w", pw.region("file", 1, "f"), free=30)
+        pg = pw.pg(env, h, 0, 0)
+        pw.deactivate(k, [pg])
+        with capture_logs() as logs:
+            _, d = await _scan_inactive(k, BIG)
+        assert _pageouts(logs) == [(1, "OK")] and (d["pgswapout"], d["active"]) == (1, 0)
+        assert pg.pg_flags & PQ_INACTIVE and pg.pg_flags & PG_CLEAN
+        await pw.release(env, h)
+
+    run_as_pagedaemon154(body, swap_pages=0)
+
+
 def test_N_I3_each_page_looked_at_counts_in_pdscans(run_as_pagedaemon154: Any) -> None:
     """N-I3 (line 615): "otherwise | pdscans +1": once per page the loop reaches past the stop
     test, whatever happens to the page next (here: clean and freed, referenced, dirty)."""
@@ -295,6 +317,26 @@ def test_N_I6_referenced_page_is_activated_with_the_page_queues_dropped(
         assert (d["pdscans"], d["pdreact"], d["pdanscan"]) == (1, 1, 0)
         assert held_at_activate == [False]
         assert pg.pg_flags & PQ_ACTIVE and pw.lock(h, 0).rwl_owner is None
+        await pw.release(env, h)
+
+    run_as_pagedaemon154(body)
+
+
+def test_N_I6_each_referenced_page_counts_and_the_scan_goes_on(run_as_pagedaemon154: Any) -> None:
+    """N-I6 (lines 646-653) twice, then the next page: "pdreact +1" for each referenced page
+    (2), and "continue": the dirty page after them is looked at and written."""
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        h = await pw.hold(env, "w", pw.region("anon", 3), free=30)
+        pgs = pw.pgs(env, h)
+        pw.deactivate(k, pgs[:2], unmap=False)
+        pw.deactivate(k, pgs[2:])
+        for i in range(2):
+            await pw.run_on(env, h, _load(h.vas[0] + i * PAGE))
+        _, d = await _scan_inactive(k, BIG)
+        assert (d["pdscans"], d["pdreact"], d["pgswapout"]) == (3, 2, 1)
+        assert [bool(pg.pg_flags & PQ_ACTIVE) for pg in pgs] == [True, True, False]
+        await _settle(env)
         await pw.release(env, h)
 
     run_as_pagedaemon154(body)

@@ -186,6 +186,58 @@ def test_N_I16_aobj_page_without_a_hash_element_is_reactivated(run_as_pagedaemon
     run_as_pagedaemon154(body)
 
 
+def test_N_I2_N_I15_sixteen_pages_without_a_slot_end_the_scan(run_as_pagedaemon154: Any) -> None:
+    """N-I15 (line 762) counts toward N-I2 (line 609): "dirtyreacts == 16 | leave the loop".
+    N-I15's machine (every slot of 16 in use by a resident clean page) with 17 dirty anon
+    pages inactive: 16 find no slot and go back to the active queue, the 17th is not looked
+    at."""
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        h = await pw.hold(env, "w", pw.region("anon", 16), pw.region("anon", 17), free=30)
+        await _anon_round_trip(env, h, 0, range(16))
+        assert k.uvmexp.swpginuse == 16 and not uvm_swap.uvm_swapisfull_154(k)
+        pgs = pw.pgs(env, h, 1)
+        pw.deactivate(k, pgs)
+        _, d = await _scan_inactive(k, BIG)
+        assert (d["pdscans"], d["pgswapout"], d["pdpageouts"]) == (16, 16, 0)
+        assert all(pg.pg_flags & PQ_ACTIVE for pg in pgs[:16]) and _inactive(k) == pgs[16:]
+        await pw.release(env, h)
+
+    run_as_pagedaemon154(body, swap_pages=16)
+
+
+def test_N_I2_N_I16_sixteen_refused_aobj_pages_end_the_scan(run_as_pagedaemon154: Any) -> None:
+    """N-I16 (line 775) counts toward N-I2 (line 609). A 272-page shared region keeps its slots
+    in a hash of 16-slot elements; pages 0, 16, .., 256 would each need an element of their
+    own, and the element pool is at its hard limit. After an anon page (slot 1 of the
+    cluster), 16 of them are refused and reactivated; the 17th is not looked at; the anon
+    page is written after the loop."""
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        h = await pw.hold(env, "w", pw.region("shared", 272, "big", touch=""),
+                          pw.region("anon", 1), free=30)  # fmt: skip
+        for i in range(0, 272, 16):
+            await pw.run_on(env, h, _store(h.vas[0] + i * PAGE, b"x"))
+        opgs = [pw.pg(env, h, 0, i) for i in range(0, 272, 16)]
+        apg = pw.pg(env, h, 1, 0)
+        pw.deactivate(k, [apg, *opgs])
+        pool = k.uao_swhash_elt_pool
+        pool.pr_hardlimit = pool.pr_nout
+        try:
+            with capture_logs() as logs:
+                _, d = await _scan_inactive(k, BIG)
+        finally:
+            pool.pr_hardlimit = None
+        assert (d["pdscans"], d["pdobscan"], d["pgswapout"]) == (17, 16, 17)
+        assert all(pg.pg_flags & PQ_ACTIVE for pg in opgs[:16])
+        assert _inactive(k) == [apg, opgs[16]]  # the anon page is being written
+        assert _slot(apg) == 1 and _pageouts(logs) == [(1, "PEND")]
+        await _settle(env)
+        await pw.release(env, h)
+
+    run_as_pagedaemon154(body)
+
+
 def test_N_I17_first_dirty_page_opens_a_cluster_and_the_scan_goes_on(
     run_as_pagedaemon154: Any,
 ) -> None:
@@ -221,6 +273,29 @@ def test_N_I18_N_I20_full_cluster_is_written_and_counted_twice(run_as_pagedaemon
         assert (d["pdpageouts"], d["pdpending"], d["paging"], d["pdscans"]) == (2, 1, 16, 16)
         assert _slot(pgs[16]) == 0
         await _settle(env)
+        await pw.release(env, h)
+
+    run_as_pagedaemon154(body)
+
+
+def test_N_I18_N_I20_N_I22_two_full_clusters_then_a_partial_one(run_as_pagedaemon154: Any) -> None:
+    """N-I18 and N-I20 twice, then N-I22: 33 dirty anon pages and a large shortage. Each full
+    cluster is written as soon as it is full (the next page opens a new one), counted twice in
+    pdpageouts (lines 796 and 465) and once in pdpending, its pages added to paging; the 33rd
+    page is written after the loop (pdpageouts once more). Totals: 5 pageouts counted, 3
+    pending writes, 33 pages in flight."""
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        h = await pw.hold(env, "w", pw.region("anon", 33), free=30)
+        pgs = pw.pgs(env, h)
+        pw.deactivate(k, pgs)
+        with capture_logs() as logs:
+            _, d = await _scan_inactive(k, BIG)
+        assert _pageouts(logs) == [(16, "PEND"), (16, "PEND"), (1, "PEND")]
+        assert (d["pdpageouts"], d["pdpending"], d["paging"]) == (5, 3, 33)
+        assert [_slot(pg) for pg in pgs] == list(range(1, 34))
+        await _settle(env)
+        assert all(pg.pg_flags & PG_CLEAN for pg in pgs)
         await pw.release(env, h)
 
     run_as_pagedaemon154(body)

@@ -322,6 +322,26 @@ def test_N_M5a_inactarg_is_raised_above_freetarg_on_small_queues(live_pagedaemon
     env.run(body)
 
 
+@pytest.mark.parametrize(("pages", "inactarg"), [(35, FREETARG + 1), (36, FREETARG + 1), (39, 13)])
+def test_N_M5a_the_raise_at_its_boundary(
+    live_pagedaemon154: Any, pages: int, inactarg: int
+) -> None:
+    """N-M5a (line 254) at its boundary: "inactarg <= freetarg | inactarg = freetarg + 1".
+    35 pages on the paging queues give a third of 11 (below freetarg 12: raised to 13), 36
+    give 12 (equal: raised to 13), 39 give 13 (above: kept, not raised)."""
+    env, passes = live_pagedaemon154(npages=64)
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        h = await pw.hold(env, "h", pw.region("anon", pages))
+        assert k.uvmexp.active + k.uvmexp.inactive == pages
+        _wake_daemon(k)
+        await _quiet(env, passes, 1)
+        assert passes[0].inactarg == inactarg
+        await pw.release(env, h)
+
+    env.run(body)
+
+
 def test_N_M6_inactive_shortage_is_taken_before_any_scan(live_pagedaemon154: Any) -> None:
     """N-M6 (lines 257-260): "inactive_shortage = inactarg - inactive - BUFPAGES_INACT, before
     any scan" (1.105: after the inactive scan): 48 active pages, none inactive: the pass
@@ -397,6 +417,27 @@ def test_N_M7_size_is_the_shortage_plus_the_request(live_pagedaemon154: Any) -> 
     env.run(body)
 
 
+@pytest.mark.parametrize(("free", "size"), [(11, 1), (12, 16), (13, 16)])
+def test_N_M7_a_shortage_of_one_page_is_the_size(
+    live_pagedaemon154: Any, free: int, size: int
+) -> None:
+    """N-M7 (line 263) at its boundary, with no request: free 11 (one below freetarg) is a
+    shortage of 1, the size: bufbackoff(.., 2); free 12 (equal) and 13 (above) leave size 0,
+    then 16 (N-M8): bufbackoff(.., 32)."""
+    env, passes = live_pagedaemon154(npages=64)
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        h = await pw.hold(env, "h", pw.region("anon", k.uvmexp.free - free))
+        with _backoffs() as calls:
+            _wake_daemon(k)
+            await pw.until(env, lambda: len(passes) >= 1, "pass 1")
+        assert calls[0][1] == 2 * size
+        await env.settle()
+        await pw.release(env, h)
+
+    env.run(body)
+
+
 def test_N_M9_N_M12_the_cache_covers_the_shortage_and_the_scan_frees_nothing(
     live_pagedaemon154: Any,
 ) -> None:
@@ -420,7 +461,7 @@ def test_N_M9_N_M12_the_cache_covers_the_shortage_and_the_scan_frees_nothing(
     env.run(body)
 
 
-@pytest.mark.parametrize("free", [10, 40])
+@pytest.mark.parametrize("free", [10, 11, 12, 13, 40])
 def test_N_M10_drmbackoff_only_with_DRM_and_a_shortage(live_pagedaemon154: Any, free: int) -> None:
     """N-M10 (lines 269-272): "NDRM > 0 and shortage > 0 | shortage -= drmbackoff(2 size)" - the
     stand-in gives back 0. With free 40 there is no shortage: not called."""
@@ -447,7 +488,47 @@ def test_N_M10_drmbackoff_only_with_DRM_and_a_shortage(live_pagedaemon154: Any, 
     env.run(body)
 
 
-@pytest.mark.parametrize("free", [10, 40])
+@contextmanager
+def _drm(gives: int) -> Iterator[list[int]]:
+    """drmbackoff as a DRM device with ``gives`` pages to give back (the stand-in has none);
+    records the size of each call."""
+    calls: list[int] = []
+    real = pd154._drmbackoff
+
+    def drm(k: Kernel, npages: int) -> int:
+        calls.append(npages)
+        return real(k, npages) + gives
+
+    pd154._drmbackoff = drm  # type: ignore[assignment]
+    try:
+        yield calls
+    finally:
+        pd154._drmbackoff = real  # type: ignore[assignment]
+
+
+@pytest.mark.parametrize(("ndrm", "called", "shortage"), [(1, [6], 2), (0, [], 3)])
+def test_N_M10_what_drm_gives_back_comes_off_the_shortage(
+    live_pagedaemon154: Any, ndrm: int, called: list[int], shortage: int
+) -> None:
+    """N-M10 (lines 269-272): "NDRM > 0 and shortage > 0 | shortage -= drmbackoff(2 size)",
+    with a DRM device that gives back a page (the stand-in gives none): free 9 is a shortage
+    of 3, drmbackoff(6) gives 1, the pass logs 2. A kernel without DRM (NDRM 0, the default)
+    never calls it: the pass logs 3."""
+    env, passes = live_pagedaemon154(npages=64, ndrm=ndrm)
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        h = await pw.hold(env, "h", pw.region("anon", k.uvmexp.free - 9))
+        with _drm(1) as calls, capture_logs() as logs:
+            _wake_daemon(k)
+            await pw.until(env, lambda: len(passes) >= 1, "pass 1")
+        assert calls[:1] == called and _pass_logs(logs)[0]["shortage"] == shortage
+        await env.settle()
+        await pw.release(env, h)
+
+    env.run(body)
+
+
+@pytest.mark.parametrize("free", [10, 11, 12, 13, 40])
 def test_N_M11_the_page_cache_drain_only_with_a_shortage_left(
     live_pagedaemon154: Any, free: int
 ) -> None:
@@ -504,6 +585,32 @@ def test_N_M13_scans_for_a_free_shortage_alone(live_pagedaemon154: Any) -> None:
     env.run(body)
 
 
+@pytest.mark.parametrize(("free", "revs"), [(11, 1), (12, 0), (13, 0)])
+def test_N_M13_a_free_shortage_of_one_page_is_enough(
+    live_pagedaemon154: Any, free: int, revs: int
+) -> None:
+    """N-M13 (line 284), second disjunct at its boundary: no request, inactive target met
+    (a third of the held pages inactive): free 11 is a shortage of 1 (scan), free 12 of 0 and
+    free 13 of -1, floored at 0 (N-M13': no scan)."""
+    env, passes = live_pagedaemon154(npages=64, swap_pages=64)
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        n = k.uvmexp.free - free
+        h = await pw.hold(env, "h", pw.region("anon", n))
+        pw.deactivate(k, pw.pgs(env, h)[: n // 3])
+        assert k.uvmexp.free == free
+        with capture_logs() as logs:
+            _wake_daemon(k)
+            await pw.until(env, lambda: len(passes) >= 1, "pass 1")
+        line = _pass_logs(logs)[0]
+        assert line["inactive_shortage"] <= 0 and line["shortage"] == max(0, FREETARG - free)
+        assert line["pdrevs"] == revs
+        await env.settle()
+        await pw.release(env, h)
+
+    env.run(body)
+
+
 def test_N_M13_scans_for_an_inactive_shortage_alone(live_pagedaemon154: Any) -> None:
     """N-M13: "inactive_shortage > 0 | uvmpd_scan": plenty free, nothing inactive."""
     env, passes = live_pagedaemon154(npages=64)
@@ -516,6 +623,29 @@ def test_N_M13_scans_for_an_inactive_shortage_alone(live_pagedaemon154: Any) -> 
         line = _pass_logs(logs)[0]
         assert line["shortage"] == 0 and line["inactive_shortage"] == 13
         assert line["pdrevs"] == 1 and line["pddeact"] == 13
+        await pw.release(env, h)
+
+    env.run(body)
+
+
+@pytest.mark.parametrize(("inactive", "revs"), [(12, 1), (13, 0), (14, 0)])
+def test_N_M13_an_inactive_shortage_of_one_page_is_enough(
+    live_pagedaemon154: Any, inactive: int, revs: int
+) -> None:
+    """N-M13 (line 284), third disjunct at its boundary: plenty free, no request, 20 pages on
+    the paging queues (inactarg 13): 12 inactive is an inactive shortage of 1 (scan, one page
+    deactivated), 13 of 0 and 14 of -1 (N-M13': no scan)."""
+    env, passes = live_pagedaemon154(npages=64)
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        h = await pw.hold(env, "h", pw.region("anon", 20))
+        pw.deactivate(k, pw.pgs(env, h)[:inactive])
+        with capture_logs() as logs:
+            _wake_daemon(k)
+            await _quiet(env, passes, 1)
+        line = _pass_logs(logs)[0]
+        assert line["shortage"] == 0 and line["inactive_shortage"] == 13 - inactive
+        assert line["pdrevs"] == revs and line["pddeact"] == max(0, 13 - inactive)
         await pw.release(env, h)
 
     env.run(body)

@@ -17,12 +17,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import pytest
+
 import kernel.uvm.uvm_pdaemon_1_154 as pd154
 from kernel.kern.kern_synch import RWLock
 from kernel.kernel import Kernel
 from kernel.uvm import uvm_swap
 from kernel.uvm.uvm import UvmConstraintRange
-from kernel.uvm.uvm_page import PG_BUSY, PG_CLEAN, PQ_ACTIVE, PQ_INACTIVE, VmPage, atop
+from kernel.uvm.uvm_page import PG_BUSY, PG_CLEAN, PQ_ACTIVE, PQ_INACTIVE, PQ_ITER, VmPage, atop
 
 import pdaemon_world as pw
 from pdaemon154 import _markers, _scan, _scan_inactive
@@ -104,6 +106,23 @@ def test_N_S2prime_no_shortage_left_no_swap_shortage(run_as_pagedaemon154: Any) 
         h, pgs, _ = await _swap_short(env)
         d = await _scan(k, 0, 0)
         assert d["swpginuse"] == 0 and all(_slot(pg) for pg in pgs)
+        await pw.release(env, h)
+
+    run_as_pagedaemon154(body, swap_pages=40)
+
+
+@pytest.mark.parametrize("shortage", [0, 1, 2])
+def test_N_S2_a_shortage_of_one_page_is_a_swap_shortage_of_one(
+    run_as_pagedaemon154: Any, shortage: int
+) -> None:
+    """N-S2 (line 880), first conjunct at its boundary: "shortage > 0 | swap_shortage =
+    shortage": a shortage of 1 takes one slot from an active page, 2 take two, 0 none (N-S2')."""
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        h, pgs, _ = await _swap_short(env)
+        d = await _scan(k, shortage, 0)
+        assert d["swpginuse"] == -shortage
+        assert [_slot(pg) == 0 for pg in pgs[:3]] == [i < shortage for i in range(3)]
         await pw.release(env, h)
 
     run_as_pagedaemon154(body, swap_pages=40)
@@ -262,6 +281,27 @@ def test_N_A2_pages_outside_the_constraint_are_not_deactivated(run_as_pagedaemon
     run_as_pagedaemon154(body)
 
 
+@pytest.mark.parametrize(("inactive_shortage", "deactivated"), [(1, [False, False, True]), (0, [])])
+def test_N_A2_an_inactive_shortage_of_one_page_keeps_to_the_constraint(
+    run_as_pagedaemon154: Any, inactive_shortage: int, deactivated: list[bool]
+) -> None:
+    """N-A2 (line 905) at the boundary of its first test: with an inactive shortage of 1 the
+    pages outside the constraint are still passed over and the one inside is deactivated;
+    with 0 the walk does not run (N-A0)."""
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        h = await pw.hold(env, "w", pw.region("anon", 3), free=30)
+        pgs = pw.pgs(env, h)
+        f = atop(pgs[2].phys_addr)
+        d = await _scan(k, 0, inactive_shortage, UvmConstraintRange(f, f + 1))
+        assert d["pddeact"] == inactive_shortage
+        inactive = [bool(pg.pg_flags & PQ_INACTIVE) for pg in pgs]
+        assert inactive == (deactivated or [False] * 3)
+        await pw.release(env, h)
+
+    run_as_pagedaemon154(body)
+
+
 def test_N_A3_owner_locked_elsewhere_is_passed_over(run_as_pagedaemon154: Any) -> None:
     """N-A3 (lines 912-915): "try-lock fails | skip"."""
 
@@ -274,6 +314,35 @@ def test_N_A3_owner_locked_elsewhere_is_passed_over(run_as_pagedaemon154: Any) -
         assert pw.pg(env, h, 0, 0).pg_flags & PQ_ACTIVE
         assert pw.pg(env, h, 1, 0).pg_flags & PQ_INACTIVE
         await pw.run_on(env, cpu, pw.exit_(pw.lock(h, 0)))
+        await pw.release(env, h)
+
+    run_as_pagedaemon154(body)
+
+
+def test_N_R3_the_walks_marker_is_a_PQ_ITER_page_right_behind_its_page(
+    run_as_pagedaemon154: Any,
+) -> None:
+    """Lines 856 and 890 with N-R3 (lines 547-550): the active walk puts a marker page (only
+    PQ_ITER set) right behind the page it works on and moves it along, so that it can go on
+    from there after dropping the page queues to deactivate (N-A6). Seen at each owner
+    try-lock: one page that is not a holder's page, flagged PQ_ITER only, behind the first
+    page still active."""
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        h = await pw.hold(env, "w", pw.region("anon", 3))
+        pgs = pw.pgs(env, h)
+        seen: list[tuple[list[int], bool]] = []
+
+        def look(rwl: RWLock) -> None:
+            q = list(k.uvm.page_active)
+            extra = [i for i, pg in enumerate(q) if not any(pg is x for x in pgs)]
+            current = next(pg for pg in pgs if pg.pg_flags & PQ_ACTIVE)
+            seen.append(([q[i].pg_flags for i in extra], q[extra[0] - 1] is current))
+
+        pw.lock(h, 0).rwl_hook = look
+        d = await _scan(k, 0, 2)
+        pw.lock(h, 0).rwl_hook = None
+        assert d["pddeact"] == 2 and seen == [([PQ_ITER], True)] * 2
         await pw.release(env, h)
 
     run_as_pagedaemon154(body)

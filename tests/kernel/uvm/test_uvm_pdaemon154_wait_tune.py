@@ -16,6 +16,7 @@ import pytest
 from structlog.testing import capture_logs
 
 import kernel.uvm.uvm_pdaemon_1_154 as pd154
+from kernel.kern.kern_kthread import kthread_create
 from kernel.kern.kern_synch import chan
 from kernel.kernel import Kernel
 from kernel.sys.proc import set_curproc
@@ -168,6 +169,30 @@ def test_N_W5_a_waiter_is_counted_while_it_sleeps(live_pagedaemon154: Any) -> No
         await pd154.uvm_wait(k, "testwait")
         assert k.uvm_wait_counter == 0 and k.uvm.fpageqlock.mtx_owner is None
         assert counts and counts[0] == 1 and k.uvmexp.pdwoke == 1
+
+    env.run(body)
+
+
+def test_N_W5_two_waiters_are_counted_two(live_pagedaemon154: Any) -> None:
+    """N-W5 (lines 162, 165): uvm_wait_counter is a count: two kernel threads asleep in
+    uvm_wait at once count 2 (the daemon's passes see it), each takes its own 1 off when it
+    runs again, and the count ends at 0."""
+    counts: list[int] = []
+    env, _passes = live_pagedaemon154(lambda k, n: counts.append(k.uvm_wait_counter), npages=64)
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        back: list[str] = []
+
+        async def waiter(name: str) -> None:
+            await k.pdaemon.uvm_wait(k, name)
+            back.append(name)
+
+        await env.sleep(MS)
+        for name in ("w1", "w2"):
+            kthread_create(k, waiter, name, name=name)
+        await pw.until(env, lambda: len(back) == 2, "both waiters back")
+        await env.settle()
+        assert max(counts) == 2 and k.uvm_wait_counter == 0
 
     env.run(body)
 

@@ -199,6 +199,33 @@ def test_I12c_the_slot_is_recorded_in_the_anon_or_in_the_aobj(run_as_pagedaemon:
     run_as_pagedaemon(body)
 
 
+def test_I12c_the_slot_of_a_page_of_a_large_aobj_goes_into_its_swap_hash(
+    run_as_pagedaemon: Any,
+) -> None:
+    """I12c for an aobj of more than 64 pages, which keeps its slots in a hash of 16-slot
+    elements rather than an array (uvm_aobj.c's UAO_USES_SWHASH): "set its slot (...aobj
+    slot) to swslot + swcpages" makes the elements of pages 3 and 70 (two clusters of the
+    object), counted in the element pool."""
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        h = await pw.hold(env, "w", pw.region("shared", 80, "big", touch=""), free=30)
+        for i in (3, 70):
+            await pw.run_on(env, h, _store(h.vas[0] + i * PAGE, b"x"))
+        pgs = [pw.pg(env, h, 0, 3), pw.pg(env, h, 0, 70)]
+        pw.deactivate(k, pgs)
+        pool = k.uao_swhash_elt_pool
+        nout = pool.pr_nout
+        with capture_logs() as logs:
+            await _scan(k)
+        assert _pageouts(logs) == [(2, "PEND")]
+        assert (_aobj_slot(k, h, 0, 3), _aobj_slot(k, h, 0, 70)) == (1, 2)
+        assert pool.pr_nout == nout + 2
+        await _settle(env)
+        await pw.release(env, h)
+
+    run_as_pagedaemon(body)
+
+
 def test_I12d_a_cluster_that_is_not_full_waits_for_the_next_page(run_as_pagedaemon: Any) -> None:
     """I12d: "swcpages < swnpages | skip to next page (cluster not full)" (C: "cluster not
     full yet?"). At the second page's try-lock the first page is busy in the cluster with

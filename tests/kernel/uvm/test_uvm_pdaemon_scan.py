@@ -525,6 +525,36 @@ def test_A4b_swap_shortage_takes_the_slot_of_an_active_aobj_page(run_as_pagedaem
     run_as_pagedaemon(body, npages=64, swap_pages=16)
 
 
+def test_A4b_swap_shortage_takes_the_slot_of_a_page_of_a_large_aobj(run_as_pagedaemon: Any) -> None:
+    """A4b for an aobj of more than 64 pages, whose slots live in a hash of 16-slot elements
+    (uvm_aobj.c's UAO_USES_SWHASH): "clear it in the aobj, free slot, clear PG_CLEAN,
+    swap_shortage −1". Pages 0-19 of an 80-page shared region are resident; 0-15 own slots
+    (one element); the walk takes those of pages 0 and 1 out of the hash."""
+
+    async def body(k: Kernel, env: KernelEnv) -> None:
+        h = await pw.hold(env, "h", ("shared", 80, "shm", ""), ("anon", 34, None, "w"))
+        await pw.run_on(env, h, _writes(h, 0, range(20)))
+        slots = await _aobj_round_trip(env, h, 0, range(16))
+        assert k.uvmexp.swpginuse == 16 and k.uvmexp.free == 10
+        pool = k.uao_swhash_elt_pool
+        nout = pool.pr_nout
+        k.uvmexp.inactarg = 0
+        d = await _scan(k)
+        assert d["swpginuse"] == -2 and pool.pr_nout == nout  # 14 slots keep the element
+        uobj = pw.obj(h, 0)
+        for i in range(16):
+            pg = pw.pg(env, h, 0, i)
+            if i < 2:
+                assert uvm_aobj.uao_find_swslot(k, uobj, i) == 0 and pw.slot_free(k, slots[i])
+                assert not pg.pg_flags & PG_CLEAN
+            else:
+                assert uvm_aobj.uao_find_swslot(k, uobj, i) == slots[i]
+                assert pg.pg_flags & PG_CLEAN
+        await pw.release(env, h)
+
+    run_as_pagedaemon(body, npages=64, swap_pages=16)
+
+
 def test_A4c_page_without_a_slot_does_not_count_against_the_swap_shortage(
     run_as_pagedaemon: Any,
 ) -> None:
