@@ -850,12 +850,6 @@ async def uvm_swap_io(
             # this just tells async callbacks to free
             tpps[i].pg_flags |= uvm_page.PQ_ENCRYPT
         uvm_pager.uvm_pagermapout(k, npages)
-        if encrypt:
-            # PORT: the CPU time of the encryption passes now, where upstream spends it, not
-            # at the caller's next yield: a page daemon that paid milliseconds of it after
-            # its pass would sit out the wakeups of processes that meanwhile ran out of
-            # memory and slept in uvm_wait (docs/time.md, reference §4 item 14)
-            await k.sched.pay("swap_encrypt", k.config.costs.yield_ns)
         # PORT: upstream now disposes of the originals (uvm_pager_dropcluster with
         # PGO_PDFREECLUST: unbusied and clean before the write has happened; reference §4
         # item 11). They stay busy and dirty until the write is done (module docstring).
@@ -881,6 +875,15 @@ async def uvm_swap_io(
         # mark the pages in the drum for decryption
         if swpenc.swap_encrypt_initialized:
             uvm_swap_markdecrypt(sdp, startslot, npages, encrypt)
+        if encrypt:
+            # PORT: the CPU time of the encryption passes now, where upstream spends it, not
+            # at the caller's next yield: a page daemon that paid milliseconds of it after
+            # its pass would sit out the wakeups of processes that meanwhile ran out of
+            # memory and slept in uvm_wait (docs/time.md, reference §4 item 14). Upstream
+            # does not sleep between taking the keys' references and marking the slots, so
+            # the time passes only once both are done: other threads, and uvm_swap_free of
+            # one of these slots, never see a key counting a slot that is not marked.
+            await k.sched.pay("swap_encrypt", k.config.costs.yield_ns)
 
     # async ops get the iodone handler
     if async_:

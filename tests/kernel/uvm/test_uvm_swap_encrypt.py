@@ -18,6 +18,7 @@ import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 import kernel.uvm.uvm_anon as uvm_anon
+import kernel.uvm.uvm_check as uvm_check_mod
 import kernel.uvm.uvm_page as uvm_page
 import kernel.uvm.uvm_pager as uvm_pager
 import kernel.uvm.uvm_swap as uvm_swap
@@ -424,6 +425,49 @@ def test_freeing_a_run_of_encrypted_slots_puts_each_slots_key_reference(kenv: An
         key = uvm_swap.SWD_KEY(_sdp(k), slot)
         assert key.refcount == 0 and k.swapencrypt.uvm_swpkeysdeleted == 1
         assert not any(_sdp(k).swd_decrypt)
+        await _free_anons(k, lock, anons)
+
+    env.run(body)
+
+
+def test_while_encryption_time_passes_the_keys_count_exactly_the_marked_slots(kenv: Any) -> None:
+    """§1.9 steps 4-6 run without a sleep upstream: the key references are taken and the slots
+    marked "needs decrypt" before anything else runs. The port lets the encryption's CPU time
+    pass as virtual time (a yield, PORT) only once both are done, so a thread that runs
+    meanwhile sees consistent keys, and a slot of the run freed meanwhile puts its
+    reference (before the fix it was left counted forever, and uvm_check's key count
+    failed under pressure)."""
+    env = kenv(config=_config())
+    seen: list[tuple[int, list[int]]] = []
+
+    async def body(k: Kernel, env: Any) -> None:
+        lock, anons, pgs = _dirty_anons(k, env, 3)
+        slot = _slots(k, pgs)
+        sdp = _sdp(k)
+        pay = k.sched.pay
+
+        async def pay_and_free(what: str = "cpu", min_ns: int = 1) -> None:
+            if what == "swap_encrypt":
+                key = uvm_swap.SWD_KEY(sdp, slot)
+                seen.append((key.refcount, list(sdp.swd_decrypt[slot - 1 : slot + 2])))
+                uvm_check_mod._check_keys(sdp)  # what uvm_check asserts, mid-write
+                uvm_swap.uvm_swap_free(k, slot + 2, 1)  # the third slot's owner lets go
+                anons[2].an_swslot = 0
+            await pay(what, min_ns)
+
+        k.sched.pay = pay_and_free  # type: ignore[method-assign]
+        try:
+            assert await uvm_swap.uvm_swap_put(k, slot, pgs, 3, PGO_SYNCIO) == VM_PAGER_OK
+        finally:
+            k.sched.pay = pay  # type: ignore[method-assign]
+        assert seen == [(3, [1, 1, 1])]
+        key = uvm_swap.SWD_KEY(sdp, slot)
+        assert key.refcount == 2 and list(sdp.swd_decrypt[slot - 1 : slot + 2]) == [1, 1, 0]
+        _unbusy(k, pgs)
+        for anon in anons[:2]:
+            anon.an_swslot = 0
+        uvm_swap.uvm_swap_free(k, slot, 2)
+        assert key.refcount == 0 and k.swapencrypt.uvm_swpkeysdeleted == 1
         await _free_anons(k, lock, anons)
 
     env.run(body)
