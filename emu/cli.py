@@ -299,7 +299,13 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 def _cmd_bench(args: argparse.Namespace) -> int:
     import time
 
-    from emu.benchmarks import MODULES, BenchResult, load
+    from emu.benchmarks import (
+        ENCRYPTION_TARGET,
+        MODULES,
+        BenchResult,
+        encryption_costs,
+        load,
+    )
 
     unknown = [n for n in args.only if n not in MODULES]
     if unknown:
@@ -314,10 +320,18 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"bench {name}: {time.perf_counter() - t:.1f} s", file=sys.stderr)
     _print_bench(rows, time.perf_counter() - t0, args.quick)
+    costs = encryption_costs(rows)
+    for name, cost in costs.items():
+        verdict = "pass" if cost < ENCRYPTION_TARGET else "SHORT"
+        print(f"swap encryption costs {cost:.2f}x on {name} (CPU time, on / {name}_plain; "
+              f"target < {ENCRYPTION_TARGET}x): {verdict}")  # fmt: skip
     if args.json_path:
         path = Path(args.json_path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"benchmarks": {r.name: r.as_json() for r in rows}}, indent=2))
+        doc: dict[str, object] = {"benchmarks": {r.name: r.as_json() for r in rows}}
+        if costs:
+            doc["encryption_cost"] = {**costs, "target_below": ENCRYPTION_TARGET}
+        path.write_text(json.dumps(doc, indent=2))
         print(f"wrote {path}")
     return 0
 

@@ -135,6 +135,33 @@ def result(name: str, value: float, unit: str, reference: float | None, target: 
                        passed=passed, spread=round(spread, 3), extra=extra, note=note)  # fmt: skip
 
 
+ENCRYPTION_TARGET = 1.5  # issue 15: swap encryption costs less than 1.5x on these rows
+# row with encryption on -> the extra field that holds its CPU time per unit of work
+ENCRYPTION_PAIRS = {"pageout": None, "fault_major": "cpu_us_per_fault"}
+
+
+def encryption_costs(rows: list[BenchResult]) -> dict[str, float]:
+    """What swap encryption costs on each row measured both ways in this run: the row's CPU
+    time per unit of work with encryption on over the same with it off (``X_plain``). The
+    ``pageout`` rows are already in pages per CPU second; ``fault_major`` is in faults per
+    wall second, so its CPU time per fault (an extra field) is used, which a loaded machine
+    disturbs less."""
+    by = {r.name: r for r in rows}
+    out: dict[str, float] = {}
+    for name, field_ in ENCRYPTION_PAIRS.items():
+        on, off = by.get(name), by.get(name + "_plain")
+        if on is None or off is None:
+            continue
+        if field_ is None:
+            if on.value > 0:
+                out[name] = _r(off.value / on.value)
+        else:
+            a, b = on.extra.get(field_), off.extra.get(field_)
+            if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b > 0:
+                out[name] = _r(a / b)
+    return out
+
+
 def _r(x: float) -> float:
     """Four significant digits."""
     return float(f"{x:.4g}")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from emu.benchmarks import MODULES, BenchResult, interleaved, load, result, spread
+from emu.benchmarks import MODULES, BenchResult, encryption_costs, interleaved, load, result, spread
 from emu.cli import main
 
 JSON_KEYS = {"value", "unit", "reference", "ratio", "target", "pass"}
@@ -86,3 +86,26 @@ def test_helpers() -> None:
     assert calls == ["a", "b", "a", "b", "b", "a", "a", "b"]  # warm-up, then rotating order
     r = result("x", 123456.0, "u", 2.0, ">= 1x", True)
     assert r.value == 123500.0 and r.ratio == 61730.0
+
+
+def test_emu_bench_reports_what_encryption_costs_each_row_measured_both_ways(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """pageout: k pages per CPU second, so the cost is plain / on; fault_major: CPU µs per
+    fault from its extra field, on / plain. A row measured one way only has no cost."""
+    fake = [result("pageout", 40.0, "k pages/CPU s", 900.0, ">= 0.5x", False),
+            result("pageout_plain", 64.0, "k pages/CPU s", 900.0, ">= 0.5x", False),
+            result("fault_major", 18.0, "k faults/s", 90.0, ">= 30 k/s", False, cpu_us_per_fault=84.0),
+            result("fault_major_plain", 20.0, "k faults/s", 90.0, ">= 30 k/s", False, cpu_us_per_fault=70.0),
+            result("fault_zero", 60.0, "k faults/s", 200.0, ">= 100 k/s", False)]  # fmt: skip
+    assert encryption_costs(fake) == {"pageout": 1.6, "fault_major": 1.2}
+    assert encryption_costs(fake[2:]) == {"fault_major": 1.2}
+    assert encryption_costs(fake[4:]) == {}
+    monkeypatch.setattr("emu.benchmarks.load", lambda name: lambda quick, tiny=False: fake)
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--quick", "--only", "pageout", "--json", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "swap encryption costs 1.60x on pageout" in printed and "SHORT" in printed
+    assert "swap encryption costs 1.20x on fault_major" in printed
+    assert json.loads(out.read_text())["encryption_cost"] == {
+        "pageout": 1.6, "fault_major": 1.2, "target_below": 1.5}
