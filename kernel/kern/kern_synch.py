@@ -238,6 +238,8 @@ async def cpu_race(k: Kernel, where: str) -> None:
 
     Windows: ``"uvm_swap_io.async"``: an async swap write has been started and the caller
     (the page daemon) has not yet relocked the page queues to look at its page again.
+    ``"uvmfault_anonget.io"``: a fault's swap read is over (or failed at once on a bad slot)
+    and the faulting thread has not yet relocked the map and the anon.
     """
     hook = k.hooks.get("cpu.race")
     if hook is not None:

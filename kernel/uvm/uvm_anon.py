@@ -11,6 +11,8 @@ Deviations:
   later revisions do. The 2021-2023 code called ``uvm_anfree``, which, the page being gone
   by then, counted the slot as "only in swap" and took one off ``uvmexp.swpgonly`` for a
   page that was never counted there (swpgonly drifted low, and could trip its KASSERT).
+  When the read failed the page *was* counted: uvmfault_anonget counts it out before calling
+  here (uvm_fault.py), which later upstream revisions, releasing the same way, never do.
 - ``uvm_anon_release`` also removes the page's mappings before freeing it (later revisions
   do; ``uvm_pageclean`` here checks under DIAGNOSTIC that a freed page has none).
 - ``uvm_anon_release`` tolerates a caller that cannot sleep and so does not hold the anon's

@@ -14,7 +14,10 @@ Deviations:
 - ``uao_detach`` does not sleep on busy pages (pages in pageout): it marks them PG_RELEASED
   and lets the I/O owner free them and their slots (uvm_page_unbusy). ``uao_free`` then
   leaves the slots of those still-resident pages alone, where C drops every slot (and
-  asserts the pages are gone); the slot array or hash is kept until they are freed.
+  asserts the pages are gone); the slot array or hash is kept until they are freed. A
+  ``uao_get`` whose read fails on such a page forgets the slot it has just marked
+  SWSLOT_BAD (``uao_dropswap_range``, which counts the lost page out of ``swpgonly``): the
+  dead object is never looked at again.
 - There is no global aobj list and no swapoff (``uao_swap_off``, ``uao_pagein``), and no
   tmpfs grow/shrink. Allocations never fail: a hash element allocation cannot panic
   (reference §4 item 9 cannot happen), UAO_FLAG_CANFAIL is accepted and ignored. The hash
@@ -582,10 +585,16 @@ async def uao_get(
 
                 if ptmp.pg_flags & uvm_page.PG_WANTED:
                     wakeup(k, ptmp)
+                released = ptmp.pg_flags & uvm_page.PG_RELEASED
                 ptmp.pg_flags &= ~(uvm_page.PG_WANTED | uvm_page.PG_BUSY)
                 uvm_page.uvm_lock_pageq(k)
                 uvm_page.uvm_pagefree(k, ptmp)
                 uvm_page.uvm_unlock_pageq(k)
+                if released:
+                    # PORT: the object died during the read (uao_detach) and uao_free left
+                    # this page's slot to us: forget it now, counting the lost page out of
+                    # swpgonly, or nothing ever would (see the module docstring)
+                    uao_dropswap_range(k, uobj, pageidx, pageidx + 1)
                 rw_exit(uobj.vmobjlock)
                 return rv, npages
 

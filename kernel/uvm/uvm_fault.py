@@ -36,6 +36,10 @@ Deviations (PORT):
   pager's get sleeps on it.
 - A swap read error makes uvmfault_anonget return EIO (upstream: EACCES, marked XXX), so the
   process gets SIGBUS (``emu.cpu.BusError``) as the machine's design asks.
+- uvmfault_anonget counts out of ``uvmexp.swpgonly`` the page of an anon freed while its
+  swap read failed (PG_RELEASED after an error): upstream's uvm_anon_release (since it stopped
+  calling uvm_anfree) only frees the slot, so that page stayed counted forever (docs/port.md,
+  known bugs). A ``cpu_race`` window after the read lets tests free the anon right there.
 - PGO_DONTCARE (zero fill) is ``None`` for ``uobjpage``; ERESTART is -1 as in sys/errno.h.
 - ``uvm_wait`` is called as ``await k.pdaemon.uvm_wait(k, wmsg)``: the page daemon is a
   module chosen at boot (uvm_extern.py), which this module does not import.
@@ -66,6 +70,7 @@ from kernel.kern.kern_synch import (
     PNORELOCK,
     PVM,
     RW_WRITE,
+    cpu_race,
     rw_enter,
     rw_exit,
     rwsleep_nsec,
@@ -475,6 +480,7 @@ async def uvmfault_anonget(
                 flt.kind = _KIND_MAJOR
                 k.sched.charge(k.config.costs.pagein_ns)
                 error = await uvm_swap.uvm_swap_get(k, pg, anon.an_swslot, PGO_SYNCIO)
+                await cpu_race(k, "uvmfault_anonget.io")  # PORT: see kern_synch.cpu_race
 
                 # We clean up after the I/O below in the
                 # 'we_own' case.
@@ -505,6 +511,15 @@ async def uvmfault_anonget(
                 # Released while we had unlocked amap.
                 if locked:
                     uvmfault_unlockall(ufi, None, None)
+                if error != VM_PAGER_OK:
+                    # PORT: the read failed, so the data never left swap (uvm_swap_get
+                    # counts a page out of swpgonly only when it reads it) and now goes
+                    # with the anon. uvm_anon_release only drops the slot: count the page
+                    # out here, as uvm_anfree does for an anon with no page (docs/port.md)
+                    KASSERT(k, k.uvmexp.swpgonly > 0)
+                    k.uvmexp.swpgonly -= 1
+                    if anon.an_swslot == uvm_swap.SWSLOT_BAD:  # see uvm_swap.py
+                        uvm_swap.swpgonlybad_add(k, -1)
                 uvm_anon.uvm_anon_release(k, anon)  # frees page for us
                 k.uvmexp.fltpgrele += 1
                 return ERESTART  # refault!

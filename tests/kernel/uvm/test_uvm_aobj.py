@@ -15,6 +15,7 @@ import kernel.uvm.uvm_page as uvm_page
 import kernel.uvm.uvm_pager as uvm_pager
 import kernel.uvm.uvm_swap as uvm_swap
 from devices.faults import FaultConfig
+from kernel.kern.kern_kthread import kthread_create
 from kernel.kern.kern_synch import RW_WRITE, rw_enter, rw_enter_nosleep, rw_exit
 from kernel.kernel import Kernel, KernelConfig
 from kernel.sys.mman import PROT_NONE, PROT_READ
@@ -283,6 +284,49 @@ def test_uao_dropswap_range_counts_a_swslot_bad_page_out_of_swpgonly(kenv: Any) 
         env.objs.remove(uobj)
         assert uobj.pgops.pgo_detach is not None
         await uobj.pgops.pgo_detach(k, uobj)
+
+    env.run(body)
+
+
+def test_an_aobj_detached_while_its_swap_in_fails_counts_the_lost_page_out(kenv: Any) -> None:
+    """The aobj side of "an anon freed while its swap-in fails": the last reference goes while
+    uao_get sleeps on a read that fails. uao_detach marks the busy page PG_RELEASED and
+    uao_free leaves its slot alone (PORT: upstream sleeps until the read is over); then the
+    read fails, and the dead object's page would hold SWSLOT_BAD where no one looks again.
+    The page is counted out of swpgonly and swpgonlybad with it; the slot stays marked bad."""
+    env = kenv(config=_quiet(), faults=FaultConfig(fail_read_slots=[(0, 15)],
+                                                   extra_latency_ns=5_000_000))  # fmt: skip
+    got: dict[str, Any] = {}
+
+    async def getter(k: Kernel, uobj: UvmObject) -> None:
+        await rw_enter(k, uobj.vmobjlock, RW_WRITE)
+        pps: list[Any] = [None]
+        got["r"], _ = await uvm_aobj.uao_get(k, uobj, PAGE, pps, 1, 0, 0, 0, 0)
+
+    async def body(k: Kernel, env: Any) -> None:
+        uobj = uvm_aobj.uao_create(k, 4 * PAGE, 0)
+        env.objs.append(uobj)
+        pgs = await _touch(k, env, uobj, [1])
+        _, swslot = await _pageout(k, uobj, pgs)
+        await _until_idle(env, pgs)
+        _free_clean(k, pgs[0])
+        free = k.uvmexp.free
+        kthread_create(k, getter, k, uobj, name="getter")
+        while uvm_page.uvm_pagelookup(uobj, PAGE) is None:  # the read is in flight
+            await env.sleep(100_000)
+        pg = uvm_page.uvm_pagelookup(uobj, PAGE)
+        env.objs.remove(uobj)
+        assert uobj.pgops.pgo_detach is not None
+        await uobj.pgops.pgo_detach(k, uobj)  # the last reference
+        assert pg.pg_flags & PG_RELEASED and k.uvmexp.swpgonly == 1
+        while "r" not in got:
+            await env.sleep(1_000_000)
+        assert got["r"] == VM_PAGER_ERROR and uobj.uo_npages == 0
+        assert (k.uvmexp.swpgonly, k.swap.swpgonlybad, k.uvmexp.swpginuse) == (0, 0, 1)
+        assert uvm_aobj.uao_find_swslot(k, uobj, 1) == 0  # forgotten
+        sdp = uvm_swap.swapdrum_getsdp(k, swslot)
+        assert sdp is not None and sdp.swd_npgbad == 1  # marked bad, stays allocated
+        assert k.uvmexp.free == free  # the page read into was freed
 
     env.run(body)
 

@@ -13,12 +13,14 @@ from structlog.testing import capture_logs
 import kernel.uvm.uvm_swap as uvm_swap
 from devices.faults import FaultConfig
 from emu.cpu import BusError, MemoryFault, SegmentationFault
+from kernel.arch.emu import machdep
 from kernel.kern.kern_synch import wakeup
 from kernel.sys.mman import PROT_NONE, PROT_READ
 from kernel.uvm.uvm_page import (
     PG_BUSY,
     PG_CLEAN,
     PG_FAKE,
+    PG_RELEASED,
     PG_WANTED,
     PQ_ACTIVE,
     PQ_INACTIVE,
@@ -261,6 +263,84 @@ def test_a_lost_anon_page_counts_once_toward_swap_full(run_kernel):
         assert k.uvmexp.swpgonly == 0 and k.swap.swpgonlybad == 0  # counted out at exit
 
     run_kernel(body, swap_pages=2, faults=FaultConfig(fail_read_rate=1.0))
+
+
+def test_an_anon_freed_while_its_swap_in_fails_is_counted_out_of_swpgonly(run_kernel):
+    """§1.14 steps 3-4 with the anon freed during the read: "uvm_swap_get ... OK → `swpgonly`
+    −1" (a failed read leaves it counted), "If the page was released meanwhile, it frees the
+    anon and returns REFAULT". Another thread unmaps the page while the fault sleeps on a
+    read that fails: uvm_anfree finds the page busy and only marks it PG_RELEASED (§1.11),
+    so the fault's uvm_anon_release frees page, anon and slot. The data, only in swap until
+    then, is gone: swpgonly must drop back to 0 (PORT, docs/port.md known bugs: upstream
+    since uvm_anon_release stopped calling uvm_anfree leaves it counted forever)."""
+    seen = {}
+
+    async def work(p, env):
+        va = await p.mmap(PAGE)
+        await p.store(va, b"gone")
+        anon = env.anon_at(p, va)
+        await env.page_out(anon)
+        seen["va"], seen["anon"] = va, anon
+        with pytest.raises(SegmentationFault):  # refault: the address is unmapped by now
+            await p.load(va, 4)
+
+    async def body(k, env):
+        p = env.spawn(work, env=env)
+        while "anon" not in seen or seen["anon"].an_page is None:  # the read is in flight
+            await env.sleep(100_000)
+        anon, pg = seen["anon"], seen["anon"].an_page
+        assert pg.pg_flags & PG_BUSY and k.uvmexp.swpgonly == 1
+        await machdep.munmap(k, p.proc, seen["va"], PAGE)  # another thread of the process
+        assert pg.pg_flags & PG_RELEASED and anon.an_ref == 0
+        assert k.uvmexp.swpgonly == 1  # uvm_anfree left the busy page to the I/O owner
+        await env.wait(p)
+        u = k.uvmexp
+        assert (u.nswget, u.fltpgrele, anon.an_page, anon.an_swslot) == (1, 1, None, 0)
+        assert (u.swpgonly, k.swap.swpgonlybad, u.swpginuse) == (0, 0, 0)
+        assert u.free == u.npages
+
+    run_kernel(body, faults=FaultConfig(fail_read_rate=1.0, extra_latency_ns=5_000_000))
+
+
+def test_an_anon_with_a_bad_slot_freed_during_a_refault_is_counted_out_of_swpgonly(run_kernel):
+    """The same with an anon whose slot is already SWSLOT_BAD (an earlier swap-in failed,
+    §1.14 step 4; its page stays counted in swpgonly, its slot in swpgonlybad): "a bad slot →
+    ERROR" at once, and another CPU unmaps the page before the fault relocks (the
+    ``uvmfault_anonget.io`` window of kern_synch.cpu_race). uvm_anon_release forgets the bad
+    slot; the lost page must leave swpgonly and swpgonlybad with it."""
+    seen = {}
+
+    async def race(where):
+        if where == "uvmfault_anonget.io" and "va" in seen:
+            p = seen.pop("p")
+            await machdep.munmap(p.k, p.proc, seen["va"], PAGE)
+            seen["released"] = p.k.uvmexp.swpgonly, seen["anon"].an_page.pg_flags & PG_RELEASED
+
+    async def work(p, env):
+        va = await p.mmap(PAGE)
+        await p.store(va, b"gone")
+        anon = env.anon_at(p, va)
+        await env.page_out(anon)
+        with pytest.raises(BusError):
+            await p.load(va, 4)
+        k = env.k
+        assert anon.an_swslot == SWSLOT_BAD and (k.uvmexp.swpgonly, k.swap.swpgonlybad) == (1, 1)
+        seen.update(p=p, va=va, anon=anon)
+        with pytest.raises(SegmentationFault):  # refault: the address is unmapped by now
+            await p.load(va, 4)
+
+    async def body(k, env):
+        k.hooks["cpu.race"] = race
+        p = env.spawn(work, env=env)
+        await env.wait(p)
+        assert seen["released"] == (1, PG_RELEASED)  # uvm_anfree left it to the fault
+        u, anon = k.uvmexp, seen["anon"]
+        assert (u.nswget, u.fltpgrele, anon.an_page, anon.an_swslot) == (2, 1, None, 0)
+        assert (u.swpgonly, k.swap.swpgonlybad) == (0, 0)
+        assert u.swpginuse == 1  # the bad slot stays allocated, never to be used again
+        assert u.free == u.npages
+
+    run_kernel(body, faults=FaultConfig(fail_read_rate=1.0))
 
 
 @pytest.mark.parametrize("fail", [False, True])
