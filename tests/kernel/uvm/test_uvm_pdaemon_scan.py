@@ -500,6 +500,20 @@ def test_A4a_swap_shortage_takes_the_slot_of_an_active_anon_page(run_as_pagedaem
     run_as_pagedaemon(body, npages=64, swap_pages=16)
 
 
+def _assert_a4b_took_two_slots(k: Kernel, env: KernelEnv, h: Any, slots: list[int]) -> None:
+    """A4b's effect on pages 0-15 of the region: 0 and 1 lost their slots (freed) and are
+    dirty again; the others keep theirs and stay clean."""
+    uobj = pw.obj(h, 0)
+    for i in range(16):
+        pg = pw.pg(env, h, 0, i)
+        if i < 2:
+            assert uvm_aobj.uao_find_swslot(k, uobj, i) == 0 and pw.slot_free(k, slots[i])
+            assert not pg.pg_flags & PG_CLEAN
+        else:
+            assert uvm_aobj.uao_find_swslot(k, uobj, i) == slots[i]
+            assert pg.pg_flags & PG_CLEAN
+
+
 def test_A4b_swap_shortage_takes_the_slot_of_an_active_aobj_page(run_as_pagedaemon: Any) -> None:
     """A4b: "swap_shortage > 0, PQ_AOBJ, aobj slot ≠ 0 | clear it in the aobj, free slot,
     clear PG_CLEAN, swap_shortage −1"."""
@@ -511,15 +525,7 @@ def test_A4b_swap_shortage_takes_the_slot_of_an_active_aobj_page(run_as_pagedaem
         k.uvmexp.inactarg = 0
         d = await _scan(k)
         assert d["swpginuse"] == -2
-        uobj = pw.obj(h, 0)
-        for i in range(16):
-            pg = pw.pg(env, h, 0, i)
-            if i < 2:
-                assert uvm_aobj.uao_find_swslot(k, uobj, i) == 0 and pw.slot_free(k, slots[i])
-                assert not pg.pg_flags & PG_CLEAN
-            else:
-                assert uvm_aobj.uao_find_swslot(k, uobj, i) == slots[i]
-                assert pg.pg_flags & PG_CLEAN
+        _assert_a4b_took_two_slots(k, env, h, slots)
         await pw.release(env, h)
 
     run_as_pagedaemon(body, npages=64, swap_pages=16)
@@ -541,15 +547,7 @@ def test_A4b_swap_shortage_takes_the_slot_of_a_page_of_a_large_aobj(run_as_paged
         k.uvmexp.inactarg = 0
         d = await _scan(k)
         assert d["swpginuse"] == -2 and pool.pr_nout == nout  # 14 slots keep the element
-        uobj = pw.obj(h, 0)
-        for i in range(16):
-            pg = pw.pg(env, h, 0, i)
-            if i < 2:
-                assert uvm_aobj.uao_find_swslot(k, uobj, i) == 0 and pw.slot_free(k, slots[i])
-                assert not pg.pg_flags & PG_CLEAN
-            else:
-                assert uvm_aobj.uao_find_swslot(k, uobj, i) == slots[i]
-                assert pg.pg_flags & PG_CLEAN
+        _assert_a4b_took_two_slots(k, env, h, slots)
         await pw.release(env, h)
 
     run_as_pagedaemon(body, npages=64, swap_pages=16)
