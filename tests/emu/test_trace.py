@@ -1,5 +1,5 @@
 """emu.workloads.trace: streamed page-granular trace readers (docs/workloads.md, "Traces";
-formats per /work/shared/docs/peers.md §1.1 and §4)."""
+formats as the design notes' peers document gives them, §1.1 and §4)."""
 
 from __future__ import annotations
 
