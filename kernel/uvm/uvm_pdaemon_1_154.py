@@ -568,7 +568,7 @@ async def swapcluster_flush(k: Kernel, swc: Swapcluster) -> int:
     if result != uvm_pager.VM_PAGER_PEND:
         KASSERT(k, result == uvm_pager.VM_PAGER_AGAIN)
         await uvm_pager.uvm_swap_dropcluster(k, swc.swc_pages, nused, ENOMEM)
-        # line 470: a passing shortage: give every slot of the cluster back
+        # lines 470-472: a passing shortage: give every slot of the cluster back
         uvm_swap.uvm_swap_free(k, slot, nused)  # C narrows the daddr_t here (line 471)
 
     # lines 475-479: no cluster open any more

@@ -637,14 +637,16 @@ def uvm_swapisfull_154(k: Kernel) -> bool:
     of it or more?
 
     => swpgonly >= swpages * 99 / 100 (integer division, as the C's long arithmetic)
-    => PORT: pages marked bad count as only-in-swap, as in :func:`uvm_swapisfull`
+    => PORT: pages marked bad count as full, each once, as in :func:`uvm_swapisfull`
     => takes uvm_swap_data_lock
     => PORT: used by the 1.154 page daemon only; the 2022 form above stays 1.105's
     """
     swap = _swap(k)
     mtx_enter(swap.uvm_swap_data_lock)
-    npgbad = sum(sdp.swd_npgbad for spp in swap.swap_priority for sdp in spp.spi_swapdev)
-    result = k.uvmexp.swpgonly + npgbad >= k.uvmexp.swpages * 99 // 100
+    # PORT: swpgonly becomes the count of unusable slots (_swap_unusable)
+    swpgonly = _swap_unusable(k, swap)
+    KASSERT(k, swpgonly <= k.uvmexp.swpages)
+    result = swpgonly >= k.uvmexp.swpages * 99 // 100
     mtx_leave(swap.uvm_swap_data_lock)
     return result
 

@@ -265,6 +265,39 @@ def test_a_lost_anon_page_counts_once_toward_swap_full(run_kernel):
     run_kernel(body, swap_pages=2, faults=FaultConfig(fail_read_rate=1.0))
 
 
+def test_a_lost_anon_page_counts_once_toward_1_154s_swap_full(run_kernel):
+    """Issue 12 item 1 for the 1.154 daemon's uvm_swapisfull (uvm_swap.c 1.179: swpgonly at
+    99 % of swpages): the slot of a failed swap-in is one unusable slot, not two. 98 pages
+    only in swap on a 100-slot swap (the threshold is 99), then one of them fails to read
+    back: 98 unusable slots, so swap is not full; counting the bad slot on top of its page
+    in swpgonly read 99, full."""
+
+    async def work(p, env):
+        n = 98
+        va = await p.mmap(n * PAGE)
+        for i in range(n):
+            await p.store(va + i * PAGE, b"lost")
+        for i in range(n):
+            await env.page_out(env.anon_at(p, va + i * PAGE))
+        k = env.k
+        assert (k.uvmexp.swpgonly, k.uvmexp.swpginuse, k.uvmexp.swpages) == (98, 98, 100)
+        assert not uvm_swap.uvm_swapisfull_154(k)
+        with pytest.raises(BusError):
+            await p.load(va, 4)
+        assert (k.uvmexp.swpgonly, k.swap.swpgonlybad) == (98, 1)
+        assert not uvm_swap.uvm_swapisfull_154(k)
+        k.uvmexp.swpgonly += 1  # one more page only in swap reaches the threshold
+        assert uvm_swap.uvm_swapisfull_154(k)
+        k.uvmexp.swpgonly -= 1
+
+    async def body(k, env):
+        p = env.spawn(work, env=env)
+        await env.wait(p)
+        assert isinstance(p.proc.error, BusError)
+
+    run_kernel(body, swap_pages=100, faults=FaultConfig(fail_read_rate=1.0))
+
+
 def test_an_anon_freed_while_its_swap_in_fails_is_counted_out_of_swpgonly(run_kernel):
     """§1.14 steps 3-4 with the anon freed during the read: "uvm_swap_get ... OK → `swpgonly`
     −1" (a failed read leaves it counted), "If the page was released meanwhile, it frees the
