@@ -30,6 +30,7 @@ from kernel.kern.kern_synch import (
     mtx_enter,
     mtx_leave,
     rw_lock_held,
+    rw_write_held,
     rwsleep_nsec,
     wakeup,
 )
@@ -388,6 +389,23 @@ def uvm_pageactivate(k: Kernel, pg: VmPage) -> None:
         k.uvmexp.active += 1
 
 
+def uvm_page_owner_locked_p(pg: VmPage, exclusive: bool) -> bool:
+    """uvm_page_owner_locked_p: is the lock of ``pg``'s owner held (for writing if
+    ``exclusive``)? A weak check, for assertions only; a page with no owner passes.
+
+    Port: no dummy objects exist here (UVM_OBJ_IS_DUMMY), so an object's lock is always
+    looked at. Only the 1.154 daemon's page-queue helpers below assert it.
+    """
+    if pg.uobject is not None:
+        lock = pg.uobject.vmobjlock
+        return rw_write_held(lock) if exclusive else rw_lock_held(lock)
+    if pg.uanon is not None:
+        alock = pg.uanon.an_lock
+        assert alock is not None
+        return rw_write_held(alock) if exclusive else rw_lock_held(alock)
+    return True
+
+
 def uvm_pagedeactivate_154(k: Kernel, pg: VmPage) -> None:
     """uvm_pagedeactivate as uvm_page.c has it beside uvm_pdaemon.c 1.154: deactivate the
     page (unless wired) and make its next access fault.
@@ -398,8 +416,9 @@ def uvm_pagedeactivate_154(k: Kernel, pg: VmPage) -> None:
 
     Port: the 1.154 page daemon calls it; the kernel's own callers keep the 2022 form above.
     """
+    KASSERT(k, uvm_page_owner_locked_p(pg, False))
     if pg.wire_count > 0:
-        assert not (pg.pg_flags & (PQ_INACTIVE | PQ_ACTIVE))
+        KASSERT(k, not (pg.pg_flags & (PQ_INACTIVE | PQ_ACTIVE)))
         return
 
     uvm_lock_pageq(k)
@@ -430,8 +449,9 @@ def uvm_pageactivate_154(k: Kernel, pg: VmPage) -> None:
 
     Port: the 1.154 page daemon calls it; the kernel's own callers keep the 2022 form above.
     """
+    KASSERT(k, uvm_page_owner_locked_p(pg, False))
     if pg.wire_count > 0:
-        assert not (pg.pg_flags & (PQ_INACTIVE | PQ_ACTIVE))
+        KASSERT(k, not (pg.pg_flags & (PQ_INACTIVE | PQ_ACTIVE)))
         return
 
     uvm_lock_pageq(k)

@@ -7,6 +7,8 @@ syncing PG_CLEAN from the modify bit, wiring, uvm_pagefree, uvm_page_unbusy).
 
 from __future__ import annotations
 
+import pytest
+
 from kernel.kern.kern_kthread import kthread_create
 from kernel.kern.kern_synch import (
     RW_WRITE,
@@ -17,6 +19,7 @@ from kernel.kern.kern_synch import (
     rw_exit,
     rw_lock_held,
 )
+from kernel.sys.systm import Panic
 from kernel.uvm.uvm_anon import uvm_analloc
 from kernel.uvm.uvm_page import (
     PG_BUSY,
@@ -38,9 +41,11 @@ from kernel.uvm.uvm_page import (
     uvm_lock_pageq,
     uvm_page_unbusy,
     uvm_pageactivate,
+    uvm_pageactivate_154,
     uvm_pagealloc,
     uvm_pageclean,
     uvm_pagedeactivate,
+    uvm_pagedeactivate_154,
     uvm_pagefree,
     uvm_pageunwire,
     uvm_pagewait,
@@ -111,6 +116,28 @@ def test_activate_appends_to_the_active_tail(kenv):
     assert a.pg_flags & PQ_ACTIVE and not a.pg_flags & PQ_INACTIVE
     _free(k, a, b)
     assert k.uvmexp.active == 0
+
+
+def test_the_1_154_queue_helpers_assert_that_the_pages_owner_is_locked(kenv):
+    """uvm_page.c beside uvm_pdaemon.c 1.154: uvm_pageactivate and uvm_pagedeactivate begin
+    with KASSERT(uvm_page_owner_locked_p(pg, FALSE)): the anon's lock, read or write, must
+    be held (a DIAGNOSTIC panic otherwise)."""
+    k = kenv(start=False).k
+    pg = _alloc(k)
+    lock = RWLock("test-amap")
+    pg.uanon.an_lock = lock
+    with pytest.raises(Panic, match="uvm_page_owner_locked_p"):
+        uvm_pageactivate_154(k, pg)
+    with pytest.raises(Panic, match="uvm_page_owner_locked_p"):
+        uvm_pagedeactivate_154(k, pg)
+    assert not pg.pg_flags & (PQ_ACTIVE | PQ_INACTIVE)
+    assert rw_enter_nosleep(lock, RW_WRITE) == 0 and rw_lock_held(lock)
+    uvm_pageactivate_154(k, pg)
+    assert pg.pg_flags & PQ_ACTIVE
+    uvm_pagedeactivate_154(k, pg)
+    assert pg.pg_flags & PQ_INACTIVE and k.uvmexp.inactive == 1
+    rw_exit(lock)
+    _free(k, pg)
 
 
 def test_deactivate_clears_the_reference_bit(kenv):
