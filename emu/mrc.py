@@ -41,9 +41,18 @@ from emu.sweep.cells import make_task
 from emu.sweep.driver import design, prepare, run_sweep
 from emu.sweep.results import read_cell
 from emu.sweep.spec import SweepError, make_spec, plan
-from emu.workloads.trace import TraceError, open_trace, resolve
+from emu.workloads.trace import (
+    TraceError,
+    lcs_reader,
+    next_access,
+    open_trace,
+    resolve,
+    write_oracle,
+)
 
-__all__ = ["POLICIES", "cmd_mrc", "page_stream", "reference_curves", "write_oracle"]
+__all__ = [
+    "POLICIES", "cmd_mrc", "next_access", "page_stream", "reference_curves", "write_oracle",
+]  # fmt: skip
 
 POLICIES: dict[str, Any] = {
     "lru": lcs.LRU, "clock": lcs.Clock, "arc": lcs.ARC, "s3fifo": lcs.S3FIFO,
@@ -51,8 +60,6 @@ POLICIES: dict[str, Any] = {
     "twoq": lcs.TwoQ, "slru": lcs.SLRU, "lfu": lcs.LFU,
 }  # fmt: skip
 DEFAULT_REFS = ("lru", "clock", "arc", "s3fifo", "belady")
-_ORACLE = np.dtype([("clock_time", "<u4"), ("obj_id", "<u8"), ("obj_size", "<u4"),
-                    ("next_access_vtime", "<i8")])  # fmt: skip
 
 
 def page_stream(params: dict[str, Any]) -> npt.NDArray[np.uint64]:
@@ -76,29 +83,9 @@ def page_stream(params: dict[str, Any]) -> npt.NDArray[np.uint64]:
     return np.concatenate(out) if out else np.zeros(0, np.uint64)
 
 
-def next_access(pages: npt.NDArray[np.uint64]) -> npt.NDArray[np.int64]:
-    """For each access, the index of the next access to the same page (-1: none)."""
-    order = np.argsort(pages, kind="stable")
-    nxt = np.full(len(pages), -1, np.int64)
-    same = pages[order[1:]] == pages[order[:-1]]
-    nxt[order[:-1][same]] = order[1:][same]
-    return nxt
-
-
-def write_oracle(pages: npt.NDArray[np.uint64], path: Path) -> None:
-    """The stream as libCacheSim's oracleGeneral trace (one 4 KiB object per page)."""
-    rec = np.zeros(len(pages), _ORACLE)
-    rec["clock_time"] = np.arange(len(pages), dtype=np.uint64).astype(np.uint32)
-    rec["obj_id"] = pages
-    rec["obj_size"] = 4096
-    rec["next_access_vtime"] = next_access(pages)
-    rec.tofile(path)
-
-
 def reference_curves(oracle: Path, frames: list[int], refs: list[str]) -> dict[str, list[float]]:
     """Each policy's miss ratio at each number of frames (objects), from libCacheSim."""
-    reader = lcs.TraceReader(str(oracle), lcs.TraceType.ORACLE_GENERAL_TRACE,
-                             lcs.ReaderInitParam(ignore_obj_size=True))  # fmt: skip
+    reader = lcs_reader(oracle)
     n = reader.get_num_of_req()
     out: dict[str, list[float]] = {}
     for name in refs:

@@ -32,13 +32,11 @@ import numpy.typing as npt
 from emu.benchmarks import BenchResult, result, spread
 from emu.benchmarks._harness import BenchMachine
 from emu.process import UserProcess
-from emu.workloads.trace import DATA_DIR, read_lackey
+from emu.workloads.trace import DATA_DIR, lcs_reader, read_lackey, write_oracle
 
 TARGET = 0.1
 CHUNK = 4096
 REGION_SHIFT = 21
-_ORACLE = np.dtype([("clock_time", "<u4"), ("obj_id", "<u8"), ("obj_size", "<u4"),
-                    ("next_access_vtime", "<i8")])  # fmt: skip
 
 Chunks = list[tuple[npt.NDArray[np.uint64], npt.NDArray[np.bool_]]]
 
@@ -108,15 +106,8 @@ def run(quick: bool, tiny: bool = False) -> list[BenchResult]:
     miss = 0.0
     with tempfile.TemporaryDirectory(prefix="bench-trace-") as tmp:
         tmpd = Path(tmp)
-        rec = np.zeros(n, _ORACLE)
-        rec["clock_time"] = np.arange(n, dtype=np.uint64) // 1000
-        rec["obj_id"] = pages
-        rec["obj_size"] = 4096
-        rec["next_access_vtime"] = -1
-        rec.tofile(tmpd / "pages.oracleGeneral.bin")
-        reader = lcs.TraceReader(str(tmpd / "pages.oracleGeneral.bin"),
-                                 lcs.TraceType.ORACLE_GENERAL_TRACE,
-                                 lcs.ReaderInitParam(ignore_obj_size=True))  # fmt: skip
+        write_oracle(pages, tmpd / "pages.oracleGeneral.bin")
+        reader = lcs_reader(tmpd / "pages.oracleGeneral.bin")
         hashpower = max(12, (4 * len(np.unique(pages))).bit_length())
 
         def clock() -> float:

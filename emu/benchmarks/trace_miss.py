@@ -36,13 +36,12 @@ from emu.benchmarks import BenchResult, result, spread
 from emu.benchmarks._harness import BenchMachine, default_config
 from emu.process import UserProcess
 from emu.ram import PAGE_SHIFT
+from emu.workloads.trace import lcs_reader, write_oracle
 
 TARGET = 25e3
 CHUNK = 4096
 BLOCK = 256
 BASE = 0x400000
-_ORACLE = np.dtype([("clock_time", "<u4"), ("obj_id", "<u8"), ("obj_size", "<u4"),
-                    ("next_access_vtime", "<i8")])  # fmt: skip
 
 
 def _sizes(quick: bool, tiny: bool) -> tuple[int, int, int]:
@@ -119,15 +118,8 @@ def run(quick: bool, tiny: bool = False) -> list[BenchResult]:
     lru_miss = 0.0
     with tempfile.TemporaryDirectory(prefix="bench-trace-miss-") as tmp:
         tmpd = Path(tmp)
-        rec = np.zeros(n, _ORACLE)
-        rec["clock_time"] = np.arange(n, dtype=np.uint64) // 1000
-        rec["obj_id"] = pages
-        rec["obj_size"] = 4096
-        rec["next_access_vtime"] = -1
-        rec.tofile(tmpd / "pages.oracleGeneral.bin")
-        reader = lcs.TraceReader(str(tmpd / "pages.oracleGeneral.bin"),
-                                 lcs.TraceType.ORACLE_GENERAL_TRACE,
-                                 lcs.ReaderInitParam(ignore_obj_size=True))  # fmt: skip
+        write_oracle(pages, tmpd / "pages.oracleGeneral.bin")
+        reader = lcs_reader(tmpd / "pages.oracleGeneral.bin")
         hashpower = max(12, (4 * (int(pages.max()) + 1)).bit_length())
 
         def lru() -> float:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -34,8 +34,9 @@ from emu.workloads.stamps import PAGE_SIZE, ZERO_PAGE
 from emu.workloads.textscan import Block, DamagedTrace, TraceError, open_binary, text_blocks
 
 __all__ = [
-    "DATA_DIR", "FORMATS", "Chunk", "TraceError", "detect_format", "open_trace", "parse_spec",
-    "read_csv", "read_lackey", "read_msr", "read_oracle", "read_txt", "resolve", "trace_replay",
+    "DATA_DIR", "FORMATS", "ORACLE_DTYPE", "Chunk", "TraceError", "detect_format",
+    "lcs_reader", "next_access", "open_trace", "parse_spec", "read_csv", "read_lackey",
+    "read_msr", "read_oracle", "read_txt", "resolve", "trace_replay", "write_oracle",
 ]
 
 Chunk = tuple[npt.NDArray[np.uint64], npt.NDArray[np.bool_]]
@@ -45,9 +46,10 @@ DATA_DIR = Path(__file__).parent / "data"
 VA_LIMIT = 1 << 48  # emu.mmu.VA_LIMIT
 _MAX_PAGE = VA_LIMIT // PAGE_SIZE
 _PAGE_MASK = np.uint64((1 << 64) - PAGE_SIZE)
-_ORACLE = np.dtype([("clock_time", "<u4"), ("obj_id", "<u8"), ("obj_size", "<u4"),
-                    ("next_access_vtime", "<i8")])
-assert _ORACLE.itemsize == 24
+# libCacheSim's oracleGeneral record (read by read_oracle, written by write_oracle)
+ORACLE_DTYPE = np.dtype([("clock_time", "<u4"), ("obj_id", "<u8"), ("obj_size", "<u4"),
+                         ("next_access_vtime", "<i8")])
+assert ORACLE_DTYPE.itemsize == 24
 _WRITE_OPS = np.array([b"w", b"write", b"set", b"put", b"update", b"2a", b"0a", b"aa", b"8a",
                        b"0x2a", b"0x0a", b"0xaa", b"0x8a"], "S8").view(np.uint64)
 _ID_COLS = ("obj_id", "obj-id", "objid", "id", "key", "page", "block", "lbn", "lba")
@@ -193,12 +195,12 @@ def read_oracle(path: Path, chunk: int = 4096, *, span: bool = False) -> Iterato
 def _oracle_blocks(path: Path, chunk: int, span: bool) -> Iterator[Chunk]:
     rec0 = 0
     with open_binary(path) as f:
-        while data := f.read(max(chunk, 1024) * _ORACLE.itemsize):
-            n, extra = divmod(len(data), _ORACLE.itemsize)
+        while data := f.read(max(chunk, 1024) * ORACLE_DTYPE.itemsize):
+            n, extra = divmod(len(data), ORACLE_DTYPE.itemsize)
             if extra:
                 raise TraceError(f"{path}: record {rec0 + n}: expected a 24-byte oracleGeneral "
                                  f"record <IQIq, got {extra} trailing bytes")
-            recs = np.frombuffer(data, _ORACLE)
+            recs = np.frombuffer(data, ORACLE_DTYPE)
             ids = recs["obj_id"]
             big = np.flatnonzero(ids >= _MAX_PAGE)
             if len(big):
@@ -406,3 +408,32 @@ async def trace_replay(
         raise TraceError(f"{fpath}: the trace holds no accesses (empty); nothing to replay")
     p.log("stats", path=str(path), fmt=fmt, accesses=accesses, writes=writes, chunks=chunks,
           distinct_pages=len(pages), regions=len(mapped), region_shift=region_shift)
+
+
+def next_access(pages: npt.NDArray[np.integer[Any]]) -> npt.NDArray[np.int64]:
+    """For each access, the index of the next access to the same page (-1: none)."""
+    order = np.argsort(pages, kind="stable")
+    nxt = np.full(len(pages), -1, np.int64)
+    same = pages[order[1:]] == pages[order[:-1]]
+    nxt[order[:-1][same]] = order[1:][same]
+    return nxt
+
+
+def write_oracle(pages: npt.NDArray[np.integer[Any]], path: Path) -> None:
+    """A page stream as libCacheSim's oracleGeneral trace (one 4 KiB object per page, its
+    next access filled in for Belady)."""
+    rec = np.zeros(len(pages), ORACLE_DTYPE)
+    rec["clock_time"] = np.arange(len(pages), dtype=np.uint64).astype(np.uint32)
+    rec["obj_id"] = pages
+    rec["obj_size"] = 4096
+    rec["next_access_vtime"] = next_access(pages)
+    rec.tofile(path)
+
+
+def lcs_reader(path: Path) -> Any:
+    """A libCacheSim reader of the oracleGeneral trace at ``path`` (object sizes ignored:
+    every policy counts objects, here pages)."""
+    import libcachesim as lcs  # only the reference policies need it
+
+    return lcs.TraceReader(str(path), lcs.TraceType.ORACLE_GENERAL_TRACE,
+                           lcs.ReaderInitParam(ignore_obj_size=True))  # fmt: skip
