@@ -312,6 +312,7 @@ class Clock:
                     return None  # the idle loop reports the deadlock
                 if isinstance(ev, IoEvent) and not ev.real:
                     return None  # the idle loop waits for it
+                # firing as _idle_loop fires, copied: a shared helper is a call per event
                 heapq.heappop(heap)
                 if not ev.weak:
                     self._strong -= 1

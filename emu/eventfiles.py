@@ -35,7 +35,7 @@ ZSTD_LEVEL = 3  # zstd's default: fast, and a log compresses about 8x
 
 def _bucket(n: int) -> str:
     """The power-of-2 bucket holding ``n`` (its upper bound), as the summary's histograms."""
-    return str(1 << max(0, int(n).bit_length()))
+    return str(1 << int(n).bit_length())
 
 
 class Compactor:

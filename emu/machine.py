@@ -62,6 +62,7 @@ from emu.probes import (
     watchdog,
     write_private,
 )
+from emu.rundir import EVENT_LOGS, SUMMARY
 from emu.scenario import Scenario, ScenarioError, validate
 from emu.stop import RunControl, Stop, on_signals
 from emu.summary import Summary, make_summary, outcome_of, run_traceback, workload_status
@@ -71,7 +72,7 @@ from kernel.kernel import Kernel
 
 __all__ = ["Machine", "Summary"]
 
-RUN_FILES = ("events.jsonl", "events.jsonl.zst", "summary.json", "swap0.img")  # what a run writes first
+RUN_FILES = (*EVENT_LOGS, SUMMARY, "swap0.img")  # what a run writes first
 
 log = structlog.get_logger("emu.machine")
 
@@ -119,17 +120,11 @@ class Machine:
             "kernel": dict(kernel or {}),
         }
         self._setup(validate(data, "<api>", name, python=True), run_dir, force, log_level,
-                    keep_images)  # fmt: skip
-        self._events(events, compress)
-
-    def _events(self, level: str, compress: bool) -> None:
-        if level not in LEVELS:
-            raise ScenarioError(f"events = {level!r}: use {' or '.join(map(repr, LEVELS))}")
-        self.events, self.compress = level, compress
+                    keep_images, events, compress)  # fmt: skip
 
     def _setup(self, sc: Scenario, run_dir: str | os.PathLike[str] | None, force: bool,
-               log_level: str, keep_images: bool, harness_dir: bool = False) -> None:  # fmt: skip
-        self._prepared = harness_dir
+               log_level: str, keep_images: bool, events: str, compress: bool) -> None:  # fmt: skip
+        self._prepared = False  # run_dir made for this run by emu.harness (which sets it)
         self.scenario = sc
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.force = force
@@ -142,11 +137,13 @@ class Machine:
         self.ram_pages = sc.machine.ram.pages
         self.swap_pages = sc.machine.swap.pages
         self.summary: Summary | None = None  # after run()
-        self.events, self.compress = "full", False
         self._disks = self._disk_configs()
         self._ctl = RunControl()
         self._started = False
         self._check_run_dir()
+        if events not in LEVELS:
+            raise ScenarioError(f"events = {events!r}: use {' or '.join(map(repr, LEVELS))}")
+        self.events, self.compress = events, compress
 
     def _check_run_dir(self) -> None:
         """Refuse, before anything is written, a run directory that is a file, or that exists
@@ -183,13 +180,11 @@ class Machine:
     @classmethod
     def from_scenario(
         cls, sc: Scenario, run_dir: Path | None = None, log_level: str = "info", force: bool = False,
-        *, prepared: bool = False, events: EventLevel = "full", compress: bool = False,
+        *, events: EventLevel = "full", compress: bool = False,
     ) -> Machine:
-        """The machine of a validated scenario. ``prepared``: ``run_dir`` was just made for
-        this run by the harness (``emu run``), so its existing is no reason to refuse it."""
+        """The machine of a validated scenario."""
         m = cls.__new__(cls)
-        m._setup(sc, run_dir, force, log_level, keep_images=False, harness_dir=prepared)
-        m._events(events, compress)
+        m._setup(sc, run_dir, force, log_level, False, events, compress)
         for w in sc.workloads:
             for i in range(w.count):
                 m.attach(w.kind, name=w.name if w.count == 1 else f"{w.name}.{i}", **w.params)

@@ -140,7 +140,7 @@ def time_traps(k: Kernel, cpu: Cpu, clock: Clock, stats: dict[int, ProcStats]) -
             ps = stats.get(getattr(ctx.owner, "p_pid", -1))
             if ps is not None:
                 ps.faults += 1
-                b = 1 << max(0, lat.bit_length())
+                b = 1 << lat.bit_length()
                 ps.lat_hist[b] = ps.lat_hist.get(b, 0) + 1
 
     cpu.trap_handler = timed
