@@ -268,13 +268,14 @@ def _cmd_scenarios(args: argparse.Namespace) -> int:
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
-    from emu import analyze
+    from emu import analyze, rundir
 
     for d in (args.run_dir, args.run_dir2):
-        if d is not None and not any((Path(d) / f).exists() for f in ("summary.json",
-                                                                        "events.jsonl")):
-            raise UsageError(f"analyze: {d!r} is not a run directory (no summary.json or "
-                             "events.jsonl in it)")  # fmt: skip
+        if d is not None:
+            try:
+                rundir.check_run_dir(Path(d))  # a summary, events.jsonl or events.jsonl.zst
+            except rundir.RunDirError as e:
+                raise UsageError(f"analyze: {e}") from e
     out = Path(args.out) if args.out else None
     paths = analyze.analyze(
         Path(args.run_dir), Path(args.run_dir2) if args.run_dir2 else None, out=out

@@ -96,6 +96,21 @@ def test_analyze_refuses_a_directory_that_is_not_a_run(tmp_path: Path, capsys: p
     assert rc == 2 and "not a run directory" in err
 
 
+def test_analyze_reads_a_compressed_run_that_never_wrote_its_summary(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run killed before its summary leaves only its event log; with --compress that is
+    events.jsonl.zst, which analyze reads as it reads events.jsonl."""
+    d = tmp_path / "cut"
+    rc, _, err = _run(["run", "tiny", "--run-dir", str(d), "--compress", "--quiet", "--no-plots"], capsys)
+    assert rc == 0, err
+    (d / "summary.json").unlink()
+    assert not (d / "events.jsonl").exists() and (d / "events.jsonl.zst").exists()
+    rc, out, err = _run(["analyze", str(d), "--out", str(tmp_path / "plots")], capsys)
+    assert rc == 0, err
+    assert "plot:" in out
+
+
 def test_trace_with_a_bad_line_is_refused_before_the_run(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
