@@ -32,6 +32,8 @@ from kernel.uvm.uvm_pager import (
 )
 from kernel.uvm.uvm_swap import SWSLOT_BAD
 
+from pdaemon_world import until_idle as _until_idle
+
 PAGE = 4096
 DAEMON_FLAGS = PGO_ALLPAGES | PGO_PDFREECLUST
 
@@ -78,14 +80,6 @@ async def _pageout(k: Kernel, uobj: UvmObject, pgs: list[Any]) -> tuple[int, int
         k, None, pgs[-1], swpps, len(pgs), DAEMON_FLAGS, swslot, 0
     )
     return r, swslot
-
-
-async def _until_idle(env: Any, pgs: list[Any]) -> None:
-    for _ in range(10_000):
-        if not any(pg.pg_flags & PG_BUSY for pg in pgs) and env.k.uvm.aio_done.empty():
-            return
-        await env.sleep(10_000)
-    raise AssertionError("pageout never completed")
 
 
 def _free_clean(k: Kernel, pg: Any) -> None:
