@@ -28,7 +28,7 @@ from kernel.uvm.uvm_page import PG_BUSY, PG_CLEAN, PQ_INACTIVE, VmPage
 from kernel.uvm.uvm_pdaemon_1_154 import Swapcluster
 
 import pdaemon_world as pw
-from pdaemon_inactive import _aobj_slot, _pageouts, _settle, _store
+from pdaemon_inactive import _aobj_slot, _big_aobj, _pageouts, _settle, _store
 from pdaemon_world import PAGE, Holder
 
 if TYPE_CHECKING:
@@ -167,11 +167,7 @@ def test_N_C6_aobj_hash_at_the_pool_limit_refuses_the_page(run_as_pagedaemon154:
     page whose element exists (page 64's, made first) is still added."""
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        h = await pw.hold(env, "h", pw.region("shared", 80, "big", touch=""), free=30)
-        for i in (64, 70):
-            await pw.run_on(env, h, _store(h.vas[0] + i * PAGE, b"x"))
-        p64, p70 = pw.pg(env, h, 0, 64), pw.pg(env, h, 0, 70)
-        pw.deactivate(k, [p64, p70])
+        h, [p64, p70] = await _big_aobj(env, "h", (64, 70))
         swc = Swapcluster()
         pd154.swapcluster_allocslots(k, swc)
         pool = k.uao_swhash_elt_pool
@@ -317,11 +313,7 @@ def test_N_F4_refused_write_clears_the_slots_of_a_large_aobj_in_its_hash(
     hash (the elements made for the cluster go again), and the slots are freed."""
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        h = await pw.hold(env, "h", pw.region("shared", 80, "big", touch=""), free=30)
-        for i in (3, 70):
-            await pw.run_on(env, h, _store(h.vas[0] + i * PAGE, b"x"))
-        pgs = [pw.pg(env, h, 0, 3), pw.pg(env, h, 0, 70)]
-        pw.deactivate(k, pgs)
+        h, pgs = await _big_aobj(env, "h", (3, 70))
         pool = k.uao_swhash_elt_pool
         nout = pool.pr_nout
         swc = Swapcluster()
