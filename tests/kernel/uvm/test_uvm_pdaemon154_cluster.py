@@ -59,6 +59,20 @@ async def _flush(k: Kernel, swc: Swapcluster) -> int:
     return r
 
 
+async def _two_anons_added(env: KernelEnv) -> tuple[Holder, list[VmPage], Swapcluster]:
+    """Two dirty anon pages of a holder (30 pages left free), deactivated and added to a
+    cluster just opened (slots 1-16): the holder, the pages, the cluster."""
+    k = env.k
+    h = await pw.hold(env, "h", pw.region("anon", 2), free=30)
+    pgs = pw.pgs(env, h)
+    pw.deactivate(k, pgs)
+    swc = Swapcluster()
+    pd154.swapcluster_allocslots(k, swc)
+    for pg in pgs:
+        await _add(k, swc, h, 0, pg)
+    return h, pgs, swc
+
+
 def _slot(pg: VmPage) -> int:
     assert pg.uanon is not None
     return pg.uanon.an_swslot
@@ -223,13 +237,7 @@ def test_N_F2_N_F3_N_F5_partial_cluster_frees_its_tail_and_is_written(
     "pdpageouts +1; uvm_swap_put(slot, pages, nused, async)"; N-F5 (479): "cluster closed"."""
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        h = await pw.hold(env, "h", pw.region("anon", 2), free=30)
-        pgs = pw.pgs(env, h)
-        pw.deactivate(k, pgs)
-        swc = Swapcluster()
-        pd154.swapcluster_allocslots(k, swc)
-        for pg in pgs:
-            await _add(k, swc, h, 0, pg)
+        h, pgs, swc = await _two_anons_added(env)
         assert k.uvmexp.swpginuse == 16
         with capture_logs() as logs:
             r = await _flush(k, swc)
@@ -344,13 +352,7 @@ def test_uvm_swap_dropcluster_after_a_good_write_cleans_the_pages(
     No 1.154 daemon path passes 0; this pins the kernel function alone."""
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        h = await pw.hold(env, "h", pw.region("anon", 2), free=30)
-        pgs = pw.pgs(env, h)
-        pw.deactivate(k, pgs)
-        swc = Swapcluster()
-        pd154.swapcluster_allocslots(k, swc)
-        for pg in pgs:
-            await _add(k, swc, h, 0, pg)
+        h, pgs, swc = await _two_anons_added(env)
         await uvm_pager.uvm_swap_dropcluster(k, swc.swc_pages, 2, 0)
         for pg in pgs:
             assert pg.pg_flags & PG_CLEAN and not pg.pg_flags & PG_BUSY
