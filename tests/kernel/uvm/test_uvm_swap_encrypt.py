@@ -89,6 +89,16 @@ def _unbusy(k: Kernel, pgs: list[Any]) -> None:
         pg.pg_flags &= ~PG_BUSY
 
 
+async def _three_written(k: Kernel, env: Any) -> tuple[RWLock, list[Any], list[Any], int]:
+    """Three dirty anon pages written to one run of slots by a synchronous uvm_swap_put (it
+    succeeds), then unbusied: (their lock, the anons, the pages, the run's first slot)."""
+    lock, anons, pgs = _dirty_anons(k, env, 3)
+    slot = _slots(k, pgs)
+    assert await uvm_swap.uvm_swap_put(k, slot, pgs, 3, PGO_SYNCIO) == VM_PAGER_OK
+    _unbusy(k, pgs)
+    return lock, anons, pgs, slot
+
+
 def _image(env: Any, slot: int, n: int = 1) -> bytes:
     """The bytes of drum slots [slot, slot + n) in the swap image (a file: slot 1 is page 0)."""
     with open(Path(env.disks[0].path), "rb") as f:
@@ -246,10 +256,7 @@ def test_key_whose_slots_are_all_freed_is_zeroed_and_counted_as_deleted(kenv: An
     env = kenv(config=_config())
 
     async def body(k: Kernel, env: Any) -> None:
-        lock, anons, pgs = _dirty_anons(k, env, 3)
-        slot = _slots(k, pgs)
-        assert await uvm_swap.uvm_swap_put(k, slot, pgs, 3, PGO_SYNCIO) == VM_PAGER_OK
-        _unbusy(k, pgs)
+        lock, anons, _, slot = await _three_written(k, env)
         sdp = _sdp(k)
         key = uvm_swap.SWD_KEY(sdp, slot)
         se = k.swapencrypt
@@ -384,10 +391,7 @@ def test_freeing_a_run_of_encrypted_slots_puts_each_slots_key_reference(kenv: An
     env = kenv(config=_config())
 
     async def body(k: Kernel, env: Any) -> None:
-        lock, anons, pgs = _dirty_anons(k, env, 3)
-        slot = _slots(k, pgs)
-        assert await uvm_swap.uvm_swap_put(k, slot, pgs, 3, PGO_SYNCIO) == VM_PAGER_OK
-        _unbusy(k, pgs)
+        lock, anons, _, slot = await _three_written(k, env)
         for anon in anons:
             anon.an_swslot = 0
         uvm_swap.uvm_swap_free(k, slot, 3)
