@@ -18,6 +18,7 @@ from emu.process import UserProcess
 from kernel.kernel import Kernel
 from kernel.sys.proc import curproc
 from kernel.uvm import uvm_aobj, uvm_page
+from kernel.uvm.uvm_page import VmPage
 from kernel.uvm.uvm_pmemrange import UvmPmalloc
 
 import pdaemon_world as pw
@@ -80,6 +81,20 @@ def _aobj_slot(k: Kernel, h: Holder, r: int, i: int) -> int:
     entry = pw.entry(h, r)
     assert entry.uvm_obj is not None
     return uvm_aobj.uao_find_swslot(k, entry.uvm_obj, (entry.offset >> 12) + i)
+
+
+async def _big_aobj(
+    env: KernelEnv, name: str, idxs: tuple[int, ...]
+) -> tuple[Holder, list[VmPage]]:
+    """A holder ``name`` (30 pages left free) of an 80-page shared region, whose aobj keeps its
+    slots in a hash of 16-slot elements; pages ``idxs`` written and deactivated, the rest never
+    touched. Returns the holder and those pages."""
+    h = await pw.hold(env, name, pw.region("shared", 80, "big", touch=""), free=30)
+    for i in idxs:
+        await pw.run_on(env, h, _store(h.vas[0] + i * PAGE, b"x"))
+    pgs = [pw.pg(env, h, 0, i) for i in idxs]
+    pw.deactivate(env.k, pgs)
+    return h, pgs
 
 
 def _file_bytes(env: KernelEnv, name: str, i: int) -> bytes:

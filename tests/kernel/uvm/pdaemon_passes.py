@@ -184,6 +184,17 @@ def _free_pages(k: Kernel, pgs: list[VmPage]) -> None:
     uvm_page.uvm_unlock_pageq(k)
 
 
+def _free_at_pass(held: list[VmPage], at: int = 1) -> Callable[[Kernel, int], None]:
+    """A per-pass hook (``on_pass`` of the live_pagedaemon fixtures): another CPU frees the
+    pages of ``held`` (filled in by the test) at the end of pass ``at``."""
+
+    def free_them(k: Kernel, n: int) -> None:
+        if n == at:
+            _free_pages(k, held)
+
+    return free_them
+
+
 @dataclass(eq=False)
 class Requester:
     """A kernel thread in a WAITOK allocation of ``count`` pages in frames [start, end)."""

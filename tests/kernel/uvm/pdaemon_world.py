@@ -11,6 +11,9 @@ uvm_pageout does.
 The other helper modules of these tests: ``pdaemon_passes`` (the real daemon thread's passes,
 sleepers, kernel-held memory, allocation requests), ``pdaemon_swap`` (swap and I/O done by
 hand) and ``pdaemon_inactive`` (the inactive scan's calls and counters).
+
+The pager tests (test_uvm_pager.py, test_uvm_aobj.py, test_uvm_swap_encrypt.py) use the last
+section: dirty anons held outside any amap, waiting for an async pageout, reading a slot back.
 """
 
 from __future__ import annotations
@@ -37,11 +40,12 @@ from kernel.kern.kern_synch import (
 from kernel.kernel import Kernel, KernelConfig
 from kernel.sys.mman import PROT_NONE
 from kernel.sys.proc import Proc
-from kernel.uvm import uvm_map, uvm_page, uvm_swap
+from kernel.uvm import uvm_anon, uvm_map, uvm_page, uvm_swap
 from kernel.uvm.uvm import UvmConstraintRange
 from kernel.uvm.uvm_anon import VmAnon
 from kernel.uvm.uvm_object import UvmObject
-from kernel.uvm.uvm_page import VmPage
+from kernel.uvm.uvm_page import PG_BUSY, PG_CLEAN, PG_FAKE, VmPage
+from kernel.uvm.uvm_pager import PGO_SYNCIO
 from kernel.uvm.uvm_pmemrange import UVM_PMA_BUSY, UVM_PMA_LINKED, UvmPmalloc
 
 if TYPE_CHECKING:
@@ -348,3 +352,51 @@ def slot_free(k: Kernel, slot: int) -> bool:
     sdp = uvm_swap.swapdrum_getsdp(k, slot)
     assert sdp is not None
     return bool(sdp.swd_blist[slot - sdp.swd_drumoffset])
+
+
+# --- the pager tests: anons outside any amap, async pageouts, slots read back -----------------------
+
+
+def dirty_anons(
+    k: Kernel, env: Any, n: int, data: Callable[[int], bytes]
+) -> tuple[RWLock, list[Any], list[Any]]:
+    """n dirty anon pages (page i holds ``data(i)``) on the inactive queue, one amap lock; the
+    anons are the test's own (an_ref 0: freed with uvm_anfree at the end)."""
+    lock = RWLock("test-amap")
+    anons, pgs = [], []
+    for i in range(n):
+        anon = uvm_anon.uvm_analloc(k)
+        anon.an_lock = lock
+        anon.an_ref = 0
+        pg = uvm_page.uvm_pagealloc(k, None, 0, anon, 0)
+        assert pg is not None
+        env.ram.write(pg.phys_addr >> 12, data(i))
+        pg.pg_flags &= ~(PG_BUSY | PG_FAKE | PG_CLEAN)
+        uvm_page.uvm_lock_pageq(k)
+        uvm_page.uvm_pagedeactivate(k, pg)
+        uvm_page.uvm_unlock_pageq(k)
+        anons.append(anon)
+        pgs.append(pg)
+    return lock, anons, pgs
+
+
+async def until_idle(env: Any, pgs: list[Any]) -> None:
+    """Let virtual time pass until the async pageout of ``pgs`` completed (aiodoned ran)."""
+    for _ in range(10_000):
+        if not any(pg.pg_flags & PG_BUSY for pg in pgs) and env.k.uvm.aio_done.empty():
+            return
+        await env.sleep(10_000)
+    raise AssertionError("pageout never completed")
+
+
+async def read_back(k: Kernel, env: Any, anon: Any) -> tuple[int, bytes]:
+    """§1.14 step 3: a fresh page for ``anon``, filled by uvm_swap_get from its slot and
+    activated: (uvm_swap_get's result, the page's bytes)."""
+    pg = uvm_page.uvm_pagealloc(k, None, 0, anon, 0)
+    assert pg is not None
+    r = await uvm_swap.uvm_swap_get(k, pg, anon.an_swslot, PGO_SYNCIO)
+    pg.pg_flags &= ~(PG_BUSY | PG_FAKE)
+    uvm_page.uvm_lock_pageq(k)
+    uvm_page.uvm_pageactivate(k, pg)
+    uvm_page.uvm_unlock_pageq(k)
+    return r, env.ram.read(pg.phys_addr >> 12)

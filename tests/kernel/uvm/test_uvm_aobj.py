@@ -32,6 +32,8 @@ from kernel.uvm.uvm_pager import (
 )
 from kernel.uvm.uvm_swap import SWSLOT_BAD
 
+from pdaemon_world import until_idle as _until_idle
+
 PAGE = 4096
 DAEMON_FLAGS = PGO_ALLPAGES | PGO_PDFREECLUST
 
@@ -80,14 +82,6 @@ async def _pageout(k: Kernel, uobj: UvmObject, pgs: list[Any]) -> tuple[int, int
     return r, swslot
 
 
-async def _until_idle(env: Any, pgs: list[Any]) -> None:
-    for _ in range(10_000):
-        if not any(pg.pg_flags & PG_BUSY for pg in pgs) and env.k.uvm.aio_done.empty():
-            return
-        await env.sleep(10_000)
-    raise AssertionError("pageout never completed")
-
-
 def _free_clean(k: Kernel, pg: Any) -> None:
     """uvmpd_scan_inactive I7 for a clean aobj page: swpgonly +1, unmap, free."""
     assert pg.pg_flags & PG_CLEAN and not pg.pg_flags & PG_BUSY
@@ -96,6 +90,18 @@ def _free_clean(k: Kernel, pg: Any) -> None:
     uvm_page.uvm_lock_pageq(k)
     uvm_page.uvm_pagefree(k, pg)
     uvm_page.uvm_unlock_pageq(k)
+
+
+async def _page_1_only_in_swap(k: Kernel, env: Any) -> tuple[UvmObject, int]:
+    """A 4-page aobj whose page 1 was written, paged out (the write completed) and freed: it
+    lives only in swap. Returns the aobj and the page's slot."""
+    uobj = uvm_aobj.uao_create(k, 4 * PAGE, 0)
+    env.objs.append(uobj)
+    pgs = await _touch(k, env, uobj, [1])
+    _, swslot = await _pageout(k, uobj, pgs)
+    await _until_idle(env, pgs)
+    _free_clean(k, pgs[0])
+    return uobj, swslot
 
 
 def _quiet() -> KernelConfig:
@@ -233,12 +239,7 @@ def test_uao_get_read_error_marks_the_slot_bad(kenv: Any) -> None:
     env = kenv(config=_quiet(), faults=FaultConfig(fail_read_slots=[(0, 15)]))
 
     async def body(k: Kernel, env: Any) -> None:
-        uobj = uvm_aobj.uao_create(k, 4 * PAGE, 0)
-        env.objs.append(uobj)
-        pgs = await _touch(k, env, uobj, [1])
-        r, swslot = await _pageout(k, uobj, pgs)
-        await _until_idle(env, pgs)
-        _free_clean(k, pgs[0])
+        uobj, swslot = await _page_1_only_in_swap(k, env)
         free = k.uvmexp.free
         await rw_enter(k, uobj.vmobjlock, RW_WRITE)
         pps: list[Any] = [None]
@@ -304,12 +305,7 @@ def test_an_aobj_detached_while_its_swap_in_fails_counts_the_lost_page_out(kenv:
         got["r"], _ = await uvm_aobj.uao_get(k, uobj, PAGE, pps, 1, 0, 0, 0, 0)
 
     async def body(k: Kernel, env: Any) -> None:
-        uobj = uvm_aobj.uao_create(k, 4 * PAGE, 0)
-        env.objs.append(uobj)
-        pgs = await _touch(k, env, uobj, [1])
-        _, swslot = await _pageout(k, uobj, pgs)
-        await _until_idle(env, pgs)
-        _free_clean(k, pgs[0])
+        uobj, swslot = await _page_1_only_in_swap(k, env)
         free = k.uvmexp.free
         kthread_create(k, getter, k, uobj, name="getter")
         while uvm_page.uvm_pagelookup(uobj, PAGE) is None:  # the read is in flight

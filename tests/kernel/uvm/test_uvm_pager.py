@@ -37,6 +37,9 @@ from kernel.uvm.uvm_pager import (
     VM_PAGER_PEND,
 )
 
+import pdaemon_world as pw
+from pdaemon_world import until_idle as _until_idle
+
 PAGE = 4096
 DAEMON_FLAGS = PGO_ALLPAGES | PGO_PDFREECLUST
 
@@ -52,22 +55,7 @@ def _data(i: int) -> bytes:
 
 def _dirty_anons(k: Kernel, env: Any, n: int) -> tuple[RWLock, list[Any], list[Any]]:
     """n dirty anon pages (page i holds _data(i)) on the inactive queue, one amap lock."""
-    lock = RWLock("test-amap")
-    anons, pgs = [], []
-    for i in range(n):
-        anon = uvm_anon.uvm_analloc(k)
-        anon.an_lock = lock
-        anon.an_ref = 0  # the test's own: freed with uvm_anfree at the end
-        pg = uvm_page.uvm_pagealloc(k, None, 0, anon, 0)
-        assert pg is not None
-        env.ram.write(pg.phys_addr >> 12, _data(i))
-        pg.pg_flags &= ~(uvm_page.PG_BUSY | uvm_page.PG_FAKE | PG_CLEAN)
-        uvm_page.uvm_lock_pageq(k)
-        uvm_page.uvm_pagedeactivate(k, pg)
-        uvm_page.uvm_unlock_pageq(k)
-        anons.append(anon)
-        pgs.append(pg)
-    return lock, anons, pgs
+    return pw.dirty_anons(k, env, n, _data)
 
 
 def _build_cluster(k: Kernel, pgs: list[Any]) -> tuple[int, list[Any]]:
@@ -88,15 +76,6 @@ def _build_cluster(k: Kernel, pgs: list[Any]) -> tuple[int, list[Any]]:
     return swslot, swpps
 
 
-async def _until_idle(env: Any, pgs: list[Any]) -> None:
-    """Let virtual time pass until the async pageout of ``pgs`` completed (aiodoned ran)."""
-    for _ in range(10_000):
-        if not any(pg.pg_flags & PG_BUSY for pg in pgs) and env.k.uvm.aio_done.empty():
-            return
-        await env.sleep(10_000)
-    raise AssertionError("pageout never completed")
-
-
 def _free_clean(k: Kernel, pg: Any) -> None:
     """uvmpd_scan_inactive I7: a clean swap-backed page now lives only in swap: free it."""
     assert pg.pg_flags & PG_CLEAN and not pg.pg_flags & PG_BUSY
@@ -109,15 +88,9 @@ def _free_clean(k: Kernel, pg: Any) -> None:
 
 async def _read_back(k: Kernel, env: Any, anon: Any) -> bytes:
     """§1.14 step 3: a page for the anon, filled by uvm_swap_get; returns its bytes."""
-    pg = uvm_page.uvm_pagealloc(k, None, 0, anon, 0)
-    assert pg is not None
-    r = await uvm_swap.uvm_swap_get(k, pg, anon.an_swslot, PGO_SYNCIO)
+    r, data = await pw.read_back(k, env, anon)
     assert r == VM_PAGER_OK
-    pg.pg_flags &= ~(PG_BUSY | uvm_page.PG_FAKE)
-    uvm_page.uvm_lock_pageq(k)
-    uvm_page.uvm_pageactivate(k, pg)
-    uvm_page.uvm_unlock_pageq(k)
-    return env.ram.read(pg.phys_addr >> 12)
+    return data
 
 
 async def _free_anons(k: Kernel, lock: RWLock, anons: list[Any]) -> None:

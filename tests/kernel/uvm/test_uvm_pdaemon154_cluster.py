@@ -28,7 +28,7 @@ from kernel.uvm.uvm_page import PG_BUSY, PG_CLEAN, PQ_INACTIVE, VmPage
 from kernel.uvm.uvm_pdaemon_1_154 import Swapcluster
 
 import pdaemon_world as pw
-from pdaemon_inactive import _aobj_slot, _pageouts, _settle, _store
+from pdaemon_inactive import _aobj_slot, _big_aobj, _pageouts, _settle, _store
 from pdaemon_world import PAGE, Holder
 
 if TYPE_CHECKING:
@@ -57,6 +57,20 @@ async def _flush(k: Kernel, swc: Swapcluster) -> int:
     if r == uvm_pager.VM_PAGER_PEND:
         k.uvmexp.paging += npages
     return r
+
+
+async def _two_anons_added(env: KernelEnv) -> tuple[Holder, list[VmPage], Swapcluster]:
+    """Two dirty anon pages of a holder (30 pages left free), deactivated and added to a
+    cluster just opened (slots 1-16): the holder, the pages, the cluster."""
+    k = env.k
+    h = await pw.hold(env, "h", pw.region("anon", 2), free=30)
+    pgs = pw.pgs(env, h)
+    pw.deactivate(k, pgs)
+    swc = Swapcluster()
+    pd154.swapcluster_allocslots(k, swc)
+    for pg in pgs:
+        await _add(k, swc, h, 0, pg)
+    return h, pgs, swc
 
 
 def _slot(pg: VmPage) -> int:
@@ -167,11 +181,7 @@ def test_N_C6_aobj_hash_at_the_pool_limit_refuses_the_page(run_as_pagedaemon154:
     page whose element exists (page 64's, made first) is still added."""
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        h = await pw.hold(env, "h", pw.region("shared", 80, "big", touch=""), free=30)
-        for i in (64, 70):
-            await pw.run_on(env, h, _store(h.vas[0] + i * PAGE, b"x"))
-        p64, p70 = pw.pg(env, h, 0, 64), pw.pg(env, h, 0, 70)
-        pw.deactivate(k, [p64, p70])
+        h, [p64, p70] = await _big_aobj(env, "h", (64, 70))
         swc = Swapcluster()
         pd154.swapcluster_allocslots(k, swc)
         pool = k.uao_swhash_elt_pool
@@ -227,13 +237,7 @@ def test_N_F2_N_F3_N_F5_partial_cluster_frees_its_tail_and_is_written(
     "pdpageouts +1; uvm_swap_put(slot, pages, nused, async)"; N-F5 (479): "cluster closed"."""
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        h = await pw.hold(env, "h", pw.region("anon", 2), free=30)
-        pgs = pw.pgs(env, h)
-        pw.deactivate(k, pgs)
-        swc = Swapcluster()
-        pd154.swapcluster_allocslots(k, swc)
-        for pg in pgs:
-            await _add(k, swc, h, 0, pg)
+        h, pgs, swc = await _two_anons_added(env)
         assert k.uvmexp.swpginuse == 16
         with capture_logs() as logs:
             r = await _flush(k, swc)
@@ -317,11 +321,7 @@ def test_N_F4_refused_write_clears_the_slots_of_a_large_aobj_in_its_hash(
     hash (the elements made for the cluster go again), and the slots are freed."""
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        h = await pw.hold(env, "h", pw.region("shared", 80, "big", touch=""), free=30)
-        for i in (3, 70):
-            await pw.run_on(env, h, _store(h.vas[0] + i * PAGE, b"x"))
-        pgs = [pw.pg(env, h, 0, 3), pw.pg(env, h, 0, 70)]
-        pw.deactivate(k, pgs)
+        h, pgs = await _big_aobj(env, "h", (3, 70))
         pool = k.uao_swhash_elt_pool
         nout = pool.pr_nout
         swc = Swapcluster()
@@ -352,13 +352,7 @@ def test_uvm_swap_dropcluster_after_a_good_write_cleans_the_pages(
     No 1.154 daemon path passes 0; this pins the kernel function alone."""
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        h = await pw.hold(env, "h", pw.region("anon", 2), free=30)
-        pgs = pw.pgs(env, h)
-        pw.deactivate(k, pgs)
-        swc = Swapcluster()
-        pd154.swapcluster_allocslots(k, swc)
-        for pg in pgs:
-            await _add(k, swc, h, 0, pg)
+        h, pgs, swc = await _two_anons_added(env)
         await uvm_pager.uvm_swap_dropcluster(k, swc.swc_pages, 2, 0)
         for pg in pgs:
             assert pg.pg_flags & PG_CLEAN and not pg.pg_flags & PG_BUSY

@@ -37,7 +37,7 @@ import pdaemon_world as pw
 from pdaemon154 import BIG, _inactive, _markers, _scan_inactive, _slot
 from pdaemon_inactive import _aobj_slot, _pageouts, _settle, _store
 from pdaemon_swap import _anon_round_trip
-from pdaemon_world import PAGE
+from pdaemon_world import PAGE, Holder
 
 if TYPE_CHECKING:
     from conftest import KernelEnv
@@ -136,17 +136,26 @@ def test_N_I14_a_page_written_before_gets_a_new_slot(run_as_pagedaemon154: Any) 
     run_as_pagedaemon154(body)
 
 
+async def _no_free_slot(env: KernelEnv, n: int) -> tuple[Holder, list[VmPage]]:
+    """N-I15's machine (run with 16 swap slots): every slot in use by a resident clean page
+    (region 0, not swap-only, so swap is not "full"), and ``n`` dirty anon pages (region 1)
+    deactivated. Returns the holder and those n pages."""
+    k = env.k
+    h = await pw.hold(env, "w", pw.region("anon", 16), pw.region("anon", n), free=30)
+    await _anon_round_trip(env, h, 0, range(16))
+    assert k.uvmexp.swpginuse == 16 and not uvm_swap.uvm_swapisfull_154(k)
+    pgs = pw.pgs(env, h, 1)
+    pw.deactivate(k, pgs)
+    return h, pgs
+
+
 def test_N_I15_no_slot_unbusies_and_reactivates_the_page(run_as_pagedaemon154: Any) -> None:
     """N-I15 (lines 759-768): "swapcluster_allocslots fails (N-C2) | unbusy; dirtyreacts +1;
     activate" (1.105 left it inactive, uncounted). Every slot of 16 is in use by a resident
     clean page (not swap-only, so swap is not "full")."""
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        h = await pw.hold(env, "w", pw.region("anon", 16), pw.region("anon", 2), free=30)
-        await _anon_round_trip(env, h, 0, range(16))
-        assert k.uvmexp.swpginuse == 16 and not uvm_swap.uvm_swapisfull_154(k)
-        pgs = pw.pgs(env, h, 1)
-        pw.deactivate(k, pgs)
+        h, pgs = await _no_free_slot(env, 2)
         _, d = await _scan_inactive(k, BIG)
         assert (d["pdscans"], d["pgswapout"], d["pdpageouts"]) == (2, 2, 0)
         for pg in pgs:
@@ -193,11 +202,7 @@ def test_N_I2_N_I15_sixteen_pages_without_a_slot_end_the_scan(run_as_pagedaemon1
     at."""
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        h = await pw.hold(env, "w", pw.region("anon", 16), pw.region("anon", 17), free=30)
-        await _anon_round_trip(env, h, 0, range(16))
-        assert k.uvmexp.swpginuse == 16 and not uvm_swap.uvm_swapisfull_154(k)
-        pgs = pw.pgs(env, h, 1)
-        pw.deactivate(k, pgs)
+        h, pgs = await _no_free_slot(env, 17)
         _, d = await _scan_inactive(k, BIG)
         assert (d["pdscans"], d["pgswapout"], d["pdpageouts"]) == (16, 16, 0)
         assert all(pg.pg_flags & PQ_ACTIVE for pg in pgs[:16]) and _inactive(k) == pgs[16:]

@@ -46,6 +46,7 @@ import pdaemon_world as pw
 from pdaemon_passes import (
     _asleep,
     _daemon,
+    _free_at_pass,
     _free_pages,
     _kernel_pages,
     _kernel_pages_at,
@@ -396,12 +397,7 @@ def test_N_M7_size_is_the_shortage_plus_the_request(live_pagedaemon154: Any) -> 
     """N-M7 (263-264): "shortage > 0 | size += shortage": free 10 gives shortage 2; with a
     3-page request queued, size 3 + 2 = 5: bufbackoff(.., 10)."""
     held: list[VmPage] = []
-
-    def free_them(k: Kernel, n: int) -> None:
-        if n == 1:
-            _free_pages(k, held)
-
-    env, _passes = live_pagedaemon154(free_them, npages=256)
+    env, _passes = live_pagedaemon154(_free_at_pass(held), npages=256)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
         held.extend(_kernel_pages_at(k, 200, 3))
@@ -654,12 +650,7 @@ def test_N_M13_an_inactive_shortage_of_one_page_is_enough(
 def test_N_M13_scans_for_a_request_alone(live_pagedaemon154: Any) -> None:
     """N-M13: "request | uvmpd_scan": both targets met, a request waits."""
     held: list[VmPage] = []
-
-    def free_it(k: Kernel, n: int) -> None:
-        if n == 1:
-            _free_pages(k, held)
-
-    env, _passes = live_pagedaemon154(free_it, npages=64)
+    env, _passes = live_pagedaemon154(_free_at_pass(held), npages=64)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
         h = await pw.hold(env, "h", pw.region("anon", 20))

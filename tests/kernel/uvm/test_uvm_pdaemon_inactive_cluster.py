@@ -29,7 +29,16 @@ from kernel.uvm import uvm_swap
 from kernel.uvm.uvm_page import PG_BUSY, PG_CLEAN, PQ_ACTIVE, PQ_INACTIVE
 
 import pdaemon_world as pw
-from pdaemon_inactive import _aobj_slot, _file_bytes, _load, _pageouts, _scan, _settle, _store
+from pdaemon_inactive import (
+    _aobj_slot,
+    _big_aobj,
+    _file_bytes,
+    _load,
+    _pageouts,
+    _scan,
+    _settle,
+    _store,
+)
 from pdaemon_world import PAGE
 
 if TYPE_CHECKING:
@@ -208,11 +217,7 @@ def test_I12c_the_slot_of_a_page_of_a_large_aobj_goes_into_its_swap_hash(
     object), counted in the element pool."""
 
     async def body(k: Kernel, env: KernelEnv) -> None:
-        h = await pw.hold(env, "w", pw.region("shared", 80, "big", touch=""), free=30)
-        for i in (3, 70):
-            await pw.run_on(env, h, _store(h.vas[0] + i * PAGE, b"x"))
-        pgs = [pw.pg(env, h, 0, 3), pw.pg(env, h, 0, 70)]
-        pw.deactivate(k, pgs)
+        h, _ = await _big_aobj(env, "w", (3, 70))
         pool = k.uao_swhash_elt_pool
         nout = pool.pr_nout
         with capture_logs() as logs:

@@ -270,6 +270,37 @@ def test_I18_pageout_wakes_the_thread_waiting_for_the_busy_page(run_as_pagedaemo
     run_as_pagedaemon(body)
 
 
+def _release_p_at_its_trylock(
+    env: KernelEnv, h: Holder, p: VmPage, la: RWLock, lb: RWLock
+) -> tuple[list[int], list[int]]:
+    """How the I18a tests get P (page 0 of region 1 of ``h``, amap lock ``lb``) released during
+    its failed pageout: at the scan's try-lock of ``lb`` another CPU takes ``la`` (amap A's
+    lock: uvm_pager_dropcluster sleeps on it) and ``h`` unmaps P's region; once the unmap is
+    done the other CPU records P's flags and lets ``la`` go. Returns (the unmap's ticket,
+    P's flags after the unmap), both filled in during the scan."""
+    cpu = pw.other_cpu(env.k)
+    tickets: list[int] = []
+    flags_after_unmap: list[int] = []
+
+    async def let_a_go() -> None:  # on the other CPU, once the unmap is done
+        while h.done < tickets[0]:
+            await env.sleep(10_000)
+        flags_after_unmap.append(p.pg_flags)
+        rw_exit(la)
+
+    async def unmap_p(up: UserProcess) -> None:
+        await up.munmap(h.vas[1], PAGE)
+
+    def at_p(rwl: RWLock) -> None:
+        rwl.rwl_hook = None
+        _take_as(cpu.proc, la)
+        tickets.append(pw.post(h, unmap_p))
+        pw.post(cpu, let_a_go)
+
+    lb.rwl_hook = at_p
+    return tickets, flags_after_unmap
+
+
 class SwpgonlyUndercount(AssertionError):
     """The I18a clean-up took one off `uvmexp.swpgonly` for a page never counted there."""
 
@@ -310,27 +341,7 @@ def test_I18a_released_anon_page_after_failed_pageout_frees_page_and_anon(
         anon = pw.anon(env, h, 1, 0)
         la, lb = pw.lock(h, 0), pw.lock(h, 1)
         pw.deactivate(k, [*a, p])
-        cpu = pw.other_cpu(k)
-        tickets: list[int] = []
-
-        flags_after_unmap: list[int] = []
-
-        async def let_a_go() -> None:  # on the other CPU, once the unmap is done
-            while h.done < tickets[0]:
-                await env.sleep(10_000)
-            flags_after_unmap.append(p.pg_flags)
-            rw_exit(la)
-
-        async def unmap_p(up: UserProcess) -> None:
-            await up.munmap(h.vas[1], PAGE)
-
-        def at_p(rwl: RWLock) -> None:
-            rwl.rwl_hook = None
-            _take_as(cpu.proc, la)
-            tickets.append(pw.post(h, unmap_p))
-            pw.post(cpu, let_a_go)
-
-        lb.rwl_hook = at_p
+        tickets, flags_after_unmap = _release_p_at_its_trylock(env, h, p, la, lb)
         _no_bufs(k)
         with capture_logs() as logs:
             d = await _scan(k)
@@ -375,24 +386,7 @@ def test_I18a_the_scan_goes_on_with_the_successor_of_the_released_page(
         a, p, q = pw.pgs(env, h, 0), pw.pg(env, h, 1, 0), pw.pg(env, h, 2, 0)
         la, lb = pw.lock(h, 0), pw.lock(h, 1)
         pw.deactivate(k, [*a, p, q])
-        cpu = pw.other_cpu(k)
-        tickets: list[int] = []
-
-        async def let_a_go() -> None:  # on the other CPU, once the unmap is done
-            while h.done < tickets[0]:
-                await env.sleep(10_000)
-            rw_exit(la)
-
-        async def unmap_p(up: UserProcess) -> None:
-            await up.munmap(h.vas[1], PAGE)
-
-        def at_p(rwl: RWLock) -> None:
-            rwl.rwl_hook = None
-            _take_as(cpu.proc, la)
-            tickets.append(pw.post(h, unmap_p))
-            pw.post(cpu, let_a_go)
-
-        lb.rwl_hook = at_p
+        _release_p_at_its_trylock(env, h, p, la, lb)
         _no_bufs(k)
         with capture_logs() as logs:
             d = await _scan(k)

@@ -47,6 +47,7 @@ import pdaemon_world as pw
 from pdaemon_passes import (
     _asleep,
     _daemon,
+    _free_at_pass,
     _free_pages,
     _kernel_pages,
     _kernel_pages_at,
@@ -225,12 +226,7 @@ def test_M10prime_unsatisfied_request_brings_the_next_pass_without_a_sleep(
     in that case?"). The requested frame is a kernel page; another CPU frees it at the end of
     pass 2: uvm_wakeup_pla completes the request itself, as it is no longer BUSY."""
     held: list[VmPage] = []
-
-    def free_at_pass_2(k: Kernel, n: int) -> None:
-        if n == 2:
-            _free_pages(k, held)
-
-    env, passes = live_pagedaemon(free_at_pass_2, npages=64)
+    env, passes = live_pagedaemon(_free_at_pass(held, at=2), npages=64)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
         held.extend(_kernel_pages(k, 1))
@@ -463,12 +459,7 @@ def test_M7_size_adds_the_request_pages_to_the_shortfall(live_pagedaemon: Any) -
     size 3 + 2 = 5: bufbackoff(.., 10). Another CPU frees the requested frames at the end of
     the pass."""
     held: list[VmPage] = []
-
-    def free_them(k: Kernel, n: int) -> None:
-        if n == 1:
-            _free_pages(k, held)
-
-    env, passes = live_pagedaemon(free_them, npages=256, bufcachepercent=50)
+    env, passes = live_pagedaemon(_free_at_pass(held), npages=256, bufcachepercent=50)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
         held.extend(_kernel_pages_at(k, 200, 3))
@@ -543,12 +534,7 @@ def test_M8_scans_when_inactive_is_below_inactarg(live_pagedaemon: Any) -> None:
 def test_M8_scans_for_a_queued_request_even_when_both_targets_are_met(live_pagedaemon: Any) -> None:
     """M8: "pma" alone is enough: free 43 and inactive 13 = inactarg, but a request waits."""
     held: list[VmPage] = []
-
-    def free_it(k: Kernel, n: int) -> None:
-        if n == 1:
-            _free_pages(k, held)
-
-    env, passes = live_pagedaemon(free_it, npages=64)
+    env, passes = live_pagedaemon(_free_at_pass(held), npages=64)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
         h = await pw.hold(env, "h", ("anon", 20, None, "w"))
@@ -620,12 +606,7 @@ def test_M8_the_scan_gets_the_request(live_pagedaemon: Any) -> None:
     I1a): both clean inactive file pages are freed. Another CPU frees frame 0 at the end of
     the pass."""
     held: list[VmPage] = []
-
-    def free_it(k: Kernel, n: int) -> None:
-        if n == 1:
-            _free_pages(k, held)
-
-    env, passes = live_pagedaemon(free_it, npages=64)
+    env, passes = live_pagedaemon(_free_at_pass(held), npages=64)
 
     async def body(k: Kernel, env: KernelEnv) -> None:
         held.extend(_kernel_pages_at(k, 0, 1))

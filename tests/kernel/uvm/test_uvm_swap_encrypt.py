@@ -44,6 +44,10 @@ from kernel.uvm.uvm_pager import (
 )
 from kernel.uvm.uvm_swap_encrypt import SWPENC_CREATED, SWPENC_DELETED, SWPENC_ENABLE
 
+import pdaemon_world as pw
+from pdaemon_world import read_back as _read_back
+from pdaemon_world import until_idle as _until_idle
+
 PAGE = 4096
 SECRET = b"\x8f--the-secret--\x13"  # 16 bytes: one AES block
 DAEMON_FLAGS = PGO_ALLPAGES | PGO_PDFREECLUST
@@ -60,22 +64,7 @@ def _data(i: int) -> bytes:
 
 def _dirty_anons(k: Kernel, env: Any, n: int, first: int = 0) -> tuple[RWLock, list[Any], list[Any]]:
     """n dirty anon pages (page i holds _data(first + i)) on the inactive queue."""
-    lock = RWLock("test-amap")
-    anons, pgs = [], []
-    for i in range(n):
-        anon = uvm_anon.uvm_analloc(k)
-        anon.an_lock = lock
-        anon.an_ref = 0  # the test's own: freed with uvm_anfree at the end
-        pg = uvm_page.uvm_pagealloc(k, None, 0, anon, 0)
-        assert pg is not None
-        env.ram.write(pg.phys_addr >> 12, _data(first + i))
-        pg.pg_flags &= ~(PG_BUSY | uvm_page.PG_FAKE | PG_CLEAN)
-        uvm_page.uvm_lock_pageq(k)
-        uvm_page.uvm_pagedeactivate(k, pg)
-        uvm_page.uvm_unlock_pageq(k)
-        anons.append(anon)
-        pgs.append(pg)
-    return lock, anons, pgs
+    return pw.dirty_anons(k, env, n, lambda i: _data(first + i))
 
 
 def _slots(k: Kernel, pgs: list[Any], want: int = 0) -> int:
@@ -100,6 +89,16 @@ def _unbusy(k: Kernel, pgs: list[Any]) -> None:
         pg.pg_flags &= ~PG_BUSY
 
 
+async def _three_written(k: Kernel, env: Any) -> tuple[RWLock, list[Any], list[Any], int]:
+    """Three dirty anon pages written to one run of slots by a synchronous uvm_swap_put (it
+    succeeds), then unbusied: (their lock, the anons, the pages, the run's first slot)."""
+    lock, anons, pgs = _dirty_anons(k, env, 3)
+    slot = _slots(k, pgs)
+    assert await uvm_swap.uvm_swap_put(k, slot, pgs, 3, PGO_SYNCIO) == VM_PAGER_OK
+    _unbusy(k, pgs)
+    return lock, anons, pgs, slot
+
+
 def _image(env: Any, slot: int, n: int = 1) -> bytes:
     """The bytes of drum slots [slot, slot + n) in the swap image (a file: slot 1 is page 0)."""
     with open(Path(env.disks[0].path), "rb") as f:
@@ -109,18 +108,6 @@ def _image(env: Any, slot: int, n: int = 1) -> bytes:
 
 def _sdp(k: Kernel) -> Any:
     return k.swap.swap_priority.first().spi_swapdev.first()
-
-
-async def _read_back(k: Kernel, env: Any, anon: Any) -> tuple[int, bytes]:
-    """uvm_swap_get into a fresh page of ``anon``; (result, its bytes)."""
-    pg = uvm_page.uvm_pagealloc(k, None, 0, anon, 0)
-    assert pg is not None
-    r = await uvm_swap.uvm_swap_get(k, pg, anon.an_swslot, PGO_SYNCIO)
-    pg.pg_flags &= ~(PG_BUSY | uvm_page.PG_FAKE)
-    uvm_page.uvm_lock_pageq(k)
-    uvm_page.uvm_pageactivate(k, pg)
-    uvm_page.uvm_unlock_pageq(k)
-    return r, env.ram.read(pg.phys_addr >> 12)
 
 
 def _drop_pages(k: Kernel, pgs: list[Any]) -> None:
@@ -138,14 +125,6 @@ async def _free_anons(k: Kernel, lock: RWLock, anons: list[Any]) -> None:
     for anon in anons:
         uvm_anon.uvm_anfree(k, anon)
     rw_exit(lock)
-
-
-async def _until_idle(env: Any, pgs: list[Any]) -> None:
-    for _ in range(10_000):
-        if not any(pg.pg_flags & PG_BUSY for pg in pgs) and env.k.uvm.aio_done.empty():
-            return
-        await env.sleep(10_000)
-    raise AssertionError("pageout never completed")
 
 
 def _encrypted_pages(k: Kernel) -> list[Any]:
@@ -277,10 +256,7 @@ def test_key_whose_slots_are_all_freed_is_zeroed_and_counted_as_deleted(kenv: An
     env = kenv(config=_config())
 
     async def body(k: Kernel, env: Any) -> None:
-        lock, anons, pgs = _dirty_anons(k, env, 3)
-        slot = _slots(k, pgs)
-        assert await uvm_swap.uvm_swap_put(k, slot, pgs, 3, PGO_SYNCIO) == VM_PAGER_OK
-        _unbusy(k, pgs)
+        lock, anons, _, slot = await _three_written(k, env)
         sdp = _sdp(k)
         key = uvm_swap.SWD_KEY(sdp, slot)
         se = k.swapencrypt
@@ -415,10 +391,7 @@ def test_freeing_a_run_of_encrypted_slots_puts_each_slots_key_reference(kenv: An
     env = kenv(config=_config())
 
     async def body(k: Kernel, env: Any) -> None:
-        lock, anons, pgs = _dirty_anons(k, env, 3)
-        slot = _slots(k, pgs)
-        assert await uvm_swap.uvm_swap_put(k, slot, pgs, 3, PGO_SYNCIO) == VM_PAGER_OK
-        _unbusy(k, pgs)
+        lock, anons, _, slot = await _three_written(k, env)
         for anon in anons:
             anon.an_swslot = 0
         uvm_swap.uvm_swap_free(k, slot, 3)
