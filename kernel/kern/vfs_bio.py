@@ -46,7 +46,7 @@ from kernel.kern.kern_synch import INFSLP, chan, tsleep_nsec, wakeup
 from kernel.sys.buf import B_CALL, B_DONE, B_ERROR, Buf
 from kernel.sys.errno import EIO
 from kernel.sys.param import PRIBIO, PVM
-from kernel.sys.pool import PR_NOWAIT
+from kernel.sys.pool import PR_NOWAIT, Pool
 from kernel.sys.systm import KASSERT, Panic
 
 if TYPE_CHECKING:
@@ -102,16 +102,10 @@ class BufCache:
     recovered: int = 0  # PORT: pages given back by bufbackoff since boot
 
 
-@dataclass(eq=False, slots=True)
-class Bufpool:
-    """struct pool bufpool, as far as it is counted (PORT: the bufs are Python objects).
-
-    Locks: (B) splbio (no await). Invariant: pr_hardlimit is None or a sleeper waits while
-    pr_nout >= pr_hardlimit.
-    """
-
-    pr_nout: int = 0  # (B) bufs handed out and not yet returned
-    pr_hardlimit: int | None = None  # (B) pool_sethardlimit(); None: no limit
+# struct pool bufpool (sys/pool.py's Pool: the bufs are Python objects, only counted).
+# Locks: (B) splbio (no await). Invariant: pr_hardlimit is None or a sleeper waits while
+# pr_nout >= pr_hardlimit.
+Bufpool = Pool
 
 
 def BUFPAGES_DEFICIT(k: Kernel) -> int:

@@ -1,8 +1,9 @@
 """sys/pool.h: the flags of pool_get(9), as far as the kernel uses them.
 
-Port: no memory pools are modelled; the pools whose exhaustion the UVM handles are counted:
-the buffer pool in kern/vfs_bio.py (``bufpool_get``/``bufpool_put``), and uvm_aobj.c's swap
-hash element pool (``k.uao_swhash_elt_pool``, a :class:`Pool`).
+Port: no memory pools are modelled; the pools whose exhaustion the UVM handles are counted,
+each a :class:`Pool`: the buffer pool of kern/vfs_bio.py (``k.bufpool``, through
+``bufpool_get``/``bufpool_put``), and uvm_aobj.c's swap hash element pool
+(``k.uao_swhash_elt_pool``).
 """
 
 from __future__ import annotations

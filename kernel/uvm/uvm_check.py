@@ -57,7 +57,7 @@ from kernel.sys.mman import PROT_WRITE
 from kernel.sys.param import PAGE_SHIFT
 from kernel.sys.systm import Panic
 from kernel.uvm.uvm_object import UVM_OBJ_IS_AOBJ
-from kernel.uvm.uvm_swap import SWD_KEY_SHIFT
+from kernel.uvm.uvm_swap import SWCLUSTPAGES, SWD_KEY_SHIFT
 
 if TYPE_CHECKING:
     from kernel.kernel import Kernel
@@ -69,7 +69,6 @@ if TYPE_CHECKING:
 __all__ = ["CHECK_WORK", "uvm_check", "uvm_check_pass"]
 
 
-SWCLUSTPAGES: Final = 16  # uvm_swap.h: the largest swap cluster the daemon builds
 CHECK_WORK: Final = 2  # amortized check: work units between whole checks, per unit of size
 _PROT_WRITE: Final = int(PROT_WRITE)
 

@@ -66,9 +66,6 @@ __all__ = [
     "vm_map_unlock_read",
 ]
 
-# uvm_page.py's constants (not imported by name: uvm_check, hence this module, is imported
-# while uvm_page is still initialising)
-
 # amd64 vmparam.h
 VM_MIN_ADDRESS: Final = 0
 VM_MAXUSER_ADDRESS: Final = 0x00007F7FFFFFC000
