@@ -26,7 +26,11 @@ Deviations (PORT):
   machine). Rijndael's key schedule becomes a set of cipher contexts for the current key
   ``kcur``: an ECB encryptor for the IVs, and a CBC encryptor and decryptor that run on
   from page to page (see :func:`_cbc_in` and :func:`_cbc_out`); upstream's "encryption-only
-  schedule" is a set without the decryptor. The ECB call that makes an encrypted page's IV
+  schedule" is a set without the decryptor. Upstream expands a key again whenever another
+  key becomes the current one; the port keeps each live key's contexts with the key
+  (``SwapKey.sched``) and makes them once, because making them costs more host time than
+  the cipher itself and the reads of a miss-heavy run hop from section to section. What
+  ``kcur`` and ``swap_ctxt`` hold is upstream's; the contexts go when the key is destroyed. The ECB call that makes an encrypted page's IV
   also makes those of the pages after it up to a cluster (:func:`_ivs_ahead`): the same
   IVs, one call into the library per cluster.
 - Key material comes from ``dev/rnd.py``'s ``arc4random_buf``, keyed from the machine's seed,
@@ -97,11 +101,13 @@ class SwapKey:
     """struct swap_key: the key of one section of a swap device.
 
     Invariant: ``refcount`` is the number of the section's slots marked "needs decrypt"
-    (uvm_swap.py); the key bytes are all zero whenever ``refcount`` is 0.
+    (uvm_swap.py); the key bytes are all zero, and ``sched`` is None, whenever ``refcount``
+    is 0.
     """
 
     key: bytearray = field(default_factory=lambda: bytearray(4 * SWAP_KEY_SIZE))  # secret key for swap range
     refcount: int = 0  # pages that still need it
+    sched: _RijndaelCtx | None = None  # PORT: this key's schedule, once made (docstring)
 
     def __repr__(self) -> str:  # PORT: never the key itself
         return f"<swap_key refcount={self.refcount}>"
@@ -191,6 +197,7 @@ def swap_key_delete(k: Kernel, key: SwapKey) -> None:
     """swap_key_delete: destroy ``key`` (its schedule too, if it is the current one)."""
     # forget the schedule if this key was the last one used
     swap_key_cleanup(k, key)
+    key.sched = None  # PORT: and the one kept with the key (module docstring)
     key.key[:] = bytes(len(key.key))  # explicit_bzero(key, sizeof(*key))
     key.refcount = 0
     swapencrypt(k).uvm_swpkeysdeleted += 1
@@ -243,14 +250,20 @@ def swap_key_prepare(k: Kernel, key: SwapKey, encrypt: int) -> None:
     ctx = se.swap_ctxt
     if se.kcur is key and ctx is not None and (encrypt or not ctx.enc_only):
         return
-    aes = algorithms.AES(key.key)
-    zero = bytes(_BLK)
-    se.swap_ctxt = _RijndaelCtx(
-        enc_only=bool(encrypt),
-        ecb=Cipher(aes, modes.ECB()).encryptor(),
-        enc=Cipher(aes, modes.CBC(zero)).encryptor(),
-        dec=None if encrypt else Cipher(aes, modes.CBC(zero)).decryptor(),
-    )
+    ctx = key.sched  # PORT: made once per key (module docstring)
+    if ctx is None:
+        aes = algorithms.AES(key.key)
+        zero = bytes(_BLK)
+        ctx = key.sched = _RijndaelCtx(
+            enc_only=bool(encrypt),
+            ecb=Cipher(aes, modes.ECB()).encryptor(),
+            enc=Cipher(aes, modes.CBC(zero)).encryptor(),
+            dec=None if encrypt else Cipher(aes, modes.CBC(zero)).decryptor(),
+        )
+    elif not encrypt and ctx.enc_only:
+        ctx.dec = Cipher(algorithms.AES(key.key), modes.CBC(bytes(_BLK))).decryptor()
+        ctx.enc_only = False
+    se.swap_ctxt = ctx
     se.kcur = key
 
 

@@ -159,6 +159,43 @@ def test_swap_encrypt_is_aes128_cbc_whose_iv_encrypts_the_block_number(kenv: Any
     assert bytes(key.key) == bytes(16) and se.kcur is None and se.swap_ctxt is None
 
 
+def test_each_live_key_keeps_its_schedule_and_a_destroyed_key_loses_it(kenv: Any) -> None:
+    """PORT (module docstring): a key's cipher contexts are made once and kept with the key
+    while it lives, so switching keys (``kcur``) does not make them again; decrypting with a
+    key first used only to encrypt adds the decryptor. Destroying a key drops its contexts even
+    when another key is the current one, and the output is CBC's whichever order keys come."""
+    k = kenv(start=False, swapencrypt=True).k
+    a, b = uvm_swap_encrypt.SwapKey(), uvm_swap_encrypt.SwapKey()
+    for key in (a, b):
+        uvm_swap_encrypt.swap_key_get(k, key)
+    se = k.swapencrypt
+    page = _data(7)
+    outs = {}
+    for key, block in ((a, 8), (b, 16), (a, 24), (b, 8)):
+        out = memoryview(bytearray(PAGE))
+        uvm_swap_encrypt.swap_encrypt(k, key, memoryview(page), out, block, PAGE)
+        outs[id(key), block] = bytes(out)
+        assert se.kcur is key and se.swap_ctxt is key.sched
+        assert key.sched is not None and key.sched.enc_only and key.sched.dec is None
+    enc_a = a.sched
+    for key, block in ((a, 8), (b, 16), (a, 24), (b, 8)):
+        hi, lo = block >> 32, block & 0xFFFFFFFF
+        raw = bytes(key.key)
+        iv = Cipher(algorithms.AES(raw), modes.ECB()).encryptor().update(
+            struct.pack("<4I", hi, lo, hi ^ 0xFFFFFFFF, lo ^ 0xFFFFFFFF))  # fmt: skip
+        expect = Cipher(algorithms.AES(raw), modes.CBC(iv)).encryptor().update(page)
+        assert outs[id(key), block] == expect
+        buf = memoryview(bytearray(expect))
+        uvm_swap_encrypt.swap_decrypt(k, key, buf, buf, block, PAGE)
+        assert bytes(buf) == page
+    assert a.sched is enc_a and not enc_a.enc_only and enc_a.dec is not None  # same contexts
+    assert se.kcur is b
+    uvm_swap_encrypt.swap_key_put(k, a)  # not the current key: its contexts go all the same
+    assert a.sched is None and bytes(a.key) == bytes(16) and se.kcur is b
+    uvm_swap_encrypt.swap_key_put(k, b)
+    assert b.sched is None and se.kcur is None and se.swap_ctxt is None
+
+
 def test_keys_come_from_the_machines_seeded_stream() -> None:
     """PORT (dev/rnd.py): arc4random_buf is a ChaCha20 keystream keyed from the machine's
     seed: the same seed gives the same keys, another seed others (a real kernel: entropy)."""
