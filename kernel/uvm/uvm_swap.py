@@ -259,6 +259,9 @@ class SwapState:
     )  # [S] list of all active swap devices, by priority
     uvm_swap_data_lock: Mutex = field(default_factory=lambda: Mutex("uvm_swap_data_lock"))
     swapmap_next: int = 1  # [S] PORT: the /dev/drum extent: next free drum page (0 = none)
+    # [S] PORT: the swapdev swapdrum_getsdp found last (a device on the list; None after a
+    # removal): most lookups hit it, and the walk of the lists is skipped
+    getsdp_hint: Swapdev | None = None
     # PORT: bad slots whose page is also counted in uvmexp.swpgonly: a failed swap-in keeps
     # its page counted until its anon or aobj forgets the SWSLOT_BAD slot (swpgonlybad_add)
     swpgonlybad: int = 0  # [S]
@@ -442,6 +445,7 @@ def swaplist_find(k: Kernel, vp: BlockDev, remove: bool) -> Swapdev | None:
             if remove:
                 spp.spi_swapdev.remove(sdp)
                 k.uvmexp.nswapdev -= 1
+                swap.getsdp_hint = None  # PORT: see SwapState
             return sdp
     return None
 
@@ -470,9 +474,14 @@ def swapdrum_getsdp(k: Kernel, pgno: int) -> Swapdev | None:
 
     => caller holds uvm_swap_data_lock
     """
-    for spp in _swap(k).swap_priority:
+    swap = _swap(k)
+    sdp = swap.getsdp_hint  # PORT: the last device found (SwapState), same answer
+    if sdp is not None and sdp.swd_drumoffset <= pgno < sdp.swd_drumoffset + sdp.swd_drumsize:
+        return sdp
+    for spp in swap.swap_priority:
         for sdp in spp.spi_swapdev:
             if sdp.swd_drumoffset <= pgno < sdp.swd_drumoffset + sdp.swd_drumsize:
+                swap.getsdp_hint = sdp
                 return sdp
     return None
 
