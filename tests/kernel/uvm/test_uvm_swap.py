@@ -124,6 +124,24 @@ def test_swap_alloc_round_robins_within_a_priority(kenv: Any) -> None:
         uvm_swap.uvm_swap_free(k, s, 4)
 
 
+def test_swapdrum_getsdp_never_answers_with_a_device_taken_off_the_list(kenv: Any) -> None:
+    """PORT (SwapState.getsdp_hint): the lookup tries the device it found last first; the hint
+    is dropped when swaplist_find removes a device, so its drum range then maps to nothing."""
+    env = kenv(swap_pages=0, start=False)
+    k = env.k
+    a = _add_disk(env, "a", 32, 0)
+    b = _add_disk(env, "b", 32, 0)
+    sdp_a = uvm_swap.swaplist_find(k, a, False)
+    sdp_b = uvm_swap.swaplist_find(k, b, False)
+    assert uvm_swap.swapdrum_getsdp(k, 40) is sdp_b and k.swap.getsdp_hint is sdp_b
+    assert uvm_swap.swapdrum_getsdp(k, 2) is sdp_a and k.swap.getsdp_hint is sdp_a
+    assert uvm_swap.swapdrum_getsdp(k, 2) is sdp_a  # from the hint
+    assert uvm_swap.swaplist_find(k, a, True) is sdp_a
+    assert k.swap.getsdp_hint is None
+    assert uvm_swap.swapdrum_getsdp(k, 2) is None
+    assert uvm_swap.swapdrum_getsdp(k, 40) is sdp_b
+
+
 def test_swap_alloc_uses_priorities_in_ascending_order(kenv: Any) -> None:
     """§1.9: "walks priority groups in ascending priority value" and "skips ... devices where
     in-use + n exceeds their usable pages"."""
