@@ -322,10 +322,16 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             print(f"bench {name}: {time.perf_counter() - t:.1f} s", file=sys.stderr)
     _print_bench(rows, time.perf_counter() - t0, args.quick)
     costs = encryption_costs(rows)
+    by_name = {r.name: r for r in rows}
     for name, cost in costs.items():
         verdict = "pass" if cost < ENCRYPTION_TARGET else "SHORT"
         print(f"swap encryption costs {cost:.2f}x on {name} (CPU time, on / {name}_plain; "
               f"target < {ENCRYPTION_TARGET}x): {verdict}")  # fmt: skip
+        on, off = by_name[name].extra, by_name[name + "_plain"].extra
+        if "pdscans_per_page" in on and "pdscans_per_page" in off:
+            print(f"  daemon work per page written, on / plain: pages scanned "
+                  f"{on['pdscans_per_page']} / {off['pdscans_per_page']}, passes "
+                  f"{on['pdrevs_per_page']} / {off['pdrevs_per_page']}")  # fmt: skip
     if args.json_path:
         path = Path(args.json_path)
         path.parent.mkdir(parents=True, exist_ok=True)

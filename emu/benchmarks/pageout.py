@@ -44,6 +44,10 @@ TARGET = 0.5
 CLUSTER = 16
 REF_RUNS = 3  # reference writes per repeat
 BASE = 0x400000
+# what the kernel did while the pages were written, per page written (``pdrevs_per_page``
+# ...): whether the paging machinery did the same work with and without swap encryption (the
+# pager's bounce pages may be short, then it answers VM_PAGER_AGAIN and the daemon goes on)
+KERNEL_COUNTERS = ("pdrevs", "pdscans", "pdpageouts")
 
 
 def _sizes(quick: bool, tiny: bool) -> tuple[int, int]:
@@ -53,23 +57,30 @@ def _sizes(quick: bool, tiny: bool) -> tuple[int, int]:
     return (2048, 3) if quick else (4096, 5)
 
 
-def _ours(workdir: Path, ram: int, swapencrypt: bool) -> tuple[float, float, float, float, int]:
-    """One run: (C CPU seconds, C_proc, T wall seconds, T_proc, pages written)."""
+def _ours(
+    workdir: Path, ram: int, swapencrypt: bool
+) -> tuple[float, float, float, float, int, dict[str, int]]:
+    """One run: (C CPU seconds, C_proc, T wall seconds, T_proc, pages written, what the
+    kernel did meanwhile: the uvmexp counters of :data:`KERNEL_COUNTERS`)."""
     npages = 4 * ram
     bm = BenchMachine(workdir, ram, npages + 1024, config=default_config(swapencrypt))
     disk = bm.disks[0]
     timer = StepTimer()
     out: list[float] = []
+    kdelta: dict[str, int] = {}
 
     async def writer(p: UserProcess) -> None:
         await p.mmap(npages * PAGE_SIZE, addr=BASE)
         stamps = [i.to_bytes(8, "little") for i in range(npages)]
         c_in0, t_in0, w0 = timer.cpu, timer.seconds, disk.stats.write_pages
+        u = bm.k.uvmexp
+        k0 = {n: getattr(u, n) for n in KERNEL_COUNTERS}
         t0, c0 = time.perf_counter(), time.thread_time()
         for i, s in enumerate(stamps):
             await p.store(BASE + i * PAGE_SIZE, s)
         c, t = time.thread_time() - c0, time.perf_counter() - t0
         out[:] = [c, timer.cpu - c_in0, t, timer.seconds - t_in0, disk.stats.write_pages - w0]
+        kdelta.update({n: getattr(u, n) - k0[n] for n in KERNEL_COUNTERS})
 
     async def body(bm: BenchMachine) -> None:
         await bm.wait(bm.spawn(timer.wrap(writer), name="writer"))
@@ -81,7 +92,7 @@ def _ours(workdir: Path, ram: int, swapencrypt: bool) -> tuple[float, float, flo
     c, c_proc, t, t_proc, w = out
     if w <= 0:
         raise AssertionError("pageout: the daemon wrote nothing; the machine was not under pressure")
-    return c, c_proc, t, t_proc, int(w)
+    return c, c_proc, t, t_proc, int(w), kdelta
 
 
 def _raw(path: Path, arena: memoryview, nframes: int, npages: int) -> tuple[float, float]:
@@ -124,6 +135,7 @@ def run(quick: bool, tiny: bool = False, swapencrypt: bool = True) -> list[Bench
     refs: list[float] = []
     ref_walls: list[float] = []
     written: list[int] = []
+    kernel: list[dict[str, int]] = []
 
     def ref(r: int, w: int) -> None:
         c, t = _ref(tmpd, r, arena, nframes, w)
@@ -137,7 +149,8 @@ def run(quick: bool, tiny: bool = False, swapencrypt: bool = True) -> list[Bench
             for r in range(repeats):
                 if r % 2:
                     ref(r, written[-1])
-                c, c_proc, t, t_proc, w = _ours(tmpd / f"m{r}", ram, swapencrypt)
+                c, c_proc, t, t_proc, w, kd = _ours(tmpd / f"m{r}", ram, swapencrypt)
+                kernel.append(kd)
                 ours.append((c - c_proc) / w)
                 walls.append((t - t_proc) / w)
                 e2e.append(c / w)
@@ -158,6 +171,9 @@ def run(quick: bool, tiny: bool = False, swapencrypt: bool = True) -> list[Bench
         wall_kpages_s=round(1e-3 / statistics.median(walls), 2),
         ref_wall_kpages_s=round(1e-3 / statistics.median(ref_walls), 2),
         ref_wall_spread=round(spread(ref_walls), 3),
+        **{f"{n}_per_page": round(statistics.median(kd[n] / w for kd, w in zip(kernel, written,
+                                                                                strict=True)), 4)
+           for n in KERNEL_COUNTERS},
         note=f"{t_page * 1e6:.1f} µs CPU/page paging, {statistics.median(e2e) * 1e6:.0f} µs/page "
              f"e2e; ref {t_ref * 1e6:.2f} µs, spread {spread(refs):.0%}",
     )]

@@ -45,6 +45,17 @@ def test_each_benchmark_returns_well_formed_rows_in_tiny_mode(name: str) -> None
         _check_row(r)
 
 
+def test_the_pageout_rows_report_the_daemons_work_per_page_written() -> None:
+    """Both pageout rows carry the uvmexp counters of pageout.KERNEL_COUNTERS per page written,
+    so a cost ratio between them can be told apart from a change in what the kernel did."""
+    from emu.benchmarks.pageout import KERNEL_COUNTERS
+
+    for row in load("pageout")(False, tiny=True) + load("pageout_plain")(False, tiny=True):
+        per_page = {n: row.extra[f"{n}_per_page"] for n in KERNEL_COUNTERS}
+        assert per_page["pdscans"] >= 1  # every page written was scanned at least once
+        assert 0 < per_page["pdpageouts"] <= 1 and per_page["pdrevs"] > 0
+
+
 def test_the_suite_covers_the_issue_and_every_entry_resolves() -> None:
     want = {"access", "load_store", "fault_zero", "fault_soft", "fault_major", "pageout", "scan",
             "trace", "scale", "run"}  # fmt: skip
