@@ -106,15 +106,21 @@ def test_swap_alloc_with_lessok_falls_back_to_one_slot(kenv: Any) -> None:
     assert uvm_swap.uvm_swap_alloc(none.k, 1, True)[0] == 0
 
 
-def test_swap_alloc_round_robins_within_a_priority(kenv: Any) -> None:
-    """§1.9: uvm_swap_alloc walks "inside a group, the device list in order" and "on success
-    the device moves to the **tail** of its group (round-robin)"."""
+def _two_disks_of_one_priority(kenv: Any) -> tuple[Kernel, Any, Any, Any]:
+    """A kernel with swap disks a and b (32 pages each, priority 0): (k, a, a's and b's swapdev)."""
     env = kenv(swap_pages=0, start=False)
     k = env.k
     a = _add_disk(env, "a", 32, 0)
     b = _add_disk(env, "b", 32, 0)
     sdp_a = uvm_swap.swaplist_find(k, a, False)
     sdp_b = uvm_swap.swaplist_find(k, b, False)
+    return k, a, sdp_a, sdp_b
+
+
+def test_swap_alloc_round_robins_within_a_priority(kenv: Any) -> None:
+    """§1.9: uvm_swap_alloc walks "inside a group, the device list in order" and "on success
+    the device moves to the **tail** of its group (round-robin)"."""
+    k, _, sdp_a, sdp_b = _two_disks_of_one_priority(kenv)
     assert sdp_a is not None and sdp_b is not None
     got = [uvm_swap.uvm_swap_alloc(k, 4, False)[0] for _ in range(4)]
     on = [uvm_swap.swapdrum_getsdp(k, s) for s in got]
@@ -127,17 +133,14 @@ def test_swap_alloc_round_robins_within_a_priority(kenv: Any) -> None:
 def test_swapdrum_getsdp_never_answers_with_a_device_taken_off_the_list(kenv: Any) -> None:
     """PORT (SwapState.getsdp_hint): the lookup tries the device it found last first; the hint
     is dropped when swaplist_find removes a device, so its drum range then maps to nothing."""
-    env = kenv(swap_pages=0, start=False)
-    k = env.k
-    a = _add_disk(env, "a", 32, 0)
-    b = _add_disk(env, "b", 32, 0)
-    sdp_a = uvm_swap.swaplist_find(k, a, False)
-    sdp_b = uvm_swap.swaplist_find(k, b, False)
-    assert uvm_swap.swapdrum_getsdp(k, 40) is sdp_b and k.swap.getsdp_hint is sdp_b
-    assert uvm_swap.swapdrum_getsdp(k, 2) is sdp_a and k.swap.getsdp_hint is sdp_a
+    k, a, sdp_a, sdp_b = _two_disks_of_one_priority(kenv)
+    swap = k.swap
+    assert swap is not None
+    assert uvm_swap.swapdrum_getsdp(k, 40) is sdp_b and swap.getsdp_hint is sdp_b
+    assert uvm_swap.swapdrum_getsdp(k, 2) is sdp_a and swap.getsdp_hint is sdp_a
     assert uvm_swap.swapdrum_getsdp(k, 2) is sdp_a  # from the hint
     assert uvm_swap.swaplist_find(k, a, True) is sdp_a
-    assert k.swap.getsdp_hint is None
+    assert swap.getsdp_hint is None
     assert uvm_swap.swapdrum_getsdp(k, 2) is None
     assert uvm_swap.swapdrum_getsdp(k, 40) is sdp_b
 
