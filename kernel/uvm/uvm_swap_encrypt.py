@@ -30,7 +30,9 @@ Deviations (PORT):
   key becomes the current one; the port keeps each live key's contexts with the key
   (``SwapKey.sched``) and makes them once, because making them costs more host time than
   the cipher itself and the reads of a miss-heavy run hop from section to section. What
-  ``kcur`` and ``swap_ctxt`` hold is upstream's; the contexts go when the key is destroyed. The ECB call that makes an encrypted page's IV
+  ``kcur`` and ``swap_ctxt`` hold is upstream's; the contexts go when the key is destroyed.
+  They take about 2.9 KB of host memory per live key, i.e. per 512 KiB section of swap that
+  holds encrypted pages. The ECB call that makes an encrypted page's IV
   also makes those of the pages after it up to a cluster (:func:`_ivs_ahead`): the same
   IVs, one call into the library per cluster.
 - Key material comes from ``dev/rnd.py``'s ``arc4random_buf``, keyed from the machine's seed,
