@@ -678,7 +678,7 @@ def uvm_swap_markbad(k: Kernel, startslot: int, nslots: int) -> None:
         sdp.swd_npgbad += nslots - int(seg.sum())
         seg[:] = 1
     mtx_leave(swap.uvm_swap_data_lock)
-    if sdp is not None:
+    if sdp is not None and uvm_swap_encrypt.swapencrypt(k).swap_encrypt_initialized:
         # PORT: a bad slot is never freed or read again: it lets go of its key now
         _swap_dropkeys(k, sdp, startslot, nslots)
 
@@ -710,14 +710,9 @@ def uvm_swap_free(k: Kernel, startslot: int, nslots: int) -> None:
         if nslots == 1:  # PORT: one anon's slot (the common case), in fewer steps
             _swap_dropkey1(k, sdp, startslot)
             return
-        # Dereference keys
-        for i in range(nslots):
-            if uvm_swap_needdecrypt(sdp, startslot + i):
-                key = SWD_KEY(sdp, startslot + i)
-                if key.refcount != 0:
-                    uvm_swap_encrypt.swap_key_put(k, key)
-        # Mark range as not decrypt
-        uvm_swap_markdecrypt(sdp, startslot, nslots, 0)
+        # PORT: the C's two steps, "Dereference keys" and "Mark range as not decrypt", are
+        # _swap_dropkeys, which uvm_swap_markbad shares
+        _swap_dropkeys(k, sdp, startslot, nslots)
 
 
 # --- I/O --------------------------------------------------------------------------------------
@@ -1037,14 +1032,15 @@ def _unmap_direct(k: Kernel, data: memoryview, dst: memoryview) -> None:
 
 
 def _swap_dropkeys(k: Kernel, sdp: Swapdev, startslot: int, nslots: int) -> None:
-    """PORT: what uvm_swap_free does to the keys of the slots it frees, for slots marked bad."""
-    if not uvm_swap_encrypt.swapencrypt(k).swap_encrypt_initialized:
-        return
+    """PORT: uvm_swap_free's key steps for ``nslots`` slots from ``startslot`` (once swap
+    encryption has run); uvm_swap_markbad does the same for slots it marks bad."""
+    # Dereference keys
     for i in range(nslots):
         if uvm_swap_needdecrypt(sdp, startslot + i):
             key = SWD_KEY(sdp, startslot + i)
             if key.refcount != 0:
                 uvm_swap_encrypt.swap_key_put(k, key)
+    # Mark range as not decrypt
     uvm_swap_markdecrypt(sdp, startslot, nslots, 0)
 
 

@@ -280,6 +280,23 @@ def exit_(lock: RWLock) -> Job:
     return job
 
 
+async def dirtied_under_its_lock(env: KernelEnv, h: Holder, r: int = 0) -> tuple[VmPage, RWLock]:
+    """Another CPU takes the owner lock of ``h``'s first page of region ``r``, and ``MS``
+    later dirties the page (clears PG_CLEAN) and lets the lock go: a daemon that sleeps on
+    the lock meanwhile finds the page no longer clean once it has it. (page, lock)."""
+    page, lk = pg(env, h, r, 0), lock(h, r)
+    cpu = other_cpu(env.k)
+    await run_on(env, cpu, enter(env.k, lk))
+
+    async def dirty_then_unlock() -> None:
+        await env.sleep(MS)
+        page.pg_flags &= ~PG_CLEAN
+        rw_exit(lk)
+
+    post(cpu, dirty_then_unlock)
+    return page, lk
+
+
 # --- a holder's regions: entries, anons, pages, owner locks -----------------------------------------
 
 

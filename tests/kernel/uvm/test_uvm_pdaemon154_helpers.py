@@ -537,17 +537,7 @@ def test_N_H3prime_page_dirtied_while_the_daemon_waits_for_the_lock_stays(kenv: 
 
     async def body(k: Kernel, env: KernelEnv) -> None:
         h = await pw.hold(env, "h", pw.region("file", 1, "f", touch="r"))
-        pg = pw.pg(env, h, 0, 0)
-        lock = pw.lock(h, 0)
-        cpu = pw.other_cpu(k)
-        await pw.run_on(env, cpu, pw.enter(k, lock))
-
-        async def dirty_then_unlock() -> None:
-            await env.sleep(MS)
-            pg.pg_flags &= ~PG_CLEAN
-            rw_exit(lock)
-
-        pw.post(cpu, dirty_then_unlock)
+        pg, lock = await pw.dirtied_under_its_lock(env, h)
         t0 = k.sched.now
         await pd154.uvmpd_drop(k, k.uvm.page_active)
         assert k.sched.now - t0 >= MS

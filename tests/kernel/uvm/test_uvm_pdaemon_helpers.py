@@ -369,17 +369,7 @@ def test_uvmpd_drop_rechecks_PG_CLEAN_after_waiting_for_the_object_lock(kenv: An
 
     async def body(k: Kernel, env: KernelEnv) -> None:
         h = await pw.hold(env, "h", ("file", 1, "f.dat", "r"))
-        pg = pw.pg(env, h, 0, 0)
-        lock = pw.lock(h, 0)
-        cpu = pw.other_cpu(k)
-        await pw.run_on(env, cpu, pw.enter(k, lock))
-
-        async def dirty_then_unlock() -> None:
-            await env.sleep(MS)
-            pg.pg_flags &= ~PG_CLEAN
-            rw_exit(lock)
-
-        pw.post(cpu, dirty_then_unlock)
+        pg, lock = await pw.dirtied_under_its_lock(env, h)
         t0 = k.sched.now
         await uvm_pdaemon.uvmpd_drop(k, k.uvm.page_active)
         assert k.sched.now - t0 >= MS  # it slept on the lock
