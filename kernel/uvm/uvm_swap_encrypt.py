@@ -123,7 +123,6 @@ class _RijndaelCtx:
     block it is given (its last ciphertext block; 0 before the first).
     """
 
-    enc_only: bool
     ecb: CipherContext
     enc: CipherContext
     enc_iv: int = 0
@@ -131,6 +130,11 @@ class _RijndaelCtx:
     dec_iv: int = 0
     iv_block: int = -1  # the first block of the IVs in iv_run (see _ivs_ahead)
     iv_run: bytes = b""
+
+    @property
+    def enc_only(self) -> bool:
+        """Upstream's "encryption-only schedule": no decryptor made yet."""
+        return self.dec is None
 
 
 @dataclass(eq=False, slots=True, repr=False)
@@ -196,7 +200,7 @@ def swap_key_create(k: Kernel, key: SwapKey) -> None:
 
 
 def swap_key_delete(k: Kernel, key: SwapKey) -> None:
-    """swap_key_delete: destroy ``key`` (its schedule too, if it is the current one)."""
+    """swap_key_delete: destroy ``key`` and its schedule."""
     # forget the schedule if this key was the last one used
     swap_key_cleanup(k, key)
     key.sched = None  # PORT: and the one kept with the key (module docstring)
@@ -257,14 +261,12 @@ def swap_key_prepare(k: Kernel, key: SwapKey, encrypt: int) -> None:
         aes = algorithms.AES(key.key)
         zero = bytes(_BLK)
         ctx = key.sched = _RijndaelCtx(
-            enc_only=bool(encrypt),
             ecb=Cipher(aes, modes.ECB()).encryptor(),
             enc=Cipher(aes, modes.CBC(zero)).encryptor(),
             dec=None if encrypt else Cipher(aes, modes.CBC(zero)).decryptor(),
         )
     elif not encrypt and ctx.enc_only:
         ctx.dec = Cipher(algorithms.AES(key.key), modes.CBC(bytes(_BLK))).decryptor()
-        ctx.enc_only = False
     se.swap_ctxt = ctx
     se.kcur = key
 
