@@ -298,6 +298,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
+    import signal
     import time
 
     from emu.benchmarks import (
@@ -307,19 +308,29 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         encryption_costs,
         load,
     )
+    from emu.stop import on_signals, raise_interrupt
 
     unknown = [n for n in args.only if n not in MODULES]
     if unknown:
         raise UsageError(f"bench --only {unknown[0]}: unknown; choose from {', '.join(MODULES)}")
     rows: list[BenchResult] = []
     t0 = time.perf_counter()
-    for name in MODULES:
-        if args.only and name not in args.only:
-            continue
-        t = time.perf_counter()
-        rows.extend(load(name)(args.quick))
-        if not args.quiet:
-            print(f"bench {name}: {time.perf_counter() - t:.1f} s", file=sys.stderr)
+    # Ctrl-C (or SIGTERM) stops at once, wherever the bench is: a benchmark machine's
+    # process may never yield to its event loop, so the loop's own Ctrl-C would wait for it
+    with on_signals(raise_interrupt, (signal.SIGINT, signal.SIGTERM)) as got:
+        try:
+            for name in MODULES:
+                if args.only and name not in args.only:
+                    continue
+                t = time.perf_counter()
+                rows.extend(load(name)(args.quick))
+                if not args.quiet:
+                    print(f"bench {name}: {time.perf_counter() - t:.1f} s", file=sys.stderr)
+        except KeyboardInterrupt:
+            signum = got[0] if got else signal.SIGINT
+            print(f"emu: bench interrupted by {signal.Signals(signum).name}: no table, nothing "
+                  f"written", file=sys.stderr)  # fmt: skip
+            return 128 + signum
     _print_bench(rows, time.perf_counter() - t0, args.quick)
     costs = encryption_costs(rows)
     by_name = {r.name: r for r in rows}

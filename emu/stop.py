@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["GRACE_S", "RunControl", "Stop", "on_signals"]
+__all__ = ["GRACE_S", "RunControl", "Stop", "on_signals", "raise_interrupt"]
 
 GRACE_S = 0.5  # how long a polite stop may take before it is raised into the loop's thread
 
@@ -184,6 +184,14 @@ class RunControl:
 
 def _checkpoint() -> None:
     """A Python call: the interpreter raises a pending asynchronous exception on entry."""
+
+
+def raise_interrupt(signum: int) -> None:
+    """A ``stop`` for :func:`on_signals` that raises KeyboardInterrupt (named after the
+    signal) wherever the main thread is: for commands outside a Machine run (a sweep's
+    driver, ``emu bench``), where asyncio.Runner's own Ctrl-C only cancels its task, which an
+    emulated thread that never yields does not hear until it ends."""
+    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 @contextmanager

@@ -33,7 +33,7 @@ from rich.progress import (
 )
 
 from emu.probes import write_private
-from emu.stop import on_signals
+from emu.stop import on_signals, raise_interrupt
 from emu.sweep import plots, results
 from emu.sweep.cells import Result, Task, unpack
 from emu.sweep.engines import Engine
@@ -158,10 +158,6 @@ class _Progress:
             self.bar.stop()
 
 
-def _interrupt(signum: int) -> None:
-    raise KeyboardInterrupt(signal.Signals(signum).name)
-
-
 def _todo(out: Path, tasks: list[Task], retry_failed: bool) -> Iterator[Task]:
     for t in tasks:
         oc = _outcome(out / "cells" / t.cell)
@@ -196,7 +192,7 @@ def run_sweep(spec: SweepSpec, cells: list[Cell], tasks: list[Task], out: Path,
     bar = _Progress(len(todo), progress)
     signum = 0
     try:
-        with on_signals(_interrupt, (signal.SIGTERM,)) as got:  # SIGTERM: as Ctrl-C
+        with on_signals(raise_interrupt, (signal.SIGTERM,)) as got:  # SIGTERM: as Ctrl-C
             try:
                 for res in engine.run(todo, blobs_for(todo)):
                     bar.step(_land(out, res, by_id[res.cell]) == "ok")

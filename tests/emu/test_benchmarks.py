@@ -120,3 +120,33 @@ def test_emu_bench_reports_what_encryption_costs_each_row_measured_both_ways(
     assert "swap encryption costs 1.20x on fault_major" in printed
     assert json.loads(out.read_text())["encryption_cost"] == {
         "pageout": 1.6, "fault_major": 1.2, "target_below": 1.5}
+
+
+def test_ctrl_c_stops_emu_bench_inside_a_replay_that_never_yields(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A benchmark machine's replay runs in one event-loop step (its swap reads complete
+    inline), so asyncio.Runner's Ctrl-C, which only cancels the loop's task, was not heard
+    until the replay ended and the bench went on. ``emu bench`` raises KeyboardInterrupt at
+    once instead: the replay never finishes, nothing is written, the status is 130."""
+    import os
+    import signal
+    import threading
+
+    from emu.benchmarks import trace_miss
+
+    pages, writes = trace_miss.make_stream(512, 60_000)  # a few seconds of replay
+    finished: list[bool] = []
+
+    def replay(quick: bool, tiny: bool = False) -> list[BenchResult]:
+        threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
+        trace_miss._ours(tmp_path / "m", pages, writes, 512)
+        finished.append(True)
+        return []
+
+    monkeypatch.setattr("emu.benchmarks.load", lambda name: replay)
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--only", "trace_miss", "--json", str(out), "--quiet"]) == 130
+    assert not finished and not out.exists()
+    assert "emu: bench interrupted by SIGINT" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
